@@ -1,0 +1,25 @@
+"""edgebench: prune and quantize PyTorch models, compile them with TVM, and prove the gain.
+
+Imports are lazy so that `edgebench models` and the measuring workers stay light.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["RunConfig", "find_target", "get_model", "list_models", "run"]
+
+
+def __getattr__(name: str):
+    if name in ("run", "RunConfig"):
+        from edgebench import pipeline
+
+        return getattr(pipeline, name)
+    if name in ("list_models", "get_model"):
+        from edgebench import models
+
+        return getattr(models, name)
+    if name == "find_target":
+        from edgebench.targets import find_target
+
+        return find_target
+    raise AttributeError(name)

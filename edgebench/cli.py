@@ -1,0 +1,117 @@
+"""Command line: `edgebench run | models | targets | report`.
+
+Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and printed),
+2 bad input (unknown model or target, bad variant, unwritable output) before anything ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgebench.measure import QUICK, MeasureConfig
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"input shape must be like 1,3,224,224, got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgebench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="compile, run, verify and measure variants; write a CSV")
+    r.add_argument("models", nargs="*", default=["digits-mlp", "digits-cnn"],
+                   help="built-in names (see `edgebench models`) or module:factory / "
+                        "file.py:factory (default: digits-mlp digits-cnn)")
+    r.add_argument("--target", default="x86-native", help="target name or .toml path")
+    r.add_argument("--variants", nargs="+", default=["fp32"], help="e.g. fp32")
+    r.add_argument("--runtimes", nargs="+", default=None,
+                   help="subset of tvm pytorch onnxruntime executorch (default: all available)")
+    r.add_argument("--no-peers", action="store_true", help="TVM only")
+    r.add_argument("--trials", type=int, default=32,
+                   help="MetaSchedule trials per task (every task gets this many; 0 = untuned)")
+    r.add_argument("--threads", type=int, default=None, help="override the target's threads")
+    r.add_argument("--output", "-o", default="results/latest.csv", help="results CSV (appended)")
+    r.add_argument("--no-resume", action="store_true", help="re-measure rows already in the CSV")
+    r.add_argument("--quick", action="store_true",
+                   help=f"short timing ({QUICK.min_runs} runs, {QUICK.min_time_s} s) for "
+                        "smoke tests")
+    r.add_argument("--min-runs", type=int, default=MeasureConfig.min_runs)
+    r.add_argument("--min-time", type=float, default=MeasureConfig.min_time_s)
+    r.add_argument("--input-shape", type=_shape, default=None, help="user models: e.g. 1,3,224,224")
+    r.add_argument("--input-dtype", default="float32")
+    r.add_argument("--input-high", type=int, default=None, help="int inputs: exclusive upper bound")
+    sub.add_parser("models", help="list built-in models")
+    sub.add_parser("targets", help="list target files")
+    rep = sub.add_parser("report", help="write the markdown summary of a results CSV")
+    rep.add_argument("csv")
+    rep.add_argument("--out", default=None)
+    return p
+
+
+def _cmd_models() -> int:
+    from edgebench.models import list_models
+
+    for s in list_models():
+        shape = "x".join(map(str, s.input_shape))
+        print(f"{s.name:<12} {shape:<14} {s.input_dtype:<8} {s.evaluation:<9} {s.description}")
+    return 0
+
+
+def _cmd_targets() -> int:
+    from edgebench.targets import list_targets
+
+    for t in list_targets():
+        where = f"rpc {t.rpc.address}" if t.rpc else "local"
+        print(f"{t.name:<12} {t.arch:<8} threads={t.threads:<2} {where:<22} {t.description}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edgebench.pipeline import RunConfig, run
+    from edgebench.runtimes import RUNTIMES
+
+    runtimes = ["tvm"] if args.no_peers else (args.runtimes or list(RUNTIMES))
+    measure = QUICK if args.quick else MeasureConfig(min_runs=args.min_runs,
+                                                     min_time_s=args.min_time)
+    cfg = RunConfig(models=args.models, target=args.target, variants=args.variants,
+                    runtimes=runtimes, trials=args.trials, threads=args.threads,
+                    output=args.output, measure=measure, input_shape=args.input_shape,
+                    input_dtype=args.input_dtype, input_high=args.input_high,
+                    resume=not args.no_resume)
+    df = run(cfg)
+    out = Path(args.output)
+    print(f"results: {out} and {out.with_suffix('.md')}")
+    failed = df[df["status"] != "ok"]
+    for _, r in failed.iterrows():
+        print(f"FAILED {r['model']} {r['variant']} {r['runtime']}: {r['error']}", file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from edgebench.errors import user_errors
+
+    try:
+        if args.command == "models":
+            return _cmd_models()
+        if args.command == "targets":
+            return _cmd_targets()
+        if args.command == "report":
+            from edgebench.report import write_markdown
+
+            print(write_markdown(args.csv, args.out))
+            return 0
+        return _cmd_run(args)
+    except user_errors() as e:
+        print(f"edgebench: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Compile: Relax IRModule -> our passes -> tuned (MetaSchedule) -> shared library for a target.
+
+Every figure edgebench reports for TVM comes from tuned code (untuned Relax is ~55x slower than
+PyTorch); `trials=0` builds untuned and the row says so. Extra Relax passes (sparse and int8
+rewrites, or a test's deliberately wrong one) run after BatchNorm folding and before lowering.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebench.compile.tuning import Progress, TuningReport, database_dir, tune
+from edgebench.targets import Target
+
+__all__ = ["CompileError", "CompileResult", "compile_module"]
+
+
+class CompileError(RuntimeError):
+    """TVM could not lower or build the module for the target."""
+
+
+@dataclass
+class CompileResult:
+    """The artifact plus what it cost: tuning (this run) and the final build."""
+
+    path: Path
+    trials_per_task: int
+    tuning: TuningReport
+    compile_s: float
+
+    @property
+    def untuned(self) -> bool:
+        return self.trials_per_task == 0
+
+
+def _prepare(mod, target, extra_passes: Sequence):
+    """Fold BatchNorm into convs, run extra passes, then legalize and fuse (the tasks to tune)."""
+    import tvm
+    from tvm import relax
+
+    seq = [
+        relax.transform.FoldBatchnormToConv2D(),
+        relax.transform.FoldConstant(),
+        relax.transform.DecomposeOpsForInference(),
+        relax.transform.CanonicalizeBindings(),
+        *extra_passes,
+        relax.get_pipeline("zero"),
+    ]
+    with target:
+        return tvm.transform.Sequential(seq)(mod)
+
+
+def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
+                   extra_passes: Sequence = (), progress: Progress | None = None,
+                   runner=None) -> CompileResult:
+    """Tune (unless trials_per_task == 0) and build `mod`; export it to out_path (.so)."""
+    import tvm
+    from tvm import relax
+
+    tvm_target = target.tvm_target()
+    try:
+        fused = _prepare(mod, tvm_target, extra_passes)
+    except Exception as e:
+        raise CompileError(f"lowering for target '{target.name}' failed: "
+                           f"{str(e).strip().splitlines()[-1]}") from e
+    report = TuningReport()
+    if trials_per_task > 0:
+        work_dir = database_dir(str(tvm_target))
+        database, report = tune(fused, tvm_target, work_dir, trials_per_task, target.threads,
+                                target.cores, progress, runner)
+        with tvm_target, database:
+            fused = relax.transform.MetaScheduleApplyDatabase()(fused)
+    start = time.perf_counter()
+    try:
+        ex = tvm.compile(fused, target=tvm_target)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        if target.cross_compiler:
+            from tvm.support import cc
+
+            ex.export_library(str(out_path), fcompile=cc.cross_compiler(target.cross_compiler))
+        else:
+            ex.export_library(str(out_path))
+    except Exception as e:
+        raise CompileError(f"building for target '{target.name}' failed: "
+                           f"{str(e).strip().splitlines()[-1]}") from e
+    return CompileResult(out_path, trials_per_task, report, time.perf_counter() - start)

@@ -1,0 +1,131 @@
+"""MetaSchedule tuning with a persistent database per target and a per-task trial budget.
+
+The database (MetaSchedule's JSON files) lives in the cache under a key derived from the TVM
+target, so every model compiled for that target shares it. A ledger beside it records how many
+trials each workload has had: a task is tuned only if it has had fewer than asked for, so the
+second run of the same model re-tunes nothing, and every task gets the same share of trials
+(a task left untuned dominates the model's time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebench.compile.workers import register_cpu_intrinsics
+from edgebench.paths import cache_dir
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TuningReport:
+    """What tuning did for one module: tasks seen, tasks tuned now, seconds spent."""
+
+    tasks: int = 0
+    tuned_now: int = 0
+    trials_per_task: int = 0
+    seconds: float = 0.0
+    work_dir: str = ""
+
+
+def database_dir(target_json: str) -> Path:
+    """The tuning database directory for one TVM target (keyed by its canonical JSON)."""
+    key = hashlib.sha1(target_json.encode()).hexdigest()[:12]
+    path = cache_dir() / "tuning" / key
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "target.json").write_text(target_json)
+    return path
+
+
+@contextlib.contextmanager
+def _locked(work_dir: Path) -> Iterator[None]:
+    """One tuner per database at a time (two pytest workers must not interleave writes)."""
+    with open(work_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _quiet_metaschedule() -> None:
+    """MetaSchedule logs every task table to the console; keep that in its log files only."""
+    for name in ("tvm.s_tir.meta_schedule", "tvm.meta_schedule"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
+         cores: tuple[int, ...], progress: Progress | None = None, runner=None):
+    """Tune the fused module's tasks that lack trials; return (database, TuningReport)."""
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    register_cpu_intrinsics()
+    _quiet_metaschedule()
+    report = TuningReport(trials_per_task=trials_per_task, work_dir=str(work_dir))
+    with _locked(work_dir):
+        database = ms.database.JSONDatabase(work_dir=str(work_dir))
+        tasks = ms.relax_integration.extract_tasks(mod, target)
+        report.tasks = len(tasks)
+        ledger_path = work_dir / "trials.json"
+        ledger: dict[str, int] = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+        keys = [str(tvm_ffi.structural_hash(t.dispatched[0])) for t in tasks]
+        todo = [(t, k) for t, k in zip(tasks, keys, strict=True)
+                if ledger.get(k, 0) < trials_per_task]
+        report.tuned_now = len(todo)
+        if todo and trials_per_task > 0:
+            if progress:
+                progress(f"tuning {len(todo)} of {len(tasks)} tasks, {trials_per_task} trials each "
+                         f"(database {work_dir})")
+            start = time.perf_counter()
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                [t for t, _ in todo], str(work_dir / "logs"))
+            builder = ms.builder.LocalBuilder(initializer=register_cpu_intrinsics,
+                                              max_workers=max(1, min(2, os.cpu_count() or 1)))
+            cores_env = ",".join(map(str, cores))
+            with _env(TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                      EDGEBENCH_TUNE_CORES=cores_env):
+                runner = runner or ms.runner.LocalRunner(initializer=_pin_runner_initializer())
+                ms.tune_tasks(
+                    tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+                    max_trials_global=trials_per_task * len(contexts),
+                    max_trials_per_task=trials_per_task,
+                    num_trials_per_iter=min(64, trials_per_task),
+                    builder=builder, runner=runner, database=database,
+                )
+            report.seconds = time.perf_counter() - start
+            ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+            ledger.update({k: max(ledger.get(k, 0), trials_per_task) for _, k in todo})
+            tmp = ledger_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(ledger, indent=0, sort_keys=True))
+            os.replace(tmp, ledger_path)
+    return database, report
+
+
+def _pin_runner_initializer():
+    from edgebench.compile.workers import pin_runner
+
+    return pin_runner

@@ -1,0 +1,88 @@
+"""Measure: latency the way TFLite's benchmark_model and onnxruntime_perf_test do, plus memory.
+
+Warmup first, then timed runs until BOTH a minimum count and a minimum time are met (a cap keeps
+slow untuned builds bounded; the row records how many runs were made). Each run is one call from
+Python with the input already converted, timed with perf_counter_ns, identically for every
+runtime. Memory is the worker process's own resident set: it loaded only one runtime and one
+artifact, so the figure is that deployment's footprint, interpreter included.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    warmup_runs: int = 5
+    warmup_s: float = 0.2
+    min_runs: int = 50
+    min_time_s: float = 1.0
+    max_time_s: float = 60.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+QUICK = MeasureConfig(warmup_runs=2, warmup_s=0.0, min_runs=10, min_time_s=0.05, max_time_s=5.0)
+
+
+def time_calls(fn: Callable[[], object], cfg: MeasureConfig) -> np.ndarray:
+    """Per-call latencies in ms after warmup; stops when count AND time minimums are met."""
+    start = time.perf_counter()
+    n = 0
+    while n < cfg.warmup_runs or time.perf_counter() - start < cfg.warmup_s:
+        fn()
+        n += 1
+        if time.perf_counter() - start > cfg.max_time_s:
+            break
+    times: list[int] = []
+    clock = time.perf_counter_ns
+    begin = clock()
+    while True:
+        t0 = clock()
+        fn()
+        t1 = clock()
+        times.append(t1 - t0)
+        elapsed = (t1 - begin) / 1e9
+        if (len(times) >= cfg.min_runs and elapsed >= cfg.min_time_s) or elapsed >= cfg.max_time_s:
+            break
+    return np.asarray(times, dtype=np.float64) / 1e6
+
+
+def latency_stats(ms: np.ndarray) -> dict[str, float]:
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "std_ms": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
+        "min_ms": float(ms.min()),
+        "runs": len(ms),
+    }
+
+
+def _status_kb(field: str) -> float:
+    try:
+        with open(f"/proc/{os.getpid()}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float("nan")
+
+
+def rss_mb() -> float:
+    """Current resident set of this process (MiB)."""
+    return _status_kb("VmRSS") / 1024
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set (VmHWM) of this process since it started (MiB)."""
+    return _status_kb("VmHWM") / 1024

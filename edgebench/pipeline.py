@@ -1,0 +1,204 @@
+"""The pipeline: for each variant, export -> compile/tune -> run -> verify -> measure -> report.
+
+Every runtime (TVM and the peers) runs the same variant model, on the same inputs, with the same
+threads and pinned cores, each in its own worker process. A row is written the moment it is
+measured; a runtime whose outputs disagree with PyTorch gets a `failed` row and no timing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgebench import verify
+from edgebench.compile import compile_module
+from edgebench.envinfo import host_environment
+from edgebench.frontend import export_program, to_relax
+from edgebench.measure import MeasureConfig
+from edgebench.models import ModelSpec, get_model
+from edgebench.paths import cache_dir
+from edgebench.report import ResultsWriter, write_markdown
+from edgebench.run.local import run_worker
+from edgebench.runtimes import PEERS, runtime_module, unavailable_reason
+from edgebench.targets import Target, find_target
+from edgebench.variant import Variant, VariantSpec, parse_variant
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunConfig:
+    """Everything one `edgebench run` needs; the CLI and Python API both build one."""
+
+    models: Sequence[str] = ("digits-mlp", "digits-cnn")
+    target: str | Path = "x86-native"
+    variants: Sequence[str] = ("fp32",)
+    runtimes: Sequence[str] = ("tvm", *PEERS)
+    trials: int = 32
+    threads: int | None = None
+    output: str | Path = "results/latest.csv"
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    input_shape: tuple[int, ...] | None = None
+    input_dtype: str = "float32"
+    input_high: int | None = None
+    extra_passes: Sequence = ()
+    resume: bool = True
+    log: Log = print
+
+
+def _count(model: torch.nn.Module) -> tuple[int, int]:
+    params = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    return params, nonzero
+
+
+def _size(path: Path) -> tuple[int, int]:
+    raw = path.read_bytes()
+    return len(raw), len(gzip.compress(raw, compresslevel=6))
+
+
+def reference_outputs(model: torch.nn.Module, xs: torch.Tensor) -> list[np.ndarray]:
+    """Per-sample (batch 1, like every runtime) outputs, stacked: list over model outputs."""
+    outs = []
+    with torch.inference_mode():
+        for x in xs:
+            y = model(x)
+            outs.append([t.numpy() for t in (y if isinstance(y, tuple | list) else (y,))])
+    return [np.stack([o[i] for o in outs]) for i in range(len(outs[0]))]
+
+
+class _ModelRun:
+    """State shared by the variants of one model: FP32 weights, eval data, FP32 reference."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.base = spec.build()
+        self.xs, labels = spec.eval_data()
+        self.labels = labels.numpy() if labels is not None else None
+        self.fp32_ref = reference_outputs(self.base, self.xs)
+
+
+def _score(row: dict, run: _ModelRun, outputs: list[np.ndarray]) -> None:
+    if run.labels is not None:
+        row["accuracy"] = verify.accuracy(outputs[0], run.labels)
+    row["top1_agreement"] = verify.top1_agreement(outputs[0], run.fp32_ref[0])
+    row["max_abs_err"] = verify.max_abs_err(outputs[0], run.fp32_ref[0])
+
+
+def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: torch.Tensor,
+            out_dir: Path, cfg: RunConfig, row: dict) -> Path:
+    """The deployable artifact for one runtime; TVM compiles (and tunes) here."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if runtime == "tvm":
+        ep = export_program(model, example, variant.model.name)
+        mod = to_relax(ep, variant.model.name)
+        result = compile_module(mod, variant.target, out_dir / "model.so", cfg.trials,
+                                extra_passes=cfg.extra_passes, progress=cfg.log)
+        row.update(tuned_trials=cfg.trials, tasks=result.tuning.tasks,
+                   tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
+                   tuning_s=result.tuning.seconds, compile_s=result.compile_s)
+        path = result.path
+    else:
+        path = runtime_module(runtime).export(model, example, out_dir)
+    row["export_s"] = time.perf_counter() - start
+    return path
+
+
+def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,
+                 reference: list[np.ndarray], cfg: RunConfig, row: dict,
+                 user_modules: list[str]) -> None:
+    target = variant.target
+    art_dir = (cache_dir() / "artifacts" / target.name / variant.model.name.replace("/", "_")
+               / variant.name / runtime)
+    path = _export(runtime, variant, model, run.xs[0], art_dir, cfg, row)
+    row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
+    result = run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
+                        cfg.measure, user_modules)
+    check = verify.compare(result.outputs, reference, variant.spec.dtype)
+    row["verify_err"] = check.max_abs_err
+    if not check.ok:
+        raise VerificationError(check.message)
+    row.update({k: result.stats[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms",
+                                              "min_ms", "runs", "first_ms", "load_s",
+                                              "peak_rss_mb", "model_rss_mb")})
+    _score(row, run, result.outputs)
+
+
+class VerificationError(RuntimeError):
+    """A runtime's outputs disagree with the PyTorch reference: the row fails, untimed."""
+
+
+def run(cfg: RunConfig | None = None, target_override: Target | None = None, **kwargs):
+    """Run every (model, variant, runtime) on the target; return the rows as a DataFrame."""
+    from edgebench.report import load_results
+
+    cfg = cfg or RunConfig(**kwargs)
+    specs = [get_model(m, cfg.input_shape, cfg.input_dtype, cfg.input_high) if ":" in m
+             else get_model(m) for m in cfg.models]  # --input-shape is for user models
+    variant_specs = [parse_variant(v) for v in cfg.variants]
+    for r in cfg.runtimes:
+        runtime_module(r)  # raises UnknownRuntime naming the known ones
+    target = target_override or find_target(cfg.target, cfg.threads)
+    target.check_runnable_here()
+    env = host_environment()
+    writer = ResultsWriter(cfg.output, env)
+    done = writer.finished() if cfg.resume else set()
+    runtimes = list(cfg.runtimes)
+    for r in list(runtimes):
+        reason = unavailable_reason(r)
+        if reason:
+            cfg.log(f"skipping runtime {r}: {reason}")
+            runtimes.remove(r)
+    user_modules = [m.split(":")[0] for m in cfg.models if m.split(":")[0].endswith(".py")]
+    try:
+        for spec in specs:
+            run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
+                      user_modules)
+    finally:
+        write_markdown(writer.path)
+    return load_results([writer.path])
+
+
+def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[str],
+              target: Target, cfg: RunConfig, writer: ResultsWriter, done: set, env: dict,
+              user_modules: list[str]) -> None:
+    model_run: _ModelRun | None = None
+    for vspec in variant_specs:
+        variant = Variant(spec, vspec, target)
+        model = reference = None
+        for runtime in runtimes:
+            key = (spec.name, variant.name, runtime, target.name, str(target.threads))
+            if key in done:
+                cfg.log(f"{spec.name} {variant.name} {runtime}: already measured, skipped")
+                continue
+            if model_run is None:
+                model_run = _ModelRun(spec)
+            if model is None:
+                model = vspec.apply(model_run.base)
+                reference = (model_run.fp32_ref if model is model_run.base
+                             else reference_outputs(model, model_run.xs))
+            params, nonzero = _count(model)
+            row = {"model": spec.name, "variant": variant.name, "runtime": runtime,
+                   "target": target.name, "threads": target.threads,
+                   "cores": " ".join(map(str, target.cores)), "params": params,
+                   "nonzero_params": nonzero, "machine": env["machine"],
+                   "emulated": target.emulated,
+                   "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
+            cfg.log(f"{spec.name} {variant.name} {runtime}: measuring")
+            try:
+                _measure_one(variant, runtime, model_run, model, reference, cfg, row,
+                             user_modules)
+                row["status"] = "ok"
+                cfg.log(f"{spec.name} {variant.name} {runtime}: p50 {row['p50_ms']:.4f} ms")
+            except Exception as e:  # the row records why; the run goes on
+                row.update(status="failed", error=str(e).strip().splitlines()[0][:500])
+                cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {row['error']}")
+            writer.append(row)

@@ -1,0 +1,170 @@
+"""Report: results as CSV rows (written as measured), a markdown summary, an environment header.
+
+Each row is appended and fsync'd the moment it is measured, so a crash loses nothing; a re-run
+with the same output file skips rows already finished `ok`. The markdown table gives speedups
+against the FP32 variant on the same runtime and against each peer, never across machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = [
+    "model", "variant", "runtime", "target", "threads", "cores", "status", "error",
+    "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "runs", "first_ms", "load_s",
+    "peak_rss_mb", "model_rss_mb", "artifact_bytes", "artifact_gzip_bytes", "params",
+    "nonzero_params", "accuracy", "top1_agreement", "max_abs_err", "verify_err",
+    "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
+    "prune_kind", "board", "emulated", "machine", "timestamp",
+]
+KEY = ("model", "variant", "runtime", "target", "threads")
+
+
+class OutputError(ValueError):
+    """The results path cannot be written."""
+
+
+class ResultsWriter:
+    """Append-only CSV with a header; knows which rows a previous run already finished."""
+
+    def __init__(self, path: str | Path, env: dict | None = None) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", newline=""):
+                pass
+        except OSError as e:
+            raise OutputError(f"cannot write results to {self.path}: {e.strerror}") from None
+        self._check_header()
+        if env is not None:
+            self.env_path.write_text(json.dumps(env, indent=2))
+
+    @property
+    def env_path(self) -> Path:
+        return self.path.with_suffix(".env.json")
+
+    def _check_header(self) -> None:
+        if self.path.stat().st_size == 0:
+            with open(self.path, "w", newline="") as fh:
+                csv.writer(fh).writerow(COLUMNS)
+            return
+        with open(self.path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if header != COLUMNS:
+            raise OutputError(f"{self.path} has different columns (written by another version "
+                              "of edgebench?); choose another output file")
+
+    def finished(self) -> set[tuple[str, ...]]:
+        """Keys of rows already measured ok (a re-run skips them)."""
+        return {tuple(str(r[k]) for k in KEY) for r in read_rows(self.path)
+                if r.get("status") == "ok"}
+
+    def append(self, row: dict) -> None:
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown result columns: {sorted(unknown)}")
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, COLUMNS).writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _fmt(v: object) -> object:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def row_key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row.get(k, "")) for k in KEY)
+
+
+def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """All rows of the given CSVs; for a key measured twice, the last row wins."""
+    frames = [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in paths]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return df.drop_duplicates(subset=[*KEY, "machine"], keep="last").reset_index(drop=True)
+
+
+def _num(v: object, fmt: str = "{:.3f}") -> str:
+    return "" if v is None or pd.isna(v) else fmt.format(v)
+
+
+def markdown(df: pd.DataFrame, env: dict | None = None, title: str = "edgebench results") -> str:
+    """Markdown: environment header, then per machine and model a table of every row."""
+    lines = [f"# {title}", ""]
+    if env:
+        v = env.get("versions", {})
+        lines += [
+            f"- machine: {env.get('cpu')} ({env.get('arch')}, {env.get('logical_cpus')} logical "
+            f"CPUs), ISA: {env.get('isa') or '-'}",
+            "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+            f"- python {env.get('python')}, {env.get('os')}",
+            "",
+        ]
+    ok = df[df["status"] == "ok"]
+    for (machine, target, model), group in df.groupby(["machine", "target", "model"], sort=False):
+        threads = ", ".join(sorted({str(t) for t in group["threads"]}))
+        lines += [f"## {model} on {target} (machine {machine}, threads {threads})", ""]
+        peers = [r for r in ("pytorch", "onnxruntime", "executorch")
+                 if r in set(group["runtime"])]
+        head = ["variant", "runtime", "status", "p50 ms", "p90 ms", "p99 ms", "runs",
+                "speedup vs fp32", *[f"vs {p}" for p in peers], "accuracy / agreement",
+                "max abs err", "size KiB (gzip)", "peak RSS MB", "trials/task"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        same = ok[(ok["machine"] == machine) & (ok["target"] == target) & (ok["model"] == model)]
+        for _, r in group.iterrows():
+            if r["status"] != "ok":
+                err = str(r["error"]).replace("|", "/")
+                lines.append(f"| {r['variant']} | {r['runtime']} | **{r['status']}**: {err} |"
+                             + " |" * (len(head) - 3))
+                continue
+            base = same[(same["runtime"] == r["runtime"]) & (same["variant"] == "fp32")]
+            vs_fp32 = _num(base["p50_ms"].iloc[0] / r["p50_ms"], "{:.2f}x") if len(base) else ""
+            vs_peer = []
+            for p in peers:
+                pr = same[(same["runtime"] == p) & (same["variant"] == r["variant"])]
+                if not len(pr):
+                    pr = same[(same["runtime"] == p) & (same["variant"] == "fp32")]
+                vs_peer.append(_num(pr["p50_ms"].iloc[0] / r["p50_ms"], "{:.2f}x")
+                               if len(pr) and p != r["runtime"] else "")
+            quality = (_num(r["accuracy"], "{:.4f}") if pd.notna(r.get("accuracy"))
+                       else _num(r.get("top1_agreement"), "{:.4f}"))
+            size = (f"{r['artifact_bytes'] / 1024:.0f} ({r['artifact_gzip_bytes'] / 1024:.0f})"
+                    if pd.notna(r["artifact_bytes"]) else "")
+            trials = ("untuned" if r["runtime"] == "tvm" and r["tuned_trials"] == 0
+                      else _num(r.get("tuned_trials"), "{:.0f}"))
+            lines.append("| " + " | ".join([
+                str(r["variant"]), str(r["runtime"]), "ok", _num(r["p50_ms"]), _num(r["p90_ms"]),
+                _num(r["p99_ms"]), _num(r["runs"], "{:.0f}"), vs_fp32, *vs_peer, quality,
+                _num(r["max_abs_err"], "{:.2g}"), size, _num(r["peak_rss_mb"], "{:.0f}"),
+                trials]) + " |")
+        lines.append("")
+    lines += [
+        "Speedups are p50 ratios within one machine and target (>1 means this row is faster).",
+        "Peak RSS is the measuring worker process's peak resident set (Python interpreter + "
+        "runtime library + model + buffers; one runtime per process).", "",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(csv_path: str | Path, out: str | Path | None = None) -> Path:
+    csv_path = Path(csv_path)
+    env_path = csv_path.with_suffix(".env.json")
+    env = json.loads(env_path.read_text()) if env_path.exists() else None
+    out = Path(out) if out else csv_path.with_suffix(".md")
+    out.write_text(markdown(load_results([csv_path]), env))
+    return out

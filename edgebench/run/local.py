@@ -1,0 +1,75 @@
+"""Local execution: one pinned worker process per (artifact, runtime)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgebench.measure import MeasureConfig
+
+
+class WorkerError(RuntimeError):
+    """The measuring worker crashed, timed out or reported an error."""
+
+
+@dataclass
+class WorkerResult:
+    stats: dict
+    outputs: list[np.ndarray]
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Thread-count variables every runtime reads at start-up (set before it imports)."""
+    n = str(threads)
+    return {"TVM_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n,
+            "OPENBLAS_NUM_THREADS": n}
+
+
+def run_worker(runtime: str, artifact: Path, inputs: np.ndarray, threads: int,
+               cores: tuple[int, ...], measure: MeasureConfig, user_modules: list[str] = (),
+               timeout_s: float = 1800.0) -> WorkerResult:
+    """Run the worker pinned to `cores` with `threads` threads; return its stats and outputs."""
+    with tempfile.TemporaryDirectory(prefix="edgebench-worker-") as tmp:
+        tmpdir = Path(tmp)
+        np.savez(tmpdir / "inputs.npz", x=inputs)
+        job = {
+            "runtime": runtime, "artifact": str(artifact), "threads": threads,
+            "inputs": str(tmpdir / "inputs.npz"), "outputs": str(tmpdir / "outputs.npz"),
+            "result": str(tmpdir / "result.json"), "measure": measure.to_dict(),
+            "user_modules": list(user_modules),
+        }
+        (tmpdir / "job.json").write_text(json.dumps(job))
+        from edgebench.runtimes import runtime_module
+
+        env = {**os.environ, **thread_env(threads), **getattr(runtime_module(runtime), "ENV", {})}
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "edgebench.run.worker", str(tmpdir / "job.json")],
+                env=env, capture_output=True, text=True, timeout=timeout_s,
+                preexec_fn=lambda: os.sched_setaffinity(0, set(cores)),
+            )
+        except subprocess.TimeoutExpired:
+            raise WorkerError(f"{runtime} worker timed out after {timeout_s:.0f} s") from None
+        result_path = tmpdir / "result.json"
+        if proc.returncode != 0 or not result_path.exists():
+            code = proc.returncode
+            why = (f"killed by {signal.Signals(-code).name}" if code < 0
+                   else f"exit code {code}")
+            tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+            raise WorkerError(f"{runtime} worker crashed ({why}) {tail[0]}".strip())
+        stats = json.loads(result_path.read_text())
+        if "error" in stats:
+            raise WorkerError(f"{runtime}: {stats['error']}")
+        with np.load(tmpdir / "outputs.npz") as data:
+            outputs = [data[f"arr_{i}"] for i in range(len(data.files))]
+        return WorkerResult(stats, outputs)

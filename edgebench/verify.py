@@ -1,0 +1,64 @@
+"""Verify: a runtime's outputs against the PyTorch reference, before any timing is reported.
+
+Tolerance is per dtype and relative to the output's scale (max(1, max|ref|)), so logits of any
+magnitude are judged alike. Accuracy (digits) and top-1 agreement (fidelity models) are scored
+from the same outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Relative tolerance on max|out - ref| / max(1, max|ref|), by the dtype the variant computes in.
+TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8": 5e-2}
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    max_abs_err: float
+    tolerance: float
+    message: str = ""
+
+
+def compare(outputs: list[np.ndarray], reference: list[np.ndarray],
+            dtype: str = "float32") -> Check:
+    """Outputs (list over model outputs, each (N, ...)) within tolerance of the reference?"""
+    tol_rel = TOLERANCE[dtype]
+    if len(outputs) != len(reference):
+        return Check(False, float("inf"), tol_rel,
+                     f"{len(outputs)} outputs, PyTorch has {len(reference)}")
+    worst, worst_tol = 0.0, tol_rel
+    for i, (out, ref) in enumerate(zip(outputs, reference, strict=True)):
+        out = np.asarray(out)
+        if out.shape != ref.shape:
+            return Check(False, float("inf"), tol_rel,
+                         f"output {i} has shape {out.shape}, PyTorch {ref.shape}")
+        if not np.all(np.isfinite(out)):
+            return Check(False, float("inf"), tol_rel, f"output {i} has NaN or Inf")
+        err = max_abs_err(out, ref)
+        tol = tol_rel * max(1.0, float(np.max(np.abs(ref), initial=0.0)))
+        if err > tol:
+            return Check(False, err, tol, f"outputs differ from PyTorch: max abs error "
+                         f"{err:.3g} > tolerance {tol:.3g} (output {i})")
+        if err >= worst:
+            worst, worst_tol = err, tol
+    return Check(True, worst, worst_tol)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of (N, classes) logits."""
+    return float(np.mean(logits.reshape(len(labels), -1).argmax(1) == labels))
+
+
+def top1_agreement(logits: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of samples whose arg-max class matches the FP32 reference's."""
+    n = len(reference)
+    return float(np.mean(logits.reshape(n, -1).argmax(1) == reference.reshape(n, -1).argmax(1)))
+
+
+def max_abs_err(out: np.ndarray, reference: np.ndarray) -> float:
+    diff = np.abs(out.astype(np.float64) - reference.astype(np.float64))
+    return float(np.max(diff, initial=0.0))

@@ -1,0 +1,61 @@
+"""Timing loop, statistics and output verification, on real numbers."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from edgebench import verify
+from edgebench.measure import MeasureConfig, latency_stats, peak_rss_mb, rss_mb, time_calls
+
+
+def test_time_calls_meets_both_minimums():
+    # Fast calls: the time minimum binds, so there are far more runs than the count minimum.
+    cfg = MeasureConfig(warmup_runs=1, warmup_s=0.0, min_runs=5, min_time_s=0.1, max_time_s=5)
+    start = time.perf_counter()
+    fast = time_calls(lambda: sum(range(100)), cfg)
+    assert time.perf_counter() - start >= 0.1 and len(fast) > 5
+    # Slow calls: the count minimum binds.
+    cfg = MeasureConfig(warmup_runs=1, warmup_s=0.0, min_runs=8, min_time_s=0.001, max_time_s=5)
+    slow = time_calls(lambda: time.sleep(0.002), cfg)
+    assert len(slow) == 8 and slow.min() >= 2.0
+
+
+def test_time_calls_stops_at_the_cap():
+    cfg = MeasureConfig(warmup_runs=0, warmup_s=0.0, min_runs=1000, min_time_s=0.0,
+                        max_time_s=0.05)
+    assert len(time_calls(lambda: time.sleep(0.01), cfg)) < 10
+
+
+def test_latency_stats():
+    s = latency_stats(np.arange(1, 101, dtype=float))
+    assert s["runs"] == 100 and s["min_ms"] == 1
+    assert s["p50_ms"] == pytest.approx(50.5) and s["p90_ms"] == pytest.approx(90.1)
+    assert s["p99_ms"] == pytest.approx(99.01) and s["mean_ms"] == pytest.approx(50.5)
+
+
+def test_rss_readings():
+    assert 1 < rss_mb() <= peak_rss_mb()
+
+
+def test_compare_passes_within_tolerance_and_fails_beyond():
+    ref = [np.linspace(-20, 20, 30, dtype=np.float32).reshape(3, 10)]
+    ok = verify.compare([ref[0] + 1e-4], ref)
+    assert ok.ok and ok.max_abs_err == pytest.approx(1e-4, rel=1e-2)
+    assert ok.tolerance == pytest.approx(1e-3 * 20)
+    bad = verify.compare([ref[0] + 0.5], ref)
+    assert not bad.ok and "max abs error 0.5" in bad.message
+    assert not verify.compare([ref[0][:2]], ref).ok
+    nan = ref[0].copy()
+    nan[0, 0] = np.nan
+    assert "NaN" in verify.compare([nan], ref).message
+    assert not verify.compare([], ref).ok
+
+
+def test_accuracy_and_agreement():
+    logits = np.eye(4, dtype=np.float32)[[0, 1, 2, 3]][:, None, :]  # (N, 1, classes)
+    assert verify.accuracy(logits, np.array([0, 1, 2, 0])) == 0.75
+    assert verify.top1_agreement(logits, logits) == 1.0
+    assert verify.top1_agreement(logits, logits[::-1]) == 0.0

@@ -1,0 +1,152 @@
+"""End to end on real TVM: compile, run in a worker, verify against PyTorch, write rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import tvm
+from tvm import relax
+
+from edgebench.measure import QUICK
+from edgebench.models import ModelError
+from edgebench.pipeline import RunConfig, run
+from edgebench.report import COLUMNS, OutputError, read_rows
+from edgebench.targets import TargetError
+from edgebench.variant import VariantError
+from tests.helpers import UNSUPPORTED_MODEL
+
+
+def _run(tmp_path, models=("digits-mlp",), runtimes=("tvm",), name="r.csv", **kw):
+    kw.setdefault("trials", 0)
+    cfg = RunConfig(models=list(models), runtimes=list(runtimes), output=tmp_path / name,
+                    measure=QUICK, log=kw.pop("log", lambda _m: None), **kw)
+    return run(cfg)
+
+
+def test_tvm_and_peers_match_pytorch_on_digits(tmp_path):
+    df = _run(tmp_path, models=("digits-mlp", "digits-cnn"),
+              runtimes=("tvm", "pytorch", "onnxruntime"))
+    assert len(df) == 6 and set(df["status"]) == {"ok"}, df[["runtime", "error"]]
+    for model in ("digits-mlp", "digits-cnn"):
+        rows = df[df["model"] == model].set_index("runtime")
+        # Same inputs, same weights: every runtime scores the same accuracy on the test split.
+        assert rows.loc["tvm", "accuracy"] >= 0.95
+        assert rows["accuracy"].nunique() == 1
+        assert rows.loc["tvm", "max_abs_err"] < 1e-3
+        assert rows.loc["tvm", "tuned_trials"] == 0  # untuned, and the row says so
+        assert (rows["p50_ms"] > 0).all() and (rows["runs"] >= QUICK.min_runs).all()
+        assert (rows["artifact_gzip_bytes"] < rows["artifact_bytes"]).all()
+        assert (rows["params"] == rows["nonzero_params"]).all()
+    csv_rows = read_rows(tmp_path / "r.csv")
+    assert list(csv_rows[0]) == COLUMNS and len(csv_rows) == 6
+    assert all(r["machine"] and r["timestamp"] for r in csv_rows)
+    md = (tmp_path / "r.md").read_text()
+    assert "## digits-cnn on x86-native" in md and "vs onnxruntime" in md
+    assert (tmp_path / "r.env.json").exists()
+
+
+def test_resume_skips_finished_rows(tmp_path):
+    logs: list[str] = []
+    _run(tmp_path)
+    _run(tmp_path, log=logs.append)
+    assert len(read_rows(tmp_path / "r.csv")) == 1
+    assert any("already measured, skipped" in m for m in logs)
+    _run(tmp_path, resume=False)
+    assert len(read_rows(tmp_path / "r.csv")) == 2
+
+
+@tvm.transform.module_pass(opt_level=0, name="DropRelu")
+def drop_relu(mod, _ctx):
+    """A deliberately wrong rewrite: every ReLU becomes the identity."""
+
+    @relax.expr_functor.mutator
+    class Drop(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.relu":
+                return call.args[0]
+            return call
+
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mod[gv] = Drop().visit_expr(func)
+    return mod
+
+
+def test_wrong_compiled_output_is_a_failed_row_without_timing(tmp_path):
+    df = _run(tmp_path, extra_passes=[drop_relu])
+    row = df.iloc[0]
+    assert row["status"] == "failed"
+    assert "outputs differ from PyTorch" in row["error"]
+    assert pd.isna(row["p50_ms"]) and pd.isna(row["accuracy"])
+
+
+def test_tuning_is_cached_per_target(tmp_path):
+    first = _run(tmp_path, name="a.csv", trials=2).iloc[0]
+    assert first["status"] == "ok" and first["tasks_tuned_now"] == first["tasks"] > 0
+    second = _run(tmp_path, name="b.csv", trials=2).iloc[0]
+    assert second["status"] == "ok"
+    assert second["tasks_tuned_now"] == 0 and second["tuning_s"] == 0
+
+
+def test_unsupported_op_names_op_and_layer(tmp_path):
+    path = tmp_path / "odd.py"
+    path.write_text(UNSUPPORTED_MODEL)
+    df = _run(tmp_path, models=(f"{path}:factory",), input_shape=(1, 8),
+              runtimes=("tvm", "pytorch"))
+    rows = df.set_index("runtime")
+    assert rows.loc["tvm", "status"] == "failed"
+    assert "TVM cannot import op 'i0.default' in layer 'odd' (Odd)" in rows.loc["tvm", "error"]
+    assert rows.loc["pytorch", "status"] == "ok"  # the peer row is still measured
+
+
+def test_failing_factory_keeps_rows_already_written(tmp_path):
+    path = tmp_path / "odd.py"
+    path.write_text(UNSUPPORTED_MODEL)
+    with pytest.raises(ModelError, match="factory raised RuntimeError: no weights here"):
+        _run(tmp_path, models=("digits-mlp", f"{path}:broken"), input_shape=(1, 8))
+    rows = read_rows(tmp_path / "r.csv")
+    assert [r["model"] for r in rows] == ["digits-mlp"] and rows[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "needle"),
+    [
+        ({"models": ("resnet-19",)}, ModelError, "unknown model 'resnet-19'; known models"),
+        ({"target": "pi9"}, TargetError, "unknown target 'pi9'"),
+        ({"target": "rpi4-local"}, TargetError, "unknown target"),
+        ({"variants": ("prune=magic:0.5",)}, VariantError, "unknown prune method 'magic'"),
+        ({"output": "/etc/hostname/r.csv"}, OutputError, "cannot write results to"),
+    ],
+)
+def test_bad_input_fails_before_running(tmp_path, kwargs, error, needle):
+    kwargs = {"output": tmp_path / "r.csv", **kwargs}
+    with pytest.raises(error, match=needle):
+        run(RunConfig(runtimes=["tvm"], trials=0, measure=QUICK, log=lambda _m: None, **kwargs))
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "edgebench.cli", "run", "no-such-model",
+                           "-o", str(tmp_path / "x.csv")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("edgebench: error: unknown model 'no-such-model'; known "
+                                   "models: digits-mlp, digits-cnn, mlp, resnet18, "
+                                   "mobilenetv2, encoder")
+
+
+def test_cli_lists_models_and_targets():
+    out = subprocess.run([sys.executable, "-m", "edgebench.cli", "models"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "resnet18" in out and "1x3x224x224" in out
+    out = subprocess.run([sys.executable, "-m", "edgebench.cli", "targets"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "x86-native" in out and "rpi4" in out
+
+
+def test_pytest_plugin_fixture_runs_on_the_session_target(edgebench_run, edgebench_target):
+    assert edgebench_target.name == "x86-native"
+    df = edgebench_run(["digits-mlp"], runtimes=("tvm",))
+    assert df.iloc[-1]["status"] == "ok" and df.iloc[-1]["target"] == "x86-native"
