@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="built-in names (see `edgebench models`) or module:factory / "
                         "file.py:factory (default: digits-mlp digits-cnn)")
     r.add_argument("--target", default="x86-native", help="target name or .toml path")
-    r.add_argument("--variants", nargs="+", default=["fp32"], help="e.g. fp32")
+    r.add_argument("--variants", nargs="+", default=["fp32"],
+                   help="fp32 and/or recipes such as prune=unstructured:0.9 "
+                   "prune=block:8x1:0.9 prune=nm:2:4 prune=channel:0.5 prune=gradual:0.9")
     r.add_argument("--runtimes", nargs="+", default=None,
                    help="subset of tvm pytorch onnxruntime executorch (default: all available)")
     r.add_argument("--no-peers", action="store_true", help="TVM only")

@@ -104,7 +104,8 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
                                 extra_passes=cfg.extra_passes, progress=cfg.log)
         row.update(tuned_trials=cfg.trials, tasks=result.tuning.tasks,
                    tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
-                   tuning_s=result.tuning.seconds, compile_s=result.compile_s)
+                   tuning_s=result.tuning.seconds, compile_s=result.compile_s,
+                   kernels_ms=result.tuning.estimated_ms or None)
         path = result.path
     else:
         path = runtime_module(runtime).export(model, example, out_dir)
@@ -173,7 +174,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
     model_run: _ModelRun | None = None
     for vspec in variant_specs:
         variant = Variant(spec, vspec, target)
-        model = reference = None
+        transformed = reference = None
         for runtime in runtimes:
             key = (spec.name, variant.name, runtime, target.name, str(target.threads))
             if key in done:
@@ -181,17 +182,19 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 continue
             if model_run is None:
                 model_run = _ModelRun(spec)
-            if model is None:
-                model = vspec.apply(model_run.base)
-                reference = (model_run.fp32_ref if model is model_run.base
-                             else reference_outputs(model, model_run.xs))
+            if transformed is None:
+                transformed = vspec.apply(model_run.base, spec)
+                reference = (model_run.fp32_ref if transformed.model is model_run.base
+                             else reference_outputs(transformed.model, model_run.xs))
+            model = transformed.model
             params, nonzero = _count(model)
             row = {"model": spec.name, "variant": variant.name, "runtime": runtime,
                    "target": target.name, "threads": target.threads,
                    "cores": " ".join(map(str, target.cores)), "params": params,
                    "nonzero_params": nonzero, "machine": env["machine"],
                    "emulated": target.emulated,
-                   "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
+                   "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+                   **transformed.row_fields()}
             cfg.log(f"{spec.name} {variant.name} {runtime}: measuring")
             try:
                 _measure_one(variant, runtime, model_run, model, reference, cfg, row,

@@ -21,7 +21,8 @@ COLUMNS = [
     "peak_rss_mb", "model_rss_mb", "artifact_bytes", "artifact_gzip_bytes", "params",
     "nonzero_params", "accuracy", "top1_agreement", "max_abs_err", "verify_err",
     "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
-    "prune_kind", "board", "emulated", "machine", "timestamp",
+    "kernels_ms",
+    "prune_kind", "sparsity", "macs", "layer_sparsity", "board", "emulated", "machine", "timestamp",
 ]
 KEY = ("model", "variant", "runtime", "target", "threads")
 

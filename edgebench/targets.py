@@ -17,7 +17,8 @@ from typing import Any
 TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 _ARCHES = {"x86_64", "aarch64", "armv7"}
 _KEYS = {"name", "description", "arch", "threads", "cores", "tvm", "cross_compiler",
-         "rpc", "emulated", "requires"}
+         "rpc", "emulated", "requires", "conv_layout"}
+_LAYOUTS = ("NCHW", "NHWC")
 _RPC_KEYS = {"host", "port", "tracker", "key", "session_timeout", "connect_timeout"}
 
 
@@ -58,6 +59,7 @@ class Target:
     rpc: RPCConfig | None = None
     emulated: bool = False
     requires: tuple[str, ...] = field(default=())
+    conv_layout: str = "NCHW"
 
     @property
     def is_local(self) -> bool:
@@ -163,6 +165,9 @@ def load_target(path: str | Path) -> Target:
     if len(cores) != threads or not all(isinstance(c, int) and c >= 0 for c in cores):
         raise TargetError(f"{path}: key 'cores' must list {threads} core ids (one per thread), "
                           f"got {list(cores)}")
+    layout = _expect(path, "conv_layout", raw.get("conv_layout", "NCHW"), str)
+    if layout not in _LAYOUTS:
+        raise TargetError(f"{path}: key 'conv_layout' must be one of {_LAYOUTS}, got {layout!r}")
     target = Target(
         name=_expect(path, "name", raw.get("name", path.stem), str),
         path=path,
@@ -175,6 +180,7 @@ def load_target(path: str | Path) -> Target:
         rpc=_rpc(path, raw["rpc"]) if "rpc" in raw else None,
         emulated=_expect(path, "emulated", raw.get("emulated", False), bool),
         requires=tuple(_expect(path, "requires", raw.get("requires", []), list)),
+        conv_layout=layout,
     )
     try:
         import tvm

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from edgebench.models import ModelSpec
+from edgebench.prune import METHODS as PRUNE_METHODS
+from edgebench.prune import PruneError, PruneResult, parse_prune, prune
 from edgebench.targets import Target
 
 
@@ -37,12 +39,32 @@ class VariantSpec:
         """The dtype the variant computes in, which sets its verification tolerance."""
         return "float32"
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, spec: ModelSpec) -> Transformed:
         """The variant's PyTorch model: the reference its compiled outputs must match."""
-        return model
+        if not self.prune:
+            return Transformed(model)
+        result = prune(model, parse_prune(self.prune), spec.example_input(), spec)
+        return Transformed(result.model, result.kind, result)
 
 
-_KNOWN = {"prune": (), "quant": ()}  # methods arrive with the pruning and quantization issues
+@dataclass(frozen=True)
+class Transformed:
+    """A variant's model plus what the transformations say about it (for the result rows)."""
+
+    model: nn.Module
+    prune_kind: str | None = None
+    pruned: PruneResult | None = None
+
+    def row_fields(self) -> dict:
+        if self.pruned is None:
+            return {}
+        p = self.pruned
+        layers = ";".join(f"{s.name}={s.sparsity:.3f}" for s in p.layers if s.pruned)
+        return {"prune_kind": self.prune_kind, "sparsity": p.sparsity, "macs": p.macs,
+                "layer_sparsity": layers}
+
+
+_KNOWN = {"prune": tuple(PRUNE_METHODS), "quant": ()}  # quantization arrives with its issue
 
 
 def parse_variant(text: str) -> VariantSpec:
@@ -60,6 +82,11 @@ def parse_variant(text: str) -> VariantSpec:
             known = ", ".join(_KNOWN[kind]) or "none in this version"
             raise VariantError(f"variant '{text}': unknown {kind} method '{method}' "
                                f"(known: {known})")
+        if kind == "prune":
+            try:
+                parse_prune(value)
+            except PruneError as e:
+                raise VariantError(f"variant '{text}': {e}") from None
         fields[kind] = value
     return VariantSpec(**fields)
 

@@ -11,8 +11,9 @@ import tvm
 from tvm import relax
 
 from edgebench.measure import QUICK
-from edgebench.models import ModelError
+from edgebench.models import ModelError, get_model
 from edgebench.pipeline import RunConfig, run
+from edgebench.prune.stats import count_macs
 from edgebench.report import COLUMNS, OutputError, read_rows
 from edgebench.targets import TargetError
 from edgebench.variant import VariantError
@@ -150,3 +151,24 @@ def test_pytest_plugin_fixture_runs_on_the_session_target(edgebench_run, edgeben
     assert edgebench_target.name == "x86-native"
     df = edgebench_run(["digits-mlp"], runtimes=("tvm",))
     assert df.iloc[-1]["status"] == "ok" and df.iloc[-1]["target"] == "x86-native"
+
+
+def test_pruned_variants_flow_through_the_pipeline(tmp_path):
+    df = _run(tmp_path, variants=("fp32", "prune=unstructured:0.9", "prune=channel:0.5"),
+              runtimes=("tvm", "pytorch"))
+    assert set(df["status"]) == {"ok"}, df[["variant", "runtime", "error"]]
+    rows = df[df["runtime"] == "tvm"].set_index("variant")
+    fp32, masked, structured = (rows.loc[v] for v in
+                                ("fp32", "prune=unstructured:0.9", "prune=channel:0.5"))
+    assert pd.isna(fp32["prune_kind"])
+    assert masked["prune_kind"] == "masked" and masked["params"] == fp32["params"]
+    assert masked["nonzero_params"] < 0.2 * fp32["params"]
+    assert "=0.900" in masked["layer_sparsity"]
+    assert structured["prune_kind"] == "structured"
+    spec = get_model("digits-mlp")
+    assert structured["params"] < 0.6 * fp32["params"]
+    assert structured["macs"] < 0.6 * count_macs(spec.build(), spec.example_input())
+    # Verified against the pruned PyTorch model, so TVM and PyTorch agree on accuracy.
+    both = df.set_index(["variant", "runtime"])["accuracy"]
+    assert both[("prune=unstructured:0.9", "tvm")] == both[("prune=unstructured:0.9", "pytorch")]
+

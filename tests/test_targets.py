@@ -46,6 +46,8 @@ def test_threads_override_pins_that_many_cores():
         ('tvm = {kind = "llvm"}\n[rpc]\nhost = "127.0.0.1"\n', "[rpc] needs host and port"),
         ('tvm = {kind = "llvm"}\n[rpc]\ntracker = "127.0.0.1:9190"\n', "'rpc.key' is required"),
         ('tvm = {kind = "llvm"\n', "not valid TOML"),
+        ('conv_layout = "NCWH"\ntvm = {kind = "llvm"}\n', "key 'conv_layout' must be one of"),
+        ('[tvm]\nkind = "llvm"\nconv_layout = "NHWC"\n', "Unknown config option 'conv_layout'"),
     ],
 )
 def test_bad_target_file_names_file_and_key(tmp_path, text, needle):

@@ -7,6 +7,7 @@ rewrites, or a test's deliberately wrong one) run after BatchNorm folding and be
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,16 +37,23 @@ class CompileResult:
         return self.trials_per_task == 0
 
 
-def _prepare(mod, target, extra_passes: Sequence):
-    """Fold BatchNorm into convs, run extra passes, then legalize and fuse (the tasks to tune)."""
+def _prepare(mod, target, extra_passes: Sequence, conv_layout: str = "NCHW"):
+    """Fold BatchNorm into convs, convert the conv layout, run extra passes, then legalize
+    and fuse (the fused functions are the tasks to tune)."""
     import tvm
     from tvm import relax
 
+    layout = []
+    if conv_layout == "NHWC":
+        # Channels innermost: the vector axis is the (large) channel count, not a 7..56 width.
+        layout = [relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
+                  relax.transform.FoldConstant()]
     seq = [
         relax.transform.FoldBatchnormToConv2D(),
         relax.transform.FoldConstant(),
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
+        *layout,
         *extra_passes,
         relax.get_pipeline("zero"),
     ]
@@ -62,7 +70,7 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
 
     tvm_target = target.tvm_target()
     try:
-        fused = _prepare(mod, tvm_target, extra_passes)
+        fused = _prepare(mod, tvm_target, extra_passes, target.conv_layout)
     except Exception as e:
         raise CompileError(f"lowering for target '{target.name}' failed: "
                            f"{str(e).strip().splitlines()[-1]}") from e
@@ -73,6 +81,10 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                                 target.cores, progress, runner)
         with tvm_target, database:
             fused = relax.transform.MetaScheduleApplyDatabase()(fused)
+    if report.task_times:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.with_suffix(".tasks.json").write_text(json.dumps(
+            {"estimated_ms": report.estimated_ms, "tasks": report.task_times}, indent=1))
     start = time.perf_counter()
     try:
         ex = tvm.compile(fused, target=tvm_target)

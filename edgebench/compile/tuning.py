@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgebench.compile.workers import register_cpu_intrinsics
@@ -28,13 +28,20 @@ Progress = Callable[[str], None]
 
 @dataclass
 class TuningReport:
-    """What tuning did for one module: tasks seen, tasks tuned now, seconds spent."""
+    """What tuning did for one module: tasks seen, tasks tuned now, seconds spent, and the
+    best measured time of each task (weight = how often the model calls it)."""
 
     tasks: int = 0
     tuned_now: int = 0
     trials_per_task: int = 0
     seconds: float = 0.0
     work_dir: str = ""
+    task_times: list[dict] = field(default_factory=list)
+
+    @property
+    def estimated_ms(self) -> float:
+        """Sum of weight x best time over tuned tasks: what the kernels alone should cost."""
+        return sum(t["weight"] * t["best_us"] for t in self.task_times if t["best_us"]) / 1e3
 
 
 def database_dir(target_json: str) -> Path:
@@ -122,7 +129,19 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
             tmp = ledger_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(ledger, indent=0, sort_keys=True))
             os.replace(tmp, ledger_path)
+        report.task_times = _task_times(database, tasks, target)
     return database, report
+
+
+def _task_times(database, tasks, target) -> list[dict]:
+    """Best measured time per task from the database, slowest (weighted) first."""
+    rows = []
+    for task in tasks:
+        record = database.query_tuning_record(task.dispatched[0], target, task.task_name)
+        secs = [float(s) for s in record.run_secs] if record is not None and record.run_secs else []
+        best = sum(secs) / len(secs) * 1e6 if secs else None
+        rows.append({"task": task.task_name, "weight": int(task.weight), "best_us": best})
+    return sorted(rows, key=lambda r: -(r["weight"] * (r["best_us"] or float("inf"))))
 
 
 def _pin_runner_initializer():

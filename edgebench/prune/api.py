@@ -1,0 +1,167 @@
+"""prune(): pick the strategy for a config, run it on a copy, and describe the result."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from edgebench.models import ModelSpec
+from edgebench.models.digits import evaluate_accuracy
+from edgebench.prune.block import BlockPruner
+from edgebench.prune.config import (
+    BlockConfig,
+    ChannelConfig,
+    GradualConfig,
+    LayerSelection,
+    NMConfig,
+    PruneConfig,
+    PruneError,
+    ThresholdConfig,
+    UnstructuredConfig,
+    parse_prune,
+)
+from edgebench.prune.gradual import finetune, gradual_prune, require_digits
+from edgebench.prune.layers import Layer, execution_order, prunable_layers, select_layers
+from edgebench.prune.magnitude import MagnitudePruner, ThresholdPruner
+from edgebench.prune.masks import MaskPruner, apply_masks
+from edgebench.prune.nm import NMPruner
+from edgebench.prune.stats import LayerStats, count_macs, count_params, layer_stats
+from edgebench.prune.structured import channel_prune
+
+
+@dataclass
+class PruneResult:
+    """The pruned model and what pruning did to it.
+
+    kind is "masked" (same architecture, zeros in the weights: unstructured, threshold,
+    block, nm, gradual) or "structured" (a smaller dense network: channel). params/nonzero
+    count every parameter; macs are dense MACs for one example (zeros still cost MACs).
+    skipped lists (layer, reason) for selected layers left dense. Accuracies are on the
+    digits test split, for digits models only.
+    """
+
+    model: nn.Module
+    kind: str
+    config: PruneConfig
+    layers: list[LayerStats]
+    params: int
+    nonzero: int
+    macs: int
+    params_before: int
+    macs_before: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    accuracy_before: float | None = None
+    accuracy_after: float | None = None
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zero weights over all Linear/Conv2d weights (pruned or not)."""
+        total = sum(la.params for la in self.layers)
+        return 1 - sum(la.nonzero for la in self.layers) / total if total else 0.0
+
+    @property
+    def pruned_sparsity(self) -> float:
+        """Fraction of zero weights over the pruned layers only (what the config asked for)."""
+        pruned = [la for la in self.layers if la.pruned]
+        total = sum(la.params for la in pruned)
+        return 1 - sum(la.nonzero for la in pruned) / total if total else 0.0
+
+
+def mask_pruner(config: PruneConfig) -> MaskPruner:
+    """The strategy for a masked config (GradualConfig: the strategy of its target)."""
+    if isinstance(config, GradualConfig):
+        return mask_pruner(config.target)
+    if isinstance(config, UnstructuredConfig):
+        return MagnitudePruner(config.scope)
+    if isinstance(config, ThresholdConfig):
+        return ThresholdPruner(config.threshold)
+    if isinstance(config, BlockConfig):
+        return BlockPruner(*config.block, scope=config.scope)
+    if isinstance(config, NMConfig):
+        return NMPruner(config.n, config.m)
+    raise PruneError(f"no masked pruner for {type(config).__name__}")
+
+
+def _fit(pruner: MaskPruner, layers: list[Layer], config: PruneConfig
+         ) -> tuple[list[Layer], list[tuple[str, str]]]:
+    """Drop layers the pattern does not fit; a layer named exactly in include is an error."""
+    fit, skipped = [], []
+    for la in layers:
+        why = pruner.misfit(la)
+        if why is None:
+            fit.append(la)
+        elif la.explicit:
+            raise PruneError(f"layer '{la.name}' cannot take {config.text}: {why}")
+        else:
+            skipped.append((la.name, why))
+    return fit, skipped
+
+
+def _digits_accuracy(model: nn.Module, spec: ModelSpec | None) -> float | None:
+    if spec is None or spec.evaluation != "digits":
+        return None
+    inputs, labels = spec.eval_data()
+    assert labels is not None
+    return evaluate_accuracy(model, inputs, labels)
+
+
+def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
+          spec: ModelSpec | None = None) -> PruneResult:
+    """Prune a deep copy of `model` as `config` says; the input model is never modified.
+
+    `example` is one input as the model takes it (spec.example_input()). `spec` names the
+    model in errors and, for digits models, enables fine-tuning (gradual, finetune_epochs)
+    and the accuracy fields.
+    """
+    if isinstance(config, str):
+        config = parse_prune(config)
+    name = spec.name if spec is not None else type(model).__name__
+    selection = config.target if isinstance(config, GradualConfig) else config
+    assert isinstance(selection, LayerSelection)
+    if isinstance(config, GradualConfig):  # fail before any work, not after
+        require_digits(spec, "gradual pruning", name)
+    elif selection.finetune_epochs:
+        require_digits(spec, "fine-tuning", name)
+    work = copy.deepcopy(model).eval()
+    order = execution_order(work, example)
+    params_before = count_params(work)[0]
+    macs_before = count_macs(work, example)
+    accuracy_before = _digits_accuracy(work, spec)
+    layers, skipped = select_layers(work, selection, order)
+
+    if isinstance(config, ChannelConfig):
+        shapes = {n: m.weight.shape for n, m in prunable_layers(work)}
+        work, more = channel_prune(work, config, example, layers, order, name)
+        skipped += more
+        pruned = {n for n, m in prunable_layers(work) if m.weight.shape != shapes.get(n)}
+        if config.finetune_epochs:
+            finetune(work, spec, config.finetune_epochs, config.finetune_lr, name)
+    else:
+        pruner = mask_pruner(config)
+        layers, more = _fit(pruner, layers, config)
+        skipped += more
+        if not layers:
+            why = "; ".join(f"{n}: {r}" for n, r in skipped) or "no layer selected"
+            raise PruneError(f"model '{name}': nothing to prune with {config.text} ({why})")
+        if isinstance(config, GradualConfig):
+            masks = gradual_prune(work, config, pruner, layers, spec, name)
+        else:
+            masks = pruner.masks(layers, getattr(config, "sparsity", 0.0))
+            apply_masks(layers, masks)
+            if selection.finetune_epochs:
+                finetune(work, spec, selection.finetune_epochs, selection.finetune_lr, name,
+                         layers, masks)
+        apply_masks(layers, masks)
+        pruned = {la.name for la in layers}
+
+    work.eval()
+    params, nonzero = count_params(work)
+    return PruneResult(model=work, kind=config.kind, config=config,
+                       layers=layer_stats(work, pruned), params=params, nonzero=nonzero,
+                       macs=count_macs(work, example), params_before=params_before,
+                       macs_before=macs_before, skipped=skipped,
+                       accuracy_before=accuracy_before,
+                       accuracy_after=_digits_accuracy(work, spec))
