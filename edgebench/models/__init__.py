@@ -64,15 +64,50 @@ class ModelSpec:
         return self.eval_data()[0][0]
 
 
-def _seeded(make: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
-    """Wrap a constructor so weights come from torch.manual_seed(0), leaving global RNG alone."""
+def _seeded(make: Callable[[], nn.Module], input_shape: tuple[int, ...],
+            input_dtype: str = "float32", input_high: int | None = None,
+            calibration: int = 32) -> Callable[[], nn.Module]:
+    """Seeded random weights, calibrated so the network behaves like a trained one numerically.
+
+    Without pretrained weights a random deep net is degenerate: MobileNetV2's logits are ~1e-9
+    and ResNet-18 predicts one class for every input, so "top-1 agreement" would be trivially
+    100%. On seeded inputs (seed 1, apart from the seed-0 evaluation batch) we set BatchNorm
+    statistics by a train-mode pass, then centre and scale the classifier so logits are O(1)
+    and their arg-max varies across inputs: fidelity figures then mean something.
+    """
 
     def build() -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return make().eval()
+            model = make()
+        xs = fixed_batch(input_shape[1:], calibration, input_dtype, seed=1, high=input_high)
+        return _calibrate(model, xs).eval()
 
     return build
+
+
+@torch.no_grad()
+def _calibrate(model: nn.Module, xs: torch.Tensor) -> nn.Module:
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if bns:
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the calibration pass
+        model.train()
+        model(xs)
+        for bn in bns:
+            bn.momentum = 0.1
+    model.eval()
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    feats: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda _m, inp, _out: feats.append(inp[0]))
+    model(xs)
+    handle.remove()
+    f = feats[0].reshape(-1, head.in_features)
+    centred = (f - f.mean(0)) @ head.weight.T
+    head.weight.mul_(1.0 / centred.std().clamp_min(1e-12))
+    head.bias.copy_(-(f.mean(0) @ head.weight.T))
+    return model
 
 
 def _digits(name: str, description: str, make: Callable[[], nn.Module], image_size: int,
@@ -93,16 +128,17 @@ _BUILTINS: dict[str, ModelSpec] = {
         _digits("mlp", "784-2048-2048-10 ReLU MLP on digits upsampled to 28x28",
                 lambda: MLP([784, 2048, 2048, 10]), 28, True, epochs=10, lr=3e-4),
         ModelSpec(name="resnet18", description="ResNet-18, 224x224, 1000 classes (random init)",
-                  input_shape=(1, 3, 224, 224), evaluation="fidelity", build=_seeded(ResNet18)),
+                  input_shape=(1, 3, 224, 224), evaluation="fidelity",
+                  build=_seeded(ResNet18, (1, 3, 224, 224))),
         ModelSpec(name="mobilenetv2",
                   description="MobileNetV2 1.0, 224x224, 1000 classes (random init)",
                   input_shape=(1, 3, 224, 224), evaluation="fidelity",
-                  build=_seeded(MobileNetV2)),
+                  build=_seeded(MobileNetV2, (1, 3, 224, 224))),
         ModelSpec(name="encoder",
                   description="4-layer pre-norm transformer encoder, 128 tokens, d=256 "
                   "(random init)",
                   input_shape=(1, 128), input_dtype="int64", input_high=1000,
-                  evaluation="fidelity", build=_seeded(EncoderClassifier)),
+                  evaluation="fidelity", build=_seeded(EncoderClassifier, (1, 128), "int64", 1000)),
     ]
 }
 
