@@ -7,9 +7,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Imported lazily so `edgebench models` does not pay for torch and TVM imports."""
     from edgebench.models import ModelError
     from edgebench.prune import PruneError
+    from edgebench.quantize import QuantError
     from edgebench.report import OutputError
     from edgebench.runtimes import UnknownRuntime
     from edgebench.targets import TargetError
     from edgebench.variant import VariantError
 
-    return ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError
+    return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
+            QuantError)

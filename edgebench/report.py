@@ -22,7 +22,8 @@ COLUMNS = [
     "nonzero_params", "accuracy", "top1_agreement", "max_abs_err", "verify_err",
     "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
     "kernels_ms",
-    "prune_kind", "sparsity", "macs", "layer_sparsity", "board", "emulated", "machine", "timestamp",
+    "prune_kind", "sparsity", "macs", "layer_sparsity", "quant_kind", "weight_bytes",
+    "kept_fp32", "board", "emulated", "machine", "timestamp",
 ]
 KEY = ("model", "variant", "runtime", "target", "threads")
 

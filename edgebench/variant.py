@@ -14,6 +14,8 @@ from torch import nn
 from edgebench.models import ModelSpec
 from edgebench.prune import METHODS as PRUNE_METHODS
 from edgebench.prune import PruneError, PruneResult, parse_prune, prune
+from edgebench.quantize import METHODS as QUANT_METHODS
+from edgebench.quantize import QuantError, QuantResult, parse_quant, quantize
 from edgebench.targets import Target
 
 
@@ -37,14 +39,19 @@ class VariantSpec:
     @property
     def dtype(self) -> str:
         """The dtype the variant computes in, which sets its verification tolerance."""
-        return "float32"
+        return parse_quant(self.quant).verify_dtype if self.quant else "float32"
 
     def apply(self, model: nn.Module, spec: ModelSpec) -> Transformed:
-        """The variant's PyTorch model: the reference its compiled outputs must match."""
-        if not self.prune:
-            return Transformed(model)
-        result = prune(model, parse_prune(self.prune), spec.example_input(), spec)
-        return Transformed(result.model, result.kind, result)
+        """The variant's PyTorch model (prune, then quantize): the reference its compiled
+        outputs must match."""
+        pruned = quantized = None
+        if self.prune:
+            pruned = prune(model, parse_prune(self.prune), spec.example_input(), spec)
+            model = pruned.model
+        if self.quant:
+            quantized = quantize(model, parse_quant(self.quant), spec)
+            model = quantized.model
+        return Transformed(model, pruned.kind if pruned else None, pruned, quantized)
 
 
 @dataclass(frozen=True)
@@ -54,17 +61,25 @@ class Transformed:
     model: nn.Module
     prune_kind: str | None = None
     pruned: PruneResult | None = None
+    quantized: QuantResult | None = None
 
     def row_fields(self) -> dict:
-        if self.pruned is None:
-            return {}
-        p = self.pruned
-        layers = ";".join(f"{s.name}={s.sparsity:.3f}" for s in p.layers if s.pruned)
-        return {"prune_kind": self.prune_kind, "sparsity": p.sparsity, "macs": p.macs,
-                "layer_sparsity": layers}
+        fields: dict = {}
+        if self.pruned is not None:
+            p = self.pruned
+            fields.update(prune_kind=self.prune_kind, sparsity=p.sparsity, macs=p.macs,
+                          layer_sparsity=";".join(f"{s.name}={s.sparsity:.3f}"
+                                                  for s in p.layers if s.pruned))
+        if self.quantized is not None:
+            q = self.quantized
+            # Until the int8 kernels land, every runtime executes the fake-quant graph in
+            # float: the row must not pass for integer code.
+            fields.update(quant_kind="simulated", weight_bytes=q.size.weight_bytes,
+                          kept_fp32=";".join(f"{name}: {why}" for name, _op, why in q.kept_fp32))
+        return fields
 
 
-_KNOWN = {"prune": tuple(PRUNE_METHODS), "quant": ()}  # quantization arrives with its issue
+_KNOWN = {"prune": tuple(PRUNE_METHODS), "quant": tuple(QUANT_METHODS)}
 
 
 def parse_variant(text: str) -> VariantSpec:
@@ -82,12 +97,14 @@ def parse_variant(text: str) -> VariantSpec:
             known = ", ".join(_KNOWN[kind]) or "none in this version"
             raise VariantError(f"variant '{text}': unknown {kind} method '{method}' "
                                f"(known: {known})")
-        if kind == "prune":
-            try:
-                parse_prune(value)
-            except PruneError as e:
-                raise VariantError(f"variant '{text}': {e}") from None
+        try:
+            value = parse_prune(value).text if kind == "prune" else parse_quant(value).text
+        except (PruneError, QuantError) as e:
+            raise VariantError(f"variant '{text}': {e}") from None
         fields[kind] = value
+    if "prune" in fields and "quant" in fields and not parse_quant(fields["quant"]).represents_zero:
+        raise VariantError(f"variant '{text}': {fields['quant']} weights have no zero, so "
+                           "pruned zeros cannot survive; drop the prune= part")
     return VariantSpec(**fields)
 
 
