@@ -335,3 +335,16 @@ def test_channel_finetune_recovers_accuracy():
     tuned, _ = run("digits-cnn", ChannelConfig(0.5, finetune_epochs=5))
     assert tuned.params == oneshot.params < oneshot.params_before
     assert tuned.accuracy_after > max(0.9, oneshot.accuracy_after)
+
+
+def test_finetune_suffix_round_trips_and_recovers_accuracy():
+    from edgebench.models import get_model
+    from edgebench.prune import parse_prune, prune
+
+    config = parse_prune("channel:0.5:ft5")
+    assert config.finetune_epochs == 5 and parse_prune(config.text) == config
+    spec = get_model("digits-cnn")
+    one_shot = prune(spec.build(), "channel:0.5", spec.example_input(), spec)
+    tuned = prune(spec.build(), config, spec.example_input(), spec)
+    assert tuned.params == one_shot.params  # same smaller network ...
+    assert tuned.accuracy_after > one_shot.accuracy_after + 0.3  # ... with its accuracy back

@@ -11,6 +11,8 @@ Grammar (the part after `prune=` in a variant string; SPARSITY is a fraction in 
     gradual:unstructured:SPARSITY[:global]  polynomial schedule while fine-tuning (digits)
     gradual:block:RxC:SPARSITY[:global]
 
+Any one-shot form takes a trailing `:ftN`: prune once, then fine-tune N epochs on digits.
+
 Configs validate in __post_init__, so a bad value fails the same way from Python and from a
 variant string, before any model is built.
 """
@@ -18,7 +20,7 @@ variant string, before any model is built.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 Scope = Literal["layer", "global"]
@@ -86,6 +88,11 @@ class LayerSelection(PruneConfig):
     types: tuple[str, ...] = field(default=LAYER_TYPES, kw_only=True)
     keep_first_last: bool | None = field(default=None, kw_only=True)
     finetune_epochs: int = field(default=0, kw_only=True)
+
+    @property
+    def _ft(self) -> str:
+        """Grammar suffix `:ftN` = one-shot, then N epochs of fine-tuning on digits."""
+        return f":ft{self.finetune_epochs}" if self.finetune_epochs else ""
     finetune_lr: float = field(default=3e-3, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -115,7 +122,8 @@ class UnstructuredConfig(LayerSelection):
 
     @property
     def text(self) -> str:
-        return f"unstructured:{self.sparsity:g}" + (":global" if self.scope == "global" else "")
+        return (f"unstructured:{self.sparsity:g}" + (":global" if self.scope == "global" else "")
+                + self._ft)
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,7 @@ class ThresholdConfig(LayerSelection):
 
     @property
     def text(self) -> str:
-        return f"threshold:{self.threshold:g}"
+        return f"threshold:{self.threshold:g}" + self._ft
 
 
 @dataclass(frozen=True)
@@ -166,7 +174,7 @@ class BlockConfig(LayerSelection):
     def text(self) -> str:
         r, c = self.block
         return (f"block:{r}x{c}:{self.sparsity:g}"
-                + (":global" if self.scope == "global" else ""))
+                + (":global" if self.scope == "global" else "") + self._ft)
 
 
 @dataclass(frozen=True)
@@ -195,7 +203,7 @@ class NMConfig(LayerSelection):
 
     @property
     def text(self) -> str:
-        return f"nm:{self.n}:{self.m}"
+        return f"nm:{self.n}:{self.m}" + self._ft
 
 
 @dataclass(frozen=True)
@@ -229,7 +237,8 @@ class ChannelConfig(LayerSelection):
 
     @property
     def text(self) -> str:
-        return f"channel:{self.sparsity:g}" + (":global" if self.scope == "global" else "")
+        return (f"channel:{self.sparsity:g}" + (":global" if self.scope == "global" else "")
+                + self._ft)
 
 
 @dataclass(frozen=True)
@@ -400,4 +409,13 @@ def parse_prune(text: str) -> PruneConfig:
     if method not in _PARSERS:
         raise PruneError(f"unknown pruning method '{parts[0]}' in '{raw}' "
                          f"(known: {', '.join(METHODS)})")
-    return _PARSERS[method](raw, parts[1:])
+    epochs = 0
+    if len(parts) > 1 and parts[-1].startswith("ft") and parts[-1][2:].isdigit():
+        epochs, parts = int(parts[-1][2:]), parts[:-1]
+    config = _PARSERS[method](raw, parts[1:])
+    if epochs:
+        if not isinstance(config, LayerSelection):
+            raise PruneError(f"prune '{raw}': ':ftN' applies to one-shot methods; gradual "
+                             "pruning fine-tunes already")
+        config = replace(config, finetune_epochs=epochs)
+    return config
