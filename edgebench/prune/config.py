@@ -89,10 +89,10 @@ class LayerSelection(PruneConfig):
     keep_first_last: bool | None = field(default=None, kw_only=True)
     finetune_epochs: int = field(default=0, kw_only=True)
 
-    @property
-    def _ft(self) -> str:
-        """Grammar suffix `:ftN` = one-shot, then N epochs of fine-tuning on digits."""
-        return f":ft{self.finetune_epochs}" if self.finetune_epochs else ""
+    def _spell(self, head: str) -> str:
+        """`head`, then `:global` if the scope is global, then `:ftN` (N fine-tuning epochs)."""
+        scope = ":global" if getattr(self, "scope", "layer") == "global" else ""
+        return head + scope + (f":ft{self.finetune_epochs}" if self.finetune_epochs else "")
     finetune_lr: float = field(default=3e-3, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -122,8 +122,7 @@ class UnstructuredConfig(LayerSelection):
 
     @property
     def text(self) -> str:
-        return (f"unstructured:{self.sparsity:g}" + (":global" if self.scope == "global" else "")
-                + self._ft)
+        return self._spell(f"unstructured:{self.sparsity:g}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ class ThresholdConfig(LayerSelection):
 
     @property
     def text(self) -> str:
-        return f"threshold:{self.threshold:g}" + self._ft
+        return self._spell(f"threshold:{self.threshold:g}")
 
 
 @dataclass(frozen=True)
@@ -173,8 +172,7 @@ class BlockConfig(LayerSelection):
     @property
     def text(self) -> str:
         r, c = self.block
-        return (f"block:{r}x{c}:{self.sparsity:g}"
-                + (":global" if self.scope == "global" else "") + self._ft)
+        return self._spell(f"block:{r}x{c}:{self.sparsity:g}")
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,7 @@ class NMConfig(LayerSelection):
 
     @property
     def text(self) -> str:
-        return f"nm:{self.n}:{self.m}" + self._ft
+        return self._spell(f"nm:{self.n}:{self.m}")
 
 
 @dataclass(frozen=True)
@@ -237,8 +235,7 @@ class ChannelConfig(LayerSelection):
 
     @property
     def text(self) -> str:
-        return (f"channel:{self.sparsity:g}" + (":global" if self.scope == "global" else "")
-                + self._ft)
+        return self._spell(f"channel:{self.sparsity:g}")
 
 
 @dataclass(frozen=True)
