@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--input-shape", type=_shape, default=None, help="user models: e.g. 1,3,224,224")
     r.add_argument("--input-dtype", default="float32")
     r.add_argument("--input-high", type=int, default=None, help="int inputs: exclusive upper bound")
+    pr = sub.add_parser("prune", help="prune a model in PyTorch and show what it did, layer by "
+                        "layer (no compiling)")
+    pr.add_argument("model", help="built-in name or module:factory / file.py:factory")
+    pr.add_argument("recipe", help="e.g. unstructured:0.9, block:8x1:0.9, nm:2:4, channel:0.5, "
+                    "gradual:0.9, channel:0.5:ft30")
+    pr.add_argument("--save", default=None, help="torch.save the pruned model here")
+    pr.add_argument("--input-shape", type=_shape, default=None)
     sub.add_parser("models", help="list built-in models")
     sub.add_parser("targets", help="list target files")
     rep = sub.add_parser("report", help="write the markdown summary of a results CSV")
@@ -71,6 +78,32 @@ def _cmd_targets() -> int:
     for t in list_targets():
         where = f"rpc {t.rpc.address}" if t.rpc else "local"
         print(f"{t.name:<12} {t.arch:<8} threads={t.threads:<2} {where:<22} {t.description}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    import torch
+
+    from edgebench.models import get_model
+    from edgebench.prune import prune
+
+    spec = get_model(args.model, args.input_shape) if ":" in args.model else get_model(args.model)
+    result = prune(spec.build(), args.recipe, spec.example_input(), spec)
+    print(f"{spec.name} {result.config.text}: {result.kind}")
+    print(f"{'layer':<32} {'type':<8} {'shape':<18} {'params':>9} {'nonzero':>9} sparsity")
+    for la in result.layers:
+        mark = "" if la.pruned else "  (dense)"
+        print(f"{la.name:<32} {la.type:<8} {'x'.join(map(str, la.shape)):<18} {la.params:>9} "
+              f"{la.nonzero:>9} {la.sparsity:8.3f}{mark}")
+    for name, why in result.skipped:
+        print(f"skipped {name}: {why}")
+    print(f"params {result.params_before} -> {result.params}, non-zero {result.nonzero}, "
+          f"weight sparsity {result.sparsity:.3f}, MACs {result.macs_before} -> {result.macs}")
+    if result.accuracy_after is not None:
+        print(f"digits test accuracy {result.accuracy_before:.4f} -> {result.accuracy_after:.4f}")
+    if args.save:
+        torch.save(result.model, args.save)
+        print(f"saved {args.save}")
     return 0
 
 
@@ -104,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_models()
         if args.command == "targets":
             return _cmd_targets()
+        if args.command == "prune":
+            return _cmd_prune(args)
         if args.command == "report":
             from edgebench.report import write_markdown
 

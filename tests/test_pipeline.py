@@ -138,6 +138,16 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
                                    "mobilenetv2, encoder")
 
 
+def test_cli_prune_reports_layers_and_errors(tmp_path):
+    cmd = [sys.executable, "-m", "edgebench.cli", "prune", "digits-mlp", "unstructured:0.5",
+           "--save", str(tmp_path / "p.pt")]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "digits-mlp unstructured:0.5: masked" in out and "0.500" in out
+    assert (tmp_path / "p.pt").exists()
+    bad = subprocess.run([*cmd[:5], "unstructured:1.2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "sparsity 1.2 is outside [0, 1)" in bad.stderr
+
+
 def test_cli_lists_models_and_targets():
     out = subprocess.run([sys.executable, "-m", "edgebench.cli", "models"],
                          capture_output=True, text=True, check=True).stdout
