@@ -102,7 +102,7 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
         mod = to_relax(ep, variant.model.name)
         result = compile_module(mod, variant.target, out_dir / "model.so", cfg.trials,
                                 extra_passes=cfg.extra_passes, progress=cfg.log)
-        row.update(tuned_trials=cfg.trials, tasks=result.tuning.tasks,
+        row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
                    tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
                    tuning_s=result.tuning.seconds, compile_s=result.compile_s,
                    kernels_ms=result.tuning.estimated_ms or None)

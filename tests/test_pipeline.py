@@ -91,6 +91,9 @@ def test_tuning_is_cached_per_target(tmp_path):
     second = _run(tmp_path, name="b.csv", trials=2).iloc[0]
     assert second["status"] == "ok"
     assert second["tasks_tuned_now"] == 0 and second["tuning_s"] == 0
+    # Asking for fewer trials re-tunes nothing, and the row says what the build really used.
+    third = _run(tmp_path, name="c.csv", trials=1).iloc[0]
+    assert third["tasks_tuned_now"] == 0 and third["tuned_trials"] == 2
 
 
 def test_unsupported_op_names_op_and_layer(tmp_path):

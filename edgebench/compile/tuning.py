@@ -129,6 +129,9 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
             tmp = ledger_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(ledger, indent=0, sort_keys=True))
             os.replace(tmp, ledger_path)
+        # What the build really used: a task tuned earlier with more trials keeps those records.
+        ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+        report.trials_per_task = min((ledger.get(k, 0) for k in keys), default=0)
         report.task_times = _task_times(database, tasks, target)
     return database, report
 
