@@ -333,11 +333,19 @@ def _block(raw: str, value: str) -> tuple[int, int]:
     return int(rows), int(cols)
 
 
-def _parse_unstructured(raw: str, args: list[str]) -> UnstructuredConfig:
-    form = "unstructured:SPARSITY[:global]"
-    if not args:
-        raise PruneError(f"prune '{raw}': expected {form}, e.g. unstructured:0.9")
-    return UnstructuredConfig(_sparsity(raw, args[0]), scope=_scope(raw, args[1:], form))
+def _scoped(cls: type, name: str, example: str):
+    """Parser for NAME:SPARSITY[:layer|:global] forms (unstructured, channel)."""
+    form = f"{name}:SPARSITY[:global]"
+
+    def parse(raw: str, args: list[str]):
+        if not args:
+            raise PruneError(f"prune '{raw}': expected {form}, e.g. {name}:{example}")
+        return cls(_sparsity(raw, args[0]), scope=_scope(raw, args[1:], form))
+
+    return parse
+
+
+_parse_unstructured = _scoped(UnstructuredConfig, "unstructured", "0.9")
 
 
 def _parse_threshold(raw: str, args: list[str]) -> ThresholdConfig:
@@ -366,11 +374,7 @@ def _parse_nm(raw: str, args: list[str]) -> NMConfig:
         raise PruneError(f"prune '{raw}': {e}") from None
 
 
-def _parse_channel(raw: str, args: list[str]) -> ChannelConfig:
-    form = "channel:SPARSITY[:global]"
-    if not args:
-        raise PruneError(f"prune '{raw}': expected {form}, e.g. channel:0.5")
-    return ChannelConfig(_sparsity(raw, args[0]), scope=_scope(raw, args[1:], form))
+_parse_channel = _scoped(ChannelConfig, "channel", "0.5")
 
 
 def _parse_gradual(raw: str, args: list[str]) -> GradualConfig:
