@@ -20,6 +20,7 @@ from edgebench.quantize.arith import (
     saturate_int32,
 )
 from edgebench.quantize.config import QuantConfig
+from edgebench.quantize.fakequant import embed_bits
 from edgebench.quantize.graph import Plan, Step, activation_bounds
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
 
@@ -86,6 +87,14 @@ def describe(gm: fx.GraphModule, plan: Plan, weights: dict[str, tuple[torch.Tens
             wd = {"weight_dtype": "float32", "weight_bits": 32} if step.kind == "compute" else {}
             layers.append(LayerQuant(**base, scheme="fp32", kept_fp32=True, reason=step.reason,
                                      **wd))
+        elif step.kind == "embed":
+            w_int, scale = weights[step.node]
+            bits = embed_bits(config)
+            layers.append(LayerQuant(
+                **base, scheme="static", weight_dtype=f"int{bits}", weight_bits=bits,
+                per_channel=True, weight_scale=tuple(float(v) for v in scale),
+                weight_zero_point=(0,) * scale.numel(), weight_q=w_int, inputs=(None,),
+                out_scale=scale.float()))
         elif step.kind == "compute":
             layers.append(_compute(gm, step, base, weights[step.node], qp_of, tensors, config))
         elif step.kind == "add":

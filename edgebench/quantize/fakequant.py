@@ -143,6 +143,17 @@ class DynamicActQuant(nn.Module):
         return x + (y - x).detach() if self.training else y
 
 
+def embed_bits(config: QuantConfig) -> int:
+    """Bits of embedding tables: the config's for int methods, 8 under ternary/binary (their
+    1-2-bit formats are trained for conv/linear, not lookup tables)."""
+    return config.bits if config.method in ("static", "qat") else 8
+
+
+def embed_quant(config: QuantConfig) -> WeightQuant:
+    """Embedding tables: symmetric int with one scale per row (per token)."""
+    return WeightQuant("int", embed_bits(config), per_channel=True)
+
+
 def build_simulator(traced: Traced, plan: Plan, config: QuantConfig) -> fx.GraphModule:
     """A deep copy of the traced graph with weight and activation quantizers inserted."""
     gm = copy.deepcopy(traced.gm)
@@ -151,12 +162,13 @@ def build_simulator(traced: Traced, plan: Plan, config: QuantConfig) -> fx.Graph
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     fmt = config.method if config.method in ("ternary", "binary") else "int"
     for step in plan.steps.values():
-        if step.kind != "compute" or not step.int8:
+        if step.kind not in ("compute", "embed") or not step.int8:
             continue
         node = nodes[step.node]
-        w = node.args[1]
+        w = node.args[step.weight_arg]
         assert isinstance(w, fx.Node)
-        gm.add_submodule(f"wq_{step.node}", WeightQuant(fmt, config.bits, config.per_channel))
+        gm.add_submodule(f"wq_{step.node}", embed_quant(config) if step.kind == "embed"
+                         else WeightQuant(fmt, config.bits, config.per_channel))
         with graph.inserting_before(node):
             wq = graph.call_module(f"wq_{step.node}", (w,))
         node.replace_input_with(w, wq)

@@ -10,6 +10,8 @@ The plan is a forward data-flow pass: conv2d/linear always run int8 (their FP32 
 quantized); add runs int8 when both operands are int8; pools, clamps and shape ops stay int8
 when their input is; anything else is FP32 with the reason. A conv/linear whose int8 output
 would only be dequantized (all consumers FP32, or the graph output) emits float instead.
+Embedding lookups are weight-only: int8 rows with a per-row scale, gathered and dequantized to
+float (the standard form, e.g. fbgemm's row-wise 8-bit tables; the ids are not quantized).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from edgebench.quantize.config import QuantConfig, QuantError
 
 aten = torch.ops.aten
 COMPUTE = {aten.conv2d.default: "conv2d", aten.linear.default: "linear"}
+EMBED = {aten.embedding.default: "embedding"}
 ACTIVATIONS = {aten.relu.default: "relu", aten.hardtanh.default: "hardtanh",
                aten.clamp.default: "clamp", aten.relu6.default: "relu6"}
 POOLS_MAX = {aten.max_pool2d.default: "max_pool2d"}
@@ -105,6 +108,7 @@ class Step:
     out_node: str = ""  # the node whose value is this group's output
     float_out: bool = False
     weight: str | None = None  # get_attr targets
+    weight_arg: int = 1  # position of the weight among the node's args (embedding: 0)
     bias: str | None = None
 
 
@@ -123,6 +127,8 @@ def _classify(node: fx.Node) -> tuple[str, str]:
     t = node.target
     if t in COMPUTE:
         return COMPUTE[t], "compute"
+    if t in EMBED:
+        return EMBED[t], "embed"
     if t in ACTIVATIONS:
         return ACTIVATIONS[t], "act"
     if t == aten.add.Tensor:
@@ -172,6 +178,10 @@ def _support(node: fx.Node, op: str, kind: str) -> str:
             return "bias is not a parameter"
         if op == "conv2d" and (len(args) > 4 and isinstance(args[4], str)):
             return "string padding"
+        return ""
+    if kind == "embed":
+        if not (isinstance(args[0], fx.Node) and args[0].op == "get_attr"):
+            return "table is not a parameter"
         return ""
     if kind == "add":
         if len(args) != 2 or node.kwargs.get("alpha", 1) != 1:
@@ -232,6 +242,12 @@ def make_plan(gm: fx.GraphModule, config: QuantConfig) -> Plan:
                 layer_names[step.name] = layer_names.get(step.name, 0) + 1
             if isinstance(b, fx.Node) and b.op == "get_attr":
                 step.bias = str(b.target)
+        elif kind == "embed":
+            step.weight_arg, w = 0, node.args[0]
+            if isinstance(w, fx.Node) and w.op == "get_attr":
+                step.weight = str(w.target)
+                step.name = step.weight.rpartition(".")[0] or step.weight
+                layer_names[step.name] = layer_names.get(step.name, 0) + 1
         step.reason = _support(node, op, kind)
         step.supported = not step.reason
         if dynamic and op != "linear" and step.supported:
@@ -279,6 +295,9 @@ def _assign(plan: Plan, by_name: dict[str, fx.Node], float_out: set[str]) -> Non
         if not step.supported:
             continue
         int_in = [i for i in step.inputs if i in plan.owners]
+        if step.kind == "embed":  # weight-only: float rows out, ids never quantized
+            step.int8 = step.float_out = True
+            continue
         if step.kind == "compute":
             step.int8 = True
         elif step.kind == "add":

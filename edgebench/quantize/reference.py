@@ -51,6 +51,15 @@ int8/uint8 in storage; intermediate values are int32 or int64 as stated.
    acc = sum((q_x - z_x) * w_q[c]) (int32);
    y = float32(acc) * (s_x * s_w[c]) + b[c] (float32, bias not quantized).
 9. everything else is FP32 (dequantize before, quantize after), listed with the reason.
+10. embedding (weight-only, per-row): y[..., :] = float32(w_q[id, :]) * s_w[id] (float32
+   product, float output; the ids are not quantized).
+
+Agreement with the fake-quant simulator is defined per op (op() below, check.py): given the
+simulator's integer inputs, every integer op reproduces the simulator's integer output except
+where float32 arithmetic in the simulator lands within ~1e-4 of a rounding tie. End to end the
+two diverge further on deep random-init nets, which amplify any perturbation (see
+results/quantization/diagnosis.md); the TVM kernels, being integer code, must match this
+oracle exactly, end to end.
 """
 
 from __future__ import annotations
@@ -92,6 +101,28 @@ def _channel_shape(op: str, rank: int) -> tuple[int, ...]:
     return (1, -1) + (1,) * (rank - 2) if op == "conv2d" else (-1,)
 
 
+def _accessors(env: dict[str, tuple[object, ActQParams | None]]):
+    """(as_int, as_float) readers of env: dequantize int tensors, quantize float ones (rule 1)."""
+
+    def as_float(n: fx.Node) -> object:
+        value, qp = env[n.name]
+        if qp is None:
+            return value
+        assert isinstance(value, torch.Tensor)
+        return dequantize(value, qp.scale, qp.zero_point)
+
+    def as_int(n: fx.Node, want: ActQParams, layer: str) -> torch.Tensor:
+        value, qp = env[n.name]
+        assert isinstance(value, torch.Tensor)
+        if qp is None:  # an FP32 tensor entering an int8 op: rule 1
+            return quantize(value, want.scale, want.zero_point, want.qmin, want.qmax)
+        if qp != want:
+            raise RuntimeError(f"{layer}: input {n.name} has qparams {qp}, expected {want}")
+        return value
+
+    return as_int, as_float
+
+
 class IntegerReference:
     """Runs the description's integer program on the float graph `gm` (BN-folded FP32).
 
@@ -113,26 +144,24 @@ class IntegerReference:
         return self._run(x)[0]
 
     @torch.no_grad()
+    def op(self, node: str, operands: list[torch.Tensor]) -> tuple[torch.Tensor,
+                                                                    ActQParams | None]:
+        """Run one integer entry on given operands (its tensor args in order): int values for
+        int8 inputs (the entry's input qparams), float otherwise. Lets a test or a TVM kernel
+        be checked op by op, free of the drift earlier ops cause."""
+        la = self.entries[node]
+        fx_node = next(n for n in self.gm.graph.nodes if n.name == node)
+        args = [a for a in fx_node.all_input_nodes if a.op != "get_attr"]
+        env: dict[str, tuple[object, ActQParams | None]] = {}
+        for i, (arg, value) in enumerate(zip(args, operands, strict=True)):
+            qp = la.inputs[i] if i < len(la.inputs) else None
+            env[arg.name] = (value, qp)
+        return self._integer(fx_node, la, *_accessors(env))
+
+    @torch.no_grad()
     def _run(self, x: torch.Tensor) -> tuple[dict, torch.Tensor]:
         env: dict[str, tuple[object, ActQParams | None]] = {}
-
-        def as_float(n: fx.Node) -> object:
-            value, qp = env[n.name]
-            if qp is None:
-                return value
-            assert isinstance(value, torch.Tensor)
-            return dequantize(value, qp.scale, qp.zero_point)
-
-        def as_int(n: fx.Node, want: ActQParams, layer: str) -> torch.Tensor:
-            value, qp = env[n.name]
-            if qp is None:  # an FP32 tensor entering an int8 op: rule 1
-                assert isinstance(value, torch.Tensor)
-                return quantize(value, want.scale, want.zero_point, want.qmin, want.qmax)
-            if qp != want:
-                raise RuntimeError(f"{layer}: input {n.name} has qparams {qp}, expected {want}")
-            assert isinstance(value, torch.Tensor)
-            return value
-
+        as_int, as_float = _accessors(env)
         output = None
         inputs = iter([x])
         for node in self.gm.graph.nodes:
@@ -159,6 +188,11 @@ class IntegerReference:
     def _integer(self, node: fx.Node, la: LayerQuant, as_int, as_float
                  ) -> tuple[torch.Tensor, ActQParams | None]:
         op = la.op
+        if op == "embedding":  # rule 10
+            assert la.weight_q is not None and la.out_scale is not None
+            ids = as_float(node.args[1])
+            assert isinstance(ids, torch.Tensor)
+            return la.weight_q[ids].to(torch.float32) * la.out_scale[ids].unsqueeze(-1), None
         if op in ("conv2d", "linear"):
             return self._compute(node, la, as_int, as_float)
         if op == "add":

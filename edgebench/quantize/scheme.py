@@ -67,6 +67,8 @@ class LayerQuant:
     output: None when the op emits float (a conv/linear whose consumers are all FP32 or the
     graph output dequantizes its accumulator instead of requantizing).
 
+    Embedding (weight-only): weight_q holds the int table, weight_scale/out_scale one float32
+    scale per row, output float (rule 10 of reference.py).
     Integer form (static/dynamic conv and linear, add, avg pool, clamp; see reference.py):
     weight_q int8 tensor of integer weights, bias_q int32 (static; dynamic keeps bias_float),
     multiplier/shift int64 (M0, n) per output channel (add: one M0 per input, one shared n),
@@ -140,8 +142,8 @@ class QuantDescription:
 
     @property
     def weighted(self) -> list[LayerQuant]:
-        """conv2d/linear entries (the layers that own weights)."""
-        return [la for la in self.layers if la.op in ("conv2d", "linear")]
+        """conv2d/linear/embedding entries (the layers that own weights)."""
+        return [la for la in self.layers if la.op in ("conv2d", "linear", "embedding")]
 
     def table(self) -> str:
         """Markdown: one row per op (what a reviewer reads to see what was quantized how)."""
@@ -154,7 +156,8 @@ class QuantDescription:
         for la in self.layers:
             weights = ""
             if la.weight_dtype:
-                kind = "per-channel" if la.per_channel else "per-tensor"
+                kind = ("per-row" if la.op == "embedding" else "per-channel"
+                        if la.per_channel else "per-tensor")
                 weights = f"{la.weight_dtype} {kind}" if la.weight_scale else la.weight_dtype
             ins = ", ".join(qp(q) for q in la.inputs) if la.inputs else ""
             note = la.reason if la.kept_fp32 else (f"+{la.activation}" if la.activation else "")

@@ -1,8 +1,9 @@
 """Size accounting: bytes of the weights as they would be stored, against the FP32 model.
 
 weight_bytes is the issue's measure: weight tensors as stored (conv/linear: int8 bytes, int4/
-ternary/binary bit-packed, fp16, or fp32 when a layer stays FP32; other tensors of rank >= 2,
-such as embedding tables, in FP32 since they are not quantized) plus the scales and zero
+ternary/binary bit-packed, fp16, or fp32 when a layer stays FP32; embedding tables int8 with a
+per-row scale; other tensors of rank >= 2, such as a learned positional table used by an add,
+in FP32 since nothing quantizes them) plus the scales and zero
 points (float32 scales for 8-bit, float16 for 1-4 bits; symmetric weight zero points are 0 by
 definition and not stored). model_bytes adds everything else the quantized model ships:
 biases (int32 for static int8, else float), vectors such as LayerNorm's (fp16 for quant=fp16)
@@ -51,8 +52,9 @@ def size_report(original: nn.Module, float_gm: fx.GraphModule,
     nodes = {n.name: n for n in float_gm.graph.nodes}
     for la in description.weighted:
         node = nodes[la.node]
-        w_target = node.args[1].target if isinstance(node.args[1], fx.Node) else None
-        b_arg = node.args[2] if len(node.args) > 2 else None
+        w_arg = node.args[0 if la.op == "embedding" else 1]
+        w_target = w_arg.target if isinstance(w_arg, fx.Node) else None
+        b_arg = node.args[2] if len(node.args) > 2 and la.op != "embedding" else None
         b_target = b_arg.target if isinstance(b_arg, fx.Node) else None
         weight = float_gm.get_parameter(w_target) if w_target else None
         numel = weight.numel() if weight is not None else 0
