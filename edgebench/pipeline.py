@@ -19,10 +19,12 @@ import torch
 
 from edgebench import verify
 from edgebench.compile import compile_module
+from edgebench.compile.sparse_choice import MeasuredChoice
 from edgebench.envinfo import host_environment
 from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
+from edgebench.passes import SparsifyWeights
 from edgebench.paths import cache_dir
 from edgebench.report import ResultsWriter, write_markdown
 from edgebench.run.local import run_worker
@@ -31,6 +33,7 @@ from edgebench.targets import Target, find_target
 from edgebench.variant import Variant, VariantSpec, parse_variant
 
 Log = Callable[[str], None]
+SPARSE_MIN = 0.3  # below this no layer is even timed sparse (Relay's break-even was 30-50%)
 
 
 @dataclass
@@ -100,8 +103,15 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
     if runtime == "tvm":
         ep = export_program(model, example, variant.model.name)
         mod = to_relax(ep, variant.model.name)
+        sparse = _sparse_pass(variant, cfg)
         result = compile_module(mod, variant.target, out_dir / "model.so", cfg.trials,
-                                extra_passes=cfg.extra_passes, progress=cfg.log)
+                                extra_passes=[*cfg.extra_passes, *([sparse] if sparse else [])],
+                                progress=cfg.log)
+        if sparse is not None:
+            converted = [layer for layer in sparse.layers if layer.converted]
+            row["sparse_layers"] = "; ".join(layer.describe() for layer in sparse.layers)
+            if converted:
+                row["prune_kind"] = "sparse-kernel"
         row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
                    tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
                    tuning_s=result.tuning.seconds, compile_s=result.compile_s,
@@ -111,6 +121,16 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
         path = runtime_module(runtime).export(model, example, out_dir)
     row["export_s"] = time.perf_counter() - start
     return path
+
+
+def _sparse_pass(variant: Variant, cfg: RunConfig):
+    """The sparse-kernel rewrite for a `+sparse` variant: per layer by measured break-even
+    (`sparse`) or every layer above the threshold (`sparse=all`)."""
+    if not variant.spec.sparse:
+        return None
+    select = (None if variant.spec.sparse == "all"
+              else MeasuredChoice(variant.target, cfg.trials, progress=cfg.log))
+    return SparsifyWeights(min_sparsity=SPARSE_MIN, select=select)
 
 
 def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,

@@ -22,7 +22,8 @@ COLUMNS = [
     "nonzero_params", "accuracy", "top1_agreement", "max_abs_err", "verify_err",
     "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
     "kernels_ms",
-    "prune_kind", "sparsity", "macs", "layer_sparsity", "quant_kind", "weight_bytes",
+    "prune_kind", "sparsity", "macs", "layer_sparsity", "sparse_layers", "quant_kind",
+    "weight_bytes",
     "kept_fp32", "board", "emulated", "machine", "timestamp",
 ]
 KEY = ("model", "variant", "runtime", "target", "threads")
@@ -58,9 +59,20 @@ class ResultsWriter:
             return
         with open(self.path, newline="") as fh:
             header = next(csv.reader(fh), [])
-        if header != COLUMNS:
+        if header == COLUMNS:
+            return
+        if not set(header) <= set(COLUMNS):
             raise OutputError(f"{self.path} has different columns (written by another version "
                               "of edgebench?); choose another output file")
+        # An older edgebench wrote a subset of today's columns: upgrade the file in place so
+        # its measured rows are kept and new rows append under one header.
+        rows = read_rows(self.path)
+        tmp = self.path.with_suffix(".upgrade.tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
 
     def finished(self) -> set[tuple[str, ...]]:
         """Keys of rows already measured ok (a re-run skips them)."""

@@ -18,6 +18,8 @@ from edgebench.quantize import METHODS as QUANT_METHODS
 from edgebench.quantize import QuantError, QuantResult, parse_quant, quantize
 from edgebench.targets import Target
 
+SPARSE_MODES = ("auto", "all")
+
 
 class VariantError(ValueError):
     """A variant string names an unknown or malformed transformation."""
@@ -29,11 +31,14 @@ class VariantSpec:
 
     prune: str | None = None
     quant: str | None = None
+    sparse: str | None = None  # "auto" (measured per layer) or "all" (every layer >= threshold)
 
     @property
     def name(self) -> str:
         parts = [f"prune={self.prune}"] if self.prune else []
         parts += [f"quant={self.quant}"] if self.quant else []
+        parts += [{"auto": "sparse"}.get(self.sparse, f"sparse={self.sparse}")] \
+            if self.sparse else []
         return "+".join(parts) or "fp32"
 
     @property
@@ -79,7 +84,7 @@ class Transformed:
         return fields
 
 
-_KNOWN = {"prune": tuple(PRUNE_METHODS), "quant": tuple(QUANT_METHODS)}
+_KNOWN = {"prune": tuple(PRUNE_METHODS), "quant": tuple(QUANT_METHODS), "sparse": SPARSE_MODES}
 
 
 def parse_variant(text: str) -> VariantSpec:
@@ -88,15 +93,20 @@ def parse_variant(text: str) -> VariantSpec:
         return VariantSpec()
     fields: dict[str, str] = {}
     for part in text.split("+"):
+        if part == "sparse":
+            part = "sparse=auto"
         kind, sep, value = part.partition("=")
         if not sep or kind not in _KNOWN or not value:
-            raise VariantError(f"variant '{text}': '{part}' is not of the form prune=... or "
-                               "quant=... (or fp32)")
+            raise VariantError(f"variant '{text}': '{part}' is not of the form prune=..., "
+                               "quant=... or sparse (or fp32)")
         method = value.split(":", 1)[0]
         if method not in _KNOWN[kind]:
             known = ", ".join(_KNOWN[kind]) or "none in this version"
             raise VariantError(f"variant '{text}': unknown {kind} method '{method}' "
                                f"(known: {known})")
+        if kind == "sparse":
+            fields[kind] = value
+            continue
         try:
             value = parse_prune(value).text if kind == "prune" else parse_quant(value).text
         except (PruneError, QuantError) as e:
@@ -105,6 +115,12 @@ def parse_variant(text: str) -> VariantSpec:
     if "prune" in fields and "quant" in fields and not parse_quant(fields["quant"]).represents_zero:
         raise VariantError(f"variant '{text}': {fields['quant']} weights have no zero, so "
                            "pruned zeros cannot survive; drop the prune= part")
+    if "sparse" in fields and "prune" not in fields:
+        raise VariantError(f"variant '{text}': sparse kernels need pruned weights; add "
+                           "prune=... (e.g. prune=unstructured:0.9+sparse)")
+    if "sparse" in fields and "quant" in fields:
+        raise VariantError(f"variant '{text}': sparse kernels run FP32 weights; int8 BSR is "
+                           "not built yet, drop quant= or sparse")
     return VariantSpec(**fields)
 
 

@@ -185,3 +185,20 @@ def test_pruned_variants_flow_through_the_pipeline(tmp_path):
     both = df.set_index(["variant", "runtime"])["accuracy"]
     assert both[("prune=unstructured:0.9", "tvm")] == both[("prune=unstructured:0.9", "pytorch")]
 
+
+
+def test_results_file_from_an_older_version_is_upgraded_not_lost(tmp_path):
+    from edgebench.report import ResultsWriter
+
+    path = tmp_path / "old.csv"
+    old = [c for c in COLUMNS if c != "sparse_layers"]
+    path.write_text(",".join(old) + "\n" + ",".join(
+        {"model": "mlp", "variant": "fp32", "runtime": "tvm", "target": "x86-native",
+         "threads": "1", "status": "ok", "p50_ms": "1.5"}.get(c, "") for c in old) + "\n")
+    writer = ResultsWriter(path)
+    rows = read_rows(path)
+    assert list(rows[0]) == COLUMNS and rows[0]["p50_ms"] == "1.5"
+    assert ("mlp", "fp32", "tvm", "x86-native", "1") in writer.finished()
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(OutputError, match="different columns"):
+        ResultsWriter(tmp_path / "other.csv")

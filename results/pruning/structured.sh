@@ -13,4 +13,4 @@ edgebench run digits-cnn --trials 32 -o "$out" --runtimes tvm pytorch onnxruntim
 edgebench run resnet18 --trials "${TRIALS:-16}" -o "$out" --runtimes tvm pytorch onnxruntime \
   --variants fp32 prune=channel:0.25 prune=channel:0.5 prune=channel:0.75
 edgebench run mobilenetv2 --trials "${TRIALS:-16}" -o "$out" --runtimes tvm pytorch onnxruntime \
-  --variants fp32 prune=channel:0.5
+  --variants fp32 prune=channel:0.25 prune=channel:0.5 prune=channel:0.75
