@@ -1,4 +1,4 @@
-"""Command line: `edgebench run | models | targets | report`.
+"""Command line: `edgebench run | models | targets | report | prune | board`.
 
 Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and printed),
 2 bad input (unknown model or target, bad variant, unwritable output) before anything ran.
@@ -60,7 +60,47 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write the markdown summary of a results CSV")
     rep.add_argument("csv")
     rep.add_argument("--out", default=None)
+    b = sub.add_parser("board", help="the emulated aarch64 board (qemu-user chroot running TVM's "
+                       "rpc_server on 127.0.0.1): up, down, status, build")
+    b.add_argument("action", choices=["up", "down", "status", "build"])
+    b.add_argument("--servers", type=int, default=1, help="rpc servers (consecutive ports)")
+    b.add_argument("--port", type=int, default=9091, help="first server port")
+    b.add_argument("--tracker", action="store_true",
+                   help="also start TVM's rpc_tracker and register the servers with it")
+    b.add_argument("--tracker-port", type=int, default=9190)
+    b.add_argument("--key", default="arm", help="device key the servers register under")
+    b.add_argument("--threads", type=int, default=1, help="TVM_NUM_THREADS on the board")
+    b.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    b.add_argument("--rebuild", action="store_true", help="build: rebuild the cached root fs")
     return p
+
+
+def _cmd_board(args: argparse.Namespace) -> int:
+    import time
+
+    from edgebench.run import board
+
+    if args.action == "build":
+        print(board.build(force=args.rebuild))
+        return 0
+    if args.action == "down":
+        board.down()
+        return 0
+    if args.action == "status":
+        rows = board.status()
+        for p, state in rows:
+            extra = f" key {p.key} via tracker {p.tracker}" if p.tracker else ""
+            print(f"{p.kind:<8} {p.host}:{p.port:<6} pid {p.pid:<8} {state}{extra}")
+        if not rows:
+            print(f"no board processes (root fs: {board.rootfs()})")
+        return 0 if rows and all(state == "serving" for _, state in rows) else 1
+    start = time.perf_counter()
+    procs = board.up(args.servers, args.port, args.tracker, args.tracker_port, args.key,
+                     args.threads, args.host)
+    for p in procs:
+        print(f"{p.kind} serving on {p.host}:{p.port} (pid {p.pid}, log {p.log})")
+    print(f"board up in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 def _cmd_models() -> int:
@@ -139,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_targets()
         if args.command == "prune":
             return _cmd_prune(args)
+        if args.command == "board":
+            return _cmd_board(args)
         if args.command == "report":
             from edgebench.report import write_markdown
 

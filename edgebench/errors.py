@@ -9,9 +9,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     from edgebench.prune import PruneError
     from edgebench.quantize import QuantError
     from edgebench.report import OutputError
+    from edgebench.run.board import BoardSetupError
     from edgebench.runtimes import UnknownRuntime
     from edgebench.targets import TargetError
     from edgebench.variant import VariantError
 
     return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
-            QuantError)
+            QuantError, BoardSetupError)

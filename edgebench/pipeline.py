@@ -141,8 +141,14 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
                / variant.name / runtime)
     path = _export(runtime, variant, model, run.xs[0], art_dir, cfg, row)
     row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
-    result = run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
-                        cfg.measure, user_modules)
+    if target.is_local:
+        result = run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
+                            cfg.measure, user_modules)
+    else:  # a board over RPC: same result shape, so verification and the row are shared
+        from edgebench.run.rpc import run_remote
+
+        result, board = run_remote(path, run.xs.numpy(), target, cfg.measure, cfg.log)
+        row.update(board=board.name, emulated=board.emulated)
     check = verify.compare(result.outputs, reference, variant.spec.dtype)
     row["verify_err"] = check.max_abs_err
     if not check.ok:
@@ -174,7 +180,9 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
     done = writer.finished() if cfg.resume else set()
     runtimes = list(cfg.runtimes)
     for r in list(runtimes):
-        reason = unavailable_reason(r)
+        reason = unavailable_reason(r) or (
+            None if target.is_local or r == "tvm" else
+            f"only the TVM runtime runs on a board (target '{target.name}' is over RPC)")
         if reason:
             cfg.log(f"skipping runtime {r}: {reason}")
             runtimes.remove(r)

@@ -3,6 +3,10 @@
 `pytest --target=NAME_OR_TOML` picks the target the benchmark fixtures compile for and run on;
 `--edgebench-results` is the CSV they append to; `--edgebench-trials` the tuning budget per task.
 Registered through the `pytest11` entry point, so any project can use these fixtures.
+
+A board target (`--target=arm`, `--target=rpi4`, or any `--rpc-host` / `--rpc-tracker`) is
+probed once at start-up: an unreachable board stops the session with one line naming the
+address tried, rather than a skip (it would hide a dead board) or a trace per test.
 """
 
 from __future__ import annotations
@@ -25,14 +29,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="CSV the benchmark fixtures append to (default: a temp file)")
 
 
-@pytest.fixture(scope="session")
-def edgebench_target(request: pytest.FixtureRequest):
+def session_target(config: pytest.Config):
     """The Target named by --target (with --rpc-* overriding its RPC settings)."""
     from dataclasses import replace
 
     from edgebench.targets import RPCConfig, find_target
 
-    opt = request.config.getoption
+    opt = config.getoption
     target = find_target(opt("--target") or "x86-native")
     if opt("--rpc-host") or opt("--rpc-tracker"):
         if opt("--rpc-tracker"):
@@ -42,6 +45,31 @@ def edgebench_target(request: pytest.FixtureRequest):
             rpc = RPCConfig(host=host, port=int(port))
         target = replace(target, rpc=rpc)
     return target
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    opt = config.getoption
+    if not (opt("--target") or opt("--rpc-host") or opt("--rpc-tracker")):
+        return
+    from edgebench.targets import TargetError
+
+    try:
+        target = session_target(config)
+    except (TargetError, ValueError) as e:
+        raise pytest.UsageError(f"edgebench: {e}") from None
+    if target.rpc is not None:
+        from edgebench.run.rpc import BoardError, probe_board
+
+        try:
+            probe_board(target)
+        except BoardError as e:
+            raise pytest.UsageError(f"edgebench: target '{target.name}': {e}") from None
+
+
+@pytest.fixture(scope="session")
+def edgebench_target(request: pytest.FixtureRequest):
+    """The Target named by --target (with --rpc-* overriding its RPC settings)."""
+    return session_target(request.config)
 
 
 @pytest.fixture(scope="session")

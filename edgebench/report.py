@@ -133,6 +133,12 @@ def markdown(df: pd.DataFrame, env: dict | None = None, title: str = "edgebench 
     for (machine, target, model), group in df.groupby(["machine", "target", "model"], sort=False):
         threads = ", ".join(sorted({str(t) for t in group["threads"]}))
         lines += [f"## {model} on {target} (machine {machine}, threads {threads})", ""]
+        boards = sorted({str(b) for b in group.get("board", []) if pd.notna(b) and b != ""})
+        if boards:
+            emulated = group["emulated"].astype(str).str.lower().eq("true").any()
+            lines += [f"Board(s): {', '.join(boards)}" + (
+                ". **EMULATED** (qemu-user on an x86 host): these times are not a real "
+                "board's; use them for correctness only." if emulated else "."), ""]
         peers = [r for r in ("pytorch", "onnxruntime", "executorch")
                  if r in set(group["runtime"])]
         head = ["variant", "runtime", "status", "p50 ms", "p90 ms", "p99 ms", "runs",

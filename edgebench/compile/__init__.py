@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgebench.compile.tuning import Progress, TuningReport, database_dir, tune
+from edgebench.compile.tuning import Progress, TuningReport, database_dir, rpc_runner, tune
 from edgebench.targets import Target
 
 __all__ = ["CompileError", "CompileResult", "compile_module"]
@@ -76,9 +76,13 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                            f"{str(e).strip().splitlines()[-1]}") from e
     report = TuningReport()
     if trials_per_task > 0:
-        work_dir = database_dir(str(tvm_target))
+        # A board's tuning is timed on the board (emulated boards keep their own database).
+        if runner is None and target.rpc is not None:
+            runner = rpc_runner(target.rpc)
+        work_dir = database_dir(str(tvm_target) + (" emulated" if target.emulated else ""))
         database, report = tune(fused, tvm_target, work_dir, trials_per_task, target.threads,
-                                target.cores, progress, runner)
+                                target.cores, progress, runner,
+                                target.cross_compiler if target.rpc is not None else None)
         with tvm_target, database:
             fused = relax.transform.MetaScheduleApplyDatabase()(fused)
     if report.task_times:

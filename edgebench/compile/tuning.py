@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgebench.compile.workers import register_cpu_intrinsics
+from edgebench.compile.workers import cross_export, register_cpu_intrinsics
 from edgebench.paths import cache_dir
 
 Progress = Callable[[str], None]
@@ -84,9 +84,33 @@ def _quiet_metaschedule() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def rpc_runner(rpc, session_timeout: int | None = None):
+    """MetaSchedule's RPCRunner for a board: through its tracker (any free board of the key,
+    so a farm measures candidates in parallel) or a direct host:port."""
+    import functools
+
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgebench.compile.workers import direct_session
+
+    timeout = session_timeout or rpc.session_timeout
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0)
+    if rpc.tracker:
+        host, _, port = rpc.tracker.rpartition(":")
+        return ms.runner.RPCRunner(ms.runner.RPCConfig(host, int(port), rpc.key,
+                                                       session_timeout_sec=timeout),
+                                   evaluator, initializer=register_cpu_intrinsics)
+    return ms.runner.RPCRunner(
+        evaluator_config=evaluator, initializer=register_cpu_intrinsics, max_workers=1,
+        f_create_session=functools.partial(direct_session, rpc.host, rpc.port, rpc.key or "",
+                                           timeout))
+
+
 def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
-         cores: tuple[int, ...], progress: Progress | None = None, runner=None):
-    """Tune the fused module's tasks that lack trials; return (database, TuningReport)."""
+         cores: tuple[int, ...], progress: Progress | None = None, runner=None,
+         cross_compiler: str | None = None):
+    """Tune the fused module's tasks that lack trials; return (database, TuningReport).
+    With `cross_compiler` candidates are linked for the board and `runner` times them there."""
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
@@ -116,10 +140,11 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 [t for t, _ in todo], str(work_dir / "logs"))
             builder = ms.builder.LocalBuilder(initializer=register_cpu_intrinsics,
-                                              max_workers=max(1, min(2, os.cpu_count() or 1)))
+                                              max_workers=max(1, min(2, os.cpu_count() or 1)),
+                                              f_export=cross_export if cross_compiler else None)
             cores_env = ",".join(map(str, cores))
             with _env(TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-                      EDGEBENCH_TUNE_CORES=cores_env):
+                      EDGEBENCH_TUNE_CORES=cores_env, EDGEBENCH_CROSS_CC=cross_compiler or ""):
                 runner = runner or ms.runner.LocalRunner(initializer=_pin_runner_initializer())
                 ms.tune_tasks(
                     tasks=contexts, task_weights=weights, work_dir=str(work_dir),

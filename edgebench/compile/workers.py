@@ -35,3 +35,24 @@ def pin_runner() -> None:
     cores = os.environ.get("EDGEBENCH_TUNE_CORES")
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
+
+
+def cross_export(mod) -> str:
+    """MetaSchedule builder export for a board: a shared library linked by the cross compiler
+    in EDGEBENCH_CROSS_CC (the default exports a .tar that the board would have to link with a
+    compiler of its own, which boards and the emulated one lack)."""
+    import tempfile
+
+    from tvm.support import cc
+
+    path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
+    mod.export_library(path, fcompile=cc.cross_compiler(os.environ["EDGEBENCH_CROSS_CC"]))
+    return path
+
+
+def direct_session(host: str, port: int, key: str, session_timeout: int, _rpc_config=None):
+    """MetaSchedule runner session for a board reached directly (its RPCConfig knows only
+    trackers)."""
+    from tvm import rpc
+
+    return rpc.connect(host, port, key, session_timeout=session_timeout)
