@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -151,3 +153,19 @@ def test_pruned_digits_mlp_keeps_its_accuracy_on_sparse_kernels(tmp_path):
     assert "sparse 1x1" in sparse["sparse_layers"]
     assert sparse["accuracy"] == rows.loc["prune=unstructured:0.9", "accuracy"]
     assert sparse["accuracy"] > 0.9
+
+
+def test_sparse_kernels_compile_to_neon_for_aarch64():
+    """The same TIR vectorises for the Arm boards (NEON fmla), not just AVX-512."""
+    rng = np.random.default_rng(3)
+    w = _block_sparse(rng, (64, 32), (4, 1), 0.9)
+    conv = _block_sparse(rng, (8, 4 * 9), (1, 1), 0.8).reshape(8, 4, 3, 3)
+    geo = conv_geometry((1, 4, 12, 12), conv.shape, (1, 1), (1, 1, 1, 1))
+    target = find_target("rpi4").tvm_target()
+    for kernel in (sparse_dense_kernel(1, to_bsr(w, (4, 1)), "relu"),
+                   sparse_dense_kernel(1, to_bsr(w, (1, 1)), "none"),
+                   sparse_conv_kernel(geo, to_conv_bsr(conv, (1, 1), geo), "relu")):
+        lib = tvm.compile(tvm.IRModule({"main": kernel.with_attr("global_symbol", "main")}),
+                          target=target)
+        asm = lib.mod.inspect_source("asm")
+        assert re.search(r"fml[as]\tv\d+\.4s", asm), "no NEON vector FMA in the aarch64 code"

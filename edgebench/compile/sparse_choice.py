@@ -16,9 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edgebench.compile.tuning import Progress, database_dir, tune
-from edgebench.kernels.sparse_conv import conv_geometry, sparse_conv_kernel, to_conv_bsr
-from edgebench.kernels.sparse_dense import sparse_dense_kernel, to_bsr
+from edgebench.compile.tuning import Progress, apply_database, database_dir, tune
 from edgebench.passes.sparse_weights import SparseLayer, _Chain, _static_shape
 from edgebench.targets import Target
 
@@ -42,11 +40,13 @@ def _layer_module(chain: _Chain):
     with bb.function("main", [x]):
         with bb.dataflow():
             if chain.op == "dense":
-                y = bb.emit(relax.op.matmul(x, relax.const(np.ascontiguousarray(chain.weight.T))))
+                y = bb.emit(relax.op.matmul(x, relax.const(np.ascontiguousarray(chain.weight.T)),
+                                            out_dtype="float32"))
             else:
                 y = bb.emit(relax.op.nn.conv2d(x, relax.const(chain.weight),
                                                strides=chain.attrs["strides"],
-                                               padding=chain.attrs["padding"]))
+                                               padding=chain.attrs["padding"],
+                                               out_dtype="float32"))
             if chain.bias is not None:
                 bias = relax.const(chain.bias.reshape(chain.bias_shape))
                 y = bb.emit(relax.op.add(bias, y) if chain.bias_first else relax.op.add(y, bias))
@@ -60,7 +60,11 @@ def _layer_module(chain: _Chain):
 
 
 class MeasuredChoice:
-    """select() for SparsifyWeights: sparse where measured faster than the tuned dense layer."""
+    """select() for SparsifyWeights: sparse where measured faster than the tuned dense layer.
+
+    Both sides are the layer alone, built the way the model is (tuning database applied, VM
+    call), and timed back to back on the target's cores, so the ratio is taken in one run.
+    """
 
     def __init__(self, target: Target, trials: int, lanes: int = 16,
                  progress: Progress | None = None) -> None:
@@ -69,44 +73,35 @@ class MeasuredChoice:
         self.lanes = lanes
         self.progress = progress
 
-    def dense_us(self, chain: _Chain) -> float | None:
+    def _timed(self, chain: _Chain, passes: list) -> float:
+        """Microseconds per call of the layer module after `passes`, tuned and built."""
+        import tvm
+        from tvm import relax
+
         from edgebench.compile import _prepare
 
         tvm_target = self.target.tvm_target()
-        fused = _prepare(_layer_module(chain), tvm_target, (), self.target.conv_layout)
-        _db, report = tune(fused, tvm_target, database_dir(str(tvm_target)),
-                           max(self.trials, 1), self.target.threads, self.target.cores,
-                           self.progress)
-        times = [t["weight"] * t["best_us"] for t in report.task_times if t["best_us"]]
-        return sum(times) if times else None
+        fused = _prepare(_layer_module(chain), tvm_target, passes, self.target.conv_layout)
+        if self.trials > 0:
+            work_dir = database_dir(str(tvm_target))
+            tune(fused, tvm_target, work_dir, self.trials, self.target.threads,
+                 self.target.cores, self.progress)
+            fused, _missing = apply_database(fused, tvm_target, work_dir, self.progress)
+        vm = relax.VirtualMachine(tvm.compile(fused, target=tvm_target), tvm.cpu())
+        x = np.random.default_rng(0).standard_normal(_static_shape(chain.x)).astype("float32")
+        with _pinned(self.target.cores):
+            timer = vm.time_evaluator("main", tvm.cpu(), number=10, repeat=5, min_repeat_ms=50)
+            arg = tvm.runtime.tensor(x)
+            timer(arg)  # warm-up
+            return timer(arg).median * 1e6
+
+    def dense_us(self, chain: _Chain) -> float:
+        return self._timed(chain, [])
 
     def sparse_us(self, layer: SparseLayer, chain: _Chain) -> float:
-        import tvm
+        from edgebench.passes.sparse_weights import SparsifyWeights
 
-        shape = _static_shape(chain.x)
-        rng = np.random.default_rng(0)
-        if chain.op == "dense":
-            m = int(np.prod(shape[:-1]))
-            w = to_bsr(chain.weight, layer.block, self.lanes)
-            kernel = sparse_dense_kernel(m, w, chain.act)
-            x = rng.standard_normal((m, shape[-1])).astype("float32")
-            out = np.zeros((m, chain.weight.shape[0]), "float32")
-        else:
-            geo = conv_geometry(shape, chain.weight.shape, chain.attrs["strides"],
-                                chain.attrs["padding"])
-            w = to_conv_bsr(chain.weight, layer.block, geo)
-            kernel = sparse_conv_kernel(geo, w, chain.act)
-            x = rng.standard_normal((geo.n, geo.c, geo.hp, geo.wp)).astype("float32")
-            out = np.zeros(geo.out_shape, "float32")
-        lib = tvm.compile(tvm.IRModule({"main": kernel.with_attr("global_symbol", "main")}),
-                          target=self.target.tvm_target())
-        dev = tvm.cpu()
-        bias = np.zeros(chain.weight.shape[0], "float32")
-        args = [tvm.runtime.tensor(a, dev) for a in (x, w.data, w.indices, w.indptr, bias, out)]
-        with _pinned(self.target.cores):
-            timer = lib.mod.time_evaluator("main", dev, number=10, repeat=5, min_repeat_ms=50)
-            timer(*args)  # warm-up
-            return timer(*args).median * 1e6
+        return self._timed(chain, [SparsifyWeights(0.0, block=layer.block, lanes=self.lanes)])
 
     def __call__(self, layer: SparseLayer, chain: _Chain) -> bool:
         if self.target.rpc is not None or self.target.cross_compiler:
@@ -114,7 +109,6 @@ class MeasuredChoice:
             return True
         layer.dense_us = self.dense_us(chain)
         layer.sparse_us = self.sparse_us(layer, chain)
-        if layer.dense_us is None:
-            layer.reason = "no tuned dense time (trials 0): kept sparse by threshold"
-            return True
+        if self.trials == 0:
+            layer.reason = "untuned dense (trials 0)"
         return layer.sparse_us < layer.dense_us
