@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgebench.compile.tuning import Progress, TuningReport, database_dir, rpc_runner, tune
+from edgebench.compile.tuning import (
+    Progress,
+    TuningReport,
+    apply_database,
+    database_dir,
+    rpc_runner,
+    tune,
+)
 from edgebench.targets import Target
 
 __all__ = ["CompileError", "CompileResult", "compile_module"]
@@ -66,7 +73,6 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                    runner=None) -> CompileResult:
     """Tune (unless trials_per_task == 0) and build `mod`; export it to out_path (.so)."""
     import tvm
-    from tvm import relax
 
     tvm_target = target.tvm_target()
     try:
@@ -80,11 +86,10 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
         if runner is None and target.rpc is not None:
             runner = rpc_runner(target.rpc)
         work_dir = database_dir(str(tvm_target) + (" emulated" if target.emulated else ""))
-        database, report = tune(fused, tvm_target, work_dir, trials_per_task, target.threads,
-                                target.cores, progress, runner,
-                                target.cross_compiler if target.rpc is not None else None)
-        with tvm_target, database:
-            fused = relax.transform.MetaScheduleApplyDatabase()(fused)
+        _database, report = tune(fused, tvm_target, work_dir, trials_per_task, target.threads,
+                                 target.cores, progress, runner,
+                                 target.cross_compiler if target.rpc is not None else None)
+        fused, report.untuned = apply_database(fused, tvm_target, work_dir, progress)
     if report.task_times:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.with_suffix(".tasks.json").write_text(json.dumps(

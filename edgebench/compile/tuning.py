@@ -37,6 +37,7 @@ class TuningReport:
     seconds: float = 0.0
     work_dir: str = ""
     task_times: list[dict] = field(default_factory=list)
+    untuned: list[str] = field(default_factory=list)  # kernels built without a tuned schedule
 
     @property
     def estimated_ms(self) -> float:
@@ -91,7 +92,7 @@ def rpc_runner(rpc, session_timeout: int | None = None):
 
     from tvm.s_tir import meta_schedule as ms
 
-    from edgebench.compile.workers import direct_session
+    from edgebench.compile.workers import alloc_host_random, direct_session
 
     timeout = session_timeout or rpc.session_timeout
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0)
@@ -99,9 +100,11 @@ def rpc_runner(rpc, session_timeout: int | None = None):
         host, _, port = rpc.tracker.rpartition(":")
         return ms.runner.RPCRunner(ms.runner.RPCConfig(host, int(port), rpc.key,
                                                        session_timeout_sec=timeout),
-                                   evaluator, initializer=register_cpu_intrinsics)
+                                   evaluator, initializer=register_cpu_intrinsics,
+                                   f_alloc_argument=alloc_host_random)
     return ms.runner.RPCRunner(
         evaluator_config=evaluator, initializer=register_cpu_intrinsics, max_workers=1,
+        f_alloc_argument=alloc_host_random,
         f_create_session=functools.partial(direct_session, rpc.host, rpc.port, rpc.key or "",
                                            timeout))
 
@@ -126,7 +129,8 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
     # Everything already tuned: read the database without waiting for another tuner's lock.
     fully_tuned = all(ledger.get(k, 0) >= trials_per_task for k in keys)
     with contextlib.nullcontext() if fully_tuned else _locked(work_dir):
-        database = ms.database.JSONDatabase(work_dir=str(work_dir))
+        database = open_database(work_dir, complete_since=ledger_path.stat().st_mtime
+                                 if fully_tuned and ledger_path.exists() else None)
         report.tasks = len(tasks)
         ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
         todo = [(t, k) for t, k in zip(tasks, keys, strict=True)
@@ -154,6 +158,7 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
                     builder=builder, runner=runner, database=database,
                 )
             report.seconds = time.perf_counter() - start
+            _remember(work_dir, database)
             ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
             ledger.update({k: max(ledger.get(k, 0), trials_per_task) for _, k in todo})
             tmp = ledger_path.with_suffix(".tmp")
@@ -167,8 +172,7 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
 
 
 def _is_scheduled(mod) -> bool:
-    return any(f.attrs is not None and bool(f.attrs.get("tirx.is_scheduled", False))
-               for f in mod.functions.values())
+    return any(_is_scheduled_func(f) for f in mod.functions.values())
 
 
 def _task_times(database, tasks, target) -> list[dict]:
@@ -186,3 +190,59 @@ def _pin_runner_initializer():
     from edgebench.compile.workers import pin_runner
 
     return pin_runner
+
+
+_DATABASES: dict[str, tuple[tuple, float, object]] = {}
+
+
+def _stamp(work_dir: Path) -> tuple:
+    files = [work_dir / "database_workload.json", work_dir / "database_tuning_record.json"]
+    return tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else None for f in files)
+
+
+def open_database(work_dir: Path, fresh: bool = False, complete_since: float | None = None):
+    """The tuning database, parsed once per process (tens of MB of JSON: tens of seconds, and a
+    model build opens it several times). A cached copy is reused while the files are unchanged,
+    or, when `complete_since` is given, if it was loaded after that time (the ledger's mtime:
+    every record the caller needs was on disk by then, whatever other tuners appended since)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    key, stamp = str(work_dir), _stamp(work_dir)
+    cached = _DATABASES.get(key)
+    usable = cached is not None and not fresh and (
+        cached[0] == stamp or (complete_since is not None and cached[1] >= complete_since))
+    if not usable:
+        _DATABASES[key] = (stamp, time.time(), ms.database.JSONDatabase(work_dir=key))
+    return _DATABASES[key][2]
+
+
+def _remember(work_dir: Path, database) -> None:
+    """After tuning through `database`, its in-memory records match the files again."""
+    _DATABASES[str(work_dir)] = (_stamp(work_dir), time.time(), database)
+
+
+def apply_database(mod, target, work_dir: Path, progress: Progress | None = None):
+    """Apply the tuned schedules; if some task finds no record (a database file caught
+    mid-write by another tuner), reload the database once. Returns (module, untuned names)."""
+    from tvm import relax, tirx
+
+    def unscheduled(m) -> list[str]:
+        return [gv.name_hint for gv, f in m.functions_items()
+                if isinstance(f, tirx.PrimFunc) and not _is_scheduled_func(f)]
+
+    ledger = work_dir / "trials.json"
+    for attempt in range(2):
+        database = open_database(work_dir, fresh=attempt > 0, complete_since=ledger.stat(
+        ).st_mtime if ledger.exists() else None)
+        with target, database:
+            out = relax.transform.MetaScheduleApplyDatabase()(mod)
+        missing = unscheduled(out)
+        if not missing:
+            break
+    if missing and progress:
+        progress(f"warning: no tuning record for {', '.join(missing)} (built untuned)")
+    return out, missing
+
+
+def _is_scheduled_func(func) -> bool:
+    return func.attrs is not None and bool(func.attrs.get("tirx.is_scheduled", False))

@@ -56,3 +56,21 @@ def direct_session(host: str, port: int, key: str, session_timeout: int, _rpc_co
     from tvm import rpc
 
     return rpc.connect(host, port, key, session_timeout=session_timeout)
+
+
+def alloc_host_random(session, device, args_info, alloc_repeat: int):
+    """MetaSchedule RPC runner arguments filled with host-made random data: the default asks
+    the board for tvm.contrib.random, which the runtime-only TVM a board runs does not have."""
+    import numpy as np
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
+
+    rng = np.random.default_rng(0)
+
+    def fill(arr) -> None:
+        dtype = np.dtype(str(arr.dtype))
+        shape = tuple(int(d) for d in arr.shape)
+        data = (rng.uniform(-1, 1, shape) if dtype.kind == "f"
+                else rng.integers(0, 2 if dtype.kind == "b" else 8, shape))
+        arr.copyfrom(np.asarray(data).astype(dtype))
+
+    return alloc_argument_common(fill, device, args_info, alloc_repeat)
