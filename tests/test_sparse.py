@@ -169,3 +169,24 @@ def test_sparse_kernels_compile_to_neon_for_aarch64():
                           target=target)
         asm = lib.mod.inspect_source("asm")
         assert re.search(r"fml[as]\tv\d+\.4s", asm), "no NEON vector FMA in the aarch64 code"
+
+
+@pytest.mark.parametrize("block", [(1, 1), (4, 1)])
+def test_linear_over_many_tokens_runs_as_sparse_conv(block):
+    """A Linear on [tokens, features] (transformer) takes the tokens-as-pixels path."""
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for layer in (net[0], net[2]):
+            w = layer.weight.numpy()
+            layer.weight.copy_(torch.from_numpy(_block_sparse(rng, w.shape, block, 0.75)))
+    x = torch.randn(1, 40, 32)
+    sparse = SparsifyWeights(min_sparsity=0.5)
+    mod = _prepare(import_model(net.eval(), x), find_target("x86-native").tvm_target(), [sparse])
+    assert sum(layer.converted for layer in sparse.layers) == 2
+    assert any("sparse_conv2d" in gv.name_hint for gv in mod.get_global_vars())
+    ex = tvm.compile(mod, target=find_target("x86-native").tvm_target())
+    out = relax.VirtualMachine(ex, DEV)["main"](tvm.runtime.tensor(x.numpy()))
+    with torch.no_grad():
+        np.testing.assert_allclose(out[0].numpy(), net(x).numpy(), rtol=1e-4, atol=1e-4)

@@ -100,6 +100,9 @@ def sparse_conv_kernel(geo: ConvGeometry, w: BSR, act: str = "none"):
     OH, OWP, V = geo.oh, geo.ow_padded, geo.lanes
     SH, SW = geo.stride
     TH = max(d for d in range(1, max(1, 8 // R) + 1) if OH % d == 0)
+    # Few output rows (a Linear's tokens arrive as one row): widen the tile along the row.
+    TW = max(d for d in range(1, max(1, 8 // (R * TH)) + 1) if (OWP // V) % d == 0)
+    V = V * TW
     NNZB, OB = w.data.shape[0], CO // R
     SIZE = C * HP * WP
 

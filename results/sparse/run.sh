@@ -19,11 +19,22 @@ edgebench run mlp --target "$target" --trials "$trials" -o "$out" \
   --runtimes tvm pytorch onnxruntime executorch --variants "${masked[@]}"
 edgebench run mlp --target "$target" --trials "$trials" -o "$out" --runtimes tvm \
   --variants "${sparse[@]}"
+enc=(fp32) enc_sparse=()
+for s in 0.5 0.7 0.9; do
+  enc+=("prune=unstructured:$s")
+  enc_sparse+=("prune=unstructured:$s+sparse" "prune=block:16x1:$s+sparse")
+done
+edgebench run encoder --target "$target" --trials "$trials" -o "$out" \
+  --runtimes tvm pytorch onnxruntime --variants "${enc[@]}"
+edgebench run encoder --target "$target" --trials "$trials" -o "$out" --runtimes tvm \
+  --variants "${enc_sparse[@]}"
 cnn=(fp32) cnn_sparse=()
 for s in 0.5 0.7 0.8 0.9; do
   cnn+=("prune=unstructured:$s"); cnn_sparse+=("prune=unstructured:$s+sparse")
 done
-edgebench run resnet18 --target "$target" --trials "$trials" -o "$out" \
-  --runtimes tvm pytorch onnxruntime --variants "${cnn[@]}"
-edgebench run resnet18 --target "$target" --trials "$trials" -o "$out" --runtimes tvm \
-  --variants "${cnn_sparse[@]}"
+for model in resnet18 mobilenetv2; do
+  edgebench run "$model" --target "$target" --trials "$trials" -o "$out" \
+    --runtimes tvm pytorch onnxruntime --variants "${cnn[@]}"
+  edgebench run "$model" --target "$target" --trials "$trials" -o "$out" --runtimes tvm \
+    --variants "${cnn_sparse[@]}"
+done
