@@ -33,7 +33,8 @@ class OpAgreement:
     float_output: bool
 
 
-def _capture(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def capture(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every tensor the graph computes on x, by node name."""
     values: dict[str, torch.Tensor] = {}
 
     class Capture(fx.Interpreter):
@@ -52,7 +53,7 @@ def _capture(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, torch.Tensor]:
 def per_op_agreement(result, x: torch.Tensor) -> list[OpAgreement]:
     """Run every integer op of result.description on the simulator's inputs (a QuantResult)."""
     sim = result.model
-    values = _capture(sim, x)
+    values = capture(sim, x)
     nodes = {n.name: n for n in sim.graph.nodes}
     quantizer: dict[str, tuple[str, ActQuant]] = {}  # tensor -> its ActQuant node and module
     for n in sim.graph.nodes:

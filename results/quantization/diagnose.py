@@ -18,11 +18,11 @@ import math
 from pathlib import Path
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from edgebench.models import get_model
 from edgebench.quantize import QuantConfig, parse_quant, quantize
-from edgebench.quantize.check import per_op_agreement
+from edgebench.quantize.check import capture, per_op_agreement
 from edgebench.quantize.fakequant import ActQuant
 
 HERE = Path(__file__).resolve().parent
@@ -44,21 +44,6 @@ def sqnr(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 def agree(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.argmax(-1) == ref.argmax(-1)).float().mean())
-
-
-def capture(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    values: dict[str, torch.Tensor] = {}
-
-    class Capture(fx.Interpreter):
-        def run_node(self, node: fx.Node) -> object:
-            out = super().run_node(node)
-            if isinstance(out, torch.Tensor):
-                values[node.name] = out
-            return out
-
-    with torch.no_grad():
-        Capture(gm).run(x)
-    return values
 
 
 class Identity(nn.Module):
