@@ -187,10 +187,12 @@ class Proc:
 
     def alive(self) -> bool:
         try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
+        except (OSError, IndexError):
             return False
-        return b"tvm.exec.rpc_" in cmdline  # not a recycled pid
+        # Not a zombie, and not a recycled pid (the cmdline is empty only mid-exec).
+        return state != "Z" and (not cmdline or b"tvm.exec.rpc_" in cmdline)
 
     def listening(self) -> bool:
         with contextlib.suppress(OSError):
@@ -208,6 +210,8 @@ class Proc:
                 time.sleep(0.1)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, os.WNOHANG)  # reap it if this process started it
         self.record.unlink(missing_ok=True)
 
 

@@ -10,6 +10,7 @@ board does not have, so the pipeline skips them for RPC targets.
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections.abc import Callable
@@ -224,6 +225,45 @@ def _last_line(e: BaseException) -> str:
     return lines[-1] if lines else type(e).__name__
 
 
+def _measure_on(board: Board, artifact: Path, inputs: np.ndarray, measure: MeasureConfig,
+                target: Target, log: Callable[[str], None]) -> tuple[dict, list]:
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    sess = board.session
+    stats: dict = {"peak_rss_mb": None, "model_rss_mb": None}
+    probe = _memory_probe(sess, target)
+    base_kb = probe["vm_rss_kb"]() if probe is not None else -1
+    board.emulated = board.emulated or bool(probe is not None and probe["emulated"]())
+    t0 = time.perf_counter()
+    sess.upload(str(artifact))
+    log(f"uploaded {artifact.name} to {board.name}")
+    lib = sess.load_module(artifact.name)
+    dev = sess.cpu()
+    vm = VirtualMachine(lib, dev)
+    stats["load_s"] = time.perf_counter() - t0
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(x), dev))
+        vm.invoke_stateful("main")
+        out = vm.get_outputs("main")
+        return [o.numpy() for o in (out if isinstance(out, tuple | list) else (out,))]
+
+    t0 = time.perf_counter()
+    run(inputs[0])
+    stats["first_ms"] = (time.perf_counter() - t0) * 1e3
+    outs = [run(x) for x in inputs]
+    vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(inputs[0]), dev))
+    timer = vm.time_evaluator("invoke_stateful", dev, number=1, repeat=max(measure.min_runs, 2))
+    secs = np.asarray(timer("main").results, dtype=np.float64)
+    stats.update(latency_stats(secs * 1e3))
+    peak_kb = probe["vm_hwm_kb"]() if probe is not None else -1
+    if peak_kb > 0 and base_kb > 0:
+        stats["peak_rss_mb"] = peak_kb / 1024
+        stats["model_rss_mb"] = (peak_kb - base_kb) / 1024
+    return stats, outs
+
+
 def run_remote(artifact: Path, inputs: np.ndarray, target: Target, measure: MeasureConfig,
                log: Callable[[str], None] = lambda _m: None) -> tuple[WorkerResult, Board]:
     """Upload, load, run every input (outputs back for verification), time on the board.
@@ -234,49 +274,17 @@ def run_remote(artifact: Path, inputs: np.ndarray, target: Target, measure: Meas
     (it includes the server's Python and TVM runtime; under qemu-user it is the emulator
     process, qemu included); model_rss_mb is that peak minus its VmRSS before loading.
     """
-    import tvm
-    from tvm.runtime.vm import VirtualMachine
-
     check_artifact_arch(artifact, target.arch)
     board = connect_board(target)
-    sess = board.session
-    stats: dict = {"peak_rss_mb": None, "model_rss_mb": None}
+    error = ""
     try:
-        probe = _memory_probe(sess, target)
-        base_kb = probe["vm_rss_kb"]() if probe is not None else -1
-        board.emulated = board.emulated or bool(probe is not None and probe["emulated"]())
-        t0 = time.perf_counter()
-        sess.upload(str(artifact))
-        log(f"uploaded {artifact.name} to {board.name}")
-        lib = sess.load_module(artifact.name)
-        dev = sess.cpu()
-        vm = VirtualMachine(lib, dev)
-        stats["load_s"] = time.perf_counter() - t0
-
-        def run(x: np.ndarray) -> list[np.ndarray]:
-            vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(x), dev))
-            vm.invoke_stateful("main")
-            out = vm.get_outputs("main")
-            return [o.numpy() for o in (out if isinstance(out, tuple | list) else (out,))]
-
-        t0 = time.perf_counter()
-        run(inputs[0])
-        stats["first_ms"] = (time.perf_counter() - t0) * 1e3
-        outs = [run(x) for x in inputs]
-        vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(inputs[0]), dev))
-        timer = vm.time_evaluator("invoke_stateful", dev, number=1,
-                                  repeat=max(measure.min_runs, 2))
-        secs = np.asarray(timer("main").results, dtype=np.float64)
-        stats.update(latency_stats(secs * 1e3))
-        peak_kb = probe["vm_hwm_kb"]() if probe is not None else -1
-        if peak_kb > 0 and base_kb > 0:
-            stats["peak_rss_mb"] = peak_kb / 1024
-            stats["model_rss_mb"] = (peak_kb - base_kb) / 1024
-    except BoardError:
-        raise
+        stats, outs = _measure_on(board, artifact, inputs, measure, target, log)
     except Exception as e:  # a dropped board surfaces as a TVM RPC error: name the board
-        raise BoardError(f"board {board.name} failed mid-run: {_last_line(e)}") from None
+        error = _last_line(e)
     finally:
-        board.session = sess = None  # the last reference closes the session on the board
+        board.session = None
+        gc.collect()  # the session closes when its last reference goes: free the board now
+    if error:
+        raise BoardError(f"board {board.name} failed mid-run: {error}")
     outputs = [np.stack([o[i] for o in outs]) for i in range(len(outs[0]))]
     return WorkerResult(stats, outputs), board
