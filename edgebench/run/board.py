@@ -247,6 +247,7 @@ def start_server(port: int = SERVER_PORT, tracker: str = "", key: str = "", thre
                  host: str = HOST) -> Proc:
     """TVM's rpc_server inside the chroot. TVM_USE_RUNTIME_LIB loads libtvm_runtime only (as a
     deployed board would), which also cuts the start under qemu to seconds."""
+    ensure_binfmt(lambda _m: None)  # a reboot forgets the registration, not the root fs
     root = build()
     _mount(root)
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
