@@ -82,6 +82,16 @@ def test_cross_compiled_cnn_runs_on_board_and_matches_pytorch(board_target, tmp_
     assert "EMULATED" in (tmp_path / "rows.md").read_text() or not row["emulated"]
 
 
+def test_sparse_kernels_cross_compiled_run_on_the_board(board_target, tmp_path):
+    """Issue 5 on aarch64: the BSR kernels built for the board give PyTorch's outputs there."""
+    variants = ("prune=unstructured:0.9+sparse", "prune=block:16x1:0.9+sparse")
+    df = _run(board_target, tmp_path, ["digits-mlp"], variants)
+    assert (df["status"] == "ok").all(), df["error"].tolist()
+    assert (df["prune_kind"] == "sparse-kernel").all()
+    assert df["sparse_layers"].str.contains("remote target: chosen by sparsity threshold").all()
+    assert (df["verify_err"] < 1e-4).all()  # outputs equal the pruned PyTorch model
+
+
 def test_tracker_spreads_rows_over_two_boards(farm_target, tmp_path):
     variants = ("fp32", "prune=unstructured:0.5", "prune=unstructured:0.9", "prune=nm:2:4")
     df = _run(farm_target, tmp_path, ["digits-mlp"], variants)
