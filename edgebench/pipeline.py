@@ -33,7 +33,6 @@ from edgebench.targets import Target, find_target
 from edgebench.variant import Variant, VariantSpec, parse_variant
 
 Log = Callable[[str], None]
-SPARSE_MIN = 0.3  # below this no layer is even timed sparse (Relay's break-even was 30-50%)
 
 
 @dataclass
@@ -130,7 +129,7 @@ def _sparse_pass(variant: Variant, cfg: RunConfig):
         return None
     select = (None if variant.spec.sparse == "all"
               else MeasuredChoice(variant.target, cfg.trials, progress=cfg.log))
-    return SparsifyWeights(min_sparsity=SPARSE_MIN, select=select)
+    return SparsifyWeights(select=select)
 
 
 def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,

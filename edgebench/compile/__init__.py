@@ -68,6 +68,12 @@ def _prepare(mod, target, extra_passes: Sequence, conv_layout: str = "NCHW"):
         return tvm.transform.Sequential(seq)(mod)
 
 
+def target_database_dir(target: Target) -> Path:
+    """The tuning database of a target (an emulated board keeps its own: qemu timings must not
+    choose a real board's schedules)."""
+    return database_dir(str(target.tvm_target()) + (" emulated" if target.emulated else ""))
+
+
 def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                    extra_passes: Sequence = (), progress: Progress | None = None,
                    runner=None) -> CompileResult:
@@ -85,7 +91,7 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
         # A board's tuning is timed on the board (emulated boards keep their own database).
         if runner is None and target.rpc is not None:
             runner = rpc_runner(target.rpc)
-        work_dir = database_dir(str(tvm_target) + (" emulated" if target.emulated else ""))
+        work_dir = target_database_dir(target)
         _database, report = tune(fused, tvm_target, work_dir, trials_per_task, target.threads,
                                  target.cores, progress, runner,
                                  target.cross_compiler if target.rpc is not None else None)

@@ -1,11 +1,10 @@
 """Per-layer sparse-or-dense choice by measurement (the break-even of issue 5).
 
 A sparse kernel only pays above some sparsity that depends on the layer's shape, the block
-shape and the machine (Relay's x86 sparse_dense lost to dense below ~30-50%). So for each
-candidate layer edgebench times both on the target: the dense layer is the MetaSchedule-tuned
-kernel (its best measured time from the tuning database, tuning it first if the database lacks
-it: the model's dense build needs that kernel anyway), the sparse one is our kernel compiled
-alone and timed on the target's cores. The layer goes sparse only if it is faster.
+shape and the machine (Relay's x86 sparse_dense lost to dense below ~30-50%). So each candidate
+layer is built alone twice, dense (MetaSchedule-tuned from the database, tuning it first if the
+database lacks it: the model's dense build needs that kernel anyway) and on our sparse kernel,
+and both are timed back to back on the target's cores. The layer goes sparse only if faster.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edgebench.compile.tuning import Progress, apply_database, database_dir, tune
+from edgebench.compile.tuning import Progress, apply_database, tune
 from edgebench.passes.sparse_weights import SparseLayer, _Chain, _static_shape
 from edgebench.targets import Target
 
@@ -78,12 +77,12 @@ class MeasuredChoice:
         import tvm
         from tvm import relax
 
-        from edgebench.compile import _prepare
+        from edgebench.compile import _prepare, target_database_dir
 
         tvm_target = self.target.tvm_target()
         fused = _prepare(_layer_module(chain), tvm_target, passes, self.target.conv_layout)
         if self.trials > 0:
-            work_dir = database_dir(str(tvm_target))
+            work_dir = target_database_dir(self.target)
             tune(fused, tvm_target, work_dir, self.trials, self.target.threads,
                  self.target.cores, self.progress)
             fused, _missing = apply_database(fused, tvm_target, work_dir, self.progress)

@@ -129,8 +129,8 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
     # Everything already tuned: read the database without waiting for another tuner's lock.
     fully_tuned = all(ledger.get(k, 0) >= trials_per_task for k in keys)
     with contextlib.nullcontext() if fully_tuned else _locked(work_dir):
-        database = open_database(work_dir, complete_since=ledger_path.stat().st_mtime
-                                 if fully_tuned and ledger_path.exists() else None)
+        database = open_database(work_dir,
+                                 complete_since=_ledger_mtime(work_dir) if fully_tuned else None)
         report.tasks = len(tasks)
         ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
         todo = [(t, k) for t, k in zip(tasks, keys, strict=True)
@@ -216,6 +216,11 @@ def open_database(work_dir: Path, fresh: bool = False, complete_since: float | N
     return _DATABASES[key][2]
 
 
+def _ledger_mtime(work_dir: Path) -> float | None:
+    ledger = work_dir / "trials.json"
+    return ledger.stat().st_mtime if ledger.exists() else None
+
+
 def _remember(work_dir: Path, database) -> None:
     """After tuning through `database`, its in-memory records match the files again."""
     _DATABASES[str(work_dir)] = (_stamp(work_dir), time.time(), database)
@@ -230,10 +235,9 @@ def apply_database(mod, target, work_dir: Path, progress: Progress | None = None
         return [gv.name_hint for gv, f in m.functions_items()
                 if isinstance(f, tirx.PrimFunc) and not _is_scheduled_func(f)]
 
-    ledger = work_dir / "trials.json"
     for attempt in range(2):
-        database = open_database(work_dir, fresh=attempt > 0, complete_since=ledger.stat(
-        ).st_mtime if ledger.exists() else None)
+        database = open_database(work_dir, fresh=attempt > 0,
+                                 complete_since=_ledger_mtime(work_dir))
         with target, database:
             out = relax.transform.MetaScheduleApplyDatabase()(mod)
         missing = unscheduled(out)

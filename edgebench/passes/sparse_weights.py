@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import tvm
@@ -27,6 +27,7 @@ from edgebench.kernels.sparse_dense import block_fits, sparse_dense_kernel, to_b
 # Largest first: the first block shape that stores no more than `block_waste` extra zeros wins.
 DENSE_BLOCKS = ((16, 1), (8, 1), (4, 4), (4, 1), (1, 1))
 CONV_BLOCKS = ((4, 1), (1, 1))
+MIN_SPARSITY = 0.3  # below this no layer is even tried sparse (Relay's break-even: 30-50%)
 TOKENS_AS_PIXELS = 16  # from this many rows of x, a Linear runs as a 1x1 conv over x^T
 
 
@@ -58,7 +59,6 @@ class SparseLayer:
 
 @dataclass
 class _Chain:
-    head: relax.Call
     x: relax.Expr
     weight: np.ndarray  # PyTorch layout, see SparseLayer.shape
     op: str
@@ -115,7 +115,7 @@ def find_chains(func: relax.Function) -> dict[relax.Var, _Chain]:
             xs = _static_shape(v.args[0])
             if w is not None and w.ndim == 2 and w.dtype == np.float32 and xs is not None \
                     and str(v.ty.dtype) == "float32":
-                chains[b.var] = _Chain(v, v.args[0], np.ascontiguousarray(w.T), "dense")
+                chains[b.var] = _Chain(v.args[0], np.ascontiguousarray(w.T), "dense")
         elif name == "relax.nn.conv2d":
             w = _const(v.args[1])
             a = v.attrs
@@ -123,7 +123,7 @@ def find_chains(func: relax.Function) -> dict[relax.Var, _Chain]:
                     and a.data_layout == "NCHW" and a.kernel_layout == "OIHW" \
                     and all(int(d) == 1 for d in a.dilation) and _static_shape(v.args[0]) \
                     and str(v.ty.dtype) == "float32":
-                chains[b.var] = _Chain(v, v.args[0], w, "conv2d", attrs={
+                chains[b.var] = _Chain(v.args[0], w, "conv2d", attrs={
                     "strides": tuple(int(s) for s in a.strides),
                     "padding": tuple(int(p) for p in a.padding)})
         elif name == "relax.add" and len(v.args) == 2:
@@ -139,9 +139,8 @@ def find_chains(func: relax.Function) -> dict[relax.Var, _Chain]:
                 if bias.size == n and bias.shape[-len(want):] == want[-bias.ndim:] \
                         and bias.dtype == np.float32:
                     del chains[src]
-                    chains[b.var] = _Chain(c.head, c.x, c.weight, c.op, bias.reshape(n),
-                                           attrs=c.attrs, bias_first=bool(first),
-                                           bias_shape=bias.shape)
+                    chains[b.var] = replace(c, bias=bias.reshape(n), bias_first=bool(first),
+                                            bias_shape=bias.shape)
                     break
         elif name in ("relax.nn.relu", "relax.clip"):
             src = v.args[0]
@@ -155,8 +154,7 @@ def find_chains(func: relax.Function) -> dict[relax.Var, _Chain]:
                     continue
                 act = "relu6"
             del chains[src]
-            chains[b.var] = _Chain(c.head, c.x, c.weight, c.op, c.bias, act, c.attrs,
-                                   c.bias_first, c.bias_shape)
+            chains[b.var] = replace(c, act=act)
     return chains
 
 
@@ -172,7 +170,7 @@ class SparsifyWeights:
     block=None picks the block shape from the weight's zero pattern.
     """
 
-    def __init__(self, min_sparsity: float = 0.5,
+    def __init__(self, min_sparsity: float = MIN_SPARSITY,
                  select: Callable[[SparseLayer, _Chain], bool] | None = None,
                  block: tuple[int, int] | None = None, lanes: int = 16) -> None:
         self.min_sparsity = min_sparsity
@@ -181,24 +179,25 @@ class SparsifyWeights:
         self.lanes = lanes
         self.layers: list[SparseLayer] = []
 
-    def candidates(self, mod: tvm.IRModule) -> list[tuple[SparseLayer, _Chain]]:
-        """Every layer the pass could convert, in program order, with its sparsity."""
+    def candidates(self, mod: tvm.IRModule) -> list[tuple[SparseLayer, _Chain, relax.Var]]:
+        """Every layer the pass could convert, in program order, with its sparsity and the
+        var its chain ends in (the binding the rewrite replaces)."""
         out = []
         for _gv, func in mod.functions_items():
             if not isinstance(func, relax.Function):
                 continue
-            for c in find_chains(func).values():
+            for end, c in find_chains(func).items():
                 blocks = DENSE_BLOCKS if c.op == "dense" else CONV_BLOCKS
                 w2d = c.weight.reshape(c.weight.shape[0], -1)
                 block = self.block or pick_block(w2d, blocks)
                 out.append((SparseLayer(len(out), c.op, tuple(c.weight.shape),
-                                        weight_sparsity(c.weight), block), c))
+                                        weight_sparsity(c.weight), block), c, end))
         return out
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         chosen = {}
         self.layers = []
-        for layer, chain in self.candidates(mod):
+        for layer, chain, end in self.candidates(mod):
             if layer.sparsity < self.min_sparsity:
                 layer.reason = f"sparsity below {self.min_sparsity}"
             elif not block_fits(chain.weight.reshape(chain.weight.shape[0], -1).shape,
@@ -206,7 +205,7 @@ class SparsifyWeights:
                 layer.reason = f"block {layer.block} does not tile the weight"
             elif self.select is None or self.select(layer, chain):
                 layer.converted = True
-                chosen[chain.head] = (layer, chain)
+                chosen[end] = (layer, chain)
             elif not layer.reason:
                 layer.reason = "dense measured faster"
             self.layers.append(layer)
@@ -222,14 +221,9 @@ class SparsifyWeights:
 
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
-    def __init__(self, mod, chosen: dict, lanes: int) -> None:
+    def __init__(self, mod, ends: dict, lanes: int) -> None:
         super().__init__(mod)
-        self.ends = {}
-        for func in mod.functions.values():
-            if isinstance(func, relax.Function):
-                for var, chain in find_chains(func).items():
-                    if chain.head in chosen:
-                        self.ends[var] = chosen[chain.head]
+        self.ends = ends  # chain's last var -> (layer, chain)
         self.lanes = lanes
 
     def visit_var_binding_(self, binding) -> None:
@@ -276,8 +270,8 @@ class _Rewriter(relax.PyExprMutator):
         n, k = chain.weight.shape
         xt = self.builder_.emit(relax.op.reshape(relax.op.permute_dims(x), (1, k, 1, m)))
         w4 = chain.weight.reshape(n, k, 1, 1)
-        conv = _Chain(chain.head, xt, w4, "conv2d", chain.bias, chain.act,
-                      {"strides": (1, 1), "padding": (0, 0, 0, 0)})
+        conv = replace(chain, x=xt, weight=w4, op="conv2d",
+                       attrs={"strides": (1, 1), "padding": (0, 0, 0, 0)})
         y = self.builder_.emit(self._conv(layer, conv, xt))  # (1, n, 1, m)
         return relax.op.permute_dims(relax.op.reshape(y, (n, m)))
 

@@ -124,21 +124,13 @@ class Plan:
 
 
 def _classify(node: fx.Node) -> tuple[str, str]:
+    """(op name, role) of an aten node, from the first op table that holds it."""
     t = node.target
-    if t in COMPUTE:
-        return COMPUTE[t], "compute"
-    if t in EMBED:
-        return EMBED[t], "embed"
-    if t in ACTIVATIONS:
-        return ACTIVATIONS[t], "act"
-    if t == aten.add.Tensor:
-        return "add", "add"
-    if t in POOLS_MAX:
-        return POOLS_MAX[t], "maxpool"
-    if t in POOLS_AVG:
-        return POOLS_AVG[t], "avgpool"
-    if t in SHAPE_OPS:
-        return SHAPE_OPS[t], "shape"
+    for table, role in ((COMPUTE, "compute"), (EMBED, "embed"), (ACTIVATIONS, "act"),
+                        ({aten.add.Tensor: "add"}, "add"), (POOLS_MAX, "maxpool"),
+                        (POOLS_AVG, "avgpool"), (SHAPE_OPS, "shape")):
+        if t in table:
+            return table[t], role
     name = getattr(t, "__name__", str(t))
     return name.split(".")[0], "other"
 

@@ -63,7 +63,7 @@ def main() -> None:
         for block in blocks:
             for s in SPARSITIES:
                 w = _weight(rng, wshape, block, s)
-                chain = _Chain(None, _X(xshape), w, op, np.zeros(wshape[0], "float32"), "relu",
+                chain = _Chain(_X(xshape), w, op, np.zeros(wshape[0], "float32"), "relu",
                                attrs, bias_first=op == "dense",
                                bias_shape=(wshape[0],) if op == "dense" else (1, wshape[0], 1, 1))
                 if dense is None:
