@@ -112,7 +112,7 @@ def sparse_conv_kernel(geo: ConvGeometry, w: BSR, act: str = "none"):
                       offsets: T.Buffer((NNZB,), "int32"), indptr: T.Buffer((OB + 1,), "int32"),
                       bias: T.Buffer((CO,), "float32"),
                       y: T.Buffer((N, CO, OH, OWP), "float32")):
-        T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True})
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         xf = T.decl_buffer((N * SIZE,), "float32", data=x.data)
         # "global" scope: a small constant-size buffer becomes an LLVM alloca that SROA turns
         # into registers ("local" would be a heap workspace, re-read on every FMA).

@@ -123,7 +123,7 @@ def _bsr_dense(M: int, w: BSR, act: str):
     def bsr_dense(x: T.Buffer((M, K), "float32"), data: T.Buffer((NNZB, R, C), "float32"),
                   indices: T.Buffer((NNZB,), "int32"), indptr: T.Buffer((NB + 1,), "int32"),
                   bias: T.Buffer((N,), "float32"), y: T.Buffer((M, N), "float32")):
-        T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True})
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         # "global" scope: a small constant-size alloca that LLVM keeps in registers.
         acc = T.alloc_buffer((U, MT, R), "float32", scope="global")
         for i in range(NB):
@@ -172,7 +172,7 @@ def _csr_gather(M: int, w: BSR, act: str):
     def csr_gather(x: T.Buffer((M, K), "float32"), data: T.Buffer((CH, L), "float32"),
                    indices: T.Buffer((CH, L), "int32"), indptr: T.Buffer((N + 1,), "int32"),
                    bias: T.Buffer((N,), "float32"), y: T.Buffer((M, N), "float32")):
-        T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True})
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         acc = T.alloc_buffer((L,), "float32", scope="local")
         total = T.alloc_buffer((1,), "float32", scope="local")
         for mm in range(M):
