@@ -1,4 +1,4 @@
-"""Command line: `edgebench run | models | targets | report | prune | board`.
+"""Command line: `edgebench run | models | targets | report | compare | profile | prune | board`.
 
 Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and printed),
 2 bad input (unknown model or target, bad variant, unwritable output) before anything ran.
@@ -57,9 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--input-shape", type=_shape, default=None)
     sub.add_parser("models", help="list built-in models")
     sub.add_parser("targets", help="list target files")
-    rep = sub.add_parser("report", help="write the markdown summary of a results CSV")
-    rep.add_argument("csv")
-    rep.add_argument("--out", default=None)
+    rep = sub.add_parser("report", help="markdown report + PNG plots from results CSVs")
+    rep.add_argument("results", nargs="+", help="results CSVs (other CSVs are skipped, listed)")
+    rep.add_argument("--out", default=None,
+                     help="directory for README.md and plots/ (default: report/ beside the "
+                          "first CSV)")
+    cmp = sub.add_parser("compare", help="the same variants across two runs: change in p50 "
+                         "and whether it is beyond run-to-run noise")
+    cmp.add_argument("a", help="results CSV of the first run (A)")
+    cmp.add_argument("b", help="results CSV of the second run (B)")
+    cmp.add_argument("--out", default=None, help="also write the markdown here")
     b = sub.add_parser("board", help="the emulated aarch64 board (qemu-user chroot running TVM's "
                        "rpc_server on 127.0.0.1): up, down, status, build")
     b.add_argument("action", choices=["up", "down", "status", "build"])
@@ -147,6 +154,25 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from edgebench.reporting.document import write_report
+
+    first = Path(args.results[0])
+    out = Path(args.out) if args.out else first.parent / "report"
+    print(write_report(args.results, out))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from edgebench.reporting.compare import compare, markdown
+
+    text = markdown(compare([args.a], [args.b]), args.a, args.b)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import RUNTIMES
@@ -182,10 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "board":
             return _cmd_board(args)
         if args.command == "report":
-            from edgebench.report import write_markdown
-
-            print(write_markdown(args.csv, args.out))
-            return 0
+            return _cmd_report(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         return _cmd_run(args)
     except user_errors() as e:
         print(f"edgebench: error: {e}", file=sys.stderr)
