@@ -67,6 +67,19 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("a", help="results CSV of the first run (A)")
     cmp.add_argument("b", help="results CSV of the second run (B)")
     cmp.add_argument("--out", default=None, help="also write the markdown here")
+    pf = sub.add_parser("profile", help="per-layer profile of a compiled variant: each kernel "
+                        "timed alone (dense / sparse / int8) vs the whole, locally or on a board")
+    pf.add_argument("model", help="built-in name")
+    pf.add_argument("--variant", default="fp32", help="e.g. prune=unstructured:0.9+sparse")
+    pf.add_argument("--target", default="x86-native", help="target name or .toml (boards: RPC)")
+    pf.add_argument("--trials", type=int, default=32, help="MetaSchedule trials per task")
+    pf.add_argument("--threads", type=int, default=None, help="override the target's threads")
+    pf.add_argument("--rounds", type=int, default=None,
+                    help="interleaved timing rounds, median kept (default 9)")
+    pf.add_argument("--min-repeat-ms", type=int, default=None,
+                    help="each timing runs a call for at least this long (default 10)")
+    pf.add_argument("--output", "-o", default=None,
+                    help="write the per-kernel CSV here (and the markdown beside it)")
     b = sub.add_parser("board", help="the emulated aarch64 board (qemu-user chroot running TVM's "
                        "rpc_server on 127.0.0.1): up, down, status, build")
     b.add_argument("action", choices=["up", "down", "status", "build"])
@@ -173,6 +186,28 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from edgebench.profile import COVERAGE_BAND, ProfileConfig, TimingConfig, profile
+
+    timing = TimingConfig(**{k: v for k, v in (("rounds", args.rounds),
+                                                ("min_repeat_ms", args.min_repeat_ms))
+                             if v is not None})
+    prof = profile(ProfileConfig(args.model, args.variant, args.target, args.trials,
+                                 args.threads, timing))
+    text = prof.markdown()
+    print(text)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        prof.frame().to_csv(out, index=False)
+        out.with_suffix(".md").write_text(text)
+        print(f"profile: {out} and {out.with_suffix('.md')}")
+    if not prof.adds_up():
+        print(f"edgebench: warning: kernels sum to {prof.coverage:.2f} of the whole, outside "
+              f"{COVERAGE_BAND}", file=sys.stderr)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import RUNTIMES
@@ -211,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "compare":
             return _cmd_compare(args)
+        if args.command == "profile":
+            return _cmd_profile(args)
         return _cmd_run(args)
     except user_errors() as e:
         print(f"edgebench: error: {e}", file=sys.stderr)
