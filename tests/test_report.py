@@ -149,3 +149,35 @@ def test_pareto_front_and_method_names() -> None:
 def test_columns_of_the_fixture_are_real() -> None:
     assert not {k for r in ROWS for k in r} - set(COLUMNS)
     assert json.loads(json.dumps(ENV))["cpu"] == "Test CPU 9000"
+
+
+def test_progress_is_quiet_in_ci_and_off_a_terminal(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from edgebench import progress
+
+    master, child = os.openpty()
+    with os.fdopen(child, "w") as tty, open(tmp_path / "log.txt", "w") as file:
+        monkeypatch.delenv("CI", raising=False)
+        assert progress.enabled(tty) and not progress.enabled(file)
+        monkeypatch.setenv("CI", "true")
+        assert not progress.enabled(tty)
+    os.close(master)
+    with progress.bar("rows", 3) as b:  # pytest's stdout is no terminal: a silent no-op
+        b.advance()
+        b.update(description="x")
+
+
+def test_tuning_bar_counts_appended_records(tmp_path: Path) -> None:
+    from edgebench.progress import LineCounter
+
+    records = tmp_path / "database_tuning_record.json"
+    records.write_text('["old", 1]\n' * 5)
+    counter = LineCounter(records)
+    assert counter.count() == 0
+    with open(records, "a") as fh:
+        fh.write('["new", 1]\n' * 3)
+    assert counter.count() == 3
+    with open(records, "a") as fh:
+        fh.write('["new", 2]\n["partial"')
+    assert counter.count() == 4  # a line still being written is not a trial yet
