@@ -178,8 +178,8 @@ class Profile:
     def markdown(self) -> str:
         from edgebench.reporting.document import md_table
 
-        where = self.target + (f" on {self.board}" if self.board else "") + (
-            " (EMULATED)" if self.emulated else "")
+        where = self.target + (f" (board {self.board})" if self.board else "") + (
+            ", EMULATED" if self.emulated else "")
         lines = [f"# profile: {self.model} `{self.variant}` on {where}", "",
                  f"Kernels timed alone sum to {self.sum_ms:.4g} ms; the whole VM call takes "
                  f"{self.whole_ms:.4g} ms (sum / whole = {self.coverage:.2f}"
@@ -188,7 +188,7 @@ class Profile:
                     "add up**") + ").", ""]
         kinds = self.by_kind()
         lines += [*md_table(["kind", "kernels", "ms", "share"], [
-            [k, str(r["kernels"]), f"{r['ms']:.4g}", f"{r['share']:.0%}"]
+            [k, str(int(r["kernels"])), f"{r['ms']:.4g}", f"{r['share']:.0%}"]
             for k, r in kinds.iterrows()]), ""]
         lines += md_table(["#", "kernel", "kind", "layer", "output", "ms", "share"], [
             [str(r["index"]), f"`{r['kernel']}`", r["kind"], r["layer"], r["output"],
@@ -252,7 +252,6 @@ def _profile_local(result, x: np.ndarray, target: Target, calls, timing: TimingC
     old = os.sched_getaffinity(0)
     os.sched_setaffinity(0, set(target.cores) & old or old)
     try:
-        tvm.get_global_func("runtime.config_threadpool")(1, target.threads)
         dev = tvm.cpu()
         exe = tvm.runtime.load_module(str(result.path))  # the very artifact `run` measures
         vm = relax.VirtualMachine(exe, dev)
@@ -298,11 +297,22 @@ def _profile_remote(result, x: np.ndarray, target: Target, calls, timing: Timing
         gc.collect()  # frees the board for the next session
 
 
+def _target_threads(name: str | Path) -> int:
+    from edgebench.targets import find_target
+
+    return find_target(name).threads
+
+
 def profile(cfg: ProfileConfig, out_dir: Path | None = None) -> Profile:
     """Compile the variant and time each of its kernels and the whole, locally or on the
     target's board."""
     from edgebench.paths import cache_dir
+    from edgebench.run.local import thread_env
 
+    # TVM sizes its thread pool from TVM_NUM_THREADS when a parallel kernel first runs in this
+    # process, and ignores the affinity mask: two threads fighting over one pinned core made
+    # a 1 us max_pool2d take 14 us here. Set it before anything runs.
+    os.environ.update(thread_env(cfg.threads or _target_threads(cfg.target)))
     out_dir = out_dir or (cache_dir() / "profile" / Path(str(cfg.target)).stem / cfg.model
                           / re.sub(r"[^\w.=:+-]", "_", cfg.variant))
     result, x, names, target, model, variant = build(cfg, out_dir)
