@@ -144,8 +144,8 @@ def write_report(paths: Sequence[str | Path], out_dir: str | Path,
     res = load(list(paths))
     command = command or "edgebench report " + " ".join(shlex.quote(str(p)) for p in paths) \
         + f" --out {shlex.quote(str(out_dir))}"
-    lines = ["# edgebench report", "",
-             f"Regenerate: `{command}`", "",
+    lines = ["# edgebench report", "", "Regenerate (from the repository root):", "",
+             "```bash", command, "```", "",
              f"{len(res.rows)} rows ({len(res.ok)} ok, {len(res.failed)} failed) from "
              f"{res.rows['source'].nunique()} results file(s).", ""]
     lines += environment_section(res) + headline_section(res.rows)

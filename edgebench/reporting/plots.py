@@ -17,13 +17,13 @@ matplotlib.use("Agg")  # files only: no display on servers or in CI
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from edgebench.reporting.tables import pareto_mask
 
 RUNTIME_COLORS = {"tvm": "tab:blue", "pytorch": "tab:red", "onnxruntime": "tab:green",
                   "executorch": "tab:purple"}
-DPI = 110
+DPI = 100
 
 
 @dataclass
@@ -50,6 +50,7 @@ def _log(ax, axis: str) -> None:
     getattr(ax, f"set_{axis}scale")("log")
     fmt = FuncFormatter(lambda v, _pos: f"{v:g}")
     target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     target.set_major_formatter(fmt)
     target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
 
