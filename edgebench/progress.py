@@ -79,7 +79,8 @@ def bar(description: str, total: float | None) -> Iterator[Bar]:
         if _progress is None:
             _progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("left"), TimeRemainingColumn())
+                                 TextColumn("elapsed,"), TimeRemainingColumn(),
+                                 TextColumn("left"))
             _progress.start()
         _open += 1
         progress = _progress
@@ -118,3 +119,4 @@ def lines_appended(path: Path, description: str, total: int,
         finally:
             done.set()
             thread.join()
+            b.update(completed=min(counter.count(), total))
