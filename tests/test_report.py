@@ -47,6 +47,10 @@ ROWS = [
     _row(p50=0.1, machine="bbbb2222"),
     _row(variant="prune=unstructured:0.9+sparse", p50=0.4, accuracy=0.985, nonzero_params=100,
          prune_kind="sparse-kernel", sparsity=0.9, machine="bbbb2222"),
+    # Board rows from the same host: qemu's FP32, and a real board's pruned row, never divided.
+    _row(target="arm", p50=8.0, emulated=True, board="arm@127.0.0.1:9091"),
+    _row(variant="prune=unstructured:0.9", target="arm", p50=2.0, nonzero_params=100,
+         prune_kind="masked", board="arm@10.0.0.7:9091", emulated=False),
 ]
 
 
@@ -81,6 +85,8 @@ def test_ratios_stay_within_one_machine(results_csv: Path) -> None:
     sparse_b = _one(df, variant="prune=unstructured:0.9+sparse", machine="bbbb2222")
     assert sparse_b["speedup_vs_fp32"] == pytest.approx(0.25)  # its own machine's FP32
     assert sparse_b["vs_pytorch"] != sparse_b["vs_pytorch"]  # NaN: no PyTorch on machine b
+    real_board = _one(df, target="arm", variant="prune=unstructured:0.9")
+    assert real_board["speedup_vs_fp32"] != real_board["speedup_vs_fp32"]  # NaN: no FP32 there
     channel = _one(df, variant="prune=channel:0.5")
     assert channel["weights_removed"] == pytest.approx(0.5)  # smaller network, not zeros
     assert channel["technique"] == "structured pruning"
@@ -111,8 +117,10 @@ def test_report_files_rows_and_failed(results_csv: Path, tmp_path: Path) -> None
     assert "**failed** | outputs differ from PyTorch: max abs err 3.1 > 1e-4 |" in md
     assert "notes.csv`: not an edgebench results file" in md
     pngs = sorted((out / "plots").glob("*.png"))
-    # two machines x (accuracy-latency, speedup-sparsity, size); peers only on machine a
-    assert len(pngs) == 7, [p.name for p in pngs]
+    # two machines x (accuracy-latency, speedup-sparsity, size) + peers on machine a; the
+    # emulated board: accuracy-latency and size; the real board: the same two
+    assert len(pngs) == 11, [p.name for p in pngs]
+    assert "EMULATED" in md and "board arm@10.0.0.7" in md
     for png in pngs:
         assert f"plots/{png.name}" in md
         assert png.stat().st_size > 10_000
@@ -123,13 +131,13 @@ def test_report_files_rows_and_failed(results_csv: Path, tmp_path: Path) -> None
 def test_failed_rows_are_never_plotted(results_csv: Path, tmp_path: Path) -> None:
     df = load([results_csv]).rows
     failed = df.index[df["status"] == "failed"]
-    a = df[df["machine"] == "aaaa1111"]
+    a = df[(df["machine"] == "aaaa1111") & (df["target"] == "x86-native")]
     drawn = [fn(a, tmp_path / f"{fn.__name__}.png", "a") for fn in
              (plots.accuracy_latency, plots.speedup_sparsity, plots.sizes, plots.runtimes)]
     assert all(d is not None for d in drawn)
     for d in drawn:
         assert not set(failed) & set(d.rows)
-    # every ok TVM row of machine a is on the accuracy plot; the 3 pruned ones on the sparsity one
+    # every ok row of machine a (3 runtimes) is on the accuracy plot; the 3 pruned on sparsity
     assert len(drawn[0].rows) == 6 and len(drawn[1].rows) == 3
 
 
