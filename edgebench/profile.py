@@ -159,6 +159,13 @@ class Profile:
         a kernel is slower alone (cold inputs) than in the model."""
         return self.sum_ms / self.whole_ms
 
+    @property
+    def outside_us_per_call(self) -> float:
+        """What the whole spends outside the kernels, per kernel call: the VM's dispatch and
+        allocation (~1 us per call on this x86 host, so it dominates a model whose kernels
+        take a few us, e.g. digits-mlp)."""
+        return (self.whole_ms - self.sum_ms) * 1e3 / max(len(self.kernels), 1)
+
     def adds_up(self, band: tuple[float, float] = COVERAGE_BAND) -> bool:
         return band[0] <= self.coverage <= band[1]
 
@@ -185,7 +192,8 @@ class Profile:
                  f"{self.whole_ms:.4g} ms (sum / whole = {self.coverage:.2f}"
                  + ("" if self.adds_up() else
                     f", **outside {COVERAGE_BAND[0]}-{COVERAGE_BAND[1]}: the parts do not "
-                    "add up**") + ").", ""]
+                    "add up**") + f"); outside the kernels: {self.outside_us_per_call:.2g} us "
+                 f"per kernel call ({len(self.kernels)} calls: VM dispatch, allocation).", ""]
         kinds = self.by_kind()
         lines += [*md_table(["kind", "kernels", "ms", "share"], [
             [k, str(int(r["kernels"])), f"{r['ms']:.4g}", f"{r['share']:.0%}"]

@@ -54,6 +54,8 @@ def test_sparse_variant_profile_lists_sparse_kernels() -> None:
     assert kinds.loc["sparse", "ms"] == pytest.approx(sparse["ms"].sum())
     assert COVERAGE_BAND[0] <= prof.coverage <= COVERAGE_BAND[1], prof.markdown()
     assert np.isclose(prof.sum_ms, f["ms"].sum())
+    calls = len(f)
+    assert np.isclose(prof.outside_us_per_call * calls / 1e3, prof.whole_ms - prof.sum_ms)
 
 
 @pytest.mark.arm
