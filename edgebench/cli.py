@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     pf = sub.add_parser("profile", help="per-layer profile of a compiled variant: each kernel "
                         "timed alone (dense / sparse / int8) vs the whole, locally or on a board")
     pf.add_argument("model", help="built-in name")
-    pf.add_argument("--variant", default="fp32", help="e.g. prune=unstructured:0.9+sparse")
+    pf.add_argument("--variants", "--variant", nargs="+", default=["fp32"],
+                    help="one or more, e.g. fp32 prune=unstructured:0.9+sparse (several: a "
+                         "table of time per kernel kind side by side)")
     pf.add_argument("--target", default="x86-native", help="target name or .toml (boards: RPC)")
     pf.add_argument("--trials", type=int, default=32, help="MetaSchedule trials per task")
     pf.add_argument("--threads", type=int, default=None, help="override the target's threads")
@@ -187,24 +189,36 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from edgebench.profile import COVERAGE_BAND, ProfileConfig, TimingConfig, profile
+    import pandas as pd
+
+    from edgebench.profile import (
+        COVERAGE_BAND,
+        ProfileConfig,
+        TimingConfig,
+        by_kind_markdown,
+        profile,
+    )
 
     timing = TimingConfig(**{k: v for k, v in (("rounds", args.rounds),
                                                 ("min_repeat_ms", args.min_repeat_ms))
                              if v is not None})
-    prof = profile(ProfileConfig(args.model, args.variant, args.target, args.trials,
-                                 args.threads, timing))
-    text = prof.markdown()
+    profiles = [profile(ProfileConfig(args.model, v, args.target, args.trials, args.threads,
+                                      timing)) for v in args.variants]
+    text = "\n".join(p.markdown() for p in profiles)
+    if len(profiles) > 1:
+        text = by_kind_markdown(profiles) + "\n" + text
     print(text)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        prof.frame().to_csv(out, index=False)
+        pd.concat([p.frame().assign(variant=p.variant) for p in profiles]).to_csv(
+            out, index=False)
         out.with_suffix(".md").write_text(text)
         print(f"profile: {out} and {out.with_suffix('.md')}")
-    if not prof.adds_up():
-        print(f"edgebench: warning: kernels sum to {prof.coverage:.2f} of the whole, outside "
-              f"{COVERAGE_BAND}", file=sys.stderr)
+    for p in profiles:
+        if not p.adds_up():
+            print(f"edgebench: warning: {p.variant}: kernels sum to {p.coverage:.2f} of the "
+                  f"whole, outside {COVERAGE_BAND}", file=sys.stderr)
     return 0
 
 

@@ -206,6 +206,23 @@ class Profile:
         return "\n".join([*lines, ""])
 
 
+def by_kind_markdown(profiles: list[Profile]) -> str:
+    """Time per kernel kind of several variants side by side: where a speedup came from."""
+    from edgebench.reporting.document import md_table
+
+    tables = [p.by_kind() for p in profiles]
+    kinds = sorted({k for t in tables for k in t.index})
+    rows = [[kind, *(f"{t['ms'][kind]:.4g} ({int(t['kernels'][kind])})" if kind in t.index
+                     else "-" for t in tables)] for kind in kinds]
+    rows.append(["outside kernels", *(f"{p.whole_ms - p.sum_ms:.4g}" for p in profiles)])
+    rows.append(["whole", *(f"{p.whole_ms:.4g}" for p in profiles)])
+    base = profiles[0].whole_ms
+    rows.append(["speedup vs first", *(f"{base / p.whole_ms:.2f}x" for p in profiles)])
+    return "\n".join([f"# {profiles[0].model} on {profiles[0].target}: ms per kernel kind "
+                      "(kernels)", "", *md_table(["kind", *(f"`{p.variant}`" for p in profiles)],
+                                                 rows), ""])
+
+
 @dataclass
 class ProfileConfig:
     """What to profile: a model's variant compiled for a target, as `edgebench run` builds it."""

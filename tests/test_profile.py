@@ -41,9 +41,22 @@ def test_profile_of_digits_cnn_adds_up(tmp_path: Path, capsys) -> None:
     assert out.with_suffix(".md").read_text().startswith("# profile: digits-cnn `fp32`")
 
 
-def test_sparse_variant_profile_lists_sparse_kernels() -> None:
-    prof = profile(ProfileConfig("digits-cnn", "prune=unstructured:0.9+sparse=all", trials=0,
-                                 log=lambda _m: None))
+def test_sparse_variant_profile_lists_sparse_kernels(tmp_path: Path, capsys) -> None:
+    """fp32 and the sparse variant side by side through the CLI, then the sparse one's parts."""
+    from edgebench.cli import main
+
+    out = tmp_path / "both.csv"
+    variant = "prune=unstructured:0.9+sparse=all"
+    assert main(["profile", "digits-cnn", "--variants", "fp32", variant, "--trials", "0",
+                 "-o", str(out)]) == 0
+    side_by_side = capsys.readouterr().out
+    assert "ms per kernel kind" in side_by_side and "| speedup vs first | 1.00x |" in side_by_side
+    both = pd.read_csv(out)
+    assert set(both["variant"]) == {"fp32", variant}
+    assert set(both[both["variant"] == "fp32"]["kind"]) == {"dense"}
+    f = both[both["variant"] == variant].reset_index(drop=True)
+    prof = profile(ProfileConfig("digits-cnn", variant, trials=0, log=lambda _m: None))
+    assert list(prof.frame()["kernel"]) == list(f["kernel"])  # the same build both times
     f = prof.frame()
     sparse = f[f["kind"] == "sparse"]
     assert len(sparse) >= 2  # the two 3x3 convs past the first are 90% sparse
