@@ -122,7 +122,7 @@ def time_interleaved(lib, dev, calls: list[KernelCall], whole, timing: TimingCon
     """Median ms per call of each kernel alone in `lib` (a library module, local or RPC) and
     of `whole` (a (timer, args) pair for the VM call), timed in interleaved rounds."""
     rng = np.random.default_rng(seed)
-    timers = [(whole[0], whole[1])]
+    timers = [whole]
     for call in calls:
         timer = lib.time_evaluator(call.name, dev, number=1, repeat=1,
                                    min_repeat_ms=timing.min_repeat_ms)
@@ -147,7 +147,6 @@ class Profile:
     whole_ms: float
     board: str = ""
     emulated: bool = False
-    untimed: list[str] = field(default_factory=list)
 
     @property
     def sum_ms(self) -> float:
@@ -201,8 +200,6 @@ class Profile:
         lines += md_table(["#", "kernel", "kind", "layer", "output", "ms", "share"], [
             [str(r["index"]), f"`{r['kernel']}`", r["kind"], r["layer"], r["output"],
              f"{r['ms']:.4g}", f"{r['share']:.1%}"] for _, r in self.frame().iterrows()])
-        if self.untimed:
-            lines += ["", "Not timed: " + ", ".join(self.untimed)]
         return "\n".join([*lines, ""])
 
 
