@@ -1,4 +1,4 @@
-"""Command line: `edgebench run | models | targets | report | prune | board`.
+"""Command line: `edgebench run | models | targets | report | compare | profile | prune | board`.
 
 Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and printed),
 2 bad input (unknown model or target, bad variant, unwritable output) before anything ran.
@@ -57,9 +57,31 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--input-shape", type=_shape, default=None)
     sub.add_parser("models", help="list built-in models")
     sub.add_parser("targets", help="list target files")
-    rep = sub.add_parser("report", help="write the markdown summary of a results CSV")
-    rep.add_argument("csv")
-    rep.add_argument("--out", default=None)
+    rep = sub.add_parser("report", help="markdown report + PNG plots from results CSVs")
+    rep.add_argument("results", nargs="+", help="results CSVs (other CSVs are skipped, listed)")
+    rep.add_argument("--out", default=None,
+                     help="directory for README.md and plots/ (default: report/ beside the "
+                          "first CSV)")
+    cmp = sub.add_parser("compare", help="the same variants across two runs: change in p50 "
+                         "and whether it is beyond run-to-run noise")
+    cmp.add_argument("a", help="results CSV of the first run (A)")
+    cmp.add_argument("b", help="results CSV of the second run (B)")
+    cmp.add_argument("--out", default=None, help="also write the markdown here")
+    pf = sub.add_parser("profile", help="per-layer profile of a compiled variant: each kernel "
+                        "timed alone (dense / sparse / int8) vs the whole, locally or on a board")
+    pf.add_argument("model", help="built-in name")
+    pf.add_argument("--variants", "--variant", nargs="+", default=["fp32"],
+                    help="one or more, e.g. fp32 prune=unstructured:0.9+sparse (several: a "
+                         "table of time per kernel kind side by side)")
+    pf.add_argument("--target", default="x86-native", help="target name or .toml (boards: RPC)")
+    pf.add_argument("--trials", type=int, default=32, help="MetaSchedule trials per task")
+    pf.add_argument("--threads", type=int, default=None, help="override the target's threads")
+    pf.add_argument("--rounds", type=int, default=None,
+                    help="interleaved timing rounds, median kept (default 9)")
+    pf.add_argument("--min-repeat-ms", type=int, default=None,
+                    help="each timing runs a call for at least this long (default 10)")
+    pf.add_argument("--output", "-o", default=None,
+                    help="write the per-kernel CSV here (and the markdown beside it)")
     b = sub.add_parser("board", help="the emulated aarch64 board (qemu-user chroot running TVM's "
                        "rpc_server on 127.0.0.1): up, down, status, build")
     b.add_argument("action", choices=["up", "down", "status", "build"])
@@ -147,6 +169,59 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from edgebench.reporting.document import write_report
+
+    first = Path(args.results[0])
+    out = Path(args.out) if args.out else first.parent / "report"
+    print(write_report(args.results, out))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from edgebench.reporting.compare import compare, markdown
+
+    text = markdown(compare([args.a], [args.b]), args.a, args.b)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from edgebench.profile import (
+        COVERAGE_BAND,
+        ProfileConfig,
+        TimingConfig,
+        by_kind_markdown,
+        profile,
+    )
+
+    timing = TimingConfig(**{k: v for k, v in (("rounds", args.rounds),
+                                                ("min_repeat_ms", args.min_repeat_ms))
+                             if v is not None})
+    profiles = [profile(ProfileConfig(args.model, v, args.target, args.trials, args.threads,
+                                      timing)) for v in args.variants]
+    text = "\n".join(p.markdown() for p in profiles)
+    if len(profiles) > 1:
+        text = by_kind_markdown(profiles) + "\n" + text
+    print(text)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat([p.frame().assign(variant=p.variant) for p in profiles]).to_csv(
+            out, index=False)
+        out.with_suffix(".md").write_text(text)
+        print(f"profile: {out} and {out.with_suffix('.md')}")
+    for p in profiles:
+        if not p.adds_up():
+            print(f"edgebench: warning: {p.variant}: kernels sum to {p.coverage:.2f} of the "
+                  f"whole, outside {COVERAGE_BAND}", file=sys.stderr)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import RUNTIMES
@@ -182,10 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "board":
             return _cmd_board(args)
         if args.command == "report":
-            from edgebench.report import write_markdown
-
-            print(write_markdown(args.csv, args.out))
-            return 0
+            return _cmd_report(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
+        if args.command == "profile":
+            return _cmd_profile(args)
         return _cmd_run(args)
     except user_errors() as e:
         print(f"edgebench: error: {e}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgebench import verify
+from edgebench import progress, verify
 from edgebench.compile import compile_module
 from edgebench.compile.sparse_choice import MeasuredChoice
 from edgebench.envinfo import host_environment
@@ -187,9 +187,10 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
             runtimes.remove(r)
     user_modules = [m.split(":")[0] for m in cfg.models if m.split(":")[0].endswith(".py")]
     try:
-        for spec in specs:
-            run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
-                      user_modules)
+        with progress.bar("rows", len(specs) * len(variant_specs) * len(runtimes)) as rows:
+            for spec in specs:
+                run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
+                          user_modules, rows)
     finally:
         write_markdown(writer.path)
     return load_results([writer.path])
@@ -197,7 +198,8 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
 
 def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[str],
               target: Target, cfg: RunConfig, writer: ResultsWriter, done: set, env: dict,
-              user_modules: list[str]) -> None:
+              user_modules: list[str], rows: progress.Bar | None = None) -> None:
+    rows = rows or progress.Bar()
     model_run: _ModelRun | None = None
     for vspec in variant_specs:
         variant = Variant(spec, vspec, target)
@@ -206,6 +208,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
             key = (spec.name, variant.name, runtime, target.name, str(target.threads))
             if key in done:
                 cfg.log(f"{spec.name} {variant.name} {runtime}: already measured, skipped")
+                rows.advance()
                 continue
             if model_run is None:
                 model_run = _ModelRun(spec)
@@ -223,6 +226,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                    "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
                    **transformed.row_fields()}
             cfg.log(f"{spec.name} {variant.name} {runtime}: measuring")
+            rows.update(description=f"{spec.name} {variant.name} {runtime}")
             try:
                 _measure_one(variant, runtime, model_run, model, reference, cfg, row,
                              user_modules)
@@ -232,3 +236,4 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 row.update(status="failed", error=str(e).strip().splitlines()[0][:500])
                 cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {row['error']}")
             writer.append(row)
+            rows.advance()

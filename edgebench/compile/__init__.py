@@ -38,6 +38,8 @@ class CompileResult:
     trials_per_task: int
     tuning: TuningReport
     compile_s: float
+    module: object = None  # the tuned, fused IRModule that was built (per-kernel profiling)
+    executable: object = None  # its relax.VMExecutable (a board profile exports its kernels)
 
     @property
     def untuned(self) -> bool:
@@ -113,4 +115,5 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
     except Exception as e:
         raise CompileError(f"building for target '{target.name}' failed: "
                            f"{str(e).strip().splitlines()[-1]}") from e
-    return CompileResult(out_path, trials_per_task, report, time.perf_counter() - start)
+    return CompileResult(out_path, trials_per_task, report, time.perf_counter() - start,
+                         fused, ex)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgebench.compile.workers import cross_export, register_cpu_intrinsics
 from edgebench.paths import cache_dir
+from edgebench.progress import lines_appended
 
 Progress = Callable[[str], None]
 
@@ -147,8 +148,11 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
                                               max_workers=max(1, min(2, os.cpu_count() or 1)),
                                               f_export=cross_export if cross_compiler else None)
             cores_env = ",".join(map(str, cores))
+            records = work_dir / "database_tuning_record.json"  # a line per measured trial
             with _env(TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-                      EDGEBENCH_TUNE_CORES=cores_env, EDGEBENCH_CROSS_CC=cross_compiler or ""):
+                      EDGEBENCH_TUNE_CORES=cores_env, EDGEBENCH_CROSS_CC=cross_compiler or ""), \
+                    lines_appended(records, f"tuning {len(todo)} tasks",
+                                   trials_per_task * len(todo)):
                 runner = runner or ms.runner.LocalRunner(initializer=_pin_runner_initializer())
                 ms.tune_tasks(
                     tasks=contexts, task_weights=weights, work_dir=str(work_dir),
