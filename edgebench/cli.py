@@ -170,7 +170,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from edgebench.reporting.document import write_report
+    from edgebench.report.document import write_report
 
     first = Path(args.results[0])
     out = Path(args.out) if args.out else first.parent / "report"
@@ -179,7 +179,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from edgebench.reporting.compare import compare, markdown
+    from edgebench.report.compare import compare, markdown
 
     text = markdown(compare([args.a], [args.b]), args.a, args.b)
     print(text)

@@ -182,7 +182,7 @@ class Profile:
         return g.sort_values("ms", ascending=False)
 
     def markdown(self) -> str:
-        from edgebench.reporting.document import md_table
+        from edgebench.report.document import md_table
 
         where = self.target + (f" (board {self.board})" if self.board else "") + (
             ", EMULATED" if self.emulated else "")
@@ -205,7 +205,7 @@ class Profile:
 
 def by_kind_markdown(profiles: list[Profile]) -> str:
     """Time per kernel kind of several variants side by side: where a speedup came from."""
-    from edgebench.reporting.document import md_table
+    from edgebench.report.document import md_table
 
     tables = [p.by_kind() for p in profiles]
     kinds = sorted({k for t in tables for k in t.index})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgebench.report import ResultsWriter
-from edgebench.reporting.compare import compare, markdown
+from edgebench.report.compare import compare, markdown
 
 
 def _row(variant: str, p50: float | None, p90_over_p50: float = 1.03, status: str = "ok",

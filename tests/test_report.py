@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgebench.report import COLUMNS, ResultsWriter
-from edgebench.reporting import plots
-from edgebench.reporting.document import write_report
-from edgebench.reporting.tables import headline, load, pareto_mask, prune_method
+from edgebench.report import COLUMNS, ResultsWriter, plots
+from edgebench.report.document import write_report
+from edgebench.report.tables import headline, load, pareto_mask, prune_method
 
 ENV = {"machine": "aaaa1111", "cpu": "Test CPU 9000", "arch": "x86_64", "isa": "avx2 fma",
        "logical_cpus": 4, "os": "Linux", "python": "3.11",

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from edgebench.reporting.tables import pareto_mask
+from edgebench.report.tables import pareto_mask
 
 RUNTIME_COLORS = {"tvm": "tab:blue", "pytorch": "tab:red", "onnxruntime": "tab:green",
                   "executorch": "tab:purple"}

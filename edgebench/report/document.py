@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from edgebench.reporting import plots
-from edgebench.reporting.tables import (
+from edgebench.report import plots
+from edgebench.report.tables import (
     GROUP,
     MAX_LOSS_PTS,
     PEERS,

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edgebench.report import KEY
-from edgebench.reporting.document import md_table
-from edgebench.reporting.tables import load
+from edgebench.report.document import md_table
+from edgebench.report.results import KEY
+from edgebench.report.tables import load
 
 NOISE_FLOOR = 0.05
 

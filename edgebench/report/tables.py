@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edgebench.report import COLUMNS, KEY, OutputError
+from edgebench.report.results import COLUMNS, KEY, OutputError
 
 GROUP = ["machine", "target", "threads", "emulated", "board_kind"]
 PEERS = ("pytorch", "onnxruntime", "executorch")

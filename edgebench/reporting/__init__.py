@@ -1,1 +1,0 @@
-"""Reading results back: the report (tables, plots, markdown) and the comparison of two runs."""
