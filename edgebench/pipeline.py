@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from edgebench import verify
-from edgebench.compile import compile_module
+from edgebench.compile import CompileError, compile_module
 from edgebench.compile.sparse_choice import MeasuredChoice
 from edgebench.envinfo import host_environment
 from edgebench.frontend import export_program, to_relax
@@ -108,9 +108,11 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if runtime == "tvm":
+        lowering = None
         if quantized is not None:
             lowering = lower_int8(export_program(quantized.float_model, example,
-                                                 variant.model.name), quantized.description)
+                                                 variant.model.name), quantized.description,
+                                  vnni=has_vnni(variant.target))
             mod = lowering.mod
             row.update(quant_kind="int8", int8_layers=lowering.summary())
             lsb = _int8_tolerance(quantized, lowering.output_lsb)
@@ -120,7 +122,13 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
         sparse = _sparse_pass(variant, cfg)
         result = compile_module(mod, variant.target, out_dir / "model.so", cfg.trials,
                                 extra_passes=[*cfg.extra_passes, *([sparse] if sparse else [])],
-                                progress=cfg.log)
+                                progress=cfg.log, keep_asm=lowering is not None)
+        if lowering is not None:
+            missing = lowering.check_asm(result.asm)
+            row["int8_layers"] = lowering.summary()
+            if missing:
+                raise CompileError("int8 kernels built without vpdpbusd: "
+                                   + ", ".join(la.node for la in missing))
         if sparse is not None:
             converted = [layer for layer in sparse.layers if layer.converted]
             row["sparse_layers"] = "; ".join(layer.describe() for layer in sparse.layers)
@@ -185,6 +193,15 @@ def lowers_to_int8(variant: Variant, transformed: Transformed, runtime: str) -> 
     q = transformed.quantized
     return (runtime == "tvm" and q is not None and not variant.spec.sparse
             and q.config.method not in ("dynamic", "fp16"))
+
+
+def has_vnni(target: Target) -> bool:
+    """Our vpdpbusd kernels need an x86 TVM target with AVX512-VNNI."""
+    import tvm
+
+    tvm_target = target.tvm_target()
+    return (target.arch == "x86_64" and str(tvm_target.kind.name) == "llvm"
+            and bool(tvm.target.codegen.target_has_features("avx512vnni", tvm_target)))
 
 
 def _int8_tolerance(quantized: QuantResult, output_lsb: list[float | None]

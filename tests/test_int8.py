@@ -15,6 +15,7 @@ from tvm import relax
 from edgebench import verify
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes.int8 import Lowering, export_float, lower_int8, requantize_expr
+from edgebench.pipeline import has_vnni, run
 from edgebench.quantize import QuantConfig, parse_quant, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.targets import find_target
@@ -25,10 +26,18 @@ def _target():
     return find_target("x86-native").tvm_target()
 
 
-def _build(mod) -> relax.VirtualMachine:
+def _build(mod, low: Lowering | None = None) -> relax.VirtualMachine:
+    """Compile; with `low`, also check every layer on our kernels has vpdpbusd in its code."""
     with _target():
         mod = relax.get_pipeline("zero")(mod)
-    return relax.VirtualMachine(tvm.compile(mod, target=_target()), tvm.cpu())
+    ex = tvm.compile(mod, target=_target())
+    if low is not None:
+        assert low.check_asm(ex.mod.imports[0].inspect_source("asm")) == []
+    return relax.VirtualMachine(ex, tvm.cpu())
+
+
+VNNI = has_vnni(find_target("x86-native"))
+needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
 
 
 def _run(vm: relax.VirtualMachine, xs: torch.Tensor) -> np.ndarray:
@@ -39,9 +48,9 @@ def _run(vm: relax.VirtualMachine, xs: torch.Tensor) -> np.ndarray:
     return np.stack(outs)
 
 
-def _lower(result, spec: ModelSpec) -> Lowering:
+def _lower(result, spec: ModelSpec, vnni: bool = False) -> Lowering:
     return lower_int8(export_float(result.float_model, spec.example_input()),
-                      result.description)
+                      result.description, vnni)
 
 
 def _oracle(result, xs: torch.Tensor) -> np.ndarray:
@@ -145,17 +154,26 @@ KERNELS = ModelSpec(name="kernels", description="test net", input_shape=(1, 3, 1
                     evaluation="fidelity", fidelity_samples=8, build=_kernel_net)
 
 
+@pytest.mark.parametrize("vnni", [False, pytest.param(True, marks=needs_vnni)])
 @pytest.mark.parametrize("text", ["static", "static:minmax:act-int8",
                                   "static:minmax:per-tensor"])
-def test_integer_kernels_bit_exact_on_random_data(text: str) -> None:
+def test_integer_kernels_bit_exact_on_random_data(text: str, vnni: bool) -> None:
+    """TVM's int32 conv2d/matmul (vnni=False) and our vpdpbusd kernels (vnni=True: uint8
+    activations; grouped convs and int8 activations stay on TVM's op) vs the oracle."""
     result = quantize(KERNELS.build(), parse_quant(text), KERNELS)
-    low = _lower(result, KERNELS)
+    low = _lower(result, KERNELS, vnni)
     kinds = {la.node: la.kind for la in low.layers}
     assert list(kinds.values()).count("int8") == 7 and kinds["linear_1"] == "float-out"
+    ours = [la.node for la in low.layers if la.kernel == "vnni"]
     convs = [d for op, d in _relax_ops(low.mod) if op == "relax.nn.conv2d"]
-    assert convs == ["int32"] * 5  # every conv accumulates int8 x int8 in int32
+    if vnni and "act-int8" not in text:
+        # all but the grouped and depthwise convs on our kernel (C=3 and K=24 padded)
+        assert ours == ["conv2d", "conv2d_3", "conv2d_4", "linear", "linear_1"]
+        assert convs == ["int32"] * 2
+    else:
+        assert ours == [] and convs == ["int32"] * 5  # int8 x int8 accumulated in int32
     xs = torch.randn(8, 1, 3, 16, 16) * 2
-    got, want = _run(_build(low.mod), xs), _oracle(result, xs)
+    got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
     np.testing.assert_array_equal(got, want)
     assert np.abs(want).max() > 0.1  # not a degenerate all-zero net
 
@@ -191,14 +209,16 @@ def test_layers_kept_fp32_stay_fp32(keep: tuple[str, ...]) -> None:
 # ------------------------------------------------------------------------- end to end
 
 
-def test_digits_cnn_int8_bit_exact_and_within_one_point() -> None:
+@pytest.mark.parametrize("vnni", [False, pytest.param(True, marks=needs_vnni)])
+def test_digits_cnn_int8_bit_exact_and_within_one_point(vnni: bool) -> None:
     spec = get_model("digits-cnn")
     fp32 = spec.build()
     result = quantize(fp32, parse_quant("static"), spec)
-    low = _lower(result, spec)
+    low = _lower(result, spec, vnni)
     assert all(la.kind in ("int8", "float-out", "int8-move") for la in low.layers)
+    assert sum(la.kernel == "vnni" for la in low.layers) == (4 if vnni else 0)
     xs, labels = spec.eval_data()
-    got = _run(_build(low.mod), xs)
+    got = _run(_build(low.mod, low), xs)
     np.testing.assert_array_equal(got, _oracle(result, xs))
     with torch.no_grad():
         ref = np.stack([fp32(x).numpy() for x in xs])
@@ -211,15 +231,16 @@ def test_digits_cnn_int8_bit_exact_and_within_one_point() -> None:
 def test_pipeline_static_tvm_row_runs_int8(tmp_path) -> None:
     """quant=static on TVM: the row runs the integer lowering, verified against the oracle;
     the peers' rows still say simulated."""
-    import edgebench
-
-    df = edgebench.run(models=["digits-mlp"], variants=["quant=static"],
+    df = run(models=["digits-mlp"], variants=["quant=static"],
                        runtimes=["tvm", "pytorch"], trials=0, target="x86-native",
                        output=tmp_path / "r.csv", log=lambda _m: None)
     rows = {r.runtime: r for r in df.itertuples()}
     tvm_row = rows["tvm"]
     assert tvm_row.status == "ok" and tvm_row.quant_kind == "int8"
     assert tvm_row.verify_err == 0.0  # bit exact against the integer reference
-    assert "linear=int8" in tvm_row.int8_layers and "linear_2=float-out" in tvm_row.int8_layers
+    layers = tvm_row.int8_layers
+    if VNNI:  # every layer on our kernel, and its built code checked for the instruction
+        assert layers.count("/vnni(vpdpbusd)") == 3 and "NO vpdpbusd" not in layers
+    assert "linear=int8" in layers and "linear_2=float-out" in layers
     assert tvm_row.accuracy > 0.95
     assert rows["pytorch"].quant_kind == "simulated"

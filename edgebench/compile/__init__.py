@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgebench.compile.tuning import (
@@ -38,6 +38,7 @@ class CompileResult:
     trials_per_task: int
     tuning: TuningReport
     compile_s: float
+    asm: str = field(default="", repr=False)  # the host code's assembly (x86 builds only)
 
     @property
     def untuned(self) -> bool:
@@ -76,8 +77,9 @@ def target_database_dir(target: Target) -> Path:
 
 def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                    extra_passes: Sequence = (), progress: Progress | None = None,
-                   runner=None) -> CompileResult:
-    """Tune (unless trials_per_task == 0) and build `mod`; export it to out_path (.so)."""
+                   runner=None, keep_asm: bool = False) -> CompileResult:
+    """Tune (unless trials_per_task == 0) and build `mod`; export it to out_path (.so).
+    keep_asm: also return the host assembly (to check which instructions a kernel uses)."""
     import tvm
 
     tvm_target = target.tvm_target()
@@ -113,4 +115,8 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
     except Exception as e:
         raise CompileError(f"building for target '{target.name}' failed: "
                            f"{str(e).strip().splitlines()[-1]}") from e
-    return CompileResult(out_path, trials_per_task, report, time.perf_counter() - start)
+    asm = ""
+    if keep_asm:
+        asm = "\n".join(m.inspect_source("asm") for m in ex.mod.imports
+                        if getattr(m, "kind", "") == "llvm")
+    return CompileResult(out_path, trials_per_task, report, time.perf_counter() - start, asm)

@@ -21,7 +21,6 @@ the outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +37,8 @@ class Int8LoweringError(RuntimeError):
     """The description asks for an integer op this lowering cannot express."""
 
 
-# A conv/linear emitter may replace the default integer compute (our VNNI kernels plug in here):
-# (importer, layer, int input, effective int32 bias, conv attrs or None) -> (int32 accumulator,
-# kernel name), or None to leave the layer to TVM's own op.
-ComputeHook = Callable[["Int8Importer", LayerQuant, relax.Expr, np.ndarray, dict | None],
-                       tuple[relax.Expr, str] | None]
+NHWC_FROM_NCHW = (0, 2, 3, 1)
+NCHW_FROM_NHWC = (0, 3, 1, 2)
 
 
 @dataclass
@@ -52,7 +48,17 @@ class LoweredLayer:
     node: str
     op: str
     kind: str  # "int8" | "float-out" | "dynamic" | "fp32" | "int8-move"
-    kernel: str = "relax"  # which code computes it ("relax" = TVM's op, else our kernel name)
+    kernel: str = "relax"  # which code computes it ("relax" = TVM's op, "vnni" = ours)
+    symbol: str = ""  # our kernel's function name in the built library
+    dot_product: bool | None = None  # the built code of `symbol` has the dot-product instr
+
+    def describe(self) -> str:
+        text = f"{self.node}={self.kind}"
+        if self.kernel != "relax":
+            text += f"/{self.kernel}"
+            if self.dot_product is not None:
+                text += "(vpdpbusd)" if self.dot_product else "(NO vpdpbusd)"
+        return text
 
 
 @dataclass
@@ -65,10 +71,21 @@ class Lowering:
     layers: list[LoweredLayer] = field(default_factory=list)
 
     def summary(self) -> str:
-        """`node=kind[/kernel]` per conv/linear/add/pool: the int8_layers column."""
-        return ";".join(f"{la.node}={la.kind}" + (f"/{la.kernel}" if la.kernel != "relax"
-                                                    else "")
-                        for la in self.layers if la.kind != "int8-move")
+        """`node=kind[/kernel(instruction check)]` per conv/linear/add/pool: the int8_layers
+        column."""
+        return ";".join(la.describe() for la in self.layers if la.kind != "int8-move")
+
+    def check_asm(self, asm: str, instruction: str = "vpdpbusd") -> list[LoweredLayer]:
+        """Mark each layer on our kernels by whether its function's assembly contains the
+        dot-product instruction; return the layers whose code lacks it."""
+        using = functions_using(asm, instruction)
+        missing = []
+        for la in self.layers:
+            if la.symbol:
+                la.dot_product = la.symbol in using
+                if not la.dot_product:
+                    missing.append(la)
+        return missing
 
 
 def _const(value: np.ndarray, dtype: str) -> relax.Constant:
@@ -95,15 +112,18 @@ def _dtype(expr: relax.Expr) -> str:
 class Int8Importer(ExportedProgramImporter):
     """ExportedProgramImporter that emits the description's integer entries as integer code."""
 
-    def __init__(self, description: QuantDescription,
-                 compute_hook: ComputeHook | None = None) -> None:
+    def __init__(self, description: QuantDescription, vnni: bool = False) -> None:
         super().__init__()
+        self.vnni = vnni
+        # int8 tensors our VNNI kernels produce/consume stay NHWC between them; every other
+        # consumer gets the torch layout (NCHW) back
+        self.nhwc: set[fx.Node] = set()
+        self.kernels: dict[tuple, relax.GlobalVar] = {}
         self.entries = {la.node: la for la in description.layers}
         self.qp: dict[fx.Node, ActQParams | None] = {}
         self.float_cache: dict[fx.Node, relax.Expr] = {}
         self.int_cache: dict[tuple[fx.Node, ActQParams], relax.Expr] = {}
         self.done: set[str] = set()
-        self.compute_hook = compute_hook
         self.lowered: list[LoweredLayer] = []
         self.output_lsb: list[float | None] = []
         self.lsb: dict[fx.Node, float] = {}
@@ -140,6 +160,7 @@ class Int8Importer(ExportedProgramImporter):
             if la is not None:
                 self.lowered.append(LoweredLayer(node.name, la.op, "fp32"))
             return
+        self.out_nhwc = False
         out = self._integer(node, la)
         fused = la.fused[0] if la.fused and la.output is not None else None
         target = node
@@ -147,6 +168,10 @@ class Int8Importer(ExportedProgramImporter):
             target = next(u for u in node.users if u.name == fused)
             self.done.add(fused)
             self.env[node], self.qp[node] = out, la.output
+            if self.out_nhwc:
+                self.nhwc.add(node)
+        if self.out_nhwc:
+            self.nhwc.add(target)
         self.env[target] = out
         self.qp[target] = la.output if _dtype(out) in ("uint8", "int8") else None
         if la.out_scale is not None and la.output is None:  # float out: one accumulator step
@@ -171,22 +196,39 @@ class Int8Importer(ExportedProgramImporter):
         if qp is None:
             return self.env[n]
         if n not in self.float_cache:
-            q = relax.op.astype(self.env[n], "int32")
+            q = relax.op.astype(self.torch_layout(n), "int32")
             d = relax.op.subtract(q, _const(qp.zero_point, "int32"))
             self.float_cache[n] = self.emit(relax.op.multiply(
                 relax.op.astype(d, "float32"), _const(np.float32(qp.scale), "float32")))
         return self.float_cache[n]
 
-    def as_int(self, n: fx.Node, want: ActQParams, layer: str) -> relax.Expr:
+    def as_int(self, n: fx.Node, want: ActQParams, layer: str,
+               nhwc: bool = False) -> relax.Expr:
+        """n's value as integers with qparams `want`, NCHW (torch layout) or NHWC."""
         qp = self.qp.get(n)
-        if qp is not None:
-            if qp != want:
-                raise Int8LoweringError(f"{layer}: input {n.name} has qparams {qp}, "
-                                        f"expected {want}")
-            return self.env[n]
-        key = (n, want)
+        if qp is not None and qp != want:
+            raise Int8LoweringError(f"{layer}: input {n.name} has qparams {qp}, "
+                                    f"expected {want}")
+        key = (n, want, nhwc)
         if key not in self.int_cache:
-            self.int_cache[key] = self.emit(quantize_expr(self.env[n], want))
+            if qp is None:
+                q = quantize_expr(self.env[n], want)
+                if nhwc:
+                    q = relax.op.permute_dims(q, NHWC_FROM_NCHW)
+                self.int_cache[key] = self.emit(q)
+            elif nhwc == (n in self.nhwc):
+                return self.env[n]
+            else:
+                self.int_cache[key] = self.emit(relax.op.permute_dims(
+                    self.env[n], NHWC_FROM_NCHW if nhwc else NCHW_FROM_NHWC))
+        return self.int_cache[key]
+
+    def torch_layout(self, n: fx.Node) -> relax.Expr:
+        if n not in self.nhwc:
+            return self.env[n]
+        key = (n, self.qp[n], False)
+        if key not in self.int_cache:
+            self.int_cache[key] = self.emit(relax.op.permute_dims(self.env[n], NCHW_FROM_NHWC))
         return self.int_cache[key]
 
     def emit(self, expr: relax.Expr) -> relax.Expr:
@@ -205,12 +247,20 @@ class Int8Importer(ExportedProgramImporter):
             return self._add(node, la)
         (qi,) = la.inputs
         assert qi is not None
-        q = self.as_int(node.args[0], qi, la.name)
+        src = node.args[0]
+        # NHWC stays NHWC through elementwise clamps, max pool and the pools it can sum
+        keep = src in self.nhwc and (la.clamp is not None or op in (
+            "max_pool2d", "adaptive_avg_pool2d"))
+        q = self.as_int(src, qi, la.name, nhwc=keep)
         if op in ("adaptive_avg_pool2d", "avg_pool2d", "mean"):
-            return self._avg_pool(node, la, q, qi)
+            return self._avg_pool(node, la, q, qi, keep)
         self.lowered.append(LoweredLayer(node.name, op, "int8-move"))
         if la.clamp is not None:  # an unfused ReLU/ReLU6/clamp on an int8 tensor
+            self.out_nhwc = keep
             return self.emit(_clip(q, *la.clamp, _dtype(q)))
+        if keep:
+            self.out_nhwc = True
+            return self.emit(_max_pool_nhwc(node, q))
         # max pool and shape ops move the integers unchanged: TVM's converter on the int tensor
         saved = self.env[node.args[0]]
         self.env[node.args[0]] = q
@@ -222,7 +272,6 @@ class Int8Importer(ExportedProgramImporter):
     def _compute(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
         (qx,) = la.inputs
         assert qx is not None and la.weight_q is not None and la.bias_q is not None
-        x = self.as_int(node.args[0], qx, la.name)
         w = la.weight_q.to(torch.int64).numpy()
         channels = w.shape[0]
         bias = la.bias_q.to(torch.int64).numpy().reshape(channels)
@@ -235,11 +284,10 @@ class Int8Importer(ExportedProgramImporter):
         bias_eff = bias - qx.zero_point * wsum
         if np.any(bias_eff < INT32_MIN) or np.any(bias_eff > INT32_MAX):
             raise Int8LoweringError(f"{la.name}: folded int32 bias overflows")
-        hooked = self.compute_hook(self, la, x, bias_eff, attrs) if self.compute_hook else None
-        if hooked is None:
-            acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
-        else:
-            acc, kernel = hooked
+        if self.vnni and _vnni_fits(la, attrs, node):
+            return self._vnni(node, la, w, bias_eff, attrs)
+        x = self.as_int(node.args[0], qx, la.name)
+        acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
         shape = (1, channels, 1, 1) if la.op == "conv2d" else (channels,)
         if la.output is None:  # float output: float32(acc) * out_scale[c]
             assert la.out_scale is not None
@@ -275,12 +323,78 @@ class Int8Importer(ExportedProgramImporter):
         return self.emit(relax.op.add(acc, _const(bias_eff.reshape(1, channels, 1, 1),
                                                   "int32")))
 
+    def _vnni(self, node: fx.Node, la: LayerQuant, w: np.ndarray, bias_eff: np.ndarray,
+              attrs: dict | None) -> relax.Expr:
+        """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
+        conv input and output NHWC, a linear as a 1x1 conv over its rows."""
+        from edgebench.kernels.int8_conv import ConvShape, conv_vnni_kernel, pack_weights
+
+        (qx,) = la.inputs
+        assert qx is not None
+        k = w.shape[0]
+        kp = -(-k // 16) * 16
+        if attrs is None:  # linear: rows are pixels of a 1 x M image
+            x = self.as_int(node.args[0], qx, la.name)
+            lead = [int(d) for d in x.ty.shape][:-1]
+            m, c = int(np.prod(lead)), w.shape[1]
+            x = relax.op.reshape(x, (1, 1, m, c))
+            w4, pad, strides, dil = w.reshape(k, c, 1, 1), (0, 0), (1, 1), (1, 1)
+        else:
+            x = self.as_int(node.args[0], qx, la.name, nhwc=True)
+            c = int(x.ty.shape[3])
+            w4, pad = w, attrs["padding"]
+            strides, dil = attrs["strides"], attrs["dilation"]
+        cp = -(-c // 4) * 4
+        if any(pad) or cp != c:
+            x = relax.op.nn.pad(x, [0, 0, pad[0], pad[0], pad[1], pad[1], 0, cp - c],
+                                pad_value=float(qx.zero_point))
+        x = self.emit(x)
+        n, h, wd, _ = (int(d) for d in x.ty.shape)
+        shape = ConvShape(n, h, wd, cp, kp, w4.shape[2], w4.shape[3], strides, dil)
+        bias = np.zeros(kp, np.int64)
+        bias[:k] = bias_eff
+        args = [x, _const(pack_weights(w4, cp, kp), "int8"), _const(bias, "int32")]
+        if la.output is None:
+            assert la.out_scale is not None
+            out, zp, lo, hi = "float32", 0, 0, 0
+            scale = np.zeros(kp, np.float32)
+            scale[:k] = la.out_scale.numpy()
+            args.append(_const(scale, "float32"))
+        else:
+            assert la.multiplier is not None and la.shift is not None and la.clamp is not None
+            out, zp, (lo, hi) = la.output.dtype, la.output.zero_point, la.clamp
+            m0 = np.ones(kp, np.int64)
+            sh = np.ones(kp, np.int64)
+            m0[:k] = np.broadcast_to(la.multiplier.numpy().reshape(-1), (k,))
+            sh[:k] = np.broadcast_to(la.shift.numpy().reshape(-1), (k,))
+            args += [_const(m0, "int64"), _const(sh, "int64")]
+        key = (shape, out, zp, lo, hi)
+        if key not in self.kernels:
+            name = f"int8_conv_vnni_{len(self.kernels)}"
+            kernel = conv_vnni_kernel(shape, out, zp, lo, hi).with_attr("global_symbol", name)
+            self.kernels[key] = self.block_builder.add_func(kernel, name)
+        y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
+            (n, shape.oh, shape.ow, kp), out)))
+        if kp != k:
+            y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
+        kind = "float-out" if la.output is None else "int8"
+        self.lowered.append(LoweredLayer(node.name, la.op, kind, "vnni",
+                                         self.kernels[key].name_hint))
+        if attrs is None:
+            return self.emit(relax.op.reshape(y, (*lead, k)))
+        if la.output is None:  # float output goes to FP32 ops: torch layout
+            return self.emit(relax.op.permute_dims(y, NCHW_FROM_NHWC))
+        self.out_nhwc = True
+        return y
+
     def _add(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
         qa, qb = la.inputs
         assert qa is not None and qb is not None and la.output is not None
         assert la.multiplier is not None and la.shift is not None and la.clamp is not None
-        a = self.as_int(node.args[0], qa, la.name)
-        b = self.as_int(node.args[1], qb, la.name)
+        nhwc = all(a in self.nhwc for a in node.args[:2])
+        a = self.as_int(node.args[0], qa, la.name, nhwc)
+        b = self.as_int(node.args[1], qb, la.name, nhwc)
+        self.out_nhwc = nhwc
         da = relax.op.subtract(relax.op.astype(a, "int64"), _const(qa.zero_point, "int64"))
         db = relax.op.subtract(relax.op.astype(b, "int64"), _const(qb.zero_point, "int64"))
         p = relax.op.add(relax.op.multiply(da, _const(int(la.multiplier[0]), "int64")),
@@ -290,11 +404,17 @@ class Int8Importer(ExportedProgramImporter):
                                       *la.clamp, la.output.dtype))
 
     def _avg_pool(self, node: fx.Node, la: LayerQuant, q: relax.Expr,
-                  qi: ActQParams) -> relax.Expr:
+                  qi: ActQParams, nhwc: bool) -> relax.Expr:
         assert la.output is not None and la.multiplier is not None and la.shift is not None
         d = relax.op.subtract(relax.op.astype(q, "int32"), _const(qi.zero_point, "int32"))
         shape = [int(s) for s in q.ty.shape]
-        if la.op == "adaptive_avg_pool2d":
+        if la.op == "adaptive_avg_pool2d" and nhwc:
+            oh, ow = (int(v) for v in node.args[1])
+            n, h, w, c = shape
+            r = relax.op.reshape(d, (n, oh, h // oh, ow, w // ow, c))
+            acc = relax.op.sum(r, axis=[2, 4])
+            self.out_nhwc = True
+        elif la.op == "adaptive_avg_pool2d":
             oh, ow = (int(v) for v in node.args[1])
             n, c, h, w = shape
             r = relax.op.reshape(d, (n, c, oh, h // oh, ow, w // ow))
@@ -336,6 +456,34 @@ class Int8Importer(ExportedProgramImporter):
         raise Int8LoweringError(f"{la.name}: dynamic int8 linear is not lowered yet")
 
 
+def _vnni_fits(la: LayerQuant, attrs: dict | None, node: fx.Node) -> bool:
+    """Our VNNI kernel takes uint8 activations, int8 weights, groups 1 (depthwise and
+    grouped convs, and int8 activations, stay on TVM's own op)."""
+    (qx,) = la.inputs
+    if qx is None or qx.dtype != "uint8" or la.weight_q is None:
+        return False
+    if attrs is None:
+        return len(node.args[0].meta["val"].shape) >= 2
+    return attrs["groups"] == 1
+
+
+def _max_pool_nhwc(node: fx.Node, q: relax.Expr) -> relax.Expr:
+    """aten.max_pool2d(x, kernel, stride=kernel, padding=0, dilation=1, ceil_mode) on NHWC
+    (uint8 pads with 0, int8 with -128: never above a real element, so exact)."""
+    args = [*node.args, None, None, None, None, None][1:6]
+
+    def pair(v, default):
+        if v is None or (isinstance(v, list | tuple) and not v):
+            return default
+        v = list(v) if isinstance(v, list | tuple) else [v]
+        return (int(v[0]), int(v[-1]))
+
+    kernel = pair(args[0], None)
+    return relax.op.nn.max_pool2d(q, kernel, pair(args[1], kernel), pair(args[2], (0, 0)),
+                                  pair(args[3], (1, 1)), bool(args[4] or False),
+                                  layout="NHWC")
+
+
 def quantize_expr(x: relax.Expr, qp: ActQParams) -> relax.Expr:
     """Rule 1 in float32: clamp(round_half_even(x * inv) + z, qmin, qmax) -> uint8/int8."""
     inv = _const(inv_scale(qp.scale), "float32")
@@ -367,6 +515,18 @@ def requantize_expr(acc: relax.Expr, m0, n, zp: int, lo: int, hi: int,
     return _shift_clamp(p, n, zp, lo, hi, dtype)
 
 
+def functions_using(asm: str, instruction: str) -> set[str]:
+    """Names of the functions in an LLVM assembly listing whose body has `instruction` (TVM
+    emits `<name>_compute_` for the body and `__tvm_ffi_<name>` for the wrapper)."""
+    found, current = set(), None
+    for line in asm.splitlines():
+        if line and not line[0].isspace() and line.endswith(":") and not line.startswith("."):
+            current = line[:-1].removeprefix("__tvm_ffi_").removesuffix("_compute_")
+        elif current and line.split() and line.split()[0] == instruction:
+            found.add(current)
+    return found
+
+
 def export_float(model: torch.nn.Module, example: torch.Tensor):
     """The batch-1 torch.export of the BN-folded FP32 model: the node names the description
     uses (the quantizer's own export differs only in its dynamic batch axis)."""
@@ -374,9 +534,9 @@ def export_float(model: torch.nn.Module, example: torch.Tensor):
         return torch.export.export(model, (example,))
 
 
-def lower_int8(ep, description: QuantDescription,
-               compute_hook: ComputeHook | None = None) -> Lowering:
-    """torch.export program of the float model + its description -> integer Relax module."""
-    importer = Int8Importer(description, compute_hook)
+def lower_int8(ep, description: QuantDescription, vnni: bool = False) -> Lowering:
+    """torch.export program of the float model + its description -> integer Relax module;
+    vnni: run conv/linear layers that fit on our vpdpbusd kernels (x86 with AVX512-VNNI)."""
+    importer = Int8Importer(description, vnni)
     mod = importer.from_exported_program(ep, False, False, False, None)
     return Lowering(mod, importer.output_lsb, importer.lowered)
