@@ -167,9 +167,10 @@ def test_integer_kernels_bit_exact_on_random_data(text: str, vnni: bool) -> None
     ours = [la.node for la in low.layers if la.kernel == "vnni"]
     convs = [d for op, d in _relax_ops(low.mod) if op == "relax.nn.conv2d"]
     if vnni and "act-int8" not in text:
-        # all but the grouped and depthwise convs on our kernel (C=3 and K=24 padded)
+        # all but the grouped conv on our kernels (C=3 and K=24 padded; depthwise its own)
         assert ours == ["conv2d", "conv2d_3", "conv2d_4", "linear", "linear_1"]
-        assert convs == ["int32"] * 2
+        assert [la.node for la in low.layers if la.kernel == "dw"] == ["conv2d_2"]
+        assert convs == ["int32"]
     else:
         assert ours == [] and convs == ["int32"] * 5  # int8 x int8 accumulated in int32
     xs = torch.randn(8, 1, 3, 16, 16) * 2

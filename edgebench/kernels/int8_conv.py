@@ -1,4 +1,5 @@
-"""Direct int8 conv2d (and linear, as a 1x1 conv) on x86 VNNI: vpdpbusd, u8 x s8 -> int32.
+"""Direct int8 conv2d (and linear, as a 1x1 conv) on x86 VNNI: vpdpbusd, u8 x s8 -> int32;
+and a depthwise NHWC kernel (no channel reduction, so plain vector multiply-adds).
 
 Layout (why): activations are NHWC uint8, so the 4 consecutive input channels one vpdpbusd
 lane reduces are one 32-bit word of a pixel (a broadcast load), and the 16 output channels of
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 VNNI = "llvm.x86.avx512.vpdpbusd.512"  # LLVM >= 21: (<16 x i32>, <64 x i8>, <64 x i8>)
+OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge a pad into our kernels
 MAX_ACCUMULATORS = 14  # PB * NK int32x16 registers: < 1 KiB of stack (kept in registers)
 
 
@@ -102,7 +104,7 @@ def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
                         wt: T.Buffer((KB, KH, KW, C4, 16, 4), "int8"),
                         bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), "float32"),
                         y: T.Buffer((N, OH, OW, K), "float32")):
-            T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True})
+            T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
             acc = T.alloc_buffer((PB * NK * 16,), "int32", scope="global")
             for n, kbo, oh, owo in T.grid(N, KB // NK, OH, OW // PB):
                 for p, j in T.grid(PB, NK):
@@ -122,7 +124,7 @@ def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
                     wt: T.Buffer((KB, KH, KW, C4, 16, 4), "int8"),
                     bias: T.Buffer((K,), "int32"), m0: T.Buffer((K,), "int64"),
                     shift: T.Buffer((K,), "int64"), y: T.Buffer((N, OH, OW, K), out)):
-        T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True})
+        T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
         acc = T.alloc_buffer((PB * NK * 16,), "int32", scope="global")
         for n, kbo, oh, owo in T.grid(N, KB // NK, OH, OW // PB):
             for p, j in T.grid(PB, NK):
@@ -145,3 +147,53 @@ def _round_shift(T, p, n):
     one = T.int64(1)
     return T.shift_right(p + T.shift_left(one, n - one) - one
                          + T.bitwise_and(T.shift_right(p, n), one), n)
+
+
+def depthwise_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi: int = 255):
+    """Depthwise int8 conv (groups = C = K), NHWC: no reduction over channels, so no dot
+    product instruction; 16 channels per vector, int32 multiply-adds over the KH x KW taps,
+    the same fused epilogue. Args (x u8 [n,h,w,c] padded, w i8 [kh,kw,c], bias[c] i32, then
+    m0/shift i64 or scale f32, y[n,oh,ow,c])."""
+    from tvm.script import tirx as T
+
+    N, H, W, C, KH, KW = s.n, s.h, s.w, s.c, s.kh, s.kw
+    SH, SW = s.stride
+    DH, DW = s.dilation
+    OH, OW = s.oh, s.ow
+    CB = C // 16
+
+    def taps(x, w, n, oh, ow, c):
+        total = None
+        for kh in range(KH):
+            for kw in range(KW):
+                term = T.Cast("int32", x[n, oh * SH + kh * DH, ow * SW + kw * DW, c]) * \
+                    T.Cast("int32", w[kh, kw, c])
+                total = term if total is None else total + term
+        return total
+
+    if out == "float32":
+        @T.prim_func
+        def dw_f(x: T.Buffer((N, H, W, C), "uint8"), w: T.Buffer((KH, KW, C), "int8"),
+                 bias: T.Buffer((C,), "int32"), scale: T.Buffer((C,), "float32"),
+                 y: T.Buffer((N, OH, OW, C), "float32")):
+            T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+            for n, oh, ow, cb in T.grid(N, OH, OW, CB):
+                for lane in T.vectorized(16):
+                    y[n, oh, ow, cb * 16 + lane] = T.Cast("float32", bias[cb * 16 + lane] + taps(
+                        x, w, n, oh, ow, cb * 16 + lane)) * scale[cb * 16 + lane]
+
+        return dw_f
+
+    @T.prim_func
+    def dw_q(x: T.Buffer((N, H, W, C), "uint8"), w: T.Buffer((KH, KW, C), "int8"),
+             bias: T.Buffer((C,), "int32"), m0: T.Buffer((C,), "int64"),
+             shift: T.Buffer((C,), "int64"), y: T.Buffer((N, OH, OW, C), out)):
+        T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+        for n, oh, ow, cb in T.grid(N, OH, OW, CB):
+            for lane in T.vectorized(16):
+                y[n, oh, ow, cb * 16 + lane] = T.Cast(out, T.max(T.min(_round_shift(
+                    T, T.Cast("int64", bias[cb * 16 + lane] + taps(
+                        x, w, n, oh, ow, cb * 16 + lane)) * m0[cb * 16 + lane],
+                    shift[cb * 16 + lane]) + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
+
+    return dw_q

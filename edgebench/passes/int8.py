@@ -286,6 +286,8 @@ class Int8Importer(ExportedProgramImporter):
             raise Int8LoweringError(f"{la.name}: folded int32 bias overflows")
         if self.vnni and _vnni_fits(la, attrs, node):
             return self._vnni(node, la, w, bias_eff, attrs)
+        if self.vnni and _depthwise_fits(la, attrs, w):
+            return self._vnni(node, la, w, bias_eff, attrs, depthwise=True)
         x = self.as_int(node.args[0], qx, la.name)
         acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
         shape = (1, channels, 1, 1) if la.op == "conv2d" else (channels,)
@@ -324,10 +326,16 @@ class Int8Importer(ExportedProgramImporter):
                                                   "int32")))
 
     def _vnni(self, node: fx.Node, la: LayerQuant, w: np.ndarray, bias_eff: np.ndarray,
-              attrs: dict | None) -> relax.Expr:
+              attrs: dict | None, depthwise: bool = False) -> relax.Expr:
         """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
-        conv input and output NHWC, a linear as a 1x1 conv over its rows."""
-        from edgebench.kernels.int8_conv import ConvShape, conv_vnni_kernel, pack_weights
+        conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
+        NHWC depthwise kernel instead (same layout and epilogue, no dot product)."""
+        from edgebench.kernels.int8_conv import (
+            ConvShape,
+            conv_vnni_kernel,
+            depthwise_kernel,
+            pack_weights,
+        )
 
         (qx,) = la.inputs
         assert qx is not None
@@ -344,7 +352,7 @@ class Int8Importer(ExportedProgramImporter):
             c = int(x.ty.shape[3])
             w4, pad = w, attrs["padding"]
             strides, dil = attrs["strides"], attrs["dilation"]
-        cp = -(-c // 4) * 4
+        cp = c if depthwise else -(-c // 4) * 4
         if any(pad) or cp != c:
             x = relax.op.nn.pad(x, [0, 0, pad[0], pad[0], pad[1], pad[1], 0, cp - c],
                                 pad_value=float(qx.zero_point))
@@ -353,7 +361,9 @@ class Int8Importer(ExportedProgramImporter):
         shape = ConvShape(n, h, wd, cp, kp, w4.shape[2], w4.shape[3], strides, dil)
         bias = np.zeros(kp, np.int64)
         bias[:k] = bias_eff
-        args = [x, _const(pack_weights(w4, cp, kp), "int8"), _const(bias, "int32")]
+        packed = (np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)) if depthwise
+                  else pack_weights(w4, cp, kp))
+        args = [x, _const(packed, "int8"), _const(bias, "int32")]
         if la.output is None:
             assert la.out_scale is not None
             out, zp, lo, hi = "float32", 0, 0, 0
@@ -368,18 +378,19 @@ class Int8Importer(ExportedProgramImporter):
             m0[:k] = np.broadcast_to(la.multiplier.numpy().reshape(-1), (k,))
             sh[:k] = np.broadcast_to(la.shift.numpy().reshape(-1), (k,))
             args += [_const(m0, "int64"), _const(sh, "int64")]
-        key = (shape, out, zp, lo, hi)
+        key = (shape, out, zp, lo, hi, depthwise)
         if key not in self.kernels:
-            name = f"int8_conv_vnni_{len(self.kernels)}"
-            kernel = conv_vnni_kernel(shape, out, zp, lo, hi).with_attr("global_symbol", name)
+            make = depthwise_kernel if depthwise else conv_vnni_kernel
+            name = f"int8_{'dw' if depthwise else 'conv_vnni'}_{len(self.kernels)}"
+            kernel = make(shape, out, zp, lo, hi).with_attr("global_symbol", name)
             self.kernels[key] = self.block_builder.add_func(kernel, name)
         y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
             (n, shape.oh, shape.ow, kp), out)))
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
         kind = "float-out" if la.output is None else "int8"
-        self.lowered.append(LoweredLayer(node.name, la.op, kind, "vnni",
-                                         self.kernels[key].name_hint))
+        self.lowered.append(LoweredLayer(node.name, la.op, kind, "dw" if depthwise else "vnni",
+                                         "" if depthwise else self.kernels[key].name_hint))
         if attrs is None:
             return self.emit(relax.op.reshape(y, (*lead, k)))
         if la.output is None:  # float output goes to FP32 ops: torch layout
@@ -465,6 +476,14 @@ def _vnni_fits(la: LayerQuant, attrs: dict | None, node: fx.Node) -> bool:
     if attrs is None:
         return len(node.args[0].meta["val"].shape) >= 2
     return attrs["groups"] == 1
+
+
+def _depthwise_fits(la: LayerQuant, attrs: dict | None, w: np.ndarray) -> bool:
+    """Depthwise (groups = C = K, one filter per channel), uint8 input, channels in vectors
+    of 16."""
+    (qx,) = la.inputs
+    return (attrs is not None and qx is not None and qx.dtype == "uint8"
+            and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and w.shape[0] % 16 == 0)
 
 
 def _max_pool_nhwc(node: fx.Node, q: relax.Expr) -> relax.Expr:
