@@ -188,11 +188,11 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
 
 
 def lowers_to_int8(variant: Variant, transformed: Transformed, runtime: str) -> bool:
-    """TVM runs an integer variant as integer code (static, QAT, ternary, binary weights);
-    dynamic and fp16 are not lowered yet and stay the simulated graph (their rows say so)."""
+    """TVM runs an integer variant as integer code (static, dynamic, QAT, ternary, binary
+    weights); fp16 is not lowered yet and stays the simulated graph (its rows say so)."""
     q = transformed.quantized
     return (runtime == "tvm" and q is not None and not variant.spec.sparse
-            and q.config.method not in ("dynamic", "fp16"))
+            and q.config.method != "fp16")
 
 
 def has_vnni(target: Target) -> bool:

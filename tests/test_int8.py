@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from test_quantize import TINY
+from test_quantize import ENCODER, TINY
 from torch import nn
 from tvm import relax
 
@@ -245,3 +245,31 @@ def test_pipeline_static_tvm_row_runs_int8(tmp_path) -> None:
     assert "linear=int8" in layers and "linear_2=float-out" in layers
     assert tvm_row.accuracy > 0.95
     assert rows["pytorch"].quant_kind == "simulated"
+
+
+@pytest.mark.parametrize("vnni", [False, pytest.param(True, marks=needs_vnni)])
+def test_dynamic_linear_matches_oracle(vnni: bool) -> None:
+    """quant=dynamic: activation qparams computed at run time in the compiled code (rule 8);
+    the int32 accumulators are exact, only the float epilogue may differ by an ulp."""
+    spec = get_model("digits-mlp")
+    result = quantize(spec.build(), parse_quant("dynamic"), spec)
+    low = _lower(result, spec, vnni)
+    assert [la.kind for la in low.layers if la.op == "linear"] == ["dynamic"] * 3
+    assert all(la.kernel == ("vnni" if vnni else "relax") for la in low.layers
+               if la.op == "linear")
+    xs, labels = spec.eval_data()
+    got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    assert verify.accuracy(got, labels.numpy()) == verify.accuracy(want, labels.numpy())
+
+
+def test_small_encoder_static_and_dynamic() -> None:
+    """Embedding (int8 rows), int8 linears between FP32 layer norms/softmax/GELU: agreement
+    with the oracle within the float tolerance, same top-1 on every sample."""
+    xs = ENCODER.eval_data()[0]
+    for text in ("static", "dynamic"):
+        result = quantize(ENCODER.build(), parse_quant(text), ENCODER)
+        low = _lower(result, ENCODER, VNNI)
+        got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+        assert verify.compare([got], [want], "int8").ok, text
+        assert verify.top1_agreement(got, want) == 1.0, text

@@ -73,7 +73,8 @@ def pack_weights(w: np.ndarray, c_pad: int, k_pad: int) -> np.ndarray:
 def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
                      hi: int = 255):
     """TIR PrimFunc: args (x[n,h,w,c] u8, wt packed i8, bias[k] i32, then for out "uint8" /
-    "int8": m0[k] i64, shift[k] i64; for out "float32": scale[k] f32; y[n,oh,ow,k])."""
+    "int8": m0[k] i64, shift[k] i64; for out "float32": scale[k] f32; for "int32" nothing
+    (the accumulator itself); y[n,oh,ow,k])."""
     from tvm.script import tirx as T
 
     N, H, W, C, K, KH, KW = s.n, s.h, s.w, s.c, s.k, s.kh, s.kw
@@ -97,6 +98,25 @@ def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
                             "uint8x4"), dtype="int32"), 16), dtype="uint8x64"),
                         wt.vload([kbo * NK + j, kh, kw, c4, 0, 0], "int8x64"),
                         dtype="int32x16")
+
+    if out == "int32":  # the raw accumulator (dynamic quantization rescales it at run time)
+        @T.prim_func
+        def conv_vnni_i(x: T.Buffer((N, H, W, C), "uint8"),
+                        wt: T.Buffer((KB, KH, KW, C4, 16, 4), "int8"),
+                        bias: T.Buffer((K,), "int32"), y: T.Buffer((N, OH, OW, K), "int32")):
+            T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+            acc = T.alloc_buffer((PB * NK * 16,), "int32", scope="global")
+            for n, kbo, oh, owo in T.grid(N, KB // NK, OH, OW // PB):
+                for p, j in T.grid(PB, NK):
+                    for lane in T.vectorized(16):
+                        acc[(p * NK + j) * 16 + lane] = bias[(kbo * NK + j) * 16 + lane]
+                accumulate(acc, x, wt, n, kbo, oh, owo)
+                for p, j in T.grid(PB, NK):
+                    for lane in T.vectorized(16):
+                        y[n, oh, owo * PB + p, (kbo * NK + j) * 16 + lane] = acc[
+                            (p * NK + j) * 16 + lane]
+
+        return conv_vnni_i
 
     if out == "float32":
         @T.prim_func

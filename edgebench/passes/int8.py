@@ -29,7 +29,7 @@ from torch import fx
 from tvm import relax
 from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
-from edgebench.quantize.arith import INT32_MAX, INT32_MIN, inv_scale
+from edgebench.quantize.arith import INT32_MAX, INT32_MIN, MIN_SCALE, inv_scale
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
 
 
@@ -464,7 +464,66 @@ class Int8Importer(ExportedProgramImporter):
                                            relax.op.expand_dims(scale, -1)))
 
     def _dynamic_linear(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
-        raise Int8LoweringError(f"{la.name}: dynamic int8 linear is not lowered yet")
+        """Rule 8: uint8 qparams of the live input (one set per sample: batch 1 here), then
+        acc = sum(q * w) - z * sum(w) in int32 (our VNNI kernel when available), and
+        y = float32(acc) * (s_x * s_w[c]) + b[c] in float32."""
+        assert la.weight_q is not None and la.bias_float is not None
+        x = self.as_float(node.args[0])
+        shape = [int(d) for d in x.ty.shape]
+        if shape[0] != 1:
+            raise Int8LoweringError(f"{la.name}: dynamic int8 is lowered for batch 1 only")
+        f32 = "float32"
+        lo = relax.op.minimum(relax.op.min(x), _const(0.0, f32))
+        hi = relax.op.maximum(relax.op.max(x), _const(0.0, f32))
+        scale = self.emit(relax.op.divide(relax.op.subtract(hi, lo), _const(255.0, f32)))
+        scale = self.emit(relax.op.where(
+            relax.op.greater(scale, _const(0.0, f32)),
+            relax.op.maximum(scale, _const(MIN_SCALE, f32)), _const(1.0, f32)))
+        zp = self.emit(_clip(relax.op.negative(relax.op.round(relax.op.divide(lo, scale))),
+                             0, 255, f32))
+        inv = relax.op.divide(_const(1.0, f32), scale)
+        q = relax.op.add(relax.op.round(relax.op.multiply(x, inv)), zp)
+        q = self.emit(relax.op.astype(_clip(q, 0, 255, f32), "uint8"))
+        w = la.weight_q.to(torch.int64).numpy()
+        if self.vnni:
+            acc, kernel = self._vnni_int32(q, w), "vnni"
+        else:
+            acc, kernel = self.emit(relax.op.matmul(q, _const(w.T, "int8"),
+                                                    out_dtype="int32")), "relax"
+        zsum = relax.op.multiply(relax.op.astype(zp, "int32"), _const(w.sum(1), "int32"))
+        acc = relax.op.subtract(acc, zsum)
+        s = relax.op.multiply(scale, _const(np.asarray(la.weight_scale, np.float32), f32))
+        y = relax.op.add(relax.op.multiply(relax.op.astype(acc, f32), s),
+                         _const(la.bias_float.numpy(), f32))
+        self.lowered.append(LoweredLayer(node.name, la.op, "dynamic", kernel,
+                                         self.last_symbol if kernel == "vnni" else ""))
+        return self.emit(y)
+
+    def _vnni_int32(self, q: relax.Expr, w: np.ndarray) -> relax.Expr:
+        """int32 accumulators sum(q * w) of a linear on our VNNI kernel (rows as pixels)."""
+        from edgebench.kernels.int8_conv import ConvShape, conv_vnni_kernel, pack_weights
+
+        lead = [int(d) for d in q.ty.shape][:-1]
+        m, c = int(np.prod(lead)), w.shape[1]
+        k = w.shape[0]
+        kp, cp = -(-k // 16) * 16, -(-c // 4) * 4
+        x = relax.op.reshape(q, (1, 1, m, c))
+        if cp != c:
+            x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c])
+        x = self.emit(x)
+        shape = ConvShape(1, 1, m, cp, kp, 1, 1, (1, 1))
+        key = (shape, "int32", 0, 0, 0, False)
+        if key not in self.kernels:
+            name = f"int8_conv_vnni_{len(self.kernels)}"
+            kernel = conv_vnni_kernel(shape, "int32").with_attr("global_symbol", name)
+            self.kernels[key] = self.block_builder.add_func(kernel, name)
+        self.last_symbol = self.kernels[key].name_hint
+        y = self.emit(relax.call_tir(self.kernels[key], [
+            x, _const(pack_weights(w.reshape(k, c, 1, 1), cp, kp), "int8"),
+            _const(np.zeros(kp), "int32")], relax.TensorType((1, 1, m, kp), "int32")))
+        if kp != k:
+            y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
+        return self.emit(relax.op.reshape(y, (*lead, k)))
 
 
 def _vnni_fits(la: LayerQuant, attrs: dict | None, node: fx.Node) -> bool:
