@@ -14,7 +14,13 @@ from tvm import relax
 
 from edgebench import verify
 from edgebench.models import ModelSpec, get_model
-from edgebench.passes.int8 import Lowering, export_float, lower_int8, requantize_expr
+from edgebench.passes.int8 import (
+    LoweredLayer,
+    Lowering,
+    export_float,
+    lower_int8,
+    requantize_expr,
+)
 from edgebench.pipeline import has_vnni, run
 from edgebench.quantize import QuantConfig, parse_quant, quantize
 from edgebench.quantize.arith import requantize
@@ -273,3 +279,16 @@ def test_small_encoder_static_and_dynamic() -> None:
         got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
         assert verify.compare([got], [want], "int8").ok, text
         assert verify.top1_agreement(got, want) == 1.0, text
+
+
+def test_asm_check_flags_a_kernel_without_the_instruction() -> None:
+    """The per-layer check reads each kernel's own function body in the listing."""
+    low = Lowering(None, [], [LoweredLayer("conv2d", "conv2d", "int8", "vnni", "k0"),
+                              LoweredLayer("conv2d_1", "conv2d", "int8", "vnni", "k1"),
+                              LoweredLayer("add", "add", "int8")])
+    asm = ("__tvm_ffi_k0:\n\tcallq\tk0_compute_\nk0_compute_:\n\tvpdpbusd\t(%rsi), %zmm1, %zmm0\n"
+           "\tretq\nk1_compute_:\n\tvpmaddwd\t%zmm1, %zmm2, %zmm0\n\tretq\n")
+    missing = low.check_asm(asm)
+    assert [la.node for la in missing] == ["conv2d_1"]
+    assert low.summary() == ("conv2d=int8/vnni(vpdpbusd);conv2d_1=int8/vnni(NO vpdpbusd);"
+                             "add=int8")
