@@ -18,19 +18,21 @@ import numpy as np
 import torch
 
 from edgebench import progress, verify
-from edgebench.compile import compile_module
+from edgebench.compile import CompileError, compile_module
 from edgebench.compile.sparse_choice import MeasuredChoice
 from edgebench.envinfo import host_environment
 from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes import SparsifyWeights
+from edgebench.passes.int8 import lower_int8
 from edgebench.paths import cache_dir
+from edgebench.quantize import QuantResult
 from edgebench.report import ResultsWriter, write_markdown
 from edgebench.run.local import run_worker
 from edgebench.runtimes import PEERS, runtime_module, unavailable_reason
 from edgebench.targets import Target, find_target
-from edgebench.variant import Variant, VariantSpec, parse_variant
+from edgebench.variant import Transformed, Variant, VariantSpec, parse_variant
 
 Log = Callable[[str], None]
 
@@ -95,17 +97,38 @@ def _score(row: dict, run: _ModelRun, outputs: list[np.ndarray]) -> None:
 
 
 def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: torch.Tensor,
-            out_dir: Path, cfg: RunConfig, row: dict) -> Path:
-    """The deployable artifact for one runtime; TVM compiles (and tunes) here."""
+            out_dir: Path, cfg: RunConfig, row: dict,
+            quantized: QuantResult | None = None) -> tuple[Path, list[float | None]]:
+    """The deployable artifact for one runtime; TVM compiles (and tunes) here.
+
+    With `quantized` (an integer variant on TVM) the module is the integer lowering of the
+    quantizer's description, not the fake-quant graph; then also returned: per output, the
+    integer LSB its verification allows (see _int8_tolerance)."""
+    lsb: list[float | None] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if runtime == "tvm":
-        ep = export_program(model, example, variant.model.name)
-        mod = to_relax(ep, variant.model.name)
+        lowering = None
+        if quantized is not None:
+            lowering = lower_int8(export_program(quantized.float_model, example,
+                                                 variant.model.name), quantized.description,
+                                  vnni=has_vnni(variant.target))
+            mod = lowering.mod
+            row.update(quant_kind="int8", int8_layers=lowering.summary())
+            lsb = _int8_tolerance(quantized, lowering.output_lsb)
+        else:
+            ep = export_program(model, example, variant.model.name)
+            mod = to_relax(ep, variant.model.name)
         sparse = _sparse_pass(variant, cfg)
         result = compile_module(mod, variant.target, out_dir / "model.so", cfg.trials,
                                 extra_passes=[*cfg.extra_passes, *([sparse] if sparse else [])],
-                                progress=cfg.log)
+                                progress=cfg.log, keep_asm=lowering is not None)
+        if lowering is not None:
+            missing = lowering.check_asm(result.asm)
+            row["int8_layers"] = lowering.summary()
+            if missing:
+                raise CompileError("int8 kernels built without vpdpbusd: "
+                                   + ", ".join(la.node for la in missing))
         if sparse is not None:
             converted = [layer for layer in sparse.layers if layer.converted]
             row["sparse_layers"] = "; ".join(layer.describe() for layer in sparse.layers)
@@ -119,7 +142,7 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
     else:
         path = runtime_module(runtime).export(model, example, out_dir)
     row["export_s"] = time.perf_counter() - start
-    return path
+    return path, lsb
 
 
 def _sparse_pass(variant: Variant, cfg: RunConfig):
@@ -134,11 +157,14 @@ def _sparse_pass(variant: Variant, cfg: RunConfig):
 
 def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,
                  reference: list[np.ndarray], cfg: RunConfig, row: dict,
-                 user_modules: list[str]) -> None:
+                 user_modules: list[str], quantized: QuantResult | None = None) -> None:
+    """Export, run, verify, time one runtime. With `quantized` (TVM on an integer variant)
+    the outputs are checked against the integer reference executor instead: within one
+    output LSB (bit exact expected) where the integer path is exact."""
     target = variant.target
     art_dir = (cache_dir() / "artifacts" / target.name / variant.model.name.replace("/", "_")
                / variant.name / runtime)
-    path = _export(runtime, variant, model, run.xs[0], art_dir, cfg, row)
+    path, lsb = _export(runtime, variant, model, run.xs[0], art_dir, cfg, row, quantized)
     row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
     if target.is_local:
         result = run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
@@ -148,7 +174,10 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
 
         result, board = run_remote(path, run.xs.numpy(), target, cfg.measure, cfg.log)
         row.update(board=board.name, emulated=board.emulated)
-    check = verify.compare(result.outputs, reference, variant.spec.dtype)
+    if quantized is not None:
+        check = verify.compare_lsb(result.outputs, reference, lsb)
+    else:
+        check = verify.compare(result.outputs, reference, variant.spec.dtype)
     row["verify_err"] = check.max_abs_err
     if not check.ok:
         raise VerificationError(check.message)
@@ -156,6 +185,32 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
                                               "min_ms", "runs", "first_ms", "load_s",
                                               "peak_rss_mb", "model_rss_mb")})
     _score(row, run, result.outputs)
+
+
+def lowers_to_int8(variant: Variant, transformed: Transformed, runtime: str) -> bool:
+    """TVM runs an integer variant as integer code (static, dynamic, QAT, ternary, binary
+    weights); fp16 is not lowered yet and stays the simulated graph (its rows say so)."""
+    q = transformed.quantized
+    return (runtime == "tvm" and q is not None and not variant.spec.sparse
+            and q.config.method != "fp16")
+
+
+def has_vnni(target: Target) -> bool:
+    """Our vpdpbusd kernels need an x86 TVM target with AVX512-VNNI."""
+    import tvm
+
+    tvm_target = target.tvm_target()
+    return (target.arch == "x86_64" and str(tvm_target.kind.name) == "llvm"
+            and bool(tvm.target.codegen.target_has_features("avx512vnni", tvm_target)))
+
+
+def _int8_tolerance(quantized: QuantResult, output_lsb: list[float | None]
+                    ) -> list[float | None]:
+    """Per output, the tolerance against the integer oracle: one LSB of the output's integer
+    scale; None (the int8 relative tolerance) where FP32 ops feed int8 ones, since float
+    rounding in TVM and PyTorch may differ by an ulp there and flip a quantization."""
+    exact = not any(la.kept_fp32 for la in quantized.description.layers)
+    return [s if exact else None for s in output_lsb]
 
 
 class VerificationError(RuntimeError):
@@ -203,7 +258,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
     model_run: _ModelRun | None = None
     for vspec in variant_specs:
         variant = Variant(spec, vspec, target)
-        transformed = reference = None
+        transformed = reference = int8_reference = None
         for runtime in runtimes:
             key = (spec.name, variant.name, runtime, target.name, str(target.threads))
             if key in done:
@@ -225,11 +280,17 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                    "emulated": target.emulated,
                    "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
                    **transformed.row_fields()}
+            quantized = None
+            if lowers_to_int8(variant, transformed, runtime):
+                quantized = transformed.quantized
+                if int8_reference is None:
+                    int8_reference = reference_outputs(quantized.reference, model_run.xs)
             cfg.log(f"{spec.name} {variant.name} {runtime}: measuring")
             rows.update(description=f"{spec.name} {variant.name} {runtime}")
             try:
-                _measure_one(variant, runtime, model_run, model, reference, cfg, row,
-                             user_modules)
+                _measure_one(variant, runtime, model_run, model,
+                             int8_reference if quantized else reference, cfg, row,
+                             user_modules, quantized)
                 row["status"] = "ok"
                 cfg.log(f"{spec.name} {variant.name} {runtime}: p50 {row['p50_ms']:.4f} ms")
             except Exception as e:  # the row records why; the run goes on

@@ -77,8 +77,8 @@ class Transformed:
                                                   for s in p.layers if s.pruned))
         if self.quantized is not None:
             q = self.quantized
-            # Until the int8 kernels land, every runtime executes the fake-quant graph in
-            # float: the row must not pass for integer code.
+            # Peers execute the fake-quant graph in float: the row must not pass for integer
+            # code. The pipeline relabels TVM rows it lowered to integer code ("int8").
             fields.update(quant_kind="simulated", weight_bytes=q.size.weight_bytes,
                           kept_fp32=";".join(f"{name}: {why}" for name, _op, why in q.kept_fp32))
         return fields

@@ -48,6 +48,29 @@ def compare(outputs: list[np.ndarray], reference: list[np.ndarray],
     return Check(True, worst, worst_tol)
 
 
+def compare_lsb(outputs: list[np.ndarray], reference: list[np.ndarray],
+                lsb: list[float | None]) -> Check:
+    """Integer code vs the integer reference executor: every element within one LSB of its
+    output's integer scale (lsb[i]); None falls back to the int8 relative tolerance."""
+    worst = Check(True, 0.0, 0.0)
+    for i, (out, ref, step) in enumerate(zip(outputs, reference, lsb, strict=True)):
+        if step is None:
+            check = compare([out], [ref], "int8")
+        else:
+            out = np.asarray(out)
+            err = (max_abs_err(out, ref) if out.shape == ref.shape and np.all(np.isfinite(out))
+                   else float("inf"))
+            tol = step * (1 + 1e-6)
+            check = Check(err <= tol, err, tol, "" if err <= tol else
+                          f"outputs differ from the integer reference by {err:.3g} > 1 LSB "
+                          f"({step:.3g}) (output {i})")
+        if not check.ok:
+            return check
+        if check.max_abs_err >= worst.max_abs_err:
+            worst = check
+    return worst
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of (N, classes) logits."""
     return float(np.mean(logits.reshape(len(labels), -1).argmax(1) == labels))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgebench.compile.tuning import (
@@ -40,6 +40,7 @@ class CompileResult:
     compile_s: float
     module: object = None  # the tuned, fused IRModule that was built (per-kernel profiling)
     executable: object = None  # its relax.VMExecutable (a board profile exports its kernels)
+    asm: str = field(default="", repr=False)  # the host code's assembly (x86 builds only)
 
     @property
     def untuned(self) -> bool:
@@ -78,8 +79,9 @@ def target_database_dir(target: Target) -> Path:
 
 def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                    extra_passes: Sequence = (), progress: Progress | None = None,
-                   runner=None) -> CompileResult:
-    """Tune (unless trials_per_task == 0) and build `mod`; export it to out_path (.so)."""
+                   runner=None, keep_asm: bool = False) -> CompileResult:
+    """Tune (unless trials_per_task == 0) and build `mod`; export it to out_path (.so).
+    keep_asm: also return the host assembly (to check which instructions a kernel uses)."""
     import tvm
 
     tvm_target = target.tvm_target()
@@ -115,5 +117,9 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
     except Exception as e:
         raise CompileError(f"building for target '{target.name}' failed: "
                            f"{str(e).strip().splitlines()[-1]}") from e
+    asm = ""
+    if keep_asm:
+        asm = "\n".join(m.inspect_source("asm") for m in ex.mod.imports
+                        if getattr(m, "kind", "") == "llvm")
     return CompileResult(out_path, trials_per_task, report, time.perf_counter() - start,
-                         fused, ex)
+                         fused, ex, asm)

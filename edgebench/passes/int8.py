@@ -1,0 +1,620 @@
+"""Lower a QuantDescription to integer Relax: int8 x int8 -> int32 compute, not fake-quant.
+
+Relax has no QNN dialect and the Relax var names do not carry the torch.export node names the
+description is keyed by, so the lowering runs while importing: TVM's ExportedProgramImporter
+walks the BN-folded FP32 graph (the one the description names, exported at batch 1, no
+decomposition), and every node the description runs in integer arithmetic is emitted by this
+module instead of the float converter. Everything else (the ops the description keeps in FP32)
+goes through TVM's own converter on dequantized inputs, so it stays FP32.
+
+The arithmetic is reference.py's, op for op, so the compiled model matches the integer oracle
+bit for bit:
+  quantize    q = clamp(round_half_even(x * float32(1 / s)) + z, qmin, qmax)   (float32)
+  conv/linear acc = sum(q_x * w) + (bias_q - z_x * sum(w))  in int32 (u8 x s8: zero points
+              folded into the bias ahead of time; padding uses q = z_x, i.e. real zero)
+  requantize  y = clamp(z_y + ((p + 2**(n-1) - 1 + ((p >> n) & 1)) >> n), lo, hi),
+              p = int64(acc) * M0 (floor shift plus the odd bit = round half to even)
+  add         the same shift on (q_a - z_a) * M0_a + (q_b - z_b) * M0_b
+Tensors stay uint8/int8 between integer ops; they are dequantized only into FP32 ops and at
+the outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import fx
+from tvm import relax
+from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+
+from edgebench.quantize.arith import INT32_MAX, INT32_MIN, MIN_SCALE, inv_scale
+from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
+
+
+class Int8LoweringError(RuntimeError):
+    """The description asks for an integer op this lowering cannot express."""
+
+
+NHWC_FROM_NCHW = (0, 2, 3, 1)
+NCHW_FROM_NHWC = (0, 3, 1, 2)
+
+
+@dataclass
+class LoweredLayer:
+    """What happened to one entry of the description (for the result rows and the tests)."""
+
+    node: str
+    op: str
+    kind: str  # "int8" | "float-out" | "dynamic" | "fp32" | "int8-move"
+    kernel: str = "relax"  # which code computes it ("relax" = TVM's op, "vnni" = ours)
+    symbol: str = ""  # our kernel's function name in the built library
+    dot_product: bool | None = None  # the built code of `symbol` has the dot-product instr
+
+    def describe(self) -> str:
+        text = f"{self.node}={self.kind}"
+        if self.kernel != "relax":
+            text += f"/{self.kernel}"
+            if self.dot_product is not None:
+                text += "(vpdpbusd)" if self.dot_product else "(NO vpdpbusd)"
+        return text
+
+
+@dataclass
+class Lowering:
+    """The lowered module plus, per output, the int8 scale it was dequantized from (None:
+    the output is computed in float) and what each layer became."""
+
+    mod: object
+    output_lsb: list[float | None]
+    layers: list[LoweredLayer] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """`node=kind[/kernel(instruction check)]` per conv/linear/add/pool: the int8_layers
+        column."""
+        return ";".join(la.describe() for la in self.layers if la.kind != "int8-move")
+
+    def check_asm(self, asm: str, instruction: str = "vpdpbusd") -> list[LoweredLayer]:
+        """Mark each layer on our kernels by whether its function's assembly contains the
+        dot-product instruction; return the layers whose code lacks it."""
+        using = functions_using(asm, instruction)
+        missing = []
+        for la in self.layers:
+            if la.symbol:
+                la.dot_product = la.symbol in using
+                if not la.dot_product:
+                    missing.append(la)
+        return missing
+
+
+def _const(value: np.ndarray, dtype: str) -> relax.Constant:
+    return relax.const(np.ascontiguousarray(np.asarray(value).astype(dtype)), dtype)
+
+
+def _conv_attrs(node: fx.Node) -> dict:
+    args = [*node.args, None, None, None, None][3:7]
+
+    def pair(v, default: int) -> tuple[int, int]:
+        if v is None:
+            return (default, default)
+        v = list(v) if isinstance(v, list | tuple) else [v]
+        return (int(v[0]), int(v[-1]))
+
+    return {"strides": pair(args[0], 1), "padding": pair(args[1], 0),
+            "dilation": pair(args[2], 1), "groups": int(args[3] or 1)}
+
+
+def _dtype(expr: relax.Expr) -> str:
+    return str(expr.ty.dtype)
+
+
+class Int8Importer(ExportedProgramImporter):
+    """ExportedProgramImporter that emits the description's integer entries as integer code."""
+
+    def __init__(self, description: QuantDescription, vnni: bool = False) -> None:
+        super().__init__()
+        self.vnni = vnni
+        # int8 tensors our VNNI kernels produce/consume stay NHWC between them; every other
+        # consumer gets the torch layout (NCHW) back
+        self.nhwc: set[fx.Node] = set()
+        self.kernels: dict[tuple, relax.GlobalVar] = {}
+        self.entries = {la.node: la for la in description.layers}
+        self.qp: dict[fx.Node, ActQParams | None] = {}
+        self.float_cache: dict[fx.Node, relax.Expr] = {}
+        self.int_cache: dict[tuple[fx.Node, ActQParams], relax.Expr] = {}
+        self.done: set[str] = set()
+        self.lowered: list[LoweredLayer] = []
+        self.output_lsb: list[float | None] = []
+        self.lsb: dict[fx.Node, float] = {}
+
+    # ---- the node loop (TVM 0.27's _translate_fx_graph with the integer entries ours) ----
+    def _translate_fx_graph(self, graph_module, nodes, inputs_vars, custom_ops=None):
+        for node in nodes:
+            if node.op == "placeholder":
+                if node.name in inputs_vars:
+                    self.env[node] = inputs_vars[node.name]
+                    self.qp[node] = None
+            elif node.op == "get_attr":
+                self.env[node] = getattr(graph_module, node.target)
+            elif node.op == "output":
+                outs = node.args[0]
+                flat = outs if isinstance(outs, tuple | list) else (outs,)
+                self.output_lsb = [q.scale if (q := self.qp.get(n)) else self.lsb.get(n)
+                                   for n in flat]
+                for n in flat:
+                    self.env[n] = self.as_float(n)
+                return self._flatten_output_args(self.retrieve_args(node)[0])
+            elif node.op == "call_function":
+                self._call(node)
+            else:
+                raise Int8LoweringError(f"unsupported fx node {node.op}")
+        raise Int8LoweringError("graph has no output")
+
+    def _call(self, node: fx.Node) -> None:
+        if node.name in self.done:  # an activation fused into its int8 producer
+            return
+        la = self.entries.get(node.name)
+        if la is None or not la.integer:
+            self._float_op(node)
+            if la is not None:
+                self.lowered.append(LoweredLayer(node.name, la.op, "fp32"))
+            return
+        self.out_nhwc = False
+        out = self._integer(node, la)
+        fused = la.fused[0] if la.fused and la.output is not None else None
+        target = node
+        if fused is not None:
+            target = next(u for u in node.users if u.name == fused)
+            self.done.add(fused)
+            self.env[node], self.qp[node] = out, la.output
+            if self.out_nhwc:
+                self.nhwc.add(node)
+        if self.out_nhwc:
+            self.nhwc.add(target)
+        self.env[target] = out
+        self.qp[target] = la.output if _dtype(out) in ("uint8", "int8") else None
+        if la.out_scale is not None and la.output is None:  # float out: one accumulator step
+            self.lsb[target] = float(la.out_scale.max())
+
+    def _float_op(self, node: fx.Node) -> None:
+        """An FP32 op: TVM's own converter, on dequantized inputs."""
+        saved = {}
+        for arg in node.all_input_nodes:
+            if self.qp.get(arg) is not None:
+                saved[arg] = self.env[arg]
+                self.env[arg] = self.as_float(arg)
+        try:
+            self.env[node] = self.convert_map[node.target.__name__](node)
+        finally:
+            self.env.update(saved)
+        self.qp[node] = None
+
+    # ---- conversions between the float and integer domains (rules 1 and 2) ----
+    def as_float(self, n: fx.Node) -> relax.Expr:
+        qp = self.qp.get(n)
+        if qp is None:
+            return self.env[n]
+        if n not in self.float_cache:
+            q = relax.op.astype(self.torch_layout(n), "int32")
+            d = relax.op.subtract(q, _const(qp.zero_point, "int32"))
+            self.float_cache[n] = self.emit(relax.op.multiply(
+                relax.op.astype(d, "float32"), _const(np.float32(qp.scale), "float32")))
+        return self.float_cache[n]
+
+    def as_int(self, n: fx.Node, want: ActQParams, layer: str,
+               nhwc: bool = False) -> relax.Expr:
+        """n's value as integers with qparams `want`, NCHW (torch layout) or NHWC."""
+        qp = self.qp.get(n)
+        if qp is not None and qp != want:
+            raise Int8LoweringError(f"{layer}: input {n.name} has qparams {qp}, "
+                                    f"expected {want}")
+        key = (n, want, nhwc)
+        if key not in self.int_cache:
+            if qp is None:
+                q = quantize_expr(self.env[n], want)
+                if nhwc:
+                    q = relax.op.permute_dims(q, NHWC_FROM_NCHW)
+                self.int_cache[key] = self.emit(q)
+            elif nhwc == (n in self.nhwc):
+                return self.env[n]
+            else:
+                self.int_cache[key] = self.emit(relax.op.permute_dims(
+                    self.env[n], NHWC_FROM_NCHW if nhwc else NCHW_FROM_NHWC))
+        return self.int_cache[key]
+
+    def torch_layout(self, n: fx.Node) -> relax.Expr:
+        if n not in self.nhwc:
+            return self.env[n]
+        key = (n, self.qp[n], False)
+        if key not in self.int_cache:
+            self.int_cache[key] = self.emit(relax.op.permute_dims(self.env[n], NCHW_FROM_NHWC))
+        return self.int_cache[key]
+
+    def emit(self, expr: relax.Expr) -> relax.Expr:
+        return self.block_builder.emit(expr)
+
+    # ---- integer entries ----
+    def _integer(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
+        op = la.op
+        if op in ("conv2d", "linear"):
+            if la.scheme == "dynamic":
+                return self._dynamic_linear(node, la)
+            return self._compute(node, la)
+        if op == "embedding":
+            return self._embedding(node, la)
+        if op == "add":
+            return self._add(node, la)
+        (qi,) = la.inputs
+        assert qi is not None
+        src = node.args[0]
+        # NHWC stays NHWC through elementwise clamps, max pool and the pools it can sum
+        keep = src in self.nhwc and (la.clamp is not None or op in (
+            "max_pool2d", "adaptive_avg_pool2d"))
+        q = self.as_int(src, qi, la.name, nhwc=keep)
+        if op in ("adaptive_avg_pool2d", "avg_pool2d", "mean"):
+            return self._avg_pool(node, la, q, qi, keep)
+        self.lowered.append(LoweredLayer(node.name, op, "int8-move"))
+        if la.clamp is not None:  # an unfused ReLU/ReLU6/clamp on an int8 tensor
+            self.out_nhwc = keep
+            return self.emit(_clip(q, *la.clamp, _dtype(q)))
+        if keep:
+            self.out_nhwc = True
+            return self.emit(_max_pool_nhwc(node, q))
+        # max pool and shape ops move the integers unchanged: TVM's converter on the int tensor
+        saved = self.env[node.args[0]]
+        self.env[node.args[0]] = q
+        try:
+            return self.convert_map[node.target.__name__](node)
+        finally:
+            self.env[node.args[0]] = saved
+
+    def _compute(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
+        (qx,) = la.inputs
+        assert qx is not None and la.weight_q is not None and la.bias_q is not None
+        w = la.weight_q.to(torch.int64).numpy()
+        channels = w.shape[0]
+        bias = la.bias_q.to(torch.int64).numpy().reshape(channels)
+        attrs = _conv_attrs(node) if la.op == "conv2d" else None
+        if attrs is not None:
+            # sum over the weights one output channel sees: its group's input channels only
+            wsum = w.reshape(channels, -1).sum(1)
+        else:
+            wsum = w.sum(1)
+        bias_eff = bias - qx.zero_point * wsum
+        if np.any(bias_eff < INT32_MIN) or np.any(bias_eff > INT32_MAX):
+            raise Int8LoweringError(f"{la.name}: folded int32 bias overflows")
+        if self.vnni and _vnni_fits(la, attrs, node):
+            return self._vnni(node, la, w, bias_eff, attrs)
+        if self.vnni and _depthwise_fits(la, attrs, w):
+            return self._vnni(node, la, w, bias_eff, attrs, depthwise=True)
+        x = self.as_int(node.args[0], qx, la.name)
+        acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
+        shape = (1, channels, 1, 1) if la.op == "conv2d" else (channels,)
+        if la.output is None:  # float output: float32(acc) * out_scale[c]
+            assert la.out_scale is not None
+            self.lowered.append(LoweredLayer(node.name, la.op, "float-out", kernel))
+            return self.emit(relax.op.multiply(
+                relax.op.astype(acc, "float32"),
+                _const(la.out_scale.numpy().reshape(shape), "float32")))
+        assert la.multiplier is not None and la.shift is not None and la.clamp is not None
+        self.lowered.append(LoweredLayer(node.name, la.op, "int8", kernel))
+        m0 = la.multiplier.numpy().reshape(-1)
+        n = la.shift.numpy().reshape(-1)
+        if m0.size == 1:
+            m0, n = np.full(channels, m0[0]), np.full(channels, n[0])
+        return self.emit(requantize_expr(acc, m0.reshape(shape), n.reshape(shape),
+                                         la.output.zero_point, *la.clamp, la.output.dtype))
+
+    def _default_compute(self, la: LayerQuant, x: relax.Expr, w: np.ndarray,
+                         bias_eff: np.ndarray, attrs: dict | None) -> relax.Expr:
+        """TVM's own conv2d/matmul in int32 (u8/s8 inputs), zero points folded into the bias."""
+        (qx,) = la.inputs
+        assert qx is not None
+        channels = w.shape[0]
+        if attrs is None:
+            acc = relax.op.matmul(x, _const(w.T, "int8"), out_dtype="int32")
+            return self.emit(relax.op.add(acc, _const(bias_eff, "int32")))
+        ph, pw = attrs["padding"]
+        if ph or pw:  # pad with the zero point: real zero, as the oracle's zero padding
+            x = self.emit(relax.op.nn.pad(x, [0, 0, 0, 0, ph, ph, pw, pw],
+                                          pad_value=float(qx.zero_point)))
+        acc = relax.op.nn.conv2d(x, _const(w, "int8"), strides=attrs["strides"], padding=0,
+                                 dilation=attrs["dilation"], groups=attrs["groups"],
+                                 out_dtype="int32")
+        return self.emit(relax.op.add(acc, _const(bias_eff.reshape(1, channels, 1, 1),
+                                                  "int32")))
+
+    def _vnni(self, node: fx.Node, la: LayerQuant, w: np.ndarray, bias_eff: np.ndarray,
+              attrs: dict | None, depthwise: bool = False) -> relax.Expr:
+        """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
+        conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
+        NHWC depthwise kernel instead (same layout and epilogue, no dot product)."""
+        from edgebench.kernels.int8_conv import (
+            ConvShape,
+            conv_vnni_kernel,
+            depthwise_kernel,
+            pack_weights,
+        )
+
+        (qx,) = la.inputs
+        assert qx is not None
+        k = w.shape[0]
+        kp = -(-k // 16) * 16
+        if attrs is None:  # linear: rows are pixels of a 1 x M image
+            x = self.as_int(node.args[0], qx, la.name)
+            lead = [int(d) for d in x.ty.shape][:-1]
+            m, c = int(np.prod(lead)), w.shape[1]
+            x = relax.op.reshape(x, (1, 1, m, c))
+            w4, pad, strides, dil = w.reshape(k, c, 1, 1), (0, 0), (1, 1), (1, 1)
+        else:
+            x = self.as_int(node.args[0], qx, la.name, nhwc=True)
+            c = int(x.ty.shape[3])
+            w4, pad = w, attrs["padding"]
+            strides, dil = attrs["strides"], attrs["dilation"]
+        cp = c if depthwise else -(-c // 4) * 4
+        if any(pad) or cp != c:
+            x = relax.op.nn.pad(x, [0, 0, pad[0], pad[0], pad[1], pad[1], 0, cp - c],
+                                pad_value=float(qx.zero_point))
+        x = self.emit(x)
+        n, h, wd, _ = (int(d) for d in x.ty.shape)
+        shape = ConvShape(n, h, wd, cp, kp, w4.shape[2], w4.shape[3], strides, dil)
+        bias = np.zeros(kp, np.int64)
+        bias[:k] = bias_eff
+        packed = (np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)) if depthwise
+                  else pack_weights(w4, cp, kp))
+        args = [x, _const(packed, "int8"), _const(bias, "int32")]
+        if la.output is None:
+            assert la.out_scale is not None
+            out, zp, lo, hi = "float32", 0, 0, 0
+            scale = np.zeros(kp, np.float32)
+            scale[:k] = la.out_scale.numpy()
+            args.append(_const(scale, "float32"))
+        else:
+            assert la.multiplier is not None and la.shift is not None and la.clamp is not None
+            out, zp, (lo, hi) = la.output.dtype, la.output.zero_point, la.clamp
+            m0 = np.ones(kp, np.int64)
+            sh = np.ones(kp, np.int64)
+            m0[:k] = np.broadcast_to(la.multiplier.numpy().reshape(-1), (k,))
+            sh[:k] = np.broadcast_to(la.shift.numpy().reshape(-1), (k,))
+            args += [_const(m0, "int64"), _const(sh, "int64")]
+        key = (shape, out, zp, lo, hi, depthwise)
+        if key not in self.kernels:
+            make = depthwise_kernel if depthwise else conv_vnni_kernel
+            name = f"int8_{'dw' if depthwise else 'conv_vnni'}_{len(self.kernels)}"
+            kernel = make(shape, out, zp, lo, hi).with_attr("global_symbol", name)
+            self.kernels[key] = self.block_builder.add_func(kernel, name)
+        y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
+            (n, shape.oh, shape.ow, kp), out)))
+        if kp != k:
+            y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
+        kind = "float-out" if la.output is None else "int8"
+        self.lowered.append(LoweredLayer(node.name, la.op, kind, "dw" if depthwise else "vnni",
+                                         "" if depthwise else self.kernels[key].name_hint))
+        if attrs is None:
+            return self.emit(relax.op.reshape(y, (*lead, k)))
+        if la.output is None:  # float output goes to FP32 ops: torch layout
+            return self.emit(relax.op.permute_dims(y, NCHW_FROM_NHWC))
+        self.out_nhwc = True
+        return y
+
+    def _add(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
+        qa, qb = la.inputs
+        assert qa is not None and qb is not None and la.output is not None
+        assert la.multiplier is not None and la.shift is not None and la.clamp is not None
+        nhwc = all(a in self.nhwc for a in node.args[:2])
+        a = self.as_int(node.args[0], qa, la.name, nhwc)
+        b = self.as_int(node.args[1], qb, la.name, nhwc)
+        self.out_nhwc = nhwc
+        da = relax.op.subtract(relax.op.astype(a, "int64"), _const(qa.zero_point, "int64"))
+        db = relax.op.subtract(relax.op.astype(b, "int64"), _const(qb.zero_point, "int64"))
+        p = relax.op.add(relax.op.multiply(da, _const(int(la.multiplier[0]), "int64")),
+                         relax.op.multiply(db, _const(int(la.multiplier[1]), "int64")))
+        self.lowered.append(LoweredLayer(node.name, "add", "int8"))
+        return self.emit(_shift_clamp(p, np.int64(la.shift[0]), la.output.zero_point,
+                                      *la.clamp, la.output.dtype))
+
+    def _avg_pool(self, node: fx.Node, la: LayerQuant, q: relax.Expr,
+                  qi: ActQParams, nhwc: bool) -> relax.Expr:
+        assert la.output is not None and la.multiplier is not None and la.shift is not None
+        d = relax.op.subtract(relax.op.astype(q, "int32"), _const(qi.zero_point, "int32"))
+        shape = [int(s) for s in q.ty.shape]
+        if la.op == "adaptive_avg_pool2d" and nhwc:
+            oh, ow = (int(v) for v in node.args[1])
+            n, h, w, c = shape
+            r = relax.op.reshape(d, (n, oh, h // oh, ow, w // ow, c))
+            acc = relax.op.sum(r, axis=[2, 4])
+            self.out_nhwc = True
+        elif la.op == "adaptive_avg_pool2d":
+            oh, ow = (int(v) for v in node.args[1])
+            n, c, h, w = shape
+            r = relax.op.reshape(d, (n, c, oh, h // oh, ow, w // ow))
+            acc = relax.op.sum(r, axis=[3, 5])
+        elif la.op == "mean":
+            dims = node.args[1] if len(node.args) > 1 else None
+            keep = bool(node.args[2]) if len(node.args) > 2 else bool(node.kwargs.get("keepdim"))
+            axes = list(range(len(shape))) if dims is None else [int(a) % len(shape)
+                                                                 for a in dims]
+            acc = relax.op.sum(d, axis=axes, keepdims=keep)
+        else:  # avg_pool2d, no padding: windows that tile the input are a reshape + sum
+            k = list(node.args[1])
+            kh, kw = (k[0], k[0]) if len(k) == 1 else k
+            st = list(node.args[2]) if len(node.args) > 2 and node.args[2] else [kh, kw]
+            sh, sw = (st[0], st[0]) if len(st) == 1 else st
+            n, c, h, w = shape
+            if (sh, sw) != (kh, kw) or h % kh or w % kw or any(
+                    a for a in node.args[3:4] for a in (a if isinstance(a, list) else [a])):
+                raise Int8LoweringError(f"{la.name}: integer avg_pool2d is lowered only for "
+                                        "non-overlapping windows without padding")
+            r = relax.op.reshape(d, (n, c, h // kh, kh, w // kw, kw))
+            acc = relax.op.sum(r, axis=[3, 5])
+        self.lowered.append(LoweredLayer(node.name, la.op, "int8"))
+        return self.emit(requantize_expr(self.emit(acc), int(la.multiplier[0]),
+                                         int(la.shift[0]), la.output.zero_point,
+                                         la.output.qmin, la.output.qmax, la.output.dtype))
+
+    def _embedding(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
+        """Rule 10: int8 rows gathered, then float32(w_q) * s_w[id] (weights stay int8)."""
+        assert la.weight_q is not None and la.out_scale is not None
+        ids = relax.op.astype(self.as_float(node.args[1]), "int64")
+        rows = relax.op.take(_const(la.weight_q.numpy(), "int8"), ids, axis=0)
+        scale = relax.op.take(_const(la.out_scale.numpy(), "float32"), ids, axis=0)
+        self.lowered.append(LoweredLayer(node.name, "embedding", "int8"))
+        return self.emit(relax.op.multiply(relax.op.astype(rows, "float32"),
+                                           relax.op.expand_dims(scale, -1)))
+
+    def _dynamic_linear(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
+        """Rule 8: uint8 qparams of the live input (one set per sample: batch 1 here), then
+        acc = sum(q * w) - z * sum(w) in int32 (our VNNI kernel when available), and
+        y = float32(acc) * (s_x * s_w[c]) + b[c] in float32."""
+        assert la.weight_q is not None and la.bias_float is not None
+        x = self.as_float(node.args[0])
+        shape = [int(d) for d in x.ty.shape]
+        if shape[0] != 1:
+            raise Int8LoweringError(f"{la.name}: dynamic int8 is lowered for batch 1 only")
+        f32 = "float32"
+        lo = relax.op.minimum(relax.op.min(x), _const(0.0, f32))
+        hi = relax.op.maximum(relax.op.max(x), _const(0.0, f32))
+        scale = self.emit(relax.op.divide(relax.op.subtract(hi, lo), _const(255.0, f32)))
+        scale = self.emit(relax.op.where(
+            relax.op.greater(scale, _const(0.0, f32)),
+            relax.op.maximum(scale, _const(MIN_SCALE, f32)), _const(1.0, f32)))
+        zp = self.emit(_clip(relax.op.negative(relax.op.round(relax.op.divide(lo, scale))),
+                             0, 255, f32))
+        inv = relax.op.divide(_const(1.0, f32), scale)
+        q = relax.op.add(relax.op.round(relax.op.multiply(x, inv)), zp)
+        q = self.emit(relax.op.astype(_clip(q, 0, 255, f32), "uint8"))
+        w = la.weight_q.to(torch.int64).numpy()
+        if self.vnni:
+            acc, kernel = self._vnni_int32(q, w), "vnni"
+        else:
+            acc, kernel = self.emit(relax.op.matmul(q, _const(w.T, "int8"),
+                                                    out_dtype="int32")), "relax"
+        zsum = relax.op.multiply(relax.op.astype(zp, "int32"), _const(w.sum(1), "int32"))
+        acc = relax.op.subtract(acc, zsum)
+        s = relax.op.multiply(scale, _const(np.asarray(la.weight_scale, np.float32), f32))
+        y = relax.op.add(relax.op.multiply(relax.op.astype(acc, f32), s),
+                         _const(la.bias_float.numpy(), f32))
+        self.lowered.append(LoweredLayer(node.name, la.op, "dynamic", kernel,
+                                         self.last_symbol if kernel == "vnni" else ""))
+        return self.emit(y)
+
+    def _vnni_int32(self, q: relax.Expr, w: np.ndarray) -> relax.Expr:
+        """int32 accumulators sum(q * w) of a linear on our VNNI kernel (rows as pixels)."""
+        from edgebench.kernels.int8_conv import ConvShape, conv_vnni_kernel, pack_weights
+
+        lead = [int(d) for d in q.ty.shape][:-1]
+        m, c = int(np.prod(lead)), w.shape[1]
+        k = w.shape[0]
+        kp, cp = -(-k // 16) * 16, -(-c // 4) * 4
+        x = relax.op.reshape(q, (1, 1, m, c))
+        if cp != c:
+            x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c])
+        x = self.emit(x)
+        shape = ConvShape(1, 1, m, cp, kp, 1, 1, (1, 1))
+        key = (shape, "int32", 0, 0, 0, False)
+        if key not in self.kernels:
+            name = f"int8_conv_vnni_{len(self.kernels)}"
+            kernel = conv_vnni_kernel(shape, "int32").with_attr("global_symbol", name)
+            self.kernels[key] = self.block_builder.add_func(kernel, name)
+        self.last_symbol = self.kernels[key].name_hint
+        y = self.emit(relax.call_tir(self.kernels[key], [
+            x, _const(pack_weights(w.reshape(k, c, 1, 1), cp, kp), "int8"),
+            _const(np.zeros(kp), "int32")], relax.TensorType((1, 1, m, kp), "int32")))
+        if kp != k:
+            y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
+        return self.emit(relax.op.reshape(y, (*lead, k)))
+
+
+def _vnni_fits(la: LayerQuant, attrs: dict | None, node: fx.Node) -> bool:
+    """Our VNNI kernel takes uint8 activations, int8 weights, groups 1 (depthwise and
+    grouped convs, and int8 activations, stay on TVM's own op)."""
+    (qx,) = la.inputs
+    if qx is None or qx.dtype != "uint8" or la.weight_q is None:
+        return False
+    if attrs is None:
+        return len(node.args[0].meta["val"].shape) >= 2
+    return attrs["groups"] == 1
+
+
+def _depthwise_fits(la: LayerQuant, attrs: dict | None, w: np.ndarray) -> bool:
+    """Depthwise (groups = C = K, one filter per channel), uint8 input, channels in vectors
+    of 16."""
+    (qx,) = la.inputs
+    return (attrs is not None and qx is not None and qx.dtype == "uint8"
+            and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and w.shape[0] % 16 == 0)
+
+
+def _max_pool_nhwc(node: fx.Node, q: relax.Expr) -> relax.Expr:
+    """aten.max_pool2d(x, kernel, stride=kernel, padding=0, dilation=1, ceil_mode) on NHWC
+    (uint8 pads with 0, int8 with -128: never above a real element, so exact)."""
+    args = [*node.args, None, None, None, None, None][1:6]
+
+    def pair(v, default):
+        if v is None or (isinstance(v, list | tuple) and not v):
+            return default
+        v = list(v) if isinstance(v, list | tuple) else [v]
+        return (int(v[0]), int(v[-1]))
+
+    kernel = pair(args[0], None)
+    return relax.op.nn.max_pool2d(q, kernel, pair(args[1], kernel), pair(args[2], (0, 0)),
+                                  pair(args[3], (1, 1)), bool(args[4] or False),
+                                  layout="NHWC")
+
+
+def quantize_expr(x: relax.Expr, qp: ActQParams) -> relax.Expr:
+    """Rule 1 in float32: clamp(round_half_even(x * inv) + z, qmin, qmax) -> uint8/int8."""
+    inv = _const(inv_scale(qp.scale), "float32")
+    r = relax.op.round(relax.op.multiply(x, inv))
+    y = relax.op.add(r, _const(np.float32(qp.zero_point), "float32"))
+    return relax.op.astype(_clip(y, qp.qmin, qp.qmax, "float32"), qp.dtype)
+
+
+def _clip(x: relax.Expr, lo: int, hi: int, dtype: str) -> relax.Expr:
+    return relax.op.minimum(relax.op.maximum(x, _const(lo, dtype)), _const(hi, dtype))
+
+
+def _shift_clamp(p: relax.Expr, n, zp: int, lo: int, hi: int, dtype: str) -> relax.Expr:
+    """clamp(zp + round_half_even(p / 2**n), lo, hi) for int64 p: floor shift of p plus
+    2**(n-1) - 1 plus the odd bit of floor(p / 2**n) rounds ties to even, no compare needed."""
+    n = np.asarray(n, dtype=np.int64)
+    half = _const((np.int64(1) << (n - 1)) - 1, "int64")
+    nc = _const(n, "int64")
+    odd = relax.op.bitwise_and(relax.op.right_shift(p, nc), _const(1, "int64"))
+    t = relax.op.right_shift(relax.op.add(relax.op.add(p, half), odd), nc)
+    t = relax.op.add(t, _const(zp, "int64"))
+    return relax.op.astype(_clip(t, lo, hi, "int64"), dtype)
+
+
+def requantize_expr(acc: relax.Expr, m0, n, zp: int, lo: int, hi: int,
+                    dtype: str) -> relax.Expr:
+    """Rule 3: int32 acc -> clamp(zp + round_half_even(int64(acc) * M0 / 2**n), lo, hi)."""
+    p = relax.op.multiply(relax.op.astype(acc, "int64"), _const(m0, "int64"))
+    return _shift_clamp(p, n, zp, lo, hi, dtype)
+
+
+def functions_using(asm: str, instruction: str) -> set[str]:
+    """Names of the functions in an LLVM assembly listing whose body has `instruction` (TVM
+    emits `<name>_compute_` for the body and `__tvm_ffi_<name>` for the wrapper)."""
+    found, current = set(), None
+    for line in asm.splitlines():
+        if line and not line[0].isspace() and line.endswith(":") and not line.startswith("."):
+            current = line[:-1].removeprefix("__tvm_ffi_").removesuffix("_compute_")
+        elif current and line.split() and line.split()[0] == instruction:
+            found.add(current)
+    return found
+
+
+def export_float(model: torch.nn.Module, example: torch.Tensor):
+    """The batch-1 torch.export of the BN-folded FP32 model: the node names the description
+    uses (the quantizer's own export differs only in its dynamic batch axis)."""
+    with torch.no_grad():
+        return torch.export.export(model, (example,))
+
+
+def lower_int8(ep, description: QuantDescription, vnni: bool = False) -> Lowering:
+    """torch.export program of the float model + its description -> integer Relax module;
+    vnni: run conv/linear layers that fit on our vpdpbusd kernels (x86 with AVX512-VNNI)."""
+    importer = Int8Importer(description, vnni)
+    mod = importer.from_exported_program(ep, False, False, False, None)
+    return Lowering(mod, importer.output_lsb, importer.lowered)

@@ -1,0 +1,294 @@
+"""The int8 lowering: compiled integer code vs the integer reference executor (the oracle)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from test_quantize import ENCODER, TINY
+from torch import nn
+from tvm import relax
+
+from edgebench import verify
+from edgebench.models import ModelSpec, get_model
+from edgebench.passes.int8 import (
+    LoweredLayer,
+    Lowering,
+    export_float,
+    lower_int8,
+    requantize_expr,
+)
+from edgebench.pipeline import has_vnni, run
+from edgebench.quantize import QuantConfig, parse_quant, quantize
+from edgebench.quantize.arith import requantize
+from edgebench.targets import find_target
+
+
+@functools.cache
+def _target():
+    return find_target("x86-native").tvm_target()
+
+
+def _build(mod, low: Lowering | None = None) -> relax.VirtualMachine:
+    """Compile; with `low`, also check every layer on our kernels has vpdpbusd in its code."""
+    with _target():
+        mod = relax.get_pipeline("zero")(mod)
+    ex = tvm.compile(mod, target=_target())
+    if low is not None:
+        assert low.check_asm(ex.mod.imports[0].inspect_source("asm")) == []
+    return relax.VirtualMachine(ex, tvm.cpu())
+
+
+VNNI = has_vnni(find_target("x86-native"))
+needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
+
+
+def _run(vm: relax.VirtualMachine, xs: torch.Tensor) -> np.ndarray:
+    outs = []
+    for x in xs:
+        y = vm["main"](tvm.runtime.tensor(x.numpy()))
+        outs.append((y if hasattr(y, "numpy") else y[0]).numpy())
+    return np.stack(outs)
+
+
+def _lower(result, spec: ModelSpec, vnni: bool = False) -> Lowering:
+    return lower_int8(export_float(result.float_model, spec.example_input()),
+                      result.description, vnni)
+
+
+def _oracle(result, xs: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return np.stack([result.reference(x).numpy() for x in xs])
+
+
+def _relax_ops(mod) -> list[tuple[str, str]]:
+    """(op name, output dtype) of every call in main, in order."""
+    found = []
+
+    def visit(e):
+        if isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op):
+            found.append((e.op.name, str(e.ty.dtype)))
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return found
+
+
+# --------------------------------------------------------------- requantize rounding
+
+
+def _requantize_tvm(acc: np.ndarray, m0: np.ndarray, n: np.ndarray, zp: int, lo: int,
+                    hi: int, dtype: str) -> np.ndarray:
+    bb = relax.BlockBuilder()
+    x = relax.Var("acc", relax.TensorType(acc.shape, "int32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit_output(requantize_expr(x, m0, n, zp, lo, hi, dtype))
+        bb.emit_func_output(y)
+    vm = _build(bb.get())
+    return vm["main"](tvm.runtime.tensor(acc)).numpy()
+
+
+def test_requantize_rounding_edge_cases() -> None:
+    """Ties (both signs, odd and even quotients), saturation, the largest shift, zero point
+    and a narrowed (ReLU6) clamp: identical to arith.requantize, which is the oracle's."""
+    rows = []  # (acc, M0, n)
+    m0 = 2**30  # acc * 2**30 >> (30 + k) = acc / 2**k: exact ties
+    for k in (1, 2, 5):
+        for acc in (1, 3, 5, -1, -3, -5, 2**k + 2**(k - 1), -(2**k) - 2**(k - 1), 0, 7, -7):
+            rows.append((acc, m0, 30 + k))
+    rows += [(2**31 - 1, 2**31 - 1, 31), (-(2**31), 2**31 - 1, 31),  # saturate both ends
+             (123456789, 1518500250, 62), (-123456789, 1518500250, 62),  # n large: -> 0
+             (2**31 - 1, 2**31 - 1, 62), (987654, 1073741824, 1),  # n = 1
+             (-987653, 1073741825, 40), (2**20 + 2**19, 2**30, 50)]
+    acc = np.array([r[0] for r in rows], dtype=np.int32)
+    mult = np.array([r[1] for r in rows], dtype=np.int64)
+    shift = np.array([r[2] for r in rows], dtype=np.int64)
+    for zp, lo, hi, dtype in ((0, 0, 255, "uint8"), (37, 37, 200, "uint8"),
+                              (-3, -128, 127, "int8"), (128, 0, 255, "uint8")):
+        want = requantize(torch.from_numpy(acc), torch.from_numpy(mult),
+                          torch.from_numpy(shift), zp, lo, hi).numpy()
+        got = _requantize_tvm(acc, mult, shift, zp, lo, hi, dtype)
+        np.testing.assert_array_equal(got.astype(np.int64), want)
+    # the cases above really exercise ties and saturation
+    scaled = acc.astype(np.float64) * mult / 2.0**shift
+    assert np.sum(np.abs(scaled - np.floor(scaled) - 0.5) == 0) >= 12
+    assert np.any(want == 0) and np.any(want == 255)
+
+
+def test_compare_lsb_fails_beyond_one_step() -> None:
+    ref = [np.array([[0.5, 1.0]], dtype=np.float32)]
+    assert verify.compare_lsb([ref[0] + 0.1], ref, [0.1]).ok
+    bad = verify.compare_lsb([ref[0] + 0.21], ref, [0.1])
+    assert not bad.ok and "1 LSB" in bad.message
+
+
+# ---------------------------------------------------- integer kernels on random data
+
+
+class KernelNet(nn.Module):
+    """Every integer kernel shape the models use: strided, padded, grouped, depthwise and 1x1
+    convs, dilation, a residual add with ReLU, ReLU6 clamps, max/avg pools, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=4)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = nn.Conv2d(16, 16, 1)
+        self.c3 = nn.Conv2d(16, 24, (3, 1), stride=(2, 1), padding=(1, 0))
+        self.fc1 = nn.Linear(24 * 2 * 4, 32)
+        self.fc2 = nn.Linear(32, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.c1(x))
+        y = nn.functional.relu6(self.c2(x))
+        x = torch.relu(x + self.pw(nn.functional.relu6(self.dw(y))))
+        x = nn.functional.max_pool2d(torch.relu(self.c3(x)), 2)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+def _kernel_net() -> nn.Module:
+    torch.manual_seed(1)
+    return KernelNet().eval()
+
+
+KERNELS = ModelSpec(name="kernels", description="test net", input_shape=(1, 3, 16, 16),
+                    evaluation="fidelity", fidelity_samples=8, build=_kernel_net)
+
+
+@pytest.mark.parametrize("vnni", [False, pytest.param(True, marks=needs_vnni)])
+@pytest.mark.parametrize("text", ["static", "static:minmax:act-int8",
+                                  "static:minmax:per-tensor"])
+def test_integer_kernels_bit_exact_on_random_data(text: str, vnni: bool) -> None:
+    """TVM's int32 conv2d/matmul (vnni=False) and our vpdpbusd kernels (vnni=True: uint8
+    activations; grouped convs and int8 activations stay on TVM's op) vs the oracle."""
+    result = quantize(KERNELS.build(), parse_quant(text), KERNELS)
+    low = _lower(result, KERNELS, vnni)
+    kinds = {la.node: la.kind for la in low.layers}
+    assert list(kinds.values()).count("int8") == 7 and kinds["linear_1"] == "float-out"
+    ours = [la.node for la in low.layers if la.kernel == "vnni"]
+    convs = [d for op, d in _relax_ops(low.mod) if op == "relax.nn.conv2d"]
+    if vnni and "act-int8" not in text:
+        # all but the grouped conv on our kernels (C=3 and K=24 padded; depthwise its own)
+        assert ours == ["conv2d", "conv2d_3", "conv2d_4", "linear", "linear_1"]
+        assert [la.node for la in low.layers if la.kernel == "dw"] == ["conv2d_2"]
+        assert convs == ["int32"]
+    else:
+        assert ours == [] and convs == ["int32"] * 5  # int8 x int8 accumulated in int32
+    xs = torch.randn(8, 1, 3, 16, 16) * 2
+    got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(want).max() > 0.1  # not a degenerate all-zero net
+
+
+# ------------------------------------------------------------- FP32 layers stay FP32
+
+
+@pytest.mark.parametrize("keep", [(), ("stem.0",)])
+def test_layers_kept_fp32_stay_fp32(keep: tuple[str, ...]) -> None:
+    """Tiny's sigmoid/mul have no int8 form (and the stem conv is kept by request): they run
+    in float on dequantized inputs; the rest (pools and the residual add too) in integers."""
+    result = quantize(TINY.build(), QuantConfig("static", keep_fp32=keep), TINY)
+    low = _lower(result, TINY)
+    kinds = {la.node: la.kind for la in low.layers}
+    assert kinds["sigmoid"] == "fp32" and kinds["mul"] == "fp32"
+    assert kinds["conv2d_1"] == "int8" and kinds["linear_1"] == "float-out"
+    ops = _relax_ops(low.mod)
+    assert ("relax.sigmoid", "float32") in ops
+    convs = [d for op, d in ops if op == "relax.nn.conv2d"]
+    if keep:
+        assert kinds["conv2d"] == "fp32" and kinds["add"] == "fp32"
+        assert convs == ["float32", "int32", "int32"]  # the kept stem conv runs in float
+    else:
+        assert all(kinds[n] == "int8" for n in ("conv2d", "add", "avg_pool2d", "mean"))
+        assert convs == ["int32"] * 3
+    xs = TINY.eval_data()[0]
+    got, want = _run(_build(low.mod), xs), _oracle(result, xs)
+    # FP32 ops feed int8 ones here: an ulp of float rounding may flip one quantization step
+    assert verify.compare([got], [want], "int8").ok
+    assert np.mean(np.abs(got - want) < 1e-6) > 0.9
+
+
+# ------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.parametrize("vnni", [False, pytest.param(True, marks=needs_vnni)])
+def test_digits_cnn_int8_bit_exact_and_within_one_point(vnni: bool) -> None:
+    spec = get_model("digits-cnn")
+    fp32 = spec.build()
+    result = quantize(fp32, parse_quant("static"), spec)
+    low = _lower(result, spec, vnni)
+    assert all(la.kind in ("int8", "float-out", "int8-move") for la in low.layers)
+    assert sum(la.kernel == "vnni" for la in low.layers) == (4 if vnni else 0)
+    xs, labels = spec.eval_data()
+    got = _run(_build(low.mod, low), xs)
+    np.testing.assert_array_equal(got, _oracle(result, xs))
+    with torch.no_grad():
+        ref = np.stack([fp32(x).numpy() for x in xs])
+    acc_int8 = verify.accuracy(got, labels.numpy())
+    acc_fp32 = verify.accuracy(ref, labels.numpy())
+    assert acc_fp32 > 0.95
+    assert acc_int8 >= acc_fp32 - 0.01
+
+
+def test_pipeline_static_tvm_row_runs_int8(tmp_path) -> None:
+    """quant=static on TVM: the row runs the integer lowering, verified against the oracle;
+    the peers' rows still say simulated."""
+    df = run(models=["digits-mlp"], variants=["quant=static"],
+                       runtimes=["tvm", "pytorch"], trials=0, target="x86-native",
+                       output=tmp_path / "r.csv", log=lambda _m: None)
+    rows = {r.runtime: r for r in df.itertuples()}
+    tvm_row = rows["tvm"]
+    assert tvm_row.status == "ok" and tvm_row.quant_kind == "int8"
+    assert tvm_row.verify_err == 0.0  # bit exact against the integer reference
+    layers = tvm_row.int8_layers
+    if VNNI:  # every layer on our kernel, and its built code checked for the instruction
+        assert layers.count("/vnni(vpdpbusd)") == 3 and "NO vpdpbusd" not in layers
+    assert "linear=int8" in layers and "linear_2=float-out" in layers
+    assert tvm_row.accuracy > 0.95
+    assert rows["pytorch"].quant_kind == "simulated"
+
+
+@pytest.mark.parametrize("vnni", [False, pytest.param(True, marks=needs_vnni)])
+def test_dynamic_linear_matches_oracle(vnni: bool) -> None:
+    """quant=dynamic: activation qparams computed at run time in the compiled code (rule 8);
+    the int32 accumulators are exact, only the float epilogue may differ by an ulp."""
+    spec = get_model("digits-mlp")
+    result = quantize(spec.build(), parse_quant("dynamic"), spec)
+    low = _lower(result, spec, vnni)
+    assert [la.kind for la in low.layers if la.op == "linear"] == ["dynamic"] * 3
+    assert all(la.kernel == ("vnni" if vnni else "relax") for la in low.layers
+               if la.op == "linear")
+    xs, labels = spec.eval_data()
+    got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    assert verify.accuracy(got, labels.numpy()) == verify.accuracy(want, labels.numpy())
+
+
+def test_small_encoder_static_and_dynamic() -> None:
+    """Embedding (int8 rows), int8 linears between FP32 layer norms/softmax/GELU: agreement
+    with the oracle within the float tolerance, same top-1 on every sample."""
+    xs = ENCODER.eval_data()[0]
+    for text in ("static", "dynamic"):
+        result = quantize(ENCODER.build(), parse_quant(text), ENCODER)
+        low = _lower(result, ENCODER, VNNI)
+        got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+        assert verify.compare([got], [want], "int8").ok, text
+        assert verify.top1_agreement(got, want) == 1.0, text
+
+
+def test_asm_check_flags_a_kernel_without_the_instruction() -> None:
+    """The per-layer check reads each kernel's own function body in the listing."""
+    low = Lowering(None, [], [LoweredLayer("conv2d", "conv2d", "int8", "vnni", "k0"),
+                              LoweredLayer("conv2d_1", "conv2d", "int8", "vnni", "k1"),
+                              LoweredLayer("add", "add", "int8")])
+    asm = ("__tvm_ffi_k0:\n\tcallq\tk0_compute_\nk0_compute_:\n\tvpdpbusd\t(%rsi), %zmm1, %zmm0\n"
+           "\tretq\nk1_compute_:\n\tvpmaddwd\t%zmm1, %zmm2, %zmm0\n\tretq\n")
+    missing = low.check_asm(asm)
+    assert [la.node for la in missing] == ["conv2d_1"]
+    assert low.summary() == ("conv2d=int8/vnni(vpdpbusd);conv2d_1=int8/vnni(NO vpdpbusd);"
+                             "add=int8")
