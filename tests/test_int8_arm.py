@@ -4,7 +4,9 @@ integer reference. Without a board these skip, except under CI=true (.ci/run sta
 
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,9 @@ import torch
 from edgebench.kernels.int8_conv import ConvShape
 from edgebench.kernels.int8_conv_arm import bias_shift, conv_sdot_kernel, pack_weights
 from edgebench.measure import QUICK
-from edgebench.passes.int8 import functions_using
+from edgebench.passes.int8 import Lowering, export_float, functions_using, lower_int8
 from edgebench.pipeline import RunConfig, has_dotprod, run
+from edgebench.quantize import parse_quant, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.run.rpc import BoardError, connect_board, probe_board
 from edgebench.targets import find_target
@@ -44,6 +47,18 @@ def target():
             pytest.fail(f"CI must start the emulated board (.ci/run): {e}")
         pytest.skip(f"no board running: {e}")
     return t
+
+
+@contextmanager
+def _session(target):
+    """A session on the board, freed on exit: the board serves one session at a time and a
+    session closes only when its last reference (modules, VMs, tensors) is gone."""
+    holder = [connect_board(target).session]
+    try:
+        yield holder[0]
+    finally:
+        holder.clear()
+        gc.collect()
 
 
 def _conv_ref(x: np.ndarray, w: np.ndarray, s: ConvShape) -> np.ndarray:
@@ -108,16 +123,18 @@ def test_sdot_kernel_bit_exact_on_the_board(target, tmp_path):
     import tvm
 
     path, _ = _build(tmp_path)
-    board = connect_board(target)
-    sess = board.session
-    sess.upload(str(path))
-    lib = sess.load_module(path.name)
-    dev = sess.cpu()
-    for i, (s, out, zp, clamp) in enumerate(CASES):
-        args, want = _case_data(s, out, zp, clamp, seed=i)
-        y = tvm.runtime.tensor(np.zeros((s.n, s.oh, s.ow, s.k), out), dev)
-        lib[f"k{i}"](*[tvm.runtime.tensor(a, dev) for a in args], y)
-        got = y.numpy()
+    results = []
+    with _session(target) as sess:
+        sess.upload(str(path))
+        lib = sess.load_module(path.name)
+        dev = sess.cpu()
+        for i, (s, out, zp, clamp) in enumerate(CASES):
+            args, want = _case_data(s, out, zp, clamp, seed=i)
+            y = tvm.runtime.tensor(np.zeros((s.n, s.oh, s.ow, s.k), out), dev)
+            lib[f"k{i}"](*[tvm.runtime.tensor(a, dev) for a in args], y)
+            results.append((y.numpy(), want))
+        del lib, dev, y, sess  # nothing may keep the session open (see _session)
+    for i, ((_s, out, _zp, clamp), (got, want)) in enumerate(zip(CASES, results, strict=True)):
         if out == "float32":  # float32(acc) * scale: one rounding, the same on both sides
             np.testing.assert_array_equal(got, want, err_msg=f"case {i}")
         else:
@@ -139,3 +156,65 @@ def test_digits_cnn_static_int8_on_the_board_with_sdot(target, tmp_path):
     layers = str(row["int8_layers"])
     assert "/sdot(sdot)" in layers and "NO sdot" not in layers, layers
     assert row["accuracy"] > 0.9
+
+
+def _kernel_net_lowered(text: str = "static"):
+    """test_int8's KernelNet (C=3 and K=24/7 padded, strided, residual add, depthwise, max
+    pool, linears) quantized and lowered with sdot."""
+    from test_int8 import KERNELS
+
+    result = quantize(KERNELS.build(), parse_quant(text), KERNELS)
+    low = lower_int8(export_float(result.float_model, KERNELS.example_input()),
+                     result.description, sdot=True)
+    return result, low
+
+
+def _build_lowering(low: Lowering, tmp_path: Path) -> Path:
+    """Cross-compile the lowered module for the target; every sdot layer's asm checked."""
+    import tvm
+    from tvm import relax
+    from tvm.support import cc
+
+    t = find_target(TARGET)
+    with t.tvm_target():
+        mod = relax.get_pipeline("zero")(low.mod)
+    ex = tvm.compile(mod, target=t.tvm_target())
+    assert low.check_asm("\n".join(m.inspect_source("asm") for m in ex.mod.imports
+                                    if getattr(m, "kind", "") == "llvm")) == []
+    path = tmp_path / "net.so"
+    ex.export_library(str(path), fcompile=cc.cross_compiler(t.cross_compiler))
+    return path
+
+
+def test_lowering_puts_conv_and_linear_on_sdot(tmp_path):
+    """No board needed: which layers go on sdot, and their built code has it."""
+    _, low = _kernel_net_lowered()
+    ours = [la.node for la in low.layers if la.kernel == "sdot"]
+    assert ours == ["conv2d", "conv2d_3", "conv2d_4", "linear", "linear_1"]
+    assert not any(la.kernel in ("dw", "vnni") for la in low.layers)  # depthwise: TVM's op
+    _build_lowering(low, tmp_path)
+    assert low.summary().count("/sdot(sdot)") == 5
+
+
+@pytest.mark.parametrize("text", ["static", "static:minmax:per-tensor"])
+def test_kernel_net_bit_exact_on_the_board(target, tmp_path, text):
+    import tvm
+    from tvm import relax
+
+    result, low = _kernel_net_lowered(text)
+    path = _build_lowering(low, tmp_path)
+    xs = torch.randn(8, 1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2
+    got = []
+    with _session(target) as sess:
+        sess.upload(str(path))
+        vm = relax.VirtualMachine(sess.load_module(path.name), sess.cpu())
+        for x in xs:
+            vm.set_input("main", tvm.runtime.tensor(x.numpy(), sess.cpu()))
+            vm.invoke_stateful("main")
+            y = vm.get_outputs("main")
+            got.append((y if hasattr(y, "numpy") else y[0]).numpy())
+        del vm, y, sess
+    with torch.no_grad():
+        want = np.stack([result.reference(x).numpy() for x in xs])
+    np.testing.assert_array_equal(np.stack(got), want)
+    assert np.abs(want).max() > 0.1
