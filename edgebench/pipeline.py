@@ -112,7 +112,8 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
         if quantized is not None:
             lowering = lower_int8(export_program(quantized.float_model, example,
                                                  variant.model.name), quantized.description,
-                                  vnni=has_vnni(variant.target))
+                                  vnni=has_vnni(variant.target),
+                                  sdot=has_dotprod(variant.target))
             mod = lowering.mod
             row.update(quant_kind="int8", int8_layers=lowering.summary())
             lsb = _int8_tolerance(quantized, lowering.output_lsb)
@@ -129,8 +130,9 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
             missing = lowering.check_asm(result.asm)
             row["int8_layers"] = lowering.summary()
             if missing:
-                raise CompileError("int8 kernels built without vpdpbusd: "
-                                   + ", ".join(la.node for la in missing))
+                raise CompileError("int8 kernels built without their dot-product instruction: "
+                                   + ", ".join(f"{la.node} (no {la.instruction})"
+                                               for la in missing))
         if sparse is not None:
             converted = [layer for layer in sparse.layers if layer.converted]
             row["sparse_layers"] = "; ".join(layer.describe() for layer in sparse.layers)
@@ -218,6 +220,15 @@ def has_vnni(target: Target) -> bool:
     tvm_target = target.tvm_target()
     return (target.arch == "x86_64" and str(tvm_target.kind.name) == "llvm"
             and bool(tvm.target.codegen.target_has_features("avx512vnni", tvm_target)))
+
+
+def has_dotprod(target: Target) -> bool:
+    """Our sdot kernels need an aarch64 TVM target with the Armv8.2 dot product (+dotprod)."""
+    import tvm
+
+    tvm_target = target.tvm_target()
+    return (target.arch == "aarch64" and str(tvm_target.kind.name) == "llvm"
+            and bool(tvm.target.codegen.target_has_features("dotprod", tvm_target)))
 
 
 def _int8_tolerance(quantized: QuantResult, output_lsb: list[float | None]

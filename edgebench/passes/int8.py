@@ -21,6 +21,7 @@ the outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,17 +49,35 @@ class LoweredLayer:
     node: str
     op: str
     kind: str  # "int8" | "float-out" | "dynamic" | "fp32" | "int8-move"
-    kernel: str = "relax"  # which code computes it ("relax" = TVM's op, "vnni" = ours)
+    kernel: str = "relax"  # which code computes it ("relax" = TVM's op, "vnni"/"sdot" = ours)
     symbol: str = ""  # our kernel's function name in the built library
     dot_product: bool | None = None  # the built code of `symbol` has the dot-product instr
+    instruction: str = "vpdpbusd"  # the dot-product instruction `symbol` must contain
 
     def describe(self) -> str:
         text = f"{self.node}={self.kind}"
         if self.kernel != "relax":
             text += f"/{self.kernel}"
             if self.dot_product is not None:
-                text += "(vpdpbusd)" if self.dot_product else "(NO vpdpbusd)"
+                text += (f"({self.instruction})" if self.dot_product
+                         else f"(NO {self.instruction})")
         return text
+
+
+@dataclass(frozen=True)
+class DotKernel:
+    """One ISA's dot-product conv kernel: how to pack weights for it, build it, and what its
+    bias needs added (sdot computes on x - 128)."""
+
+    name: str  # "vnni" | "sdot": the int8_layers column and the function names
+    k_multiple: int  # output channels per weight vector
+    pack: Callable[[np.ndarray, int, int], np.ndarray]
+    make: Callable[..., object]
+    bias_shift: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def instruction(self) -> str:
+        return "sdot" if self.name == "sdot" else "vpdpbusd"
 
 
 @dataclass
@@ -75,14 +94,14 @@ class Lowering:
         column."""
         return ";".join(la.describe() for la in self.layers if la.kind != "int8-move")
 
-    def check_asm(self, asm: str, instruction: str = "vpdpbusd") -> list[LoweredLayer]:
-        """Mark each layer on our kernels by whether its function's assembly contains the
+    def check_asm(self, asm: str) -> list[LoweredLayer]:
+        """Mark each layer on our kernels by whether its function's assembly contains its
         dot-product instruction; return the layers whose code lacks it."""
-        using = functions_using(asm, instruction)
+        using = {i: functions_using(asm, i) for i in {la.instruction for la in self.layers}}
         missing = []
         for la in self.layers:
             if la.symbol:
-                la.dot_product = la.symbol in using
+                la.dot_product = la.symbol in using[la.instruction]
                 if not la.dot_product:
                     missing.append(la)
         return missing
@@ -112,9 +131,11 @@ def _dtype(expr: relax.Expr) -> str:
 class Int8Importer(ExportedProgramImporter):
     """ExportedProgramImporter that emits the description's integer entries as integer code."""
 
-    def __init__(self, description: QuantDescription, vnni: bool = False) -> None:
+    def __init__(self, description: QuantDescription, vnni: bool = False,
+                 sdot: bool = False) -> None:
         super().__init__()
-        self.vnni = vnni
+        self.vnni = vnni or sdot  # conv/linear on our NHWC dot-product kernels
+        self.sdot = sdot  # ... the aarch64 sdot one (kernels/int8_conv_arm.py), not vpdpbusd
         # int8 tensors our VNNI kernels produce/consume stay NHWC between them; every other
         # consumer gets the torch layout (NCHW) back
         self.nhwc: set[fx.Node] = set()
@@ -284,9 +305,10 @@ class Int8Importer(ExportedProgramImporter):
         bias_eff = bias - qx.zero_point * wsum
         if np.any(bias_eff < INT32_MIN) or np.any(bias_eff > INT32_MAX):
             raise Int8LoweringError(f"{la.name}: folded int32 bias overflows")
-        if self.vnni and _vnni_fits(la, attrs, node):
+        if self.vnni and _vnni_fits(la, attrs, node) and _bias_fits(
+                bias_eff + self._dot().bias_shift(w)):
             return self._vnni(node, la, w, bias_eff, attrs)
-        if self.vnni and _depthwise_fits(la, attrs, w):
+        if self.vnni and not self.sdot and _depthwise_fits(la, attrs, w):
             return self._vnni(node, la, w, bias_eff, attrs, depthwise=True)
         x = self.as_int(node.args[0], qx, la.name)
         acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
@@ -325,22 +347,28 @@ class Int8Importer(ExportedProgramImporter):
         return self.emit(relax.op.add(acc, _const(bias_eff.reshape(1, channels, 1, 1),
                                                   "int32")))
 
+    def _dot(self) -> DotKernel:
+        """The dot-product conv kernel of this target: vpdpbusd (x86) or sdot (aarch64)."""
+        from edgebench.kernels import int8_conv, int8_conv_arm
+
+        if self.sdot:
+            return DotKernel("sdot", 4, int8_conv_arm.pack_weights,
+                             int8_conv_arm.conv_sdot_kernel, int8_conv_arm.bias_shift)
+        return DotKernel("vnni", 16, int8_conv.pack_weights, int8_conv.conv_vnni_kernel,
+                         lambda w: np.zeros(w.shape[0], np.int64))
+
     def _vnni(self, node: fx.Node, la: LayerQuant, w: np.ndarray, bias_eff: np.ndarray,
               attrs: dict | None, depthwise: bool = False) -> relax.Expr:
         """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
         conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
         NHWC depthwise kernel instead (same layout and epilogue, no dot product)."""
-        from edgebench.kernels.int8_conv import (
-            ConvShape,
-            conv_vnni_kernel,
-            depthwise_kernel,
-            pack_weights,
-        )
+        from edgebench.kernels.int8_conv import ConvShape, depthwise_kernel
 
         (qx,) = la.inputs
         assert qx is not None
+        dot = self._dot()
         k = w.shape[0]
-        kp = -(-k // 16) * 16
+        kp = -(-k // dot.k_multiple) * dot.k_multiple
         if attrs is None:  # linear: rows are pixels of a 1 x M image
             x = self.as_int(node.args[0], qx, la.name)
             lead = [int(d) for d in x.ty.shape][:-1]
@@ -360,9 +388,9 @@ class Int8Importer(ExportedProgramImporter):
         n, h, wd, _ = (int(d) for d in x.ty.shape)
         shape = ConvShape(n, h, wd, cp, kp, w4.shape[2], w4.shape[3], strides, dil)
         bias = np.zeros(kp, np.int64)
-        bias[:k] = bias_eff
+        bias[:k] = bias_eff if depthwise else bias_eff + dot.bias_shift(w4)
         packed = (np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)) if depthwise
-                  else pack_weights(w4, cp, kp))
+                  else dot.pack(w4, cp, kp))
         args = [x, _const(packed, "int8"), _const(bias, "int32")]
         if la.output is None:
             assert la.out_scale is not None
@@ -380,8 +408,8 @@ class Int8Importer(ExportedProgramImporter):
             args += [_const(m0, "int64"), _const(sh, "int64")]
         key = (shape, out, zp, lo, hi, depthwise)
         if key not in self.kernels:
-            make = depthwise_kernel if depthwise else conv_vnni_kernel
-            name = f"int8_{'dw' if depthwise else 'conv_vnni'}_{len(self.kernels)}"
+            make = depthwise_kernel if depthwise else dot.make
+            name = f"int8_{'dw' if depthwise else 'conv_' + dot.name}_{len(self.kernels)}"
             kernel = make(shape, out, zp, lo, hi).with_attr("global_symbol", name)
             self.kernels[key] = self.block_builder.add_func(kernel, name)
         y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
@@ -389,8 +417,9 @@ class Int8Importer(ExportedProgramImporter):
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
         kind = "float-out" if la.output is None else "int8"
-        self.lowered.append(LoweredLayer(node.name, la.op, kind, "dw" if depthwise else "vnni",
-                                         "" if depthwise else self.kernels[key].name_hint))
+        self.lowered.append(LoweredLayer(node.name, la.op, kind, "dw" if depthwise else dot.name,
+                                         "" if depthwise else self.kernels[key].name_hint,
+                                         instruction=dot.instruction))
         if attrs is None:
             return self.emit(relax.op.reshape(y, (*lead, k)))
         if la.output is None:  # float output goes to FP32 ops: torch layout
@@ -486,7 +515,7 @@ class Int8Importer(ExportedProgramImporter):
         q = self.emit(relax.op.astype(_clip(q, 0, 255, f32), "uint8"))
         w = la.weight_q.to(torch.int64).numpy()
         if self.vnni:
-            acc, kernel = self._vnni_int32(q, w), "vnni"
+            acc, kernel = self._vnni_int32(q, w), self._dot().name
         else:
             acc, kernel = self.emit(relax.op.matmul(q, _const(w.T, "int8"),
                                                     out_dtype="int32")), "relax"
@@ -496,17 +525,20 @@ class Int8Importer(ExportedProgramImporter):
         y = relax.op.add(relax.op.multiply(relax.op.astype(acc, f32), s),
                          _const(la.bias_float.numpy(), f32))
         self.lowered.append(LoweredLayer(node.name, la.op, "dynamic", kernel,
-                                         self.last_symbol if kernel == "vnni" else ""))
+                                         self.last_symbol if kernel != "relax" else "",
+                                         instruction=self._dot().instruction))
         return self.emit(y)
 
     def _vnni_int32(self, q: relax.Expr, w: np.ndarray) -> relax.Expr:
-        """int32 accumulators sum(q * w) of a linear on our VNNI kernel (rows as pixels)."""
-        from edgebench.kernels.int8_conv import ConvShape, conv_vnni_kernel, pack_weights
+        """int32 accumulators sum(q * w) of a linear on our dot-product kernel (rows as
+        pixels)."""
+        from edgebench.kernels.int8_conv import ConvShape
 
+        dot = self._dot()
         lead = [int(d) for d in q.ty.shape][:-1]
         m, c = int(np.prod(lead)), w.shape[1]
         k = w.shape[0]
-        kp, cp = -(-k // 16) * 16, -(-c // 4) * 4
+        kp, cp = -(-k // dot.k_multiple) * dot.k_multiple, -(-c // 4) * 4
         x = relax.op.reshape(q, (1, 1, m, c))
         if cp != c:
             x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c])
@@ -514,16 +546,24 @@ class Int8Importer(ExportedProgramImporter):
         shape = ConvShape(1, 1, m, cp, kp, 1, 1, (1, 1))
         key = (shape, "int32", 0, 0, 0, False)
         if key not in self.kernels:
-            name = f"int8_conv_vnni_{len(self.kernels)}"
-            kernel = conv_vnni_kernel(shape, "int32").with_attr("global_symbol", name)
+            name = f"int8_conv_{dot.name}_{len(self.kernels)}"
+            kernel = dot.make(shape, "int32").with_attr("global_symbol", name)
             self.kernels[key] = self.block_builder.add_func(kernel, name)
         self.last_symbol = self.kernels[key].name_hint
+        w4 = w.reshape(k, c, 1, 1)
+        bias = np.zeros(kp, np.int64)
+        bias[:k] = dot.bias_shift(w4)
         y = self.emit(relax.call_tir(self.kernels[key], [
-            x, _const(pack_weights(w.reshape(k, c, 1, 1), cp, kp), "int8"),
-            _const(np.zeros(kp), "int32")], relax.TensorType((1, 1, m, kp), "int32")))
+            x, _const(dot.pack(w4, cp, kp), "int8"),
+            _const(bias, "int32")], relax.TensorType((1, 1, m, kp), "int32")))
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
         return self.emit(relax.op.reshape(y, (*lead, k)))
+
+
+def _bias_fits(bias: np.ndarray) -> bool:
+    """The folded bias (with sdot's 128 * sum(w)) is still an int32."""
+    return bool(np.all(bias >= INT32_MIN) and np.all(bias <= INT32_MAX))
 
 
 def _vnni_fits(la: LayerQuant, attrs: dict | None, node: fx.Node) -> bool:
@@ -612,9 +652,11 @@ def export_float(model: torch.nn.Module, example: torch.Tensor):
         return torch.export.export(model, (example,))
 
 
-def lower_int8(ep, description: QuantDescription, vnni: bool = False) -> Lowering:
+def lower_int8(ep, description: QuantDescription, vnni: bool = False,
+               sdot: bool = False) -> Lowering:
     """torch.export program of the float model + its description -> integer Relax module;
-    vnni: run conv/linear layers that fit on our vpdpbusd kernels (x86 with AVX512-VNNI)."""
-    importer = Int8Importer(description, vnni)
+    vnni: run conv/linear layers that fit on our vpdpbusd kernels (x86 with AVX512-VNNI);
+    sdot: on our sdot kernel instead (aarch64 with +dotprod)."""
+    importer = Int8Importer(description, vnni, sdot)
     mod = importer.from_exported_program(ep, False, False, False, None)
     return Lowering(mod, importer.output_lsb, importer.lowered)

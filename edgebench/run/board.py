@@ -252,7 +252,10 @@ def start_server(port: int = SERVER_PORT, tracker: str = "", key: str = "", thre
     _mount(root)
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOME": "/root", "LANG": "C.UTF-8", "TVM_USE_RUNTIME_LIB": "1",
-           "TVM_NUM_THREADS": str(threads)}
+           "TVM_NUM_THREADS": str(threads),
+           # qemu-user's CPU model (its default, pinned): max has the Armv8.2 dot product, so
+           # +dotprod code (targets/arm-dotprod.toml) runs; cortex-a72 would SIGILL on sdot
+           "QEMU_CPU": "max"}
     cmd = [shutil.which("chroot") or "/usr/sbin/chroot", str(root), "python3", "-m",
            "tvm.exec.rpc_server", "--host", host, "--port", str(port), "--port-end",
            str(port + 1)]
