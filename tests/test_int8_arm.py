@@ -5,7 +5,6 @@ integer reference. Without a board these skip, except under CI=true (.ci/run sta
 from __future__ import annotations
 
 import gc
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,11 +19,11 @@ from edgebench.passes.int8 import Lowering, export_float, functions_using, lower
 from edgebench.pipeline import RunConfig, has_dotprod, run
 from edgebench.quantize import parse_quant, quantize
 from edgebench.quantize.arith import requantize
-from edgebench.run.rpc import BoardError, connect_board, probe_board
+from edgebench.run.rpc import connect_board
 from edgebench.targets import find_target
+from tests.test_rpc import _need
 
 pytestmark = pytest.mark.arm
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TARGET = "arm-dotprod"
 
 # (shape, out dtype, zero point, clamp): 3x3 with ReLU6-like clamp, strided int8 output with
@@ -39,14 +38,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def target():
-    t = find_target(TARGET)
-    try:
-        probe_board(t)
-    except BoardError as e:
-        if IN_CI:
-            pytest.fail(f"CI must start the emulated board (.ci/run): {e}")
-        pytest.skip(f"no board running: {e}")
-    return t
+    return _need(find_target(TARGET))
 
 
 @contextmanager
