@@ -1,18 +1,20 @@
-"""Direct int8 conv2d (and linear, as a 1x1 conv) on x86 VNNI: vpdpbusd, u8 x s8 -> int32;
-and a depthwise NHWC kernel (no channel reduction, so plain vector multiply-adds).
+"""Direct int8 conv2d (and linear, as a 1x1 conv) on a dot-product instruction, built for any
+ISA by one builder (`conv_dot_kernel`, parameterized by a `DotIsa`): x86 VNNI vpdpbusd here,
+aarch64 sdot in int8_conv_arm.py; and a depthwise NHWC kernel (no channel reduction, so plain
+vector multiply-adds).
 
-Layout (why): activations are NHWC uint8, so the 4 consecutive input channels one vpdpbusd
-lane reduces are one 32-bit word of a pixel (a broadcast load), and the 16 output channels of
-a pixel are 16 contiguous bytes of the output. Weights are re-laid out ahead of time as
-[K/16, KH, KW, C/4, 16, 4]: one 64-byte vector per (16 output channels, 4 input channels).
-Each block of PB output pixels x NK*16 output channels keeps PB*NK int32x16 accumulators
-(a constant-size stack array < 1 KiB, which LLVM keeps in zmm registers), starts from the
-folded int32 bias and runs vpdpbusd over (kh, kw, c/4). The epilogue is reference.py's
-requantize (int64 product, round half to even shift, zero point, clamp) to uint8/int8, or the
-float output float32(acc) * out_scale[c].
+Layout (why): activations are NHWC uint8, so the 4 consecutive input channels one dot-product
+lane reduces are one 32-bit word of a pixel (a broadcast load), and the L output channels of a
+pixel (L int32 lanes: 16 for vpdpbusd, 4 for sdot) are contiguous in the output. Weights are
+re-laid out ahead of time as [K/L, KH, KW, C/4, L, 4]: one 4L-byte vector per (L output
+channels, 4 input channels). Each block of PB output pixels x NK*L output channels keeps PB*NK
+int32xL accumulators (a constant-size stack array, which LLVM keeps in vector registers),
+starts from the folded int32 bias and runs the dot product over (kh, kw, c/4). The epilogue is
+reference.py's requantize (int64 product, round half to even shift, zero point, clamp) to
+uint8/int8, the float output float32(acc) * out_scale[c], or the raw int32 accumulator.
 
 The input arrives already padded (with its zero point, i.e. real zero) and with C a multiple
-of 4 (extra channels have zero weights); K is padded to a multiple of 16 (extra outputs are
+of 4 (extra channels have zero weights); K is padded to a multiple of L (extra outputs are
 sliced off by the caller). Hand-scheduled (`tirx.is_scheduled`): MetaSchedule leaves it alone.
 """
 
@@ -25,6 +27,7 @@ import numpy as np
 VNNI = "llvm.x86.avx512.vpdpbusd.512"  # LLVM >= 21: (<16 x i32>, <64 x i8>, <64 x i8>)
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge a pad into our kernels
 MAX_ACCUMULATORS = 14  # PB * NK int32x16 registers: < 1 KiB of stack (kept in registers)
+SIGN_FLIP = -0x7F7F7F80  # 0x80808080 as int32: x ^ it turns 4 uint8 into 4 (x - 128) int8
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class ConvShape:
     h: int  # padded input height/width
     w: int
     c: int  # input channels, a multiple of 4
-    k: int  # output channels, a multiple of 16
+    k: int  # output channels, a multiple of the kernel's lanes
     kh: int
     kw: int
     stride: tuple[int, int]
@@ -50,116 +53,165 @@ class ConvShape:
         return (self.w - (self.kw - 1) * self.dilation[1] - 1) // self.stride[1] + 1
 
     def blocking(self) -> tuple[int, int]:
-        """(PB pixels, NK vectors of 16 output channels) per register block."""
-        kb = self.k // 16
-        nk = max(d for d in (1, 2, 4) if kb % d == 0 and d <= MAX_ACCUMULATORS)
+        """(PB pixels, NK vectors of 16 output channels) of the vpdpbusd kernel."""
+        return X86_VNNI.blocking(self)
+
+
+@dataclass(frozen=True)
+class DotIsa:
+    """What differs between the dot-product ISAs; everything else is one builder.
+
+    The instruction adds, per int32 lane, the dot product of 4 activation bytes and 4 weight
+    bytes: `intrinsic(acc int32xL, x (u)int8x4L, w int8x4L)`. flip_activations: the
+    instruction is s8 x s8 (sdot), so the kernel feeds x ^ 0x80 = x - 128 and the caller adds
+    128 * sum(w) to the bias (`bias_shift`). Blocking: NK from nk_choices, then the widest PB
+    dividing the output width with PB * NK <= max_accumulators, halving NK until PB reaches
+    min_pixels."""
+
+    name: str  # "vnni" | "sdot": the int8_layers column and the function names
+    instruction: str  # what the assembly check looks for
+    intrinsic: str
+    lanes: int  # int32 lanes (= output channels) per instruction
+    flip_activations: bool
+    max_accumulators: int
+    nk_choices: tuple[int, ...]
+    min_pixels: int
+
+    @property
+    def vector(self) -> int:
+        """Bytes per weight (and activation) operand."""
+        return 4 * self.lanes
+
+    def blocking(self, s: ConvShape) -> tuple[int, int]:
+        """(PB pixels, NK weight vectors) per register block."""
+        kb = s.k // self.lanes
+        nk = max(d for d in self.nk_choices if kb % d == 0 and d <= self.max_accumulators)
         while True:
-            cap = MAX_ACCUMULATORS // nk
-            pb = max(d for d in range(1, cap + 1) if self.ow % d == 0)
-            if pb >= 4 or nk == 1:
+            pb = max(d for d in range(1, self.max_accumulators // nk + 1) if s.ow % d == 0)
+            if pb >= self.min_pixels or nk == 1:
                 return pb, nk
             nk //= 2
+
+    def pack_weights(self, w: np.ndarray, c_pad: int, k_pad: int) -> np.ndarray:
+        """[K, C, KH, KW] int -> [K/L, KH, KW, C/4, L, 4] int8 (zero rows/columns as padding)."""
+        k, c, kh, kw = w.shape
+        full = np.zeros((k_pad, c_pad, kh, kw), np.int8)
+        full[:k, :c] = w
+        lanes = self.lanes
+        return np.ascontiguousarray(
+            full.reshape(k_pad // lanes, lanes, c_pad // 4, 4, kh, kw).transpose(0, 4, 5, 2, 1, 3))
+
+    def bias_shift(self, w: np.ndarray) -> np.ndarray:
+        """What the int32 bias gains per output channel: 128 * sum(w) for the kernel's x - 128
+        (flip_activations), else nothing."""
+        if not self.flip_activations:
+            return np.zeros(w.shape[0], np.int64)
+        return 128 * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
+
+
+X86_VNNI = DotIsa("vnni", "vpdpbusd", VNNI, lanes=16, flip_activations=False,
+                  max_accumulators=MAX_ACCUMULATORS, nk_choices=(1, 2, 4), min_pixels=4)
 
 
 def pack_weights(w: np.ndarray, c_pad: int, k_pad: int) -> np.ndarray:
     """[K, C, KH, KW] int -> [K/16, KH, KW, C/4, 16, 4] int8 (zero rows/columns as padding)."""
-    k, c, kh, kw = w.shape
-    full = np.zeros((k_pad, c_pad, kh, kw), np.int8)
-    full[:k, :c] = w
-    return np.ascontiguousarray(
-        full.reshape(k_pad // 16, 16, c_pad // 4, 4, kh, kw).transpose(0, 4, 5, 2, 1, 3))
+    return X86_VNNI.pack_weights(w, c_pad, k_pad)
 
 
 def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
                      hi: int = 255):
-    """TIR PrimFunc: args (x[n,h,w,c] u8, wt packed i8, bias[k] i32, then for out "uint8" /
-    "int8": m0[k] i64, shift[k] i64; for out "float32": scale[k] f32; for "int32" nothing
-    (the accumulator itself); y[n,oh,ow,k])."""
+    """conv_dot_kernel on vpdpbusd (x86 AVX512-VNNI)."""
+    return conv_dot_kernel(X86_VNNI, s, out, zero_point, lo, hi)
+
+
+def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
+                    hi: int = 255):
+    """TIR PrimFunc: args (x[n,h,w,c] u8, wt packed by isa.pack_weights i8, bias[k] i32
+    (including isa.bias_shift), then for out "uint8" / "int8": m0[k] i64, shift[k] i64; for
+    out "float32": scale[k] f32; for "int32" nothing (the accumulator itself); y[n,oh,ow,k])."""
     from tvm.script import tirx as T
 
+    if out not in ("int32", "float32", "uint8", "int8"):
+        raise ValueError(f"conv_dot_kernel: unsupported output dtype {out!r}")
     N, H, W, C, K, KH, KW = s.n, s.h, s.w, s.c, s.k, s.kh, s.kw
     SH, SW = s.stride
     DH, DW = s.dilation
     OH, OW = s.oh, s.ow
-    C4, KB = C // 4, K // 16
-    PB, NK = s.blocking()
+    L, V = isa.lanes, isa.vector
+    C4, KB = C // 4, K // L
+    PB, NK = isa.blocking(s)
+    wt_shape = (KB, KH, KW, C4, L, 4)
+
+    def x_operand(x, n, oh, ow, kh, kw, c4):
+        """The pixel's 4 input channels (one 32-bit word) broadcast to every lane."""
+        word = T.reinterpret(x.vload([n, oh * SH + kh * DH, ow * SW + kw * DW, c4 * 4],
+                                     "uint8x4"), dtype="int32")
+        if isa.flip_activations:
+            return T.reinterpret(T.broadcast(T.bitwise_xor(word, T.int32(SIGN_FLIP)), L),
+                                 dtype=f"int8x{V}")
+        return T.reinterpret(T.broadcast(word, L), dtype=f"uint8x{V}")
+
+    def w_operand(wt, kb, kh, kw, c4):
+        return wt.vload([kb, kh, kw, c4, 0, 0], f"int8x{V}")
+
+    def epilogue(v, c, m0, shift, scale):
+        if out == "int32":  # the raw accumulator (dynamic quantization rescales it at run time)
+            return v
+        if out == "float32":
+            return T.Cast("float32", v) * scale[c]
+        return T.Cast(out, T.max(T.min(_round_shift(T, T.Cast("int64", v) * m0[c], shift[c])
+                                       + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
 
     @T.macro
-    def accumulate(acc, x, wt, n, kbo, oh, owo):
-        for kh, kw, c4 in T.grid(KH, KW, C4):
-            for p in T.unroll(PB):
-                for j in T.unroll(NK):
-                    # no let-bound temporaries: TVM spills them to the stack on every use
-                    acc[T.ramp((p * NK + j) * 16, 1, 16)] = T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id(VNNI),
-                        acc.vload([(p * NK + j) * 16], "int32x16"),
-                        T.reinterpret(T.broadcast(T.reinterpret(x.vload(
-                            [n, oh * SH + kh * DH, (owo * PB + p) * SW + kw * DW, c4 * 4],
-                            "uint8x4"), dtype="int32"), 16), dtype="uint8x64"),
-                        wt.vload([kbo * NK + j, kh, kw, c4, 0, 0], "int8x64"),
-                        dtype="int32x16")
+    def blocks(x, wt, bias, y, m0, shift, scale):
+        acc = T.alloc_buffer((PB * NK * L,), "int32", scope="global")
+        for n, kbo, oh, owo in T.grid(N, KB // NK, OH, OW // PB):
+            for p, j in T.grid(PB, NK):
+                for lane in T.vectorized(L):
+                    acc[(p * NK + j) * L + lane] = bias[(kbo * NK + j) * L + lane]
+            for kh, kw, c4 in T.grid(KH, KW, C4):
+                for p in T.unroll(PB):
+                    for j in T.unroll(NK):
+                        # no let-bound temporaries: TVM spills them to the stack on every use
+                        acc[T.ramp((p * NK + j) * L, 1, L)] = T.call_llvm_pure_intrin(
+                            T.llvm_lookup_intrinsic_id(isa.intrinsic),
+                            acc.vload([(p * NK + j) * L], f"int32x{L}"),
+                            x_operand(x, n, oh, owo * PB + p, kh, kw, c4),
+                            w_operand(wt, kbo * NK + j, kh, kw, c4),
+                            dtype=f"int32x{L}")
+            for p, j in T.grid(PB, NK):
+                for lane in T.vectorized(L):
+                    y[n, oh, owo * PB + p, (kbo * NK + j) * L + lane] = epilogue(
+                        acc[(p * NK + j) * L + lane], (kbo * NK + j) * L + lane,
+                        m0, shift, scale)
 
-    if out == "int32":  # the raw accumulator (dynamic quantization rescales it at run time)
+    if out == "int32":
         @T.prim_func
-        def conv_vnni_i(x: T.Buffer((N, H, W, C), "uint8"),
-                        wt: T.Buffer((KB, KH, KW, C4, 16, 4), "int8"),
-                        bias: T.Buffer((K,), "int32"), y: T.Buffer((N, OH, OW, K), "int32")):
+        def conv_dot_i(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+                       bias: T.Buffer((K,), "int32"), y: T.Buffer((N, OH, OW, K), "int32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            acc = T.alloc_buffer((PB * NK * 16,), "int32", scope="global")
-            for n, kbo, oh, owo in T.grid(N, KB // NK, OH, OW // PB):
-                for p, j in T.grid(PB, NK):
-                    for lane in T.vectorized(16):
-                        acc[(p * NK + j) * 16 + lane] = bias[(kbo * NK + j) * 16 + lane]
-                accumulate(acc, x, wt, n, kbo, oh, owo)
-                for p, j in T.grid(PB, NK):
-                    for lane in T.vectorized(16):
-                        y[n, oh, owo * PB + p, (kbo * NK + j) * 16 + lane] = acc[
-                            (p * NK + j) * 16 + lane]
+            blocks(x, wt, bias, y, None, None, None)
 
-        return conv_vnni_i
+        return conv_dot_i
 
     if out == "float32":
         @T.prim_func
-        def conv_vnni_f(x: T.Buffer((N, H, W, C), "uint8"),
-                        wt: T.Buffer((KB, KH, KW, C4, 16, 4), "int8"),
-                        bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), "float32"),
-                        y: T.Buffer((N, OH, OW, K), "float32")):
+        def conv_dot_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), "float32"),
+                       y: T.Buffer((N, OH, OW, K), "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            acc = T.alloc_buffer((PB * NK * 16,), "int32", scope="global")
-            for n, kbo, oh, owo in T.grid(N, KB // NK, OH, OW // PB):
-                for p, j in T.grid(PB, NK):
-                    for lane in T.vectorized(16):
-                        acc[(p * NK + j) * 16 + lane] = bias[(kbo * NK + j) * 16 + lane]
-                accumulate(acc, x, wt, n, kbo, oh, owo)
-                for p, j in T.grid(PB, NK):
-                    for lane in T.vectorized(16):
-                        y[n, oh, owo * PB + p, (kbo * NK + j) * 16 + lane] = T.Cast(
-                            "float32", acc[(p * NK + j) * 16 + lane]) * scale[
-                            (kbo * NK + j) * 16 + lane]
+            blocks(x, wt, bias, y, None, None, scale)
 
-        return conv_vnni_f
+        return conv_dot_f
 
     @T.prim_func
-    def conv_vnni_q(x: T.Buffer((N, H, W, C), "uint8"),
-                    wt: T.Buffer((KB, KH, KW, C4, 16, 4), "int8"),
-                    bias: T.Buffer((K,), "int32"), m0: T.Buffer((K,), "int64"),
-                    shift: T.Buffer((K,), "int64"), y: T.Buffer((N, OH, OW, K), out)):
+    def conv_dot_q(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+                   bias: T.Buffer((K,), "int32"), m0: T.Buffer((K,), "int64"),
+                   shift: T.Buffer((K,), "int64"), y: T.Buffer((N, OH, OW, K), out)):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-        acc = T.alloc_buffer((PB * NK * 16,), "int32", scope="global")
-        for n, kbo, oh, owo in T.grid(N, KB // NK, OH, OW // PB):
-            for p, j in T.grid(PB, NK):
-                for lane in T.vectorized(16):
-                    acc[(p * NK + j) * 16 + lane] = bias[(kbo * NK + j) * 16 + lane]
-            accumulate(acc, x, wt, n, kbo, oh, owo)
-            for p, j in T.grid(PB, NK):
-                for lane in T.vectorized(16):
-                    y[n, oh, owo * PB + p, (kbo * NK + j) * 16 + lane] = T.Cast(out, T.max(
-                        T.min(_round_shift(T, T.Cast("int64", acc[(p * NK + j) * 16 + lane])
-                                           * m0[(kbo * NK + j) * 16 + lane],
-                                           shift[(kbo * NK + j) * 16 + lane])
-                              + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
+        blocks(x, wt, bias, y, m0, shift, None)
 
-    return conv_vnni_q
+    return conv_dot_q
 
 
 def _round_shift(T, p, n):

@@ -21,7 +21,6 @@ the outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +29,7 @@ from torch import fx
 from tvm import relax
 from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
+from edgebench.kernels.int8_conv import DotIsa
 from edgebench.quantize.arith import INT32_MAX, INT32_MIN, MIN_SCALE, inv_scale
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
 
@@ -62,22 +62,6 @@ class LoweredLayer:
                 text += (f"({self.instruction})" if self.dot_product
                          else f"(NO {self.instruction})")
         return text
-
-
-@dataclass(frozen=True)
-class DotKernel:
-    """One ISA's dot-product conv kernel: how to pack weights for it, build it, and what its
-    bias needs added (sdot computes on x - 128)."""
-
-    name: str  # "vnni" | "sdot": the int8_layers column and the function names
-    k_multiple: int  # output channels per weight vector
-    pack: Callable[[np.ndarray, int, int], np.ndarray]
-    make: Callable[..., object]
-    bias_shift: Callable[[np.ndarray], np.ndarray]
-
-    @property
-    def instruction(self) -> str:
-        return "sdot" if self.name == "sdot" else "vpdpbusd"
 
 
 @dataclass
@@ -347,28 +331,26 @@ class Int8Importer(ExportedProgramImporter):
         return self.emit(relax.op.add(acc, _const(bias_eff.reshape(1, channels, 1, 1),
                                                   "int32")))
 
-    def _dot(self) -> DotKernel:
-        """The dot-product conv kernel of this target: vpdpbusd (x86) or sdot (aarch64)."""
-        from edgebench.kernels import int8_conv, int8_conv_arm
+    def _dot(self) -> DotIsa:
+        """The dot-product ISA of this target's conv kernel: vpdpbusd (x86) or sdot
+        (aarch64)."""
+        from edgebench.kernels.int8_conv import X86_VNNI
+        from edgebench.kernels.int8_conv_arm import SDOT
 
-        if self.sdot:
-            return DotKernel("sdot", 4, int8_conv_arm.pack_weights,
-                             int8_conv_arm.conv_sdot_kernel, int8_conv_arm.bias_shift)
-        return DotKernel("vnni", 16, int8_conv.pack_weights, int8_conv.conv_vnni_kernel,
-                         lambda w: np.zeros(w.shape[0], np.int64))
+        return SDOT if self.sdot else X86_VNNI
 
     def _vnni(self, node: fx.Node, la: LayerQuant, w: np.ndarray, bias_eff: np.ndarray,
               attrs: dict | None, depthwise: bool = False) -> relax.Expr:
         """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
         conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
         NHWC depthwise kernel instead (same layout and epilogue, no dot product)."""
-        from edgebench.kernels.int8_conv import ConvShape, depthwise_kernel
+        from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel, depthwise_kernel
 
         (qx,) = la.inputs
         assert qx is not None
         dot = self._dot()
         k = w.shape[0]
-        kp = -(-k // dot.k_multiple) * dot.k_multiple
+        kp = -(-k // dot.lanes) * dot.lanes
         if attrs is None:  # linear: rows are pixels of a 1 x M image
             x = self.as_int(node.args[0], qx, la.name)
             lead = [int(d) for d in x.ty.shape][:-1]
@@ -390,7 +372,7 @@ class Int8Importer(ExportedProgramImporter):
         bias = np.zeros(kp, np.int64)
         bias[:k] = bias_eff if depthwise else bias_eff + dot.bias_shift(w4)
         packed = (np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)) if depthwise
-                  else dot.pack(w4, cp, kp))
+                  else dot.pack_weights(w4, cp, kp))
         args = [x, _const(packed, "int8"), _const(bias, "int32")]
         if la.output is None:
             assert la.out_scale is not None
@@ -408,9 +390,10 @@ class Int8Importer(ExportedProgramImporter):
             args += [_const(m0, "int64"), _const(sh, "int64")]
         key = (shape, out, zp, lo, hi, depthwise)
         if key not in self.kernels:
-            make = depthwise_kernel if depthwise else dot.make
             name = f"int8_{'dw' if depthwise else 'conv_' + dot.name}_{len(self.kernels)}"
-            kernel = make(shape, out, zp, lo, hi).with_attr("global_symbol", name)
+            kernel = (depthwise_kernel(shape, out, zp, lo, hi) if depthwise else
+                      conv_dot_kernel(dot, shape, out, zp, lo, hi))
+            kernel = kernel.with_attr("global_symbol", name)
             self.kernels[key] = self.block_builder.add_func(kernel, name)
         y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
             (n, shape.oh, shape.ow, kp), out)))
@@ -532,13 +515,13 @@ class Int8Importer(ExportedProgramImporter):
     def _vnni_int32(self, q: relax.Expr, w: np.ndarray) -> relax.Expr:
         """int32 accumulators sum(q * w) of a linear on our dot-product kernel (rows as
         pixels)."""
-        from edgebench.kernels.int8_conv import ConvShape
+        from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel
 
         dot = self._dot()
         lead = [int(d) for d in q.ty.shape][:-1]
         m, c = int(np.prod(lead)), w.shape[1]
         k = w.shape[0]
-        kp, cp = -(-k // dot.k_multiple) * dot.k_multiple, -(-c // 4) * 4
+        kp, cp = -(-k // dot.lanes) * dot.lanes, -(-c // 4) * 4
         x = relax.op.reshape(q, (1, 1, m, c))
         if cp != c:
             x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c])
@@ -547,14 +530,14 @@ class Int8Importer(ExportedProgramImporter):
         key = (shape, "int32", 0, 0, 0, False)
         if key not in self.kernels:
             name = f"int8_conv_{dot.name}_{len(self.kernels)}"
-            kernel = dot.make(shape, "int32").with_attr("global_symbol", name)
+            kernel = conv_dot_kernel(dot, shape, "int32").with_attr("global_symbol", name)
             self.kernels[key] = self.block_builder.add_func(kernel, name)
         self.last_symbol = self.kernels[key].name_hint
         w4 = w.reshape(k, c, 1, 1)
         bias = np.zeros(kp, np.int64)
         bias[:k] = dot.bias_shift(w4)
         y = self.emit(relax.call_tir(self.kernels[key], [
-            x, _const(dot.pack(w4, cp, kp), "int8"),
+            x, _const(dot.pack_weights(w4, cp, kp), "int8"),
             _const(bias, "int32")], relax.TensorType((1, 1, m, kp), "int32")))
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
