@@ -13,9 +13,22 @@ starts from the folded int32 bias and runs the dot product over (kh, kw, c/4). T
 reference.py's requantize (int64 product, round half to even shift, zero point, clamp) to
 uint8/int8, the float output float32(acc) * out_scale[c], or the raw int32 accumulator.
 
+Ternary ({-1, 0, 1}) and binary ({-1, 1}) weights are stored packed (bits = 2 or 1) and
+unpacked in the weight-operand load, so the artifact holds 1/4 or 1/8 of the int8 bytes and
+the kernel reads that much less. A 4L-byte weight vector comes from G = 4L * bits / 8 bytes:
+element i lives in byte i % G at bit offset bits * (i // G). Unpacking is per 16-bit word (so
+the shift needs no per-byte instruction): tile the G bytes 8 / bits times, shift copy q right
+by bits * q, AND each byte with 2**bits - 1 and map the code (ternary c - 1, binary 2c - 1).
+It is pure, so LLVM computes it once per weight vector and reuses it across the PB pixels of
+the register block. Binary cannot store a zero, so padded weights are +1 and the caller pads
+the extra input channels with 0 instead of the zero point and computes `bias_shift` on
+`dense_weights` (padding included): their products are then 0 (u8) or cancelled by the bias
+shift (sdot's x - 128).
+
 The input arrives already padded (with its zero point, i.e. real zero) and with C a multiple
-of 4 (extra channels have zero weights); K is padded to a multiple of L (extra outputs are
-sliced off by the caller). Hand-scheduled (`tirx.is_scheduled`): MetaSchedule leaves it alone.
+of 4 (extra channels have zero weights, see above for binary); K is padded to a multiple of L
+(extra outputs are sliced off by the caller). Hand-scheduled (`tirx.is_scheduled`):
+MetaSchedule leaves it alone.
 """
 
 from __future__ import annotations
@@ -28,6 +41,22 @@ VNNI = "llvm.x86.avx512.vpdpbusd.512"  # LLVM >= 21: (<16 x i32>, <64 x i8>, <64
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge a pad into our kernels
 MAX_ACCUMULATORS = 14  # PB * NK int32x16 registers: < 1 KiB of stack (kept in registers)
 SIGN_FLIP = -0x7F7F7F80  # 0x80808080 as int32: x ^ it turns 4 uint8 into 4 (x - 128) int8
+WEIGHT_BITS = {8: "int8", 2: "ternary", 1: "binary"}  # how the kernel can store weights
+
+
+def packable_bits(w: np.ndarray) -> int:
+    """The fewest bits the kernel can store these int8 weights in: 1 (all in {-1, 1}),
+    2 (all in {-1, 0, 1}) or 8."""
+    values = set(np.unique(w).tolist())
+    if values <= {-1, 1}:
+        return 1
+    return 2 if values <= {-1, 0, 1} else 8
+
+
+def _check_bits(bits: int) -> None:
+    if bits not in WEIGHT_BITS:
+        raise ValueError(f"weights cannot be stored in {bits} bits "
+                         f"(supported: {sorted(WEIGHT_BITS)})")
 
 
 @dataclass(frozen=True)
@@ -92,14 +121,31 @@ class DotIsa:
                 return pb, nk
             nk //= 2
 
-    def pack_weights(self, w: np.ndarray, c_pad: int, k_pad: int) -> np.ndarray:
-        """[K, C, KH, KW] int -> [K/L, KH, KW, C/4, L, 4] int8 (zero rows/columns as padding)."""
-        k, c, kh, kw = w.shape
-        full = np.zeros((k_pad, c_pad, kh, kw), np.int8)
-        full[:k, :c] = w
+    def weight_shape(self, s: ConvShape, bits: int = 8) -> tuple[tuple[int, ...], str]:
+        """(shape, dtype) of the kernel's weight argument: int8 vectors or packed words."""
+        head = (s.k // self.lanes, s.kh, s.kw, s.c // 4)
+        if bits == 8:
+            return (*head, self.lanes, 4), "int8"
+        return (*head, self.vector * bits // 16), "uint16"
+
+    def pack_weights(self, w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.ndarray:
+        """[K, C, KH, KW] int -> the kernel's weight argument: [K/L, KH, KW, C/4, L, 4] int8,
+        or for bits 2/1 each 4L-byte vector packed into 4L * bits / 16 uint16 words
+        (layout in the module docstring). Padding as dense_weights."""
+        _check_bits(bits)
+        full = dense_weights(w, c_pad, k_pad, bits)
         lanes = self.lanes
-        return np.ascontiguousarray(
-            full.reshape(k_pad // lanes, lanes, c_pad // 4, 4, kh, kw).transpose(0, 4, 5, 2, 1, 3))
+        vec = np.ascontiguousarray(full.reshape(k_pad // lanes, lanes, c_pad // 4, 4, *w.shape[2:])
+                                   .transpose(0, 4, 5, 2, 1, 3))
+        if bits == 8:
+            return vec
+        per, group = 8 // bits, self.vector * bits // 8
+        v = vec.reshape(*vec.shape[:4], per, group).astype(np.int64)
+        codes = v + 1 if bits == 2 else (v + 1) // 2
+        if codes.min() < 0 or codes.max() >= 2**bits or (bits == 1 and np.any(v == 0)):
+            raise ValueError(f"weights outside the {WEIGHT_BITS[bits]} values")
+        packed = sum(codes[..., q, :] << (bits * q) for q in range(per)).astype(np.uint8)
+        return np.ascontiguousarray(packed).view("<u2")
 
     def bias_shift(self, w: np.ndarray) -> np.ndarray:
         """What the int32 bias gains per output channel: 128 * sum(w) for the kernel's x - 128
@@ -109,30 +155,42 @@ class DotIsa:
         return 128 * w.reshape(w.shape[0], -1).astype(np.int64).sum(1)
 
 
+def dense_weights(w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.ndarray:
+    """[K, C, KH, KW] -> [k_pad, c_pad, KH, KW] int8 as the kernel computes with them: padding
+    0, except +1 for binary (which has no zero)."""
+    k, c = w.shape[:2]
+    full = np.full((k_pad, c_pad, *w.shape[2:]), 1 if bits == 1 else 0, np.int8)
+    full[:k, :c] = w
+    return full
+
+
 X86_VNNI = DotIsa("vnni", "vpdpbusd", VNNI, lanes=16, flip_activations=False,
                   max_accumulators=MAX_ACCUMULATORS, nk_choices=(1, 2, 4), min_pixels=4)
 
 
-def pack_weights(w: np.ndarray, c_pad: int, k_pad: int) -> np.ndarray:
-    """[K, C, KH, KW] int -> [K/16, KH, KW, C/4, 16, 4] int8 (zero rows/columns as padding)."""
-    return X86_VNNI.pack_weights(w, c_pad, k_pad)
+def pack_weights(w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.ndarray:
+    """[K, C, KH, KW] int -> [K/16, KH, KW, C/4, 16, 4] int8 (zero rows/columns as padding),
+    or bits 2/1: packed (DotIsa.pack_weights)."""
+    return X86_VNNI.pack_weights(w, c_pad, k_pad, bits)
 
 
 def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
-                     hi: int = 255):
+                     hi: int = 255, bits: int = 8):
     """conv_dot_kernel on vpdpbusd (x86 AVX512-VNNI)."""
-    return conv_dot_kernel(X86_VNNI, s, out, zero_point, lo, hi)
+    return conv_dot_kernel(X86_VNNI, s, out, zero_point, lo, hi, bits)
 
 
 def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
-                    hi: int = 255):
-    """TIR PrimFunc: args (x[n,h,w,c] u8, wt packed by isa.pack_weights i8, bias[k] i32
-    (including isa.bias_shift), then for out "uint8" / "int8": m0[k] i64, shift[k] i64; for
-    out "float32": scale[k] f32; for "int32" nothing (the accumulator itself); y[n,oh,ow,k])."""
+                    hi: int = 255, bits: int = 8):
+    """TIR PrimFunc: args (x[n,h,w,c] u8, wt = isa.pack_weights(w, c, k, bits) (int8, or
+    uint16 words of packed 2-/1-bit weights), bias[k] i32 (including isa.bias_shift), then
+    for out "uint8" / "int8": m0[k] i64, shift[k] i64; for out "float32": scale[k] f32; for
+    "int32" nothing (the accumulator itself); y[n,oh,ow,k])."""
     from tvm.script import tirx as T
 
     if out not in ("int32", "float32", "uint8", "int8"):
         raise ValueError(f"conv_dot_kernel: unsupported output dtype {out!r}")
+    _check_bits(bits)
     N, H, W, C, K, KH, KW = s.n, s.h, s.w, s.c, s.k, s.kh, s.kw
     SH, SW = s.stride
     DH, DW = s.dilation
@@ -140,7 +198,7 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
     L, V = isa.lanes, isa.vector
     C4, KB = C // 4, K // L
     PB, NK = isa.blocking(s)
-    wt_shape = (KB, KH, KW, C4, L, 4)
+    wt_shape, wt_dtype = isa.weight_shape(s, bits)
 
     def x_operand(x, n, oh, ow, kh, kw, c4):
         """The pixel's 4 input channels (one 32-bit word) broadcast to every lane."""
@@ -152,7 +210,22 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
         return T.reinterpret(T.broadcast(word, L), dtype=f"uint8x{V}")
 
     def w_operand(wt, kb, kh, kw, c4):
-        return wt.vload([kb, kh, kw, c4, 0, 0], f"int8x{V}")
+        if bits == 8:
+            return wt.vload([kb, kh, kw, c4, 0, 0], f"int8x{V}")
+        words, per, half = V * bits // 16, 8 // bits, V // 2  # packed words, copies, words
+        if words == 1:
+            tiled = T.broadcast(wt[kb, kh, kw, c4, 0], half)
+            shifts = T.ramp(T.uint16(0), T.uint16(bits), half)
+        else:
+            packed = wt.vload([kb, kh, kw, c4, 0], f"uint16x{words}")
+            tiled = T.Shuffle([packed] * per, [T.int32(i) for i in range(half)])
+            shifts = T.Shuffle([T.broadcast(T.uint16(bits * q), words) for q in range(per)],
+                               [T.int32(i) for i in range(half)])
+        mask = T.broadcast(T.uint16(((1 << bits) - 1) * 0x101), half)
+        codes = T.reinterpret(T.bitwise_and(T.shift_right(tiled, shifts), mask),
+                              dtype=f"int8x{V}")
+        one = T.broadcast(T.int8(1), V)
+        return codes - one if bits == 2 else codes + codes - one
 
     def epilogue(v, c, m0, shift, scale):
         if out == "int32":  # the raw accumulator (dynamic quantization rescales it at run time)
@@ -187,7 +260,7 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
 
     if out == "int32":
         @T.prim_func
-        def conv_dot_i(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+        def conv_dot_i(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
                        bias: T.Buffer((K,), "int32"), y: T.Buffer((N, OH, OW, K), "int32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
             blocks(x, wt, bias, y, None, None, None)
@@ -196,7 +269,7 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
 
     if out == "float32":
         @T.prim_func
-        def conv_dot_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+        def conv_dot_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
                        bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), "float32"),
                        y: T.Buffer((N, OH, OW, K), "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
@@ -205,7 +278,7 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
         return conv_dot_f
 
     @T.prim_func
-    def conv_dot_q(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+    def conv_dot_q(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
                    bias: T.Buffer((K,), "int32"), m0: T.Buffer((K,), "int64"),
                    shift: T.Buffer((K,), "int64"), y: T.Buffer((N, OH, OW, K), out)):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})

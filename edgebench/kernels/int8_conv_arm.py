@@ -32,9 +32,10 @@ def blocking(s: ConvShape) -> tuple[int, int]:
     return SDOT.blocking(s)
 
 
-def pack_weights(w: np.ndarray, c_pad: int, k_pad: int) -> np.ndarray:
-    """[K, C, KH, KW] int -> [K/4, KH, KW, C/4, 4, 4] int8 (zero rows/columns as padding)."""
-    return SDOT.pack_weights(w, c_pad, k_pad)
+def pack_weights(w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.ndarray:
+    """[K, C, KH, KW] int -> [K/4, KH, KW, C/4, 4, 4] int8 (zero rows/columns as padding),
+    or bits 2/1: packed (DotIsa.pack_weights)."""
+    return SDOT.pack_weights(w, c_pad, k_pad, bits)
 
 
 def bias_shift(w: np.ndarray) -> np.ndarray:
@@ -43,7 +44,7 @@ def bias_shift(w: np.ndarray) -> np.ndarray:
 
 
 def conv_sdot_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
-                     hi: int = 255):
+                     hi: int = 255, bits: int = 8):
     """conv_dot_kernel on sdot: conv_vnni_kernel's arguments, weights packed by pack_weights
     and the bias including bias_shift."""
-    return conv_dot_kernel(SDOT, s, out, zero_point, lo, hi)
+    return conv_dot_kernel(SDOT, s, out, zero_point, lo, hi, bits)

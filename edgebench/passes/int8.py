@@ -53,6 +53,8 @@ class LoweredLayer:
     symbol: str = ""  # our kernel's function name in the built library
     dot_product: bool | None = None  # the built code of `symbol` has the dot-product instr
     instruction: str = "vpdpbusd"  # the dot-product instruction `symbol` must contain
+    weights: str = ""  # for ternary/binary models: how the weights are stored (int8 or packed)
+    weight_bytes: int = 0  # bytes of the layer's weight constant in the artifact
 
     def describe(self) -> str:
         text = f"{self.node}={self.kind}"
@@ -61,7 +63,7 @@ class LoweredLayer:
             if self.dot_product is not None:
                 text += (f"({self.instruction})" if self.dot_product
                          else f"(NO {self.instruction})")
-        return text
+        return text + (f":{self.weights}" if self.weights else "")
 
 
 @dataclass
@@ -299,12 +301,14 @@ class Int8Importer(ExportedProgramImporter):
         shape = (1, channels, 1, 1) if la.op == "conv2d" else (channels,)
         if la.output is None:  # float output: float32(acc) * out_scale[c]
             assert la.out_scale is not None
-            self.lowered.append(LoweredLayer(node.name, la.op, "float-out", kernel))
+            self.lowered.append(LoweredLayer(node.name, la.op, "float-out", kernel,
+                                             weights=_stored(la, 8), weight_bytes=w.size))
             return self.emit(relax.op.multiply(
                 relax.op.astype(acc, "float32"),
                 _const(la.out_scale.numpy().reshape(shape), "float32")))
         assert la.multiplier is not None and la.shift is not None and la.clamp is not None
-        self.lowered.append(LoweredLayer(node.name, la.op, "int8", kernel))
+        self.lowered.append(LoweredLayer(node.name, la.op, "int8", kernel,
+                                         weights=_stored(la, 8), weight_bytes=w.size))
         m0 = la.multiplier.numpy().reshape(-1)
         n = la.shift.numpy().reshape(-1)
         if m0.size == 1:
@@ -343,8 +347,14 @@ class Int8Importer(ExportedProgramImporter):
               attrs: dict | None, depthwise: bool = False) -> relax.Expr:
         """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
         conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
-        NHWC depthwise kernel instead (same layout and epilogue, no dot product)."""
-        from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel, depthwise_kernel
+        NHWC depthwise kernel instead (same layout and epilogue, no dot product). Ternary and
+        binary layers whose weights are in their value set keep them packed (2 / 1 bits)."""
+        from edgebench.kernels.int8_conv import (
+            ConvShape,
+            conv_dot_kernel,
+            dense_weights,
+            depthwise_kernel,
+        )
 
         (qx,) = la.inputs
         assert qx is not None
@@ -363,17 +373,22 @@ class Int8Importer(ExportedProgramImporter):
             w4, pad = w, attrs["padding"]
             strides, dil = attrs["strides"], attrs["dilation"]
         cp = c if depthwise else -(-c // 4) * 4
-        if any(pad) or cp != c:
-            x = relax.op.nn.pad(x, [0, 0, pad[0], pad[0], pad[1], pad[1], 0, cp - c],
+        bits = 8 if depthwise else _weight_bits(la, w)
+        extra = cp - c if bits != 1 else 0  # extra channels: zero weights see the zero point
+        if any(pad) or extra:
+            x = relax.op.nn.pad(x, [0, 0, pad[0], pad[0], pad[1], pad[1], 0, extra],
                                 pad_value=float(qx.zero_point))
+        if cp - c - extra:  # binary's extra weights are +1: their channels must hold 0
+            x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c], pad_value=0.0)
         x = self.emit(x)
         n, h, wd, _ = (int(d) for d in x.ty.shape)
         shape = ConvShape(n, h, wd, cp, kp, w4.shape[2], w4.shape[3], strides, dil)
         bias = np.zeros(kp, np.int64)
-        bias[:k] = bias_eff if depthwise else bias_eff + dot.bias_shift(w4)
-        packed = (np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)) if depthwise
-                  else dot.pack_weights(w4, cp, kp))
-        args = [x, _const(packed, "int8"), _const(bias, "int32")]
+        bias[:k] = bias_eff if depthwise else (
+            bias_eff + dot.bias_shift(dense_weights(w4, cp, kp, bits))[:k])
+        packed = (np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)).astype(np.int8) if depthwise
+                  else dot.pack_weights(w4, cp, kp, bits))
+        args = [x, _const(packed, str(packed.dtype)), _const(bias, "int32")]
         if la.output is None:
             assert la.out_scale is not None
             out, zp, lo, hi = "float32", 0, 0, 0
@@ -388,11 +403,12 @@ class Int8Importer(ExportedProgramImporter):
             m0[:k] = np.broadcast_to(la.multiplier.numpy().reshape(-1), (k,))
             sh[:k] = np.broadcast_to(la.shift.numpy().reshape(-1), (k,))
             args += [_const(m0, "int64"), _const(sh, "int64")]
-        key = (shape, out, zp, lo, hi, depthwise)
+        key = (shape, out, zp, lo, hi, depthwise, bits)
         if key not in self.kernels:
-            name = f"int8_{'dw' if depthwise else 'conv_' + dot.name}_{len(self.kernels)}"
+            kind = "dw" if depthwise else f"conv_{dot.name}" + (f"_w{bits}" if bits < 8 else "")
+            name = f"int8_{kind}_{len(self.kernels)}"
             kernel = (depthwise_kernel(shape, out, zp, lo, hi) if depthwise else
-                      conv_dot_kernel(dot, shape, out, zp, lo, hi))
+                      conv_dot_kernel(dot, shape, out, zp, lo, hi, bits))
             kernel = kernel.with_attr("global_symbol", name)
             self.kernels[key] = self.block_builder.add_func(kernel, name)
         y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
@@ -402,7 +418,8 @@ class Int8Importer(ExportedProgramImporter):
         kind = "float-out" if la.output is None else "int8"
         self.lowered.append(LoweredLayer(node.name, la.op, kind, "dw" if depthwise else dot.name,
                                          "" if depthwise else self.kernels[key].name_hint,
-                                         instruction=dot.instruction))
+                                         instruction=dot.instruction, weights=_stored(la, bits),
+                                         weight_bytes=packed.nbytes))
         if attrs is None:
             return self.emit(relax.op.reshape(y, (*lead, k)))
         if la.output is None:  # float output goes to FP32 ops: torch layout
@@ -542,6 +559,23 @@ class Int8Importer(ExportedProgramImporter):
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
         return self.emit(relax.op.reshape(y, (*lead, k)))
+
+
+def _weight_bits(la: LayerQuant, w: np.ndarray) -> int:
+    """Bits our dot-product kernel stores the layer's weights in: 2 for a ternary layer whose
+    int8 weights are all in {-1, 0, 1}, 1 for a binary one all in {-1, 1}, else 8."""
+    from edgebench.kernels.int8_conv import packable_bits
+
+    if la.weight_bits not in (1, 2):
+        return 8
+    return la.weight_bits if packable_bits(w) <= la.weight_bits else 8
+
+
+def _stored(la: LayerQuant, bits: int) -> str:
+    """The int8_layers weight label: only in ternary/binary models (which layer stays int8)."""
+    from edgebench.kernels.int8_conv import WEIGHT_BITS
+
+    return WEIGHT_BITS[bits] if la.weight_bits in (1, 2) else ""
 
 
 def _bias_fits(bias: np.ndarray) -> bool:
