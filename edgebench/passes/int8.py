@@ -646,12 +646,13 @@ def requantize_expr(acc: relax.Expr, m0, n, zp: int, lo: int, hi: int,
 
 def functions_using(asm: str, instruction: str) -> set[str]:
     """Names of the functions in an LLVM assembly listing whose body has `instruction` (TVM
-    emits `<name>_compute_` for the body and `__tvm_ffi_<name>` for the wrapper)."""
+    emits `<name>_compute_` for the body and `__tvm_ffi_<name>` for the wrapper). An
+    encoding prefix is skipped: the ymm/xmm vpdpbusd of an AVX-VNNI CPU is `{vex} vpdpbusd`."""
     found, current = set(), None
     for line in asm.splitlines():
         if line and not line[0].isspace() and line.endswith(":") and not line.startswith("."):
             current = line[:-1].removeprefix("__tvm_ffi_").removesuffix("_compute_")
-        elif current and line.split() and line.split()[0] == instruction:
+        elif current and instruction in [w for w in line.split()[:2] if w != "{vex}"][:1]:
             found.add(current)
     return found
 
