@@ -10,9 +10,11 @@ import pytest
 import torch
 import tvm
 from test_int8 import VNNI, _build, _oracle, _run
+from test_int8_arm import _build_lowering, _session
+from tvm import relax
 
 from edgebench.compile.sparse_choice import Int8MeasuredChoice
-from edgebench.kernels.int8_sparse import int8_bsr_kernel, to_int8_bsr
+from edgebench.kernels.int8_sparse import bias_shift, int8_bsr_kernel, to_int8_bsr
 from edgebench.models import get_model
 from edgebench.passes.int8 import export_float, functions_using, lower_int8
 from edgebench.passes.int8_sparse import Int8Sparse
@@ -20,6 +22,7 @@ from edgebench.pipeline import run
 from edgebench.quantize.arith import requantize
 from edgebench.targets import find_target
 from edgebench.variant import VariantError, parse_variant
+from tests.test_rpc import _need
 
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
 
@@ -47,8 +50,9 @@ CASES = [
 ]
 
 
-def _case(i: int, m, n, k, rows, out, zp, clamp):
-    """Kernel arguments (int8 BSR form) and the expected output (reference.py's arithmetic)."""
+def _case(i: int, m, n, k, rows, out, zp, clamp, isa: str = "vnni"):
+    """Kernel arguments (int8 BSR form; sdot's bias with 128 * sum(w)) and the expected
+    output (reference.py's arithmetic)."""
     rng = np.random.default_rng(i)
     w = _block_sparse_int8(rng, n, k, rows, density=0.3)
     x = rng.integers(0, 256, (m, k), dtype=np.uint8)
@@ -56,7 +60,7 @@ def _case(i: int, m, n, k, rows, out, zp, clamp):
     bias = rng.integers(-5000, 5000, n).astype(np.int64)
     acc = x.astype(np.int64) @ w.T.astype(np.int64) + bias
     bsr = to_int8_bsr(w, rows)
-    args = [x, bsr.data, bsr.indices, bsr.indptr, bias.astype(np.int32)]
+    args = [x, bsr.data, bsr.indices, bsr.indptr, (bias + bias_shift(w, isa)).astype(np.int32)]
     if out == "int32":
         return bsr, w, args, acc.astype(np.int32)
     if out == "float32":
@@ -239,3 +243,76 @@ def test_pipeline_int8_sparse_row(tmp_path) -> None:
         assert row.prune_kind == "sparse-kernel"
         assert row.sparse_layers.count("sparse 16x1") == 2
     assert row.accuracy > 0.8
+
+
+# ------------------------------------------- aarch64 sdot (4x1 tiles), emulated board
+
+SDOT_CASES = [(m, n, k, 4, out, zp, clamp) for (m, n, k, _r, out, zp, clamp) in CASES]
+
+
+def _sdot_library(tmp_path):
+    """All sdot cases in one library cross-compiled for arm-dotprod: (path, assembly)."""
+    from tvm.support import cc
+
+    t = find_target("arm-dotprod")
+    funcs = {f"k{i}": int8_bsr_kernel(m, _case(i, *c, isa="sdot")[0], out, zp, *clamp,
+                                      isa="sdot").with_attr("global_symbol", f"k{i}")
+             for i, c in enumerate(SDOT_CASES) for (m, _n, _k, _r, out, zp, clamp) in [c]}
+    lib = tvm.compile(tvm.IRModule(funcs), target=t.tvm_target()).mod
+    path = tmp_path / "bsr_sdot.so"
+    lib.export_library(str(path), fcompile=cc.cross_compiler(t.cross_compiler))
+    return path, lib.inspect_source("asm")
+
+
+@pytest.mark.arm
+def test_sdot_bsr_kernel_assembly_has_sdot(tmp_path) -> None:
+    _, asm = _sdot_library(tmp_path)
+    assert functions_using(asm, "sdot") == {f"k{i}" for i in range(len(SDOT_CASES))}
+
+
+@pytest.mark.arm
+def test_sdot_bsr_kernel_bit_exact_on_the_board(tmp_path) -> None:
+    target = _need(find_target("arm-dotprod"))
+    path, _ = _sdot_library(tmp_path)
+    results = []
+    with _session(target) as sess:
+        sess.upload(str(path))
+        lib = sess.load_module(path.name)
+        dev = sess.cpu()
+        for i, c in enumerate(SDOT_CASES):
+            m, n, _k, _r, out, _zp, _clamp = c
+            _bsr, _w, args, want = _case(i, *c, isa="sdot")
+            y = tvm.runtime.tensor(np.zeros((m, n), out), dev)
+            lib[f"k{i}"](*[tvm.runtime.tensor(a, dev) for a in args], y)
+            results.append((y.numpy(), want))
+        del lib, dev, y, sess  # nothing may keep the session open (see _session)
+    for i, (got, want) in enumerate(results):
+        np.testing.assert_array_equal(got.astype(np.float64), want.astype(np.float64),
+                                      err_msg=f"case {i}")
+
+
+@pytest.mark.arm
+def test_pruned_digits_mlp_on_sdot_bsr_bit_exact_on_the_board(tmp_path) -> None:
+    """prune=block:16x1:0.9+quant=static lowered for aarch64 +dotprod: the pruned layers on
+    4x1 sdot tiles (bias with 128 * sum(w)), code checked for sdot, bit exact on the board."""
+    spec, result = _pruned_int8("prune=block:16x1:0.9+quant=static")
+    sparse = Int8Sparse()
+    low = lower_int8(export_float(result.float_model, spec.example_input()),
+                     result.description, sdot=True, sparse=sparse)
+    assert [la.kernel for la in low.layers if la.op == "linear"] == (
+        ["sdot-bsr4x1"] * 2 + ["sdot"])
+    path = _build_lowering(low, tmp_path)  # asserts sdot in every layer's code
+    assert low.summary().count("-bsr4x1(sdot)") == 2
+    target = _need(find_target("arm-dotprod"))
+    xs = spec.eval_data()[0][:64]
+    got = []
+    with _session(target) as sess:
+        sess.upload(str(path))
+        vm = relax.VirtualMachine(sess.load_module(path.name), sess.cpu())
+        for x in xs:
+            vm.set_input("main", tvm.runtime.tensor(x.numpy(), sess.cpu()))
+            vm.invoke_stateful("main")
+            y = vm.get_outputs("main")
+            got.append((y if hasattr(y, "numpy") else y[0]).numpy())
+        del vm, y, sess
+    np.testing.assert_array_equal(np.stack(got), _oracle(result, xs))

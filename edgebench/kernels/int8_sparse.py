@@ -1,4 +1,5 @@
-"""Int8 block-sparse (BSR) x dense for Linear layers on x86 VNNI: vpdpbusd, u8 x s8 -> int32.
+"""Int8 block-sparse (BSR) x dense for Linear layers on x86 VNNI (vpdpbusd, u8 x s8 -> int32)
+and on aarch64 with the dot product (sdot, s8 x s8 -> int32).
 
 y[m, n] = epilogue(sum_k x[m, k] * W[n, k] + bias[n]) with W int8 [N, K] pruned in R x 1
 blocks (R = 16, 8 or 4 output rows x 1 input column) and x uint8 [M, K].
@@ -15,6 +16,11 @@ so the gather stays in bounds and the product is 0). For batch 1 each block-row'
 on U independent accumulators (vpdpbusd latency); rows of x (M > 1) are looped outside,
 MT of them sharing each tile.
 
+On aarch64 (`isa="sdot"`) a NEON register holds 4 int32 lanes, so R = 4 ([4 x 4] tiles, 16
+bytes; a 16x1 or 8x1 pattern is also a 4x1 one) and, as in int8_conv_arm.py, the gathered
+word is flipped to x - 128 (sdot multiplies signed bytes: u8 x s8 needs i8mm's usdot, which
+Cortex-A76 lacks); the caller adds 128 * sum(w) to the bias (`bias_shift`), exact in int32.
+
 The epilogues are int8_conv.py's (reference.py's requantize with round-half-even shift, or
 float32(acc) * scale, or the raw int32 accumulator). The bias is the int32 bias with the
 zero points folded in, as passes/int8.py computes it. Hand-scheduled (`tirx.is_scheduled`),
@@ -30,8 +36,11 @@ import numpy as np
 from edgebench.kernels.int8_conv import OPAQUE, VNNI, _round_shift
 
 ROWS = (16, 8, 4)  # block heights with a vpdpbusd form: zmm, ymm, xmm
-INTRINSIC = {16: VNNI, 8: "llvm.x86.avx512.vpdpbusd.256", 4: "llvm.x86.avx512.vpdpbusd.128"}
-INSTRUCTION = "vpdpbusd"
+INTRINSIC = {("vnni", 16): VNNI, ("vnni", 8): "llvm.x86.avx512.vpdpbusd.256",
+             ("vnni", 4): "llvm.x86.avx512.vpdpbusd.128",
+             ("sdot", 4): "llvm.aarch64.neon.sdot.v4i32.v16i8"}
+INSTRUCTION = {"vnni": "vpdpbusd", "sdot": "sdot"}
+SIGN_FLIP = -0x7F7F7F80  # 0x80808080 as int32: x ^ it turns 4 uint8 into 4 (x - 128) int8
 OUTPUTS = ("uint8", "int8", "float32", "int32")
 MAX_ACCUMULATORS = 4  # U * MT accumulator vectors
 
@@ -88,6 +97,13 @@ def to_int8_bsr(w: np.ndarray, rows: int) -> Int8BSR:
                    np.asarray(indptr, np.int32), (n, k), rows)
 
 
+def bias_shift(w: np.ndarray, isa: str) -> np.ndarray:
+    """What the int32 bias gains per output row for the kernel: 128 * sum(w) for sdot's
+    x - 128, nothing for vpdpbusd."""
+    w = np.asarray(w, np.int64)
+    return 128 * w.sum(1) if isa == "sdot" else np.zeros(w.shape[0], np.int64)
+
+
 def blocking(m: int) -> tuple[int, int]:
     """(MT rows of x sharing each tile, U accumulators per row over the tiles)."""
     mt = max(d for d in range(1, MAX_ACCUMULATORS + 1) if m % d == 0)
@@ -95,30 +111,35 @@ def blocking(m: int) -> tuple[int, int]:
 
 
 def int8_bsr_kernel(m: int, w: Int8BSR, out: str, zero_point: int = 0, lo: int = 0,
-                    hi: int = 255):
-    """TIR PrimFunc: args (x[m, K] u8, data i8, indices i32, indptr i32, bias[N] i32, then for
-    out "uint8"/"int8": m0[N] i64, shift[N] i64; "float32": scale[N] f32; "int32": nothing;
-    y[m, N] out)."""
+                    hi: int = 255, isa: str = "vnni"):
+    """TIR PrimFunc: args (x[m, K] u8, data i8, indices i32, indptr i32, bias[N] i32 (with
+    bias_shift for sdot), then for out "uint8"/"int8": m0[N] i64, shift[N] i64; "float32":
+    scale[N] f32; "int32": nothing; y[m, N] out)."""
     from tvm.script import tirx as T
 
     if out not in OUTPUTS:
         raise ValueError(f"int8 BSR output {out!r} unknown; known: {OUTPUTS}")
+    if (isa, w.rows) not in INTRINSIC:
+        raise ValueError(f"no int8 BSR kernel for {isa} with {w.rows}x1 tiles; have "
+                         f"{sorted(INTRINSIC)}")
     N, K = w.shape
     R = w.rows
     L = 4 * R
     NB, NT = N // R, w.data.shape[0]
     M = m
     MT, U = blocking(M)
-    intrin = INTRINSIC[R]
-    acc_t, x_t, w_t = f"int32x{R}", f"uint8x{L}", f"int8x{L}"
+    intrin = INTRINSIC[isa, R]
+    acc_t, x_t, w_t = f"int32x{R}", ("int8x" if isa == "sdot" else "uint8x") + str(L), \
+        f"int8x{L}"
 
     def word(x, row, indices, t):
-        """The 4 activations of tile t's columns as one 32-bit word (byte j = column j)."""
+        """The 4 activations of tile t's columns as one 32-bit word (byte j = column j);
+        for sdot each byte flipped to x - 128."""
         total = T.Cast("int32", x[row, indices[t, 0]])
         for j in range(1, 4):
             total = T.bitwise_or(total, T.shift_left(T.Cast("int32", x[row, indices[t, j]]),
                                                      T.int32(8 * j)))
-        return total
+        return T.bitwise_xor(total, T.int32(SIGN_FLIP)) if isa == "sdot" else total
 
     def dot(acc, a, x, row, data, indices, t):
         return T.call_llvm_pure_intrin(

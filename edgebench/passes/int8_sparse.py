@@ -1,10 +1,11 @@
 """Int8 + sparse: pruned Linear layers of the int8 lowering on the int8 BSR kernel.
 
 For a `prune=...+quant=...+sparse` variant the int8 lowering (passes/int8.py) asks `Int8Sparse`
-about each Linear before putting it on the dense vpdpbusd kernel. A layer whose int8 weight
-is at least MIN_SPARSITY zero and pruned in 16x1, 8x1 or 4x1 blocks (read from the zero
-pattern, as the FP32 pass does) goes on kernels/int8_sparse.py instead, with the same bias
-(zero points folded) and the same fused epilogue, so the result is bit exact either way.
+about each Linear before putting it on the dense dot-product kernel. A layer whose int8
+weight is at least MIN_SPARSITY zero and pruned in 16x1, 8x1 or 4x1 blocks (read from the
+zero pattern, as the FP32 pass does) goes on kernels/int8_sparse.py instead (vpdpbusd on
+x86; 4x1 sdot tiles on aarch64 +dotprod, the bias then gaining sdot's 128 * sum(w)), with
+the same bias (zero points folded) and the same fused epilogue: bit exact either way.
 `+sparse=all` converts every such layer; `+sparse` keeps it sparse only if `select` (the
 measured choice, compile/sparse_choice.py) says the sparse kernel is faster than the dense
 int8 kernel on the target. Unstructured zeros (no blocks) stay on the dense kernel with the
@@ -20,7 +21,13 @@ import numpy as np
 from torch import fx
 from tvm import relax
 
-from edgebench.kernels.int8_sparse import INSTRUCTION, ROWS, int8_bsr_kernel, to_int8_bsr
+from edgebench.kernels.int8_sparse import (
+    INSTRUCTION,
+    ROWS,
+    bias_shift,
+    int8_bsr_kernel,
+    to_int8_bsr,
+)
 from edgebench.passes.sparse_weights import MIN_SPARSITY, SparseLayer, pick_block, weight_sparsity
 from edgebench.quantize.scheme import LayerQuant
 
@@ -60,7 +67,7 @@ class Int8Sparse:
         if not (_vnni_fits(la, None, node) and _bias_fits(bias_eff)):
             refuse = "not on the int8 dot-product kernels (int8 input or bias overflow)"
         x = None
-        if not refuse and importer.vnni and not importer.sdot:
+        if not refuse and importer.vnni:
             (qx,) = la.inputs
             assert qx is not None
             x = importer.as_int(node.args[0], qx, la.name)
@@ -70,8 +77,9 @@ class Int8Sparse:
             return None
         y, kernel, symbol = done
         kind = "float-out" if la.output is None else "int8"
-        importer.lowered.append(LoweredLayer(node.name, la.op, kind, kernel, symbol,
-                                             instruction=INSTRUCTION))
+        importer.lowered.append(LoweredLayer(
+            node.name, la.op, kind, kernel, symbol,
+            instruction=INSTRUCTION["sdot" if importer.sdot else "vnni"]))
         return y
 
     def accumulators(self, importer, q: relax.Expr, w: np.ndarray
@@ -85,14 +93,17 @@ class Int8Sparse:
              ) -> tuple[relax.Expr, str, str] | None:
         """Record the candidate; if it goes sparse, emit the kernel call on x (uint8 [..., K])
         and return (y [..., N], kernel name, function name)."""
-        from edgebench.passes.int8 import _const
+        from edgebench.passes.int8 import _bias_fits, _const
 
         n, k = w.shape
+        isa = "sdot" if importer.sdot else "vnni"
         layer = SparseLayer(len(self.layers), "linear", (n, k), weight_sparsity(w),
                             pick_block(w, BLOCKS))
         self.layers.append(layer)
-        if not importer.vnni or importer.sdot:
-            layer.reason = "int8 BSR kernel is built for x86 VNNI only"
+        bias = bias + bias_shift(w, isa)
+        if not importer.vnni:
+            layer.reason = ("no int8 dot-product kernels on this target (x86 AVX512-VNNI or "
+                            "aarch64 +dotprod)")
         elif refuse:
             layer.reason = refuse
         elif layer.sparsity < self.min_sparsity:
@@ -100,21 +111,27 @@ class Int8Sparse:
         elif layer.block == (1, 1):
             layer.reason = ("no 16x1/8x1/4x1 blocks (unstructured zeros or rows not a "
                             "multiple of 4): no int8 sparse kernel for it")
+        elif not _bias_fits(bias):
+            layer.reason = "bias + 128 * sum(w) overflows int32 (sdot's x - 128)"
         if layer.reason or x is None:
             return None
+        if isa == "sdot":  # one NEON register: 4 rows (a 16x1 or 8x1 pattern is also 4x1)
+            layer.block = (4, 1)
         lead = [int(d) for d in x.ty.shape][:-1]
         m = int(np.prod(lead))
         bsr = to_int8_bsr(w, layer.block[0])
-        func = int8_bsr_kernel(m, bsr, out, zp, lo, hi)
+        func = int8_bsr_kernel(m, bsr, out, zp, lo, hi, isa)
         tail = [bsr.data, bsr.indices, bsr.indptr, bias.astype(np.int32), *epilogue]
-        if self.select is not None:
+        if self.select is not None and isa == "sdot":
+            layer.reason = "aarch64 (a board): chosen by sparsity threshold, not timed"
+        elif self.select is not None:
             sparse = KernelCase(func, [np.zeros((m, k), np.uint8), *tail], (m, n), out)
             if not self.select(layer, _dense_case(m, w, bias, out, zp, lo, hi, epilogue),
                                sparse):
                 layer.reason = layer.reason or "dense int8 measured faster"
                 return None
         layer.converted = True
-        name = f"int8_bsr_{layer.block[0]}x1_{layer.index}"
+        name = f"int8_bsr_{isa}_{layer.block[0]}x1_{layer.index}"
         gv = importer.block_builder.add_func(func.with_attr("global_symbol", name), name)
         if len(lead) != 1:
             x = importer.emit(relax.op.reshape(x, (m, k)))
@@ -122,7 +139,7 @@ class Int8Sparse:
         y = importer.emit(relax.call_tir(gv, args, relax.TensorType((m, n), out)))
         if len(lead) != 1:
             y = importer.emit(relax.op.reshape(y, (*lead, n)))
-        return y, f"vnni-bsr{layer.block[0]}x1", gv.name_hint
+        return y, f"{isa}-bsr{layer.block[0]}x1", gv.name_hint
 
 
 def _epilogue(la: LayerQuant, n: int) -> tuple[str, int, int, int, list[np.ndarray]]:
