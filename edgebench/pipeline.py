@@ -19,13 +19,14 @@ import torch
 
 from edgebench import progress, verify
 from edgebench.compile import CompileError, compile_module
-from edgebench.compile.sparse_choice import MeasuredChoice
+from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
 from edgebench.envinfo import host_environment
 from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes import SparsifyWeights
 from edgebench.passes.int8 import lower_int8
+from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
 from edgebench.quantize import QuantResult, parse_quant
 from edgebench.report import ResultsWriter, write_markdown
@@ -108,12 +109,13 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if runtime == "tvm":
-        lowering = None
+        lowering = int8_sparse = None
         if quantized is not None:
+            int8_sparse = _int8_sparse(variant)
             lowering = lower_int8(export_program(quantized.float_model, example,
                                                  variant.model.name), quantized.description,
                                   vnni=has_vnni(variant.target),
-                                  sdot=has_dotprod(variant.target))
+                                  sdot=has_dotprod(variant.target), sparse=int8_sparse)
             mod = lowering.mod
             row.update(quant_kind="int8", int8_layers=lowering.summary())
             lsb = _int8_tolerance(quantized, lowering.output_lsb)
@@ -122,7 +124,7 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
                 raise CompileError(fp16_refusal(variant.target))
             ep = export_program(model, example, variant.model.name)
             mod = to_relax(ep, variant.model.name)
-        sparse = _sparse_pass(variant, cfg)
+        sparse = _sparse_pass(variant, cfg) if lowering is None else None
         result = compile_module(mod, variant.target, out_dir / "model.so", cfg.trials,
                                 extra_passes=[*cfg.extra_passes, *([sparse] if sparse else [])],
                                 progress=cfg.log, keep_asm=lowering is not None)
@@ -133,10 +135,10 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
                 raise CompileError("int8 kernels built without their dot-product instruction: "
                                    + ", ".join(f"{la.node} (no {la.instruction})"
                                                for la in missing))
-        if sparse is not None:
-            converted = [layer for layer in sparse.layers if layer.converted]
-            row["sparse_layers"] = "; ".join(layer.describe() for layer in sparse.layers)
-            if converted:
+        chooser = sparse if sparse is not None else int8_sparse  # FP32 or int8 BSR
+        if chooser is not None:
+            row["sparse_layers"] = "; ".join(layer.describe() for layer in chooser.layers)
+            if any(layer.converted for layer in chooser.layers):
                 row["prune_kind"] = "sparse-kernel"
         row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
                    tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
@@ -157,6 +159,15 @@ def _sparse_pass(variant: Variant, cfg: RunConfig):
     select = (None if variant.spec.sparse == "all"
               else MeasuredChoice(variant.target, cfg.trials, progress=cfg.log))
     return SparsifyWeights(select=select)
+
+
+def _int8_sparse(variant: Variant) -> Int8Sparse | None:
+    """The int8 BSR choice for an integer `+sparse` variant: measured per layer against the
+    dense int8 kernel (`sparse`) or every candidate (`sparse=all`)."""
+    if not variant.spec.sparse:
+        return None
+    return Int8Sparse(None if variant.spec.sparse == "all"
+                      else Int8MeasuredChoice(variant.target))
 
 
 def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,
@@ -209,8 +220,7 @@ def lowers_to_int8(variant: Variant, transformed: Transformed, runtime: str) -> 
     """TVM runs an integer variant as integer code (static, dynamic, QAT, ternary, binary
     weights); fp16 is not lowered yet and stays the simulated graph (its rows say so)."""
     q = transformed.quantized
-    return (runtime == "tvm" and q is not None and not variant.spec.sparse
-            and q.config.method != "fp16")
+    return runtime == "tvm" and q is not None and q.config.method != "fp16"
 
 
 def has_vnni(target: Target) -> bool:

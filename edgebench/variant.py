@@ -31,7 +31,9 @@ class VariantSpec:
 
     prune: str | None = None
     quant: str | None = None
-    sparse: str | None = None  # "auto" (measured per layer) or "all" (every layer >= threshold)
+    # "auto" (measured per layer) or "all" (every layer >= threshold); with quant= the int8
+    # BSR kernel (passes/int8_sparse.py), else the FP32 ones (passes/sparse_weights.py)
+    sparse: str | None = None
 
     @property
     def name(self) -> str:
@@ -118,9 +120,10 @@ def parse_variant(text: str) -> VariantSpec:
     if "sparse" in fields and "prune" not in fields:
         raise VariantError(f"variant '{text}': sparse kernels need pruned weights; add "
                            "prune=... (e.g. prune=unstructured:0.9+sparse)")
-    if "sparse" in fields and "quant" in fields:
-        raise VariantError(f"variant '{text}': sparse kernels run FP32 weights; int8 BSR is "
-                           "not built yet, drop quant= or sparse")
+    if "sparse" in fields and "quant" in fields \
+            and parse_quant(fields["quant"]).method == "fp16":
+        raise VariantError(f"variant '{text}': sparse kernels run FP32 or int8 weights, not "
+                           "fp16; drop quant=fp16 or sparse")
     return VariantSpec(**fields)
 
 

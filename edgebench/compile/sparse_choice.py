@@ -111,3 +111,46 @@ class MeasuredChoice:
         if self.trials == 0:
             layer.reason = "untuned dense (trials 0)"
         return layer.sparse_us < layer.dense_us
+
+
+class Int8MeasuredChoice:
+    """select() for passes/int8_sparse.Int8Sparse: the int8 BSR kernel where it is measured
+    faster than the dense vpdpbusd kernel of the same layer.
+
+    Both are hand-scheduled kernels (nothing to tune), so each is timed as the bare PrimFunc,
+    built into one library and timed in interleaved rounds on the target's cores."""
+
+    rounds = 3
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def __call__(self, layer: SparseLayer, dense, sparse) -> bool:
+        import tvm
+
+        if self.target.rpc is not None or self.target.cross_compiler:
+            layer.reason = "remote target: chosen by sparsity threshold, not timed"
+            return True
+        funcs = {"dense": dense.func, "sparse": sparse.func}
+        lib = tvm.compile(tvm.IRModule({k: f.with_attr("global_symbol", k)
+                                        for k, f in funcs.items()}),
+                          target=self.target.tvm_target()).mod
+        dev = tvm.cpu()
+        rng = np.random.default_rng(0)
+        timers, args = {}, {}
+        for name, case in (("dense", dense), ("sparse", sparse)):
+            x = rng.integers(0, 256, case.args[0].shape, dtype=np.uint8)
+            args[name] = [tvm.runtime.tensor(a, dev) for a in (x, *case.args[1:])] + [
+                tvm.runtime.tensor(np.zeros(case.out_shape, case.out_dtype), dev)]
+            timers[name] = lib.time_evaluator(name, dev, number=20, repeat=5,
+                                              min_repeat_ms=20)
+        times: dict[str, list[float]] = {"dense": [], "sparse": []}
+        with _pinned(self.target.cores):
+            for name in times:  # warm-up
+                timers[name](*args[name])
+            for _ in range(self.rounds):
+                for name in times:
+                    times[name].append(timers[name](*args[name]).median * 1e6)
+        layer.dense_us = float(np.median(times["dense"]))
+        layer.sparse_us = float(np.median(times["sparse"]))
+        return layer.sparse_us < layer.dense_us

@@ -22,6 +22,7 @@ the outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from tvm.relax.frontend.torch.exported_program_translator import ExportedProgram
 from edgebench.kernels.int8_conv import DotIsa
 from edgebench.quantize.arith import INT32_MAX, INT32_MIN, MIN_SCALE, inv_scale
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
+
+if TYPE_CHECKING:
+    from edgebench.passes.int8_sparse import Int8Sparse
 
 
 class Int8LoweringError(RuntimeError):
@@ -118,10 +122,11 @@ class Int8Importer(ExportedProgramImporter):
     """ExportedProgramImporter that emits the description's integer entries as integer code."""
 
     def __init__(self, description: QuantDescription, vnni: bool = False,
-                 sdot: bool = False) -> None:
+                 sdot: bool = False, sparse: Int8Sparse | None = None) -> None:
         super().__init__()
         self.vnni = vnni or sdot  # conv/linear on our NHWC dot-product kernels
         self.sdot = sdot  # ... the aarch64 sdot one (kernels/int8_conv_arm.py), not vpdpbusd
+        self.sparse = sparse  # `+sparse`: pruned linears on the int8 BSR kernel (int8_sparse)
         # int8 tensors our VNNI kernels produce/consume stay NHWC between them; every other
         # consumer gets the torch layout (NCHW) back
         self.nhwc: set[fx.Node] = set()
@@ -291,6 +296,9 @@ class Int8Importer(ExportedProgramImporter):
         bias_eff = bias - qx.zero_point * wsum
         if np.any(bias_eff < INT32_MIN) or np.any(bias_eff > INT32_MAX):
             raise Int8LoweringError(f"{la.name}: folded int32 bias overflows")
+        if self.sparse is not None and attrs is None and (
+                y := self.sparse.linear(self, node, la, w, bias_eff)) is not None:
+            return y
         if self.vnni and _vnni_fits(la, attrs, node) and _bias_fits(
                 bias_eff + self._dot().bias_shift(w)):
             return self._vnni(node, la, w, bias_eff, attrs)
@@ -514,7 +522,10 @@ class Int8Importer(ExportedProgramImporter):
         q = relax.op.add(relax.op.round(relax.op.multiply(x, inv)), zp)
         q = self.emit(relax.op.astype(_clip(q, 0, 255, f32), "uint8"))
         w = la.weight_q.to(torch.int64).numpy()
-        if self.vnni:
+        sparse = self.sparse.accumulators(self, q, w) if self.sparse is not None else None
+        if sparse is not None:
+            acc, kernel, self.last_symbol = sparse
+        elif self.vnni:
             acc, kernel = self._vnni_int32(q, w), self._dot().name
         else:
             acc, kernel = self.emit(relax.op.matmul(q, _const(w.T, "int8"),
@@ -652,12 +663,13 @@ def requantize_expr(acc: relax.Expr, m0, n, zp: int, lo: int, hi: int,
 
 def functions_using(asm: str, instruction: str) -> set[str]:
     """Names of the functions in an LLVM assembly listing whose body has `instruction` (TVM
-    emits `<name>_compute_` for the body and `__tvm_ffi_<name>` for the wrapper)."""
+    emits `<name>_compute_` for the body and `__tvm_ffi_<name>` for the wrapper). An
+    encoding prefix is skipped: the ymm/xmm vpdpbusd of an AVX-VNNI CPU is `{vex} vpdpbusd`."""
     found, current = set(), None
     for line in asm.splitlines():
         if line and not line[0].isspace() and line.endswith(":") and not line.startswith("."):
             current = line[:-1].removeprefix("__tvm_ffi_").removesuffix("_compute_")
-        elif current and line.split() and line.split()[0] == instruction:
+        elif current and instruction in [w for w in line.split()[:2] if w != "{vex}"][:1]:
             found.add(current)
     return found
 
@@ -670,10 +682,11 @@ def export_float(model: torch.nn.Module, example: torch.Tensor):
 
 
 def lower_int8(ep, description: QuantDescription, vnni: bool = False,
-               sdot: bool = False) -> Lowering:
+               sdot: bool = False, sparse: Int8Sparse | None = None) -> Lowering:
     """torch.export program of the float model + its description -> integer Relax module;
     vnni: run conv/linear layers that fit on our vpdpbusd kernels (x86 with AVX512-VNNI);
-    sdot: on our sdot kernel instead (aarch64 with +dotprod)."""
-    importer = Int8Importer(description, vnni, sdot)
+    sdot: on our sdot kernel instead (aarch64 with +dotprod); sparse: pruned linears on the
+    int8 BSR kernel where it decides so (its `layers` record each candidate)."""
+    importer = Int8Importer(description, vnni, sdot, sparse)
     mod = importer.from_exported_program(ep, False, False, False, None)
     return Lowering(mod, importer.output_lsb, importer.lowered)
