@@ -5,6 +5,7 @@ model `max` has FEAT_FP16); without a board they skip, except under CI=true."""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from edgebench.passes.fp16 import (
 )
 from edgebench.pipeline import fp16_refusal
 from edgebench.quantize import parse_quant, quantize
+from edgebench.run.rpc import board_hwcaps, connect_board
 from edgebench.targets import cpu_flags, find_target
+from edgebench.variant import Variant, parse_variant
 from edgebench.verify import TOLERANCE
 from tests.test_pipeline import _run
 from tests.test_rpc import _need
@@ -111,6 +114,10 @@ def test_rows_refused_without_fp16_arithmetic(tmp_path) -> None:
     assert arm["status"] == "failed"
     assert "target 'arm' has no FP16 arithmetic (no fullfp16)" in arm["error"]
     assert fp16_refusal(find_target("rpi5")) is None
+    sparse = Variant(get_model("digits-mlp"),
+                     parse_variant("prune=unstructured:0.5+quant=fp16+sparse"),
+                     find_target("rpi5"))
+    assert "sparse kernels compute in FP32" in fp16_refusal(sparse)
 
 
 def _check_fp16_rows(df) -> None:
@@ -134,7 +141,15 @@ def test_digits_cnn_fp16_on_this_host(tmp_path) -> None:
 
 @pytest.mark.arm
 def test_digits_cnn_fp16_on_the_a76_board(tmp_path) -> None:
-    """On the (emulated) Cortex-A76: FP16 outputs match PyTorch's FP16 model, accuracy kept."""
-    _need(find_target("arm-dotprod"))
+    """On the (emulated) Cortex-A76: the board grants FP16 arithmetic (HWCAP fphp, asimdhp:
+    qemu's CPU model max has FEAT_FP16), and FP16 outputs match PyTorch's FP16 model with the
+    accuracy kept."""
+    target = _need(find_target("arm-dotprod"))
+    board = connect_board(target)
+    try:
+        assert {"fphp", "asimdhp"} <= board_hwcaps(board.session, target)
+    finally:
+        del board
+        gc.collect()  # the board serves one session at a time
     _check_fp16_rows(_run(tmp_path, models=("digits-cnn",), variants=("fp32", "quant=fp16"),
                           target="arm-dotprod"))
