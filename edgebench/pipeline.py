@@ -7,6 +7,7 @@ measured; a runtime whose outputs disagree with PyTorch gets a `failed` row and 
 
 from __future__ import annotations
 
+import copy
 import gzip
 import time
 from collections.abc import Callable, Sequence
@@ -25,10 +26,11 @@ from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes import SparsifyWeights
+from edgebench.passes.fp16 import check_fp16_asm, fp16_feature, fp16_passes, has_fp16_arith
 from edgebench.passes.int8 import lower_int8
 from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
-from edgebench.quantize import QuantResult, parse_quant
+from edgebench.quantize import FP16Model, QuantResult, parse_quant
 from edgebench.report import ResultsWriter, write_markdown
 from edgebench.run.local import run_worker
 from edgebench.runtimes import PEERS, runtime_module, unavailable_reason
@@ -119,15 +121,29 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
             mod = lowering.mod
             row.update(quant_kind="int8", int8_layers=lowering.summary())
             lsb = _int8_tolerance(quantized, lowering.output_lsb)
+        elif is_fp16(variant):
+            refusal = fp16_refusal(variant)
+            if refusal:
+                raise CompileError(refusal)
+            # the FP32 (BN-folded) graph, made float16 in Relax (passes/fp16.py)
+            float_model = quantized_float_model(variant, model)
+            mod = to_relax(export_program(float_model, example, variant.model.name),
+                           variant.model.name)
+            row["quant_kind"] = "fp16"
         else:
-            if variant.spec.quant and parse_quant(variant.spec.quant).method == "fp16":
-                raise CompileError(fp16_refusal(variant.target))
             ep = export_program(model, example, variant.model.name)
             mod = to_relax(ep, variant.model.name)
         sparse = _sparse_pass(variant, cfg) if lowering is None else None
+        fp16 = fp16_passes() if is_fp16(variant) else []
         result = compile_module(mod, variant.target, out_dir / "model.so", cfg.trials,
-                                extra_passes=[*cfg.extra_passes, *([sparse] if sparse else [])],
-                                progress=cfg.log, keep_asm=lowering is not None)
+                                extra_passes=[*cfg.extra_passes, *fp16,
+                                              *([sparse] if sparse else [])],
+                                progress=cfg.log, keep_asm=lowering is not None or bool(fp16))
+        if fp16:
+            check = check_fp16_asm(result.module, result.asm, variant.target.arch)
+            row["fp16_kernels"] = check.summary()
+            if check.missing:
+                raise CompileError(check.error())
         if lowering is not None:
             missing = lowering.check_asm(result.asm)
             row["int8_layers"] = lowering.summary()
@@ -202,23 +218,36 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
     _score(row, run, result.outputs)
 
 
-def fp16_refusal(target: Target) -> str:
-    """Why a TVM FP16 row is not built: never an FP32 build reported as FP16. Without FP16
-    arithmetic (x86 without avx512fp16, Arm without +fullfp16) FP16 is storage only; with it,
-    the FP16 Relax compile is not written yet (its frontend import fails on mixed dtypes)."""
-    import tvm
+def is_fp16(variant: Variant) -> bool:
+    return bool(variant.spec.quant) and parse_quant(variant.spec.quant).method == "fp16"
 
-    feature = "avx512fp16" if target.arch == "x86_64" else "fullfp16"
-    if not tvm.target.codegen.target_has_features(feature, target.tvm_target()):
-        return (f"target '{target.name}' has no FP16 arithmetic (no {feature}): FP16 there is "
-                "storage only, computed in FP32, so no FP16 row is reported for TVM")
-    return (f"target '{target.name}' has FP16 arithmetic ({feature}), but edgebench's FP16 "
-            "TVM compile is not built yet; no FP32 build is reported as FP16")
+
+def quantized_float_model(variant: Variant, model: torch.nn.Module) -> torch.nn.Module:
+    """The FP32 model an FP16 variant was made from (`FP16Model.net` is its float16 copy)."""
+    if not isinstance(model, FP16Model):
+        raise CompileError(f"variant '{variant.name}': expected the FP16 PyTorch model, got "
+                           f"{type(model).__name__}")
+    return copy.deepcopy(model.net).float()
+
+
+def fp16_refusal(variant: Variant | Target) -> str | None:
+    """Why a TVM FP16 row is not built (None: it is): never an FP32 build reported as FP16.
+    Without FP16 arithmetic (x86 without avx512fp16, Arm without +fullfp16) FP16 is storage
+    only; our sparse kernels are FP32 only."""
+    target = variant if isinstance(variant, Target) else variant.target
+    if not has_fp16_arith(target):
+        return (f"target '{target.name}' has no FP16 arithmetic (no {fp16_feature(target)}): "
+                "FP16 there is storage only, computed in FP32, so no FP16 row is reported "
+                "for TVM")
+    if isinstance(variant, Variant) and variant.spec.sparse:
+        return (f"variant '{variant.name}': edgebench's sparse kernels compute in FP32; "
+                "FP16 with +sparse is not built (drop +sparse or quant=fp16)")
+    return None
 
 
 def lowers_to_int8(variant: Variant, transformed: Transformed, runtime: str) -> bool:
     """TVM runs an integer variant as integer code (static, dynamic, QAT, ternary, binary
-    weights); fp16 is not lowered yet and stays the simulated graph (its rows say so)."""
+    weights); fp16 is compiled as float16 instead (see _export)."""
     q = transformed.quantized
     return runtime == "tvm" and q is not None and q.config.method != "fp16"
 

@@ -292,18 +292,3 @@ def test_asm_check_flags_a_kernel_without_the_instruction() -> None:
     assert [la.node for la in missing] == ["conv2d_1"]
     assert low.summary() == ("conv2d=int8/vnni(vpdpbusd);conv2d_1=int8/vnni(NO vpdpbusd);"
                              "add=int8")
-
-
-def test_fp16_on_tvm_says_why_instead_of_running_fp32(tmp_path):
-    """FP16 without FP16 arithmetic is a failed row naming the missing feature, never an FP32
-    build labelled FP16; the PyTorch FP16 row beside it still runs."""
-    from edgebench.pipeline import fp16_refusal
-    from edgebench.targets import find_target
-    from tests.test_pipeline import _run
-
-    df = _run(tmp_path, models=("digits-cnn",), runtimes=("tvm", "pytorch"),
-              variants=("quant=fp16",)).set_index("runtime")
-    assert df.loc["tvm", "status"] == "failed"
-    assert "has no FP16 arithmetic (no avx512fp16)" in df.loc["tvm", "error"]
-    assert df.loc["pytorch", "status"] == "ok"
-    assert "has FP16 arithmetic (fullfp16)" in fp16_refusal(find_target("rpi5"))

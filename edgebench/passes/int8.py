@@ -30,6 +30,7 @@ from torch import fx
 from tvm import relax
 from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
+from edgebench.compile.asm import functions_using
 from edgebench.kernels.int8_conv import DotIsa
 from edgebench.quantize.arith import INT32_MAX, INT32_MIN, MIN_SCALE, inv_scale
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
@@ -659,19 +660,6 @@ def requantize_expr(acc: relax.Expr, m0, n, zp: int, lo: int, hi: int,
     """Rule 3: int32 acc -> clamp(zp + round_half_even(int64(acc) * M0 / 2**n), lo, hi)."""
     p = relax.op.multiply(relax.op.astype(acc, "int64"), _const(m0, "int64"))
     return _shift_clamp(p, n, zp, lo, hi, dtype)
-
-
-def functions_using(asm: str, instruction: str) -> set[str]:
-    """Names of the functions in an LLVM assembly listing whose body has `instruction` (TVM
-    emits `<name>_compute_` for the body and `__tvm_ffi_<name>` for the wrapper). An
-    encoding prefix is skipped: the ymm/xmm vpdpbusd of an AVX-VNNI CPU is `{vex} vpdpbusd`."""
-    found, current = set(), None
-    for line in asm.splitlines():
-        if line and not line[0].isspace() and line.endswith(":") and not line.startswith("."):
-            current = line[:-1].removeprefix("__tvm_ffi_").removesuffix("_compute_")
-        elif current and instruction in [w for w in line.split()[:2] if w != "{vex}"][:1]:
-            found.add(current)
-    return found
 
 
 def export_float(model: torch.nn.Module, example: torch.Tensor):

@@ -127,6 +127,7 @@ def connect_board(target: Target, wait_s: float | None = None) -> Board:
 _PROBE_C = r"""
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <tvm/ffi/c_api.h>
 #ifdef __cplusplus
 extern "C" {
@@ -169,21 +170,33 @@ int __tvm_ffi_emulated(void* h, const TVMFFIAny* a, int32_t n, TVMFFIAny* r) {
   r->v_int64 = found;
   return 0;
 }
+/* The CPU features the kernel grants this process (what the board can execute). */
+int __tvm_ffi_hwcap(void* h, const TVMFFIAny* a, int32_t n, TVMFFIAny* r) {
+  memset(r, 0, sizeof *r);
+  r->type_index = kTVMFFIInt;
+  r->v_int64 = (int64_t)getauxval(AT_HWCAP);
+  return 0;
+}
 #ifdef __cplusplus
 }
 #endif
 """
 
+# AT_HWCAP bits on aarch64 (asm/hwcap.h): FP16 scalar / vector arithmetic, the dot product.
+AARCH64_HWCAP = {"fphp": 1 << 9, "asimdhp": 1 << 10, "asimddp": 1 << 20}
+
 
 def probe_library(compiler: str) -> Path:
-    """The memory probe built for a board's compiler (cached per compiler)."""
+    """The board probe built for a board's compiler (cached per compiler and source)."""
+    import hashlib
     import subprocess
 
     import tvm_ffi
 
     from edgebench.paths import cache_dir
 
-    out = cache_dir() / "boardprobe" / f"{compiler}.so"
+    version = hashlib.sha1(_PROBE_C.encode()).hexdigest()[:8]  # a changed probe is rebuilt
+    out = cache_dir() / "boardprobe" / f"{compiler}-{version}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         src = out.with_suffix(".c")
@@ -205,6 +218,16 @@ def _memory_probe(sess, target: Target):
         return sess.load_module("edgebench_probe.so")
     except Exception:
         return None
+
+
+def board_hwcaps(sess, target: Target) -> set[str]:
+    """The aarch64 features (AARCH64_HWCAP names) the board's kernel grants its processes:
+    proof that a board (emulated or real) executes FP16 or dot-product code."""
+    probe = _memory_probe(sess, target)
+    if probe is None:
+        raise BoardError(f"target '{target.name}': the board probe could not be loaded")
+    bits = int(probe["hwcap"]())
+    return {name for name, bit in AARCH64_HWCAP.items() if bits & bit}
 
 
 def check_artifact_arch(artifact: Path, arch: str) -> None:

@@ -1,0 +1,153 @@
+"""FP16 compile: the model computes in float16 on targets with FP16 arithmetic.
+
+The FP32 (BN-folded) graph is imported as usual, then TVM's `ToMixedPrecision` with
+`out_dtype="float16"` rewrites it: conv2d/matmul take float16 inputs and accumulate in float16
+(what `fmla v.8h` does; accumulating in float32 would need widening instructions the
+Cortex-A76 vector path does not use for this), elementwise ops (bias add, ReLU, residual
+adds, pools) follow their float16 inputs, and `FoldConstant` turns the cast weights into float16
+constants, so the library stores half the bytes. TVM's policy keeps reductions that lose
+precision in float16 (mean, softmax, layer norm, their sums) in float32; the function still
+takes and returns float32 (cast at the edges), so runtimes and verification are unchanged.
+
+Without FP16 arithmetic (x86 without avx512fp16, Arm without +fullfp16) LLVM would compute
+every float16 op in float32 between conversions: the pipeline refuses those rows instead of
+reporting an FP32 computation as FP16. The built assembly of every kernel is read to prove
+the conv/matmul kernels compute in float16 (`check_fp16_asm`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from edgebench.compile.asm import function_bodies
+from edgebench.targets import Target
+
+# The target feature that gives FP16 arithmetic, per architecture (LLVM's names).
+FP16_FEATURE = {"x86_64": "avx512fp16", "aarch64": "fullfp16"}
+
+# Kernels that must compute in float16 for the row to count as FP16.
+_REQUIRED = re.compile(r"conv|matmul|dense")
+_ARM_FP_ARITH = {"fadd", "fsub", "fmul", "fmulx", "fdiv", "fmla", "fmls", "fmadd", "fmsub",
+                 "fnmadd", "fnmsub", "fnmul", "fmax", "fmin", "fmaxnm", "fminnm", "faddp",
+                 "fmaxp", "fminp", "fmaxnmp", "fminnmp", "fabd", "fsqrt", "fabs", "fneg",
+                 "fcmgt", "fcmge", "fcmeq", "fcmle", "fcmlt", "fcmp", "fcmpe"}
+_ARM_HALF = re.compile(r"^(v\d+\.(8h|4h)|h\d+)$")
+_X86_HALF = re.compile(
+    r"^v(f(n)?m(add|sub)(132|213|231)|add|sub|mul|div|max|min|sqrt|cmp|u?comi)(ph|sh)$")
+
+
+class FP16Error(RuntimeError):
+    """An FP16 row cannot be built as real FP16 compute."""
+
+
+def fp16_feature(target: Target) -> str:
+    return FP16_FEATURE.get(target.arch, "fullfp16")
+
+
+def has_fp16_arith(target: Target) -> bool:
+    """The target's TVM target (LLVM CPU + attributes) has FP16 arithmetic."""
+    import tvm
+
+    tvm_target = target.tvm_target()
+    return (target.arch in FP16_FEATURE and str(tvm_target.kind.name) == "llvm"
+            and bool(tvm.target.codegen.target_has_features(fp16_feature(target),
+                                                            tvm_target)))
+
+
+def fp16_passes() -> list:
+    """Relax passes (after BN folding, before legalization) that make the graph float16."""
+    from tvm import relax
+
+    return [relax.transform.ToMixedPrecision(out_dtype="float16"),
+            relax.transform.FoldConstant()]
+
+
+def half_instructions(lines: list[str], arch: str) -> set[str]:
+    """The FP16 arithmetic (and compares) in a function body, as `mnemonic.8h` /
+    `mnemonic.4h` (vector) or `mnemonic h` (scalar half) on aarch64, the `...ph` / `...sh`
+    mnemonics on x86. Conversions (fcvt, vcvtph2ps) do not count: they are what an FP32
+    computation on float16 storage looks like."""
+    found = set()
+    for line in lines:
+        parts = line.replace(",", " ").split()
+        if not parts:
+            continue
+        op = parts[0]
+        if arch == "aarch64" and op in _ARM_FP_ARITH and len(parts) > 1:
+            match = _ARM_HALF.match(parts[1])
+            if match:
+                found.add(f"{op}.{match.group(2)}" if match.group(2) else f"{op} h")
+        elif arch == "x86_64" and _X86_HALF.match(op):
+            found.add(op)
+    return found
+
+
+@dataclass
+class FP16Kernel:
+    """One compiled kernel: whether it must compute in float16, what its buffers are, and
+    the FP16 arithmetic found in its assembly."""
+
+    name: str
+    required: bool  # conv/matmul: the row fails without FP16 arithmetic here
+    half_buffers: bool  # takes or produces float16 tensors
+    instructions: set[str] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return not self.required or (self.half_buffers and bool(self.instructions))
+
+    def describe(self) -> str:
+        if not self.half_buffers:
+            return f"{self.name}=fp32"
+        if not self.instructions:
+            return f"{self.name}=fp16(" + ("NO fp16 arithmetic)" if self.required
+                                           else "no arithmetic)")
+        shown = sorted(self.instructions, key=lambda i: (not i.endswith("h"), i))
+        return f"{self.name}=fp16({' '.join(shown)})"
+
+
+@dataclass
+class FP16Check:
+    """Every kernel of an FP16 build and what its assembly computes in (the fp16_kernels
+    column)."""
+
+    kernels: list[FP16Kernel]
+
+    @property
+    def missing(self) -> list[FP16Kernel]:
+        return [k for k in self.kernels if not k.ok]
+
+    def summary(self) -> str:
+        return ";".join(k.describe() for k in self.kernels)
+
+    def error(self) -> str:
+        return ("FP16 build has conv/matmul kernels without FP16 arithmetic: "
+                + ", ".join(k.describe() for k in self.missing))
+
+
+def _kernel_dtypes(module) -> dict[str, set[str]]:
+    """Per kernel called from `main` (in execution order), the dtypes of its tensors."""
+    import tvm
+    from tvm import relax
+
+    dtypes: dict[str, set[str]] = {}
+
+    def visit(e) -> None:
+        if (isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op)
+                and e.op.name == "relax.call_tir"):
+            outs = e.ty.fields if hasattr(e.ty, "fields") else [e.ty]
+            types = [a.ty for a in e.args[1].fields] + list(outs)
+            dtypes.setdefault(e.args[0].name_hint, set()).update(
+                str(t.dtype) for t in types if hasattr(t, "dtype"))
+
+    relax.analysis.post_order_visit(module["main"], visit)
+    return dtypes
+
+
+def check_fp16_asm(module, asm: str, arch: str) -> FP16Check:
+    """Each kernel of the built (fused) module, with the FP16 arithmetic in its assembly."""
+    bodies = function_bodies(asm)
+    return FP16Check([FP16Kernel(name, bool(_REQUIRED.search(name)), "float16" in dtypes,
+                                 half_instructions(bodies.get(name, []), arch))
+                      for name, dtypes in _kernel_dtypes(module).items()])

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# FP16 on TVM (issue 6): float16 compute where the target has FP16 arithmetic, a refusal row
+# elsewhere. What produced the CSVs here (edgebench's venv active, board up on 127.0.0.1:9091):
+#   ./results/fp16/run.sh
+# arm-dotprod = the EMULATED board (qemu-user, CPU model max) running Cortex-A76 +fullfp16 code:
+# correctness, accuracy and size only; its times are qemu's and mean nothing. trials 0 (untuned).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=results/fp16
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+EB="taskset -c 0 python -m edgebench.cli run --runtimes tvm --trials 0"
+# FP32 vs FP16 on the emulated Cortex-A76 (+fullfp16)
+$EB digits-cnn digits-mlp mlp --target arm-dotprod --variants fp32 quant=fp16 \
+    -o "$OUT/arm-dotprod-emulated.csv"
+# targets without FP16 arithmetic: failed rows naming the missing feature
+$EB digits-cnn digits-mlp mlp --target arm --variants quant=fp16 -o "$OUT/refused.csv"
+$EB digits-cnn digits-mlp mlp --target x86-avx512 --variants quant=fp16 -o "$OUT/refused.csv"
+# This host (Intel Xeon, AVX512-FP16: x86-native has FP16 arithmetic): FP32 vs FP16, tuned
+# (32 trials per task), beside PyTorch's FP16 model; real timings, core 0, core 1 busy.
+taskset -c 0 python -m edgebench.cli run digits-cnn digits-mlp mlp --target x86-native \
+    --runtimes tvm pytorch --variants fp32 quant=fp16 --trials 32 -o "$OUT/x86-native.csv"
