@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from edgebench import progress, verify
-from edgebench.compile import CompileError, compile_module
+from edgebench.compile import CompileError, CompileResult, compile_module
 from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
 from edgebench.envinfo import host_environment
 from edgebench.frontend import export_program, to_relax
@@ -27,7 +27,7 @@ from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes import SparsifyWeights
 from edgebench.passes.fp16 import check_fp16_asm, fp16_feature, fp16_passes, has_fp16_arith
-from edgebench.passes.int8 import lower_int8
+from edgebench.passes.int8 import Lowering, lower_int8
 from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
 from edgebench.quantize import FP16Model, QuantResult, parse_quant
@@ -99,63 +99,89 @@ def _score(row: dict, run: _ModelRun, outputs: list[np.ndarray]) -> None:
     row["max_abs_err"] = verify.max_abs_err(outputs[0], run.fp32_ref[0])
 
 
-def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: torch.Tensor,
-            out_dir: Path, cfg: RunConfig, row: dict,
-            quantized: QuantResult | None = None) -> tuple[Path, list[float | None]]:
-    """The deployable artifact for one runtime; TVM compiles (and tunes) here.
+@dataclass
+class TvmModule:
+    """What TVM compiles for one variant: the Relax module, the passes to run on it, and what
+    the built code must then be checked for (run and profile build it the same way)."""
 
-    With `quantized` (an integer variant on TVM) the module is the integer lowering of the
-    quantizer's description, not the fake-quant graph; then also returned: per output, the
-    integer LSB its verification allows (see _int8_tolerance)."""
-    lsb: list[float | None] = []
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    if runtime == "tvm":
-        lowering = int8_sparse = None
-        if quantized is not None:
-            int8_sparse = _int8_sparse(variant)
-            lowering = lower_int8(export_program(quantized.float_model, example,
-                                                 variant.model.name), quantized.description,
-                                  vnni=has_vnni(variant.target),
-                                  sdot=has_dotprod(variant.target), sparse=int8_sparse)
-            mod = lowering.mod
-            row.update(quant_kind="int8", int8_layers=lowering.summary())
-            lsb = _int8_tolerance(quantized, lowering.output_lsb)
-        elif is_fp16(variant):
-            refusal = fp16_refusal(variant)
-            if refusal:
-                raise CompileError(refusal)
-            # the FP32 (BN-folded) graph, made float16 in Relax (passes/fp16.py)
-            float_model = quantized_float_model(variant, model)
-            mod = to_relax(export_program(float_model, example, variant.model.name),
-                           variant.model.name)
-            row["quant_kind"] = "fp16"
-        else:
-            ep = export_program(model, example, variant.model.name)
-            mod = to_relax(ep, variant.model.name)
-        sparse = _sparse_pass(variant, cfg) if lowering is None else None
-        fp16 = fp16_passes() if is_fp16(variant) else []
-        result = compile_module(mod, variant.target, out_dir / "model.so", cfg.trials,
-                                extra_passes=[*cfg.extra_passes, *fp16,
-                                              *([sparse] if sparse else [])],
-                                progress=cfg.log, keep_asm=lowering is not None or bool(fp16))
-        if fp16:
-            check = check_fp16_asm(result.module, result.asm, variant.target.arch)
+    mod: object
+    passes: list = field(default_factory=list)
+    lowering: Lowering | None = None  # integer variants: what each layer became
+    chooser: object | None = None  # +sparse: SparsifyWeights (FP32) or Int8Sparse (int8 BSR)
+    fp16: bool = False
+    lsb: list[float | None] = field(default_factory=list)  # int8: tolerance per output
+
+    @property
+    def keep_asm(self) -> bool:
+        return self.lowering is not None or self.fp16
+
+    def check(self, result: CompileResult, target: Target, row: dict) -> None:
+        """Fill the row's per-layer columns from the built code; raise CompileError if a
+        kernel lacks the instructions its row would claim (int8 dot product, FP16 math)."""
+        if self.fp16:
+            check = check_fp16_asm(result.module, result.asm, target.arch)
             row["fp16_kernels"] = check.summary()
             if check.missing:
                 raise CompileError(check.error())
-        if lowering is not None:
-            missing = lowering.check_asm(result.asm)
-            row["int8_layers"] = lowering.summary()
+        if self.lowering is not None:
+            missing = self.lowering.check_asm(result.asm)
+            row["int8_layers"] = self.lowering.summary()
             if missing:
                 raise CompileError("int8 kernels built without their dot-product instruction: "
                                    + ", ".join(f"{la.node} (no {la.instruction})"
                                                for la in missing))
-        chooser = sparse if sparse is not None else int8_sparse  # FP32 or int8 BSR
-        if chooser is not None:
-            row["sparse_layers"] = "; ".join(layer.describe() for layer in chooser.layers)
-            if any(layer.converted for layer in chooser.layers):
+        if self.chooser is not None:
+            row["sparse_layers"] = "; ".join(la.describe() for la in self.chooser.layers)
+            if any(la.converted for la in self.chooser.layers):
                 row["prune_kind"] = "sparse-kernel"
+
+
+def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
+               cfg: RunConfig, quantized: QuantResult | None = None,
+               row: dict | None = None) -> TvmModule:
+    """The Relax module of a variant: with `quantized` (an integer variant) the integer
+    lowering of the quantizer's description, not the fake-quant graph; FP16 variants as the
+    FP32 graph made float16 in Relax; everything else the variant's PyTorch model."""
+    row = {} if row is None else row
+    name = variant.model.name
+    if quantized is not None:
+        int8_sparse = _int8_sparse(variant)
+        lowering = lower_int8(export_program(quantized.float_model, example, name),
+                              quantized.description, vnni=has_vnni(variant.target),
+                              sdot=has_dotprod(variant.target), sparse=int8_sparse)
+        row.update(quant_kind="int8", int8_layers=lowering.summary())
+        return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
+                         lsb=_int8_tolerance(quantized, lowering.output_lsb))
+    if is_fp16(variant):
+        refusal = fp16_refusal(variant)
+        if refusal:
+            raise CompileError(refusal)
+        # the FP32 (BN-folded) graph, made float16 in Relax (passes/fp16.py)
+        row["quant_kind"] = "fp16"
+        return TvmModule(to_relax(export_program(quantized_float_model(variant, model),
+                                                 example, name), name),
+                         passes=fp16_passes(), fp16=True)
+    sparse = _sparse_pass(variant, cfg)
+    return TvmModule(to_relax(export_program(model, example, name), name),
+                     passes=[sparse] if sparse else [], chooser=sparse)
+
+
+def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: torch.Tensor,
+            out_dir: Path, cfg: RunConfig, row: dict,
+            quantized: QuantResult | None = None) -> tuple[Path, list[float | None]]:
+    """The deployable artifact for one runtime; TVM compiles (and tunes) here. Also returned:
+    for an integer variant on TVM, per output, the integer LSB its verification allows (see
+    _int8_tolerance)."""
+    lsb: list[float | None] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if runtime == "tvm":
+        built = tvm_module(variant, model, example, cfg, quantized, row)
+        result = compile_module(built.mod, variant.target, out_dir / "model.so", cfg.trials,
+                                extra_passes=[*cfg.extra_passes, *built.passes],
+                                progress=cfg.log, keep_asm=built.keep_asm)
+        built.check(result, variant.target, row)
+        lsb = built.lsb
         row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
                    tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
                    tuning_s=result.tuning.seconds, compile_s=result.compile_s,

@@ -246,25 +246,35 @@ def _sparse_layer_names(sparse) -> dict[str, str]:
 
 
 def build(cfg: ProfileConfig, out_dir: Path):
-    """Export, apply the variant, compile (tuning as `edgebench run` would): (CompileResult,
+    """Export, apply the variant, compile (tuning) exactly as `edgebench run` builds its TVM
+    row (integer variants lowered to int8 code, FP16 ones to float16): (CompileResult,
     example input, layer names, target)."""
     from edgebench.compile import compile_module
-    from edgebench.frontend import export_program, to_relax
     from edgebench.models import get_model
-    from edgebench.pipeline import RunConfig, _sparse_pass
+    from edgebench.passes import SparsifyWeights
+    from edgebench.pipeline import RunConfig, lowers_to_int8, tvm_module
     from edgebench.targets import find_target
     from edgebench.variant import Variant, parse_variant
 
     spec = get_model(cfg.model)
     target = find_target(cfg.target, cfg.threads)
     variant = Variant(spec, parse_variant(cfg.variant), target)
-    model = variant.spec.apply(spec.build(), spec).model
+    transformed = variant.spec.apply(spec.build(), spec)
     example = spec.example_input()
-    mod = to_relax(export_program(model, example, spec.name), spec.name)
-    sparse = _sparse_pass(variant, RunConfig(trials=cfg.trials, log=cfg.log))
-    result = compile_module(mod, target, out_dir / "model.so", cfg.trials,
-                            extra_passes=[sparse] if sparse else [], progress=cfg.log)
-    return result, example.numpy(), _sparse_layer_names(sparse), target, spec.name, variant.name
+    quantized = transformed.quantized if lowers_to_int8(variant, transformed, "tvm") else None
+    built = tvm_module(variant, transformed.model, example,
+                       RunConfig(trials=cfg.trials, log=cfg.log), quantized)
+    result = compile_module(built.mod, target, out_dir / "model.so", cfg.trials,
+                            extra_passes=built.passes, progress=cfg.log,
+                            keep_asm=built.keep_asm)
+    built.check(result, target, {})
+    names = _sparse_layer_names(built.chooser if isinstance(built.chooser, SparsifyWeights)
+                                else None)
+    if built.lowering is not None:  # our int8 kernels by the torch.export nodes they compute
+        for la in built.lowering.layers:
+            if la.symbol:  # one kernel serves every layer of the same shape
+                names[la.symbol] = ",".join(filter(None, [names.get(la.symbol), la.node]))
+    return result, example.numpy(), names, target, spec.name, variant.name
 
 
 def _profile_local(result, x: np.ndarray, target: Target, calls, timing: TimingConfig):
