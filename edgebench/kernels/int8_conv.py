@@ -16,14 +16,14 @@ uint8/int8, the float output float32(acc) * out_scale[c], or the raw int32 accum
 Ternary ({-1, 0, 1}) and binary ({-1, 1}) weights are stored packed (bits = 2 or 1) and
 unpacked in the weight-operand load, so the artifact holds 1/4 or 1/8 of the int8 bytes and
 the kernel reads that much less. A 4L-byte weight vector comes from G = 4L * bits / 8 bytes:
-element i lives in byte i % G at bit offset bits * (i // G). Unpacking is per 16-bit word (so
-the shift needs no per-byte instruction): tile the G bytes 8 / bits times, shift copy q right
-by bits * q, AND each byte with 2**bits - 1 and map the code (ternary c - 1, binary 2c - 1).
-It is pure, so LLVM computes it once per weight vector and reuses it across the PB pixels of
-the register block. Binary cannot store a zero, so padded weights are +1 and the caller pads
-the extra input channels with 0 instead of the zero point and computes `bias_shift` on
-`dense_weights` (padding included): their products are then 0 (u8) or cancelled by the bias
-shift (sdot's x - 128).
+element i lives in byte i % G at bit offset bits * (i // G). Unpacking is per 32-bit (or,
+for 2-byte groups, 16-bit) word, so the shift needs no per-byte instruction: tile the G bytes
+8 / bits times, shift copy q right by bits * q, AND each byte with 2**bits - 1 and map the
+code (ternary c - 1, binary 2c - 1). It is pure, so LLVM computes it once per weight vector
+and reuses it across the PB pixels of the register block. Binary cannot store a zero, so
+padded weights are +1 and the caller pads the extra input channels with 0 instead of the zero
+point and computes `bias_shift` on `dense_weights` (padding included): their products are
+then 0 (u8) or cancelled by the bias shift (sdot's x - 128).
 
 The input arrives already padded (with its zero point, i.e. real zero) and with C a multiple
 of 4 (extra channels have zero weights, see above for binary); K is padded to a multiple of L
@@ -95,7 +95,7 @@ class DotIsa:
     instruction is s8 x s8 (sdot), so the kernel feeds x ^ 0x80 = x - 128 and the caller adds
     128 * sum(w) to the bias (`bias_shift`). Blocking: NK from nk_choices, then the widest PB
     dividing the output width with PB * NK <= max_accumulators, halving NK until PB reaches
-    min_pixels."""
+    min_pixels or covers the whole output width."""
 
     name: str  # "vnni" | "sdot": the int8_layers column and the function names
     instruction: str  # what the assembly check looks for
@@ -117,7 +117,9 @@ class DotIsa:
         nk = max(d for d in self.nk_choices if kb % d == 0 and d <= self.max_accumulators)
         while True:
             pb = max(d for d in range(1, self.max_accumulators // nk + 1) if s.ow % d == 0)
-            if pb >= self.min_pixels or nk == 1:
+            if pb >= self.min_pixels or nk == 1 or pb == s.ow:
+                # (pb == ow: every pixel is in the block already, fewer vectors would not add
+                # pixels, only serialize the accumulator chain: batch-1 linears)
                 return pb, nk
             nk //= 2
 
@@ -126,12 +128,18 @@ class DotIsa:
         head = (s.k // self.lanes, s.kh, s.kw, s.c // 4)
         if bits == 8:
             return (*head, self.lanes, 4), "int8"
-        return (*head, self.vector * bits // 16), "uint16"
+        word = self.word_bits(bits)
+        return (*head, self.vector * bits // word), f"uint{word}"
+
+    def word_bits(self, bits: int) -> int:
+        """Packed words are 32-bit when a vector's packed bytes fill whole 32-bit words
+        (vpsrlvd; one NEON 32-bit broadcast), else 16-bit (sdot's 2-byte binary vectors)."""
+        return 32 if self.vector * bits % 32 == 0 else 16
 
     def pack_weights(self, w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.ndarray:
         """[K, C, KH, KW] int -> the kernel's weight argument: [K/L, KH, KW, C/4, L, 4] int8,
-        or for bits 2/1 each 4L-byte vector packed into 4L * bits / 16 uint16 words
-        (layout in the module docstring). Padding as dense_weights."""
+        or for bits 2/1 each 4L-byte vector packed into 4L * bits / 8 bytes, as uint32 (or
+        uint16, word_bits) words (layout in the module docstring). Padding as dense_weights."""
         _check_bits(bits)
         full = dense_weights(w, c_pad, k_pad, bits)
         lanes = self.lanes
@@ -145,7 +153,7 @@ class DotIsa:
         if codes.min() < 0 or codes.max() >= 2**bits or (bits == 1 and np.any(v == 0)):
             raise ValueError(f"weights outside the {WEIGHT_BITS[bits]} values")
         packed = sum(codes[..., q, :] << (bits * q) for q in range(per)).astype(np.uint8)
-        return np.ascontiguousarray(packed).view("<u2")
+        return np.ascontiguousarray(packed).view(f"<u{self.word_bits(bits) // 8}")
 
     def bias_shift(self, w: np.ndarray) -> np.ndarray:
         """What the int32 bias gains per output channel: 128 * sum(w) for the kernel's x - 128
@@ -183,7 +191,7 @@ def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
 def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
                     hi: int = 255, bits: int = 8):
     """TIR PrimFunc: args (x[n,h,w,c] u8, wt = isa.pack_weights(w, c, k, bits) (int8, or
-    uint16 words of packed 2-/1-bit weights), bias[k] i32 (including isa.bias_shift), then
+    uint32/uint16 words of packed 2-/1-bit weights), bias[k] i32 (including isa.bias_shift), then
     for out "uint8" / "int8": m0[k] i64, shift[k] i64; for out "float32": scale[k] f32; for
     "int32" nothing (the accumulator itself); y[n,oh,ow,k])."""
     from tvm.script import tirx as T
@@ -212,16 +220,21 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
     def w_operand(wt, kb, kh, kw, c4):
         if bits == 8:
             return wt.vload([kb, kh, kw, c4, 0, 0], f"int8x{V}")
-        words, per, half = V * bits // 16, 8 // bits, V // 2  # packed words, copies, words
+        wb = isa.word_bits(bits)
+        word = f"uint{wb}"
+        # packed words per vector, copies (one per bit offset), words in the 4L-byte vector
+        words, per, lanes = V * bits // wb, 8 // bits, V * 8 // wb
         if words == 1:
-            tiled = T.broadcast(wt[kb, kh, kw, c4, 0], half)
-            shifts = T.ramp(T.uint16(0), T.uint16(bits), half)
+            tiled = T.broadcast(wt[kb, kh, kw, c4, 0], lanes)
+            shifts = T.ramp(T.Cast(word, 0), T.Cast(word, bits), lanes)
         else:
-            packed = wt.vload([kb, kh, kw, c4, 0], f"uint16x{words}")
-            tiled = T.Shuffle([packed] * per, [T.int32(i) for i in range(half)])
-            shifts = T.Shuffle([T.broadcast(T.uint16(bits * q), words) for q in range(per)],
-                               [T.int32(i) for i in range(half)])
-        mask = T.broadcast(T.uint16(((1 << bits) - 1) * 0x101), half)
+            packed = wt.vload([kb, kh, kw, c4, 0], f"{word}x{words}")
+            tiled = T.Shuffle([packed] * per, [T.int32(i) for i in range(lanes)])
+            shifts = T.Shuffle([T.broadcast(T.Cast(word, bits * q), words)
+                                for q in range(per)], [T.int32(i) for i in range(lanes)])
+        byte_mask = (1 << bits) - 1
+        mask = T.broadcast(T.Cast(word, sum(byte_mask << (8 * b) for b in range(wb // 8))),
+                           lanes)
         codes = T.reinterpret(T.bitwise_and(T.shift_right(tiled, shifts), mask),
                               dtype=f"int8x{V}")
         one = T.broadcast(T.int8(1), V)

@@ -395,6 +395,8 @@ class Int8Importer(ExportedProgramImporter):
         bias = np.zeros(kp, np.int64)
         bias[:k] = bias_eff if depthwise else (
             bias_eff + dot.bias_shift(dense_weights(w4, cp, kp, bits))[:k])
+        if not _bias_fits(bias):  # binary's +1 padding adds to sdot's 128 * sum(w)
+            raise Int8LoweringError(f"{la.name}: the kernel's folded bias overflows int32")
         packed = (np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)).astype(np.int8) if depthwise
                   else dot.pack_weights(w4, cp, kp, bits))
         args = [x, _const(packed, str(packed.dtype)), _const(bias, "int32")]
