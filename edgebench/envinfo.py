@@ -15,8 +15,8 @@ from pathlib import Path
 
 from edgebench.targets import cpu_flags
 
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-             "amx_int8", "asimd", "asimddp", "fphp", "asimdhp", "sve", "i8mm")
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_fp16",
+             "avx_vnni", "amx_int8", "asimd", "asimddp", "fphp", "asimdhp", "sve", "i8mm")
 PACKAGES = ("torch", "apache-tvm", "apache-tvm-ffi", "onnxruntime", "onnx", "executorch",
             "numpy", "torch-pruning")
 

@@ -102,7 +102,7 @@ class FP16Kernel:
             return f"{self.name}=fp32"
         if not self.instructions:
             return f"{self.name}=fp16(" + ("NO fp16 arithmetic)" if self.required
-                                           else "no arithmetic)")
+                                           else "no fp16 arithmetic)")
         shown = sorted(self.instructions, key=lambda i: (not i.endswith("h"), i))
         return f"{self.name}=fp16({' '.join(shown)})"
 
