@@ -2,17 +2,19 @@
 
 The FP32 (BN-folded) graph is imported as usual, then TVM's `ToMixedPrecision` with
 `out_dtype="float16"` rewrites it: conv2d/matmul take float16 inputs and accumulate in float16
-(what `fmla v.8h` does; accumulating in float32 would need widening instructions the
-Cortex-A76 vector path does not use for this), elementwise ops (bias add, ReLU, residual
-adds, pools) follow their float16 inputs, and `FoldConstant` turns the cast weights into float16
-constants, so the library stores half the bytes. TVM's policy keeps reductions that lose
-precision in float16 (mean, softmax, layer norm, their sums) in float32; the function still
-takes and returns float32 (cast at the edges), so runtimes and verification are unchanged.
+(what `fmla v.8h` / `vfmadd231ph` do; accumulating in float32 makes the multiply-adds FP32 on
+converted values, FP16 storage rather than compute, which the check below refuses; it is
+also why deep nets drift further from PyTorch's FP16, see results/fp16), elementwise ops
+(bias add, ReLU, residual adds, pools) follow their float16 inputs, and `FoldConstant` turns
+the cast weights into float16 constants, so the library stores half the bytes. TVM's policy
+keeps reductions that lose precision in float16 (mean, softmax, layer norm, their sums) in
+float32; the function still takes and returns float32 (cast at the edges), so runtimes and
+verification are unchanged.
 
 Without FP16 arithmetic (x86 without avx512fp16, Arm without +fullfp16) LLVM would compute
 every float16 op in float32 between conversions: the pipeline refuses those rows instead of
 reporting an FP32 computation as FP16. The built assembly of every kernel is read to prove
-the conv/matmul kernels compute in float16 (`check_fp16_asm`).
+the conv/matmul kernels multiply-add in float16 (`check_fp16_asm`).
 """
 
 from __future__ import annotations
@@ -38,10 +40,6 @@ _ARM_HALF = re.compile(r"^(v\d+\.(8h|4h)|h\d+)$")
 _MULTIPLY = re.compile(r"^(f(n)?(mla|mls|madd|msub|mul|mulx)|v(f(n)?m(add|sub)\d{3}|mul)(ph|sh))$")
 _X86_HALF = re.compile(
     r"^v(f(n)?m(add|sub)(132|213|231)|add|sub|mul|div|max|min|sqrt|cmp|u?comi)(ph|sh)$")
-
-
-class FP16Error(RuntimeError):
-    """An FP16 row cannot be built as real FP16 compute."""
 
 
 def fp16_feature(target: Target) -> str:

@@ -20,14 +20,15 @@ from tvm import relax
 from edgebench.compile import compile_module
 from edgebench.frontend import import_model
 from edgebench.models import get_model
-from edgebench.passes.fp16 import check_fp16_asm, has_fp16_arith
+from edgebench.passes.fp16 import check_fp16_asm, clip_as_min_max, has_fp16_arith
 from edgebench.pipeline import reference_outputs
 from edgebench.quantize import parse_quant, quantize
 from edgebench.targets import find_target
 
 
 def build_and_run(mod, target, out: Path, acc: str, xs: np.ndarray):
-    passes = [relax.transform.ToMixedPrecision(out_dtype=acc), relax.transform.FoldConstant()]
+    passes = [clip_as_min_max(), relax.transform.ToMixedPrecision(out_dtype=acc),
+              relax.transform.FoldConstant()]
     result = compile_module(mod, target, out, 0, extra_passes=passes, keep_asm=True)
     check = check_fp16_asm(result.module, result.asm, target.arch)
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(out)), tvm.cpu())
