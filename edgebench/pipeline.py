@@ -153,7 +153,7 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
         return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
                          lsb=_int8_tolerance(quantized, lowering.output_lsb))
     if is_fp16(variant):
-        refusal = fp16_refusal(variant)
+        refusal = fp16_refusal(variant.target)
         if refusal:
             raise CompileError(refusal)
         # the FP32 (BN-folded) graph, made float16 in Relax (passes/fp16.py)
@@ -256,18 +256,14 @@ def quantized_float_model(variant: Variant, model: torch.nn.Module) -> torch.nn.
     return copy.deepcopy(model.net).float()
 
 
-def fp16_refusal(variant: Variant | Target) -> str | None:
+def fp16_refusal(target: Target) -> str | None:
     """Why a TVM FP16 row is not built (None: it is): never an FP32 build reported as FP16.
     Without FP16 arithmetic (x86 without avx512fp16, Arm without +fullfp16) FP16 is storage
-    only; our sparse kernels are FP32 only."""
-    target = variant if isinstance(variant, Target) else variant.target
+    only. (FP16 with +sparse is refused by parse_variant: the sparse kernels are FP32.)"""
     if not has_fp16_arith(target):
         return (f"target '{target.name}' has no FP16 arithmetic (no {fp16_feature(target)}): "
                 "FP16 there is storage only, computed in FP32, so no FP16 row is reported "
                 "for TVM")
-    if isinstance(variant, Variant) and variant.spec.sparse:
-        return (f"variant '{variant.name}': edgebench's sparse kernels compute in FP32; "
-                "FP16 with +sparse is not built (drop +sparse or quant=fp16)")
     return None
 
 

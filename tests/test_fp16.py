@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+from tvm import relax
 
 from edgebench.compile import compile_module
 from edgebench.frontend import import_model
@@ -26,18 +28,22 @@ from edgebench.pipeline import fp16_refusal, reference_outputs
 from edgebench.quantize import parse_quant, quantize
 from edgebench.run.rpc import board_hwcaps, connect_board
 from edgebench.targets import cpu_flags, find_target
-from edgebench.variant import Variant, parse_variant
+from edgebench.variant import VariantError, parse_variant
 from edgebench.verify import TOLERANCE, accuracy
 from tests.test_pipeline import _run
 from tests.test_rpc import _need
 
 
-def _build(model: str, target, out: Path, fp16: bool = True):
-    """Cross-compile (untuned) the model's FP16 variant as the pipeline does; no board."""
-    spec = get_model(model)
-    float_model = quantize(spec.build(), parse_quant("fp16"), spec).float_model
-    mod = import_model(float_model, spec.example_input(), model)
-    result = compile_module(mod, target, out, 0, extra_passes=fp16_passes() if fp16 else [],
+def _build(model, target, out: Path, passes=None, example=None):
+    """Cross-compile (untuned) a model's FP16 variant as the pipeline does; no board. `model`
+    is a built-in name or a torch module; passes replace fp16_passes() ([] = FP32)."""
+    if isinstance(model, str):
+        spec = get_model(model)
+        model = quantize(spec.build(), parse_quant("fp16"), spec).float_model
+        example = spec.example_input()
+    mod = import_model(model, example)
+    result = compile_module(mod, target, out, 0,
+                            extra_passes=fp16_passes() if passes is None else passes,
                             keep_asm=True)
     return result, check_fp16_asm(result.module, result.asm, target.arch)
 
@@ -59,9 +65,12 @@ def test_check_fails_conv_without_fp16_but_not_a_cast() -> None:
                        FP16Kernel("mean", False, False)])
     assert [k.name for k in check.missing] == ["fused_matmul_add", "fused_conv2d1"]
     assert check.summary() == ("fused_conv2d_add=fp16(fmla.8h);fused_matmul_add=fp16(NO fp16 "
-                               "arithmetic);fused_conv2d1=fp32;cast=fp16(no fp16 arithmetic);"
+                               "multiply-add);fused_conv2d1=fp32;cast=fp16(no fp16 arithmetic);"
                                "mean=fp32")
-    assert "fused_matmul_add=fp16(NO fp16 arithmetic)" in check.error()
+    assert "fused_matmul_add=fp16(NO fp16 multiply-add)" in check.error()
+    # FP32 multiply-adds with a float16 bias add and ReLU after them: storage, not compute
+    epilogue = FP16Kernel("fused_conv2d_add_relu", True, True, {"fadd.8h", "fmaxnm.8h"})
+    assert not epilogue.ok and "NO fp16 multiply-add: fadd.8h fmaxnm.8h" in epilogue.describe()
 
 
 def test_fullfp16_build_computes_in_fp16_and_a72_build_would_not(tmp_path) -> None:
@@ -77,7 +86,7 @@ def test_fullfp16_build_computes_in_fp16_and_a72_build_would_not(tmp_path) -> No
     assert len(required) == 4, check.summary()  # 3 conv2d + the linear
     assert all(any(i.endswith(("8h", "4h", " h")) for i in k.instructions) for k in required)
     assert any("fmla.8h" in k.instructions for k in required), check.summary()
-    fp32, _ = _build("digits-cnn", a76, tmp_path / "fp32.so", fp16=False)
+    fp32, _ = _build("digits-cnn", a76, tmp_path / "fp32.so", passes=[])
     weights = 4 * sum(p.numel() for p in get_model("digits-cnn").build().parameters())
     saved = fp32.path.stat().st_size - fp16.path.stat().st_size
     assert saved > 0.3 * weights, (saved, weights)  # ~half of the weight bytes
@@ -86,6 +95,28 @@ def test_fullfp16_build_computes_in_fp16_and_a72_build_would_not(tmp_path) -> No
     assert not has_fp16_arith(a72)
     _, check72 = _build("digits-cnn", a72, tmp_path / "a72.so")
     assert {k.name for k in check72.missing} == {k.name for k in required}
+
+    # float16 tensors but conv/matmul accumulating in float32: the float16 bias adds and
+    # ReLUs after them do not pass it for an FP16 build
+    acc32 = [relax.transform.ToMixedPrecision(out_dtype="float32"),
+             relax.transform.FoldConstant()]
+    _, check32 = _build("digits-cnn", a76, tmp_path / "acc32.so", passes=acc32)
+    assert check32.missing == [k for k in check32.kernels if k.required]
+    assert len(check32.missing) == 4
+    assert "NO fp16 multiply-add: fadd.8h fmaxnm.8h" in check32.summary()
+
+
+def test_relu6_clip_builds_in_fp16(tmp_path) -> None:
+    """ReLU6 (MobileNetV2) imports as clip with scalar bounds, which TVM's ToMixedPrecision
+    rejects; rewritten to maximum/minimum it computes in float16 with the conv."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU6(), torch.nn.Flatten(),
+                              torch.nn.Linear(16 * 6 * 6, 10)).eval()
+    _, check = _build(net, find_target("arm-dotprod"), tmp_path / "relu6.so",
+                      example=torch.randn(1, 3, 8, 8))
+    assert check.missing == []
+    conv = next(k for k in check.kernels if "conv2d" in k.name)
+    assert "maximum" in conv.name and "minimum" in conv.name, check.summary()
+    assert {"fcmgt.8h", "fmadd h"} <= conv.instructions, check.summary()  # clip: fcmgt + bsl
 
 
 def test_avx512fp16_build_computes_in_fp16(tmp_path) -> None:
@@ -114,10 +145,8 @@ def test_rows_refused_without_fp16_arithmetic(tmp_path) -> None:
     assert arm["status"] == "failed"
     assert "target 'arm' has no FP16 arithmetic (no fullfp16)" in arm["error"]
     assert fp16_refusal(find_target("rpi5")) is None
-    sparse = Variant(get_model("digits-mlp"),
-                     parse_variant("prune=unstructured:0.5+quant=fp16+sparse"),
-                     find_target("rpi5"))
-    assert "sparse kernels compute in FP32" in fp16_refusal(sparse)
+    with pytest.raises(VariantError, match="sparse kernels run FP32 weights"):
+        parse_variant("prune=unstructured:0.5+quant=fp16+sparse")
 
 
 def _check_fp16_row(df) -> None:
