@@ -652,8 +652,12 @@ def functions_using(asm: str, instruction: str) -> set[str]:
     for line in asm.splitlines():
         if line and not line[0].isspace() and line.endswith(":") and not line.startswith("."):
             current = line[:-1].removeprefix("__tvm_ffi_").removesuffix("_compute_")
-        elif current and instruction in [w for w in line.split()[:2] if w != "{vex}"][:1]:
-            found.add(current)
+        elif current:
+            words = line.split()
+            if words[:1] == ["{vex}"]:
+                words = words[1:]
+            if words[:1] == [instruction]:
+                found.add(current)
     return found
 
 
