@@ -99,9 +99,9 @@ def test_kernel_code_has_tdpbusd() -> None:
 
 
 def test_fits_rule_and_vnni_target() -> None:
-    """The stem (KW * C = 21) stays on vpdpbusd; targets/x86-vnni.toml has no AMX."""
-    assert not amx_fits(ConvShape(1, 229, 229, 3, 64, 7, 7, (2, 2)))
-    assert amx_fits(ConvShape(1, 58, 58, 64, 64, 3, 3, (1, 1)))
+    """Dilated taps are not contiguous: vpdpbusd; targets/x86-vnni.toml has no AMX."""
+    assert not amx_fits(ConvShape(1, 58, 58, 64, 64, 3, 3, (1, 1), (1, 2)))
+    assert amx_fits(ConvShape(1, 229, 229, 4, 64, 7, 7, (2, 2)))
     vnni = find_target("x86-vnni")
     assert has_vnni(vnni) and not has_amx(vnni)
 
@@ -133,12 +133,10 @@ def test_digits_cnn_on_amx_bit_exact() -> None:
     result = quantize(spec.build(), parse_quant("static"), spec)
     low = lower_int8(export_float(result.float_model, spec.example_input()),
                      result.description, vnni=True, amx=True)
-    # KW * C >= 64: the last conv (3 x 32) and the linear (64); the first two stay on vpdpbusd
-    assert [la.kernel for la in low.layers if la.kernel != "relax"] == ["vnni", "vnni", "amx",
-                                                                       "amx"]
+    assert [la.kernel for la in low.layers if la.kernel != "relax"] == ["amx"] * 4
     xs = spec.eval_data()[0][:64]
     np.testing.assert_array_equal(_run(_build(low.mod, low), xs), _oracle(result, xs))
-    assert low.summary().count("/amx(tdpbusd)") == 2  # (after _build's assembly check)
+    assert low.summary().count("/amx(tdpbusd)") == 4  # (after _build's assembly check)
 
 
 def test_pipeline_row_on_amx(tmp_path) -> None:

@@ -13,9 +13,10 @@ those 64 bytes for 16 output channels in VNNI order (16 rows of [k][4]).
 
 Blocking: PT x KT C tiles (2 x 2 when the output width and channels allow: tmm0-3 C, tmm4-5
 A, tmm6-7 B). A tile holds M = min(16, OW) pixel rows; a ragged last block of the row starts
-at OW - M (recomputing a few pixels, which is exact). C tiles go to a 1 KiB int32 scratch
-(tilestored64) and the epilogue, int8_conv.fused_epilogue (bias, requantize / float / raw),
-runs vectorized from there, so results are bit exact against the VNNI kernel.
+at OW - M (recomputing a few pixels, which is exact). All C tiles go to an int32 scratch
+first (tilestored64; storing and reading back one tile at a time stalls on each store: the
+stem ran 6x slower that way), then the epilogue, int8_conv.fused_epilogue (bias, requantize /
+float / raw), runs vectorized from there: bit exact against the VNNI kernel.
 
 Linux hands out the AMX tile state only on request (arch_prctl ARCH_REQ_XCOMP_PERM,
 XFEATURE_XTILEDATA); without it the first tile instruction raises SIGILL, and the pip TVM has
@@ -69,16 +70,11 @@ class AmxPlan:
         return max(0, -(-(need - s.w * s.c) // s.c))
 
 
-def amx_supports(s: ConvShape) -> bool:
-    """What the kernel can compute: dilation_w 1 (contiguous taps), output channels in 16s."""
-    return s.dilation[1] == 1 and s.k % TILE == 0
-
-
 def amx_fits(s: ConvShape) -> bool:
-    """Where the lowering uses it: a kernel row's reduction fills at least one 64-byte chunk
-    (KW * C >= 64). Below that most of each tdpbusd multiplies padding, and on this host the
-    ResNet-18 stem (KW * C = 21) is no faster than on vpdpbusd (results/int8/README.md)."""
-    return amx_supports(s) and s.kw * s.c >= CHUNK
+    """What the kernel computes: dilation_w 1 (contiguous taps), output channels in 16s. Any
+    C: even the ResNet-18 stem (KW * C = 21 of each 64-byte chunk) is ~5x faster than on
+    vpdpbusd here (results/int8/README.md), so the lowering uses it wherever it fits."""
+    return s.dilation[1] == 1 and s.k % TILE == 0
 
 
 def pack_weights(w: np.ndarray, k_pad: int) -> np.ndarray:
@@ -101,7 +97,7 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
 
     if out not in ("int32", "float32", "uint8", "int8"):
         raise ValueError(f"conv_amx_kernel: unsupported output dtype {out!r}")
-    if not amx_supports(s):
+    if not amx_fits(s):
         raise ValueError(f"conv_amx_kernel: {s} needs dilation_w 1 and K a multiple of 16")
     plan = AmxPlan(s)
     N, H, C, K, KH = s.n, s.h, s.c, s.k, s.kh
@@ -120,7 +116,7 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
     @T.macro
     def body(x, wt, bias, y, m0, shift, scale):
         cfg = T.alloc_buffer((64,), "uint8", scope="global")
-        acc = T.alloc_buffer((M * TILE,), "int32", scope="global")
+        acc = T.alloc_buffer((PT * KT * M * TILE,), "int32", scope="global")
         T.evaluate(T.call_extern("int64", "syscall", T.int64(SYS_ARCH_PRCTL),
                                  T.int64(ARCH_REQ_XCOMP_PERM), T.int64(XFEATURE_XTILEDATA)))
         for i in range(64):
@@ -149,18 +145,18 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
                     for j in T.unroll(KT):
                         T.evaluate(intrin("tdpbusd", T.Cast("int8", p * KT + j),
                                           T.Cast("int8", 4 + p), T.Cast("int8", 6 + j)))
-            for p in T.unroll(PT):
+            for p in T.unroll(PT):  # all C tiles out first: their stores overlap
                 for j in T.unroll(KT):
                     T.evaluate(intrin("tilestored64", T.Cast("int8", p * KT + j),
-                                      T.address_of(acc[0]), T.int64(TILE * 4)))
-                    for r in range(M):
-                        for lane in T.vectorized(TILE):
-                            y[n, oh, T.min(pb * (PT * M) + p * M, OW - M) + r,
-                              (kbo * KT + j) * TILE + lane] = fused_epilogue(
-                                T, out, acc[r * TILE + lane]
-                                + bias[(kbo * KT + j) * TILE + lane],
-                                (kbo * KT + j) * TILE + lane, m0, shift, scale,
-                                zero_point, lo, hi)
+                                      T.address_of(acc[(p * KT + j) * M * TILE]),
+                                      T.int64(TILE * 4)))
+            for p, j, r in T.grid(PT, KT, M):
+                for lane in T.vectorized(TILE):
+                    y[n, oh, T.min(pb * (PT * M) + p * M, OW - M) + r,
+                      (kbo * KT + j) * TILE + lane] = fused_epilogue(
+                        T, out, acc[((p * KT + j) * M + r) * TILE + lane]
+                        + bias[(kbo * KT + j) * TILE + lane],
+                        (kbo * KT + j) * TILE + lane, m0, shift, scale, zero_point, lo, hi)
         T.evaluate(intrin("tilerelease"))
 
     attrs = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
