@@ -148,7 +148,8 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
         int8_sparse = _int8_sparse(variant)
         lowering = lower_int8(export_program(quantized.float_model, example, name),
                               quantized.description, vnni=has_vnni(variant.target),
-                              sdot=has_dotprod(variant.target), sparse=int8_sparse)
+                              sdot=has_dotprod(variant.target), sparse=int8_sparse,
+                              amx=has_amx(variant.target))
         row.update(quant_kind="int8", int8_layers=lowering.summary())
         return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
                          lsb=_int8_tolerance(quantized, lowering.output_lsb))
@@ -281,6 +282,16 @@ def has_vnni(target: Target) -> bool:
     tvm_target = target.tvm_target()
     return (target.arch == "x86_64" and str(tvm_target.kind.name) == "llvm"
             and bool(tvm.target.codegen.target_has_features("avx512vnni", tvm_target)))
+
+
+def has_amx(target: Target) -> bool:
+    """Our AMX tile kernel needs an x86 TVM target with AMX-INT8 (Sapphire Rapids and later;
+    targets/x86-vnni.toml turns it off to compare against vpdpbusd)."""
+    import tvm
+
+    tvm_target = target.tvm_target()
+    return (target.arch == "x86_64" and str(tvm_target.kind.name) == "llvm"
+            and bool(tvm.target.codegen.target_has_features("amx-int8", tvm_target)))
 
 
 def has_dotprod(target: Target) -> bool:

@@ -246,8 +246,10 @@ def test_pipeline_static_tvm_row_runs_int8(tmp_path) -> None:
     assert tvm_row.status == "ok" and tvm_row.quant_kind == "int8"
     assert tvm_row.verify_err == 0.0  # bit exact against the integer reference
     layers = tvm_row.int8_layers
-    if VNNI:  # every layer on our kernel, and its built code checked for the instruction
-        assert layers.count("/vnni(vpdpbusd)") == 3 and "NO vpdpbusd" not in layers
+    if VNNI:  # every layer on our kernels (vpdpbusd, or AMX tdpbusd where the host has it),
+        # and its built code checked for the instruction
+        assert layers.count("/vnni(vpdpbusd)") + layers.count("/amx(tdpbusd)") == 3
+        assert "NO " not in layers
     assert "linear=int8" in layers and "linear_2=float-out" in layers
     assert tvm_row.accuracy > 0.95
     assert rows["pytorch"].quant_kind == "simulated"

@@ -241,12 +241,7 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
         return codes - one if bits == 2 else codes + codes - one
 
     def epilogue(v, c, m0, shift, scale):
-        if out == "int32":  # the raw accumulator (dynamic quantization rescales it at run time)
-            return v
-        if out == "float32":
-            return T.Cast("float32", v) * scale[c]
-        return T.Cast(out, T.max(T.min(_round_shift(T, T.Cast("int64", v) * m0[c], shift[c])
-                                       + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
+        return fused_epilogue(T, out, v, c, m0, shift, scale, zero_point, lo, hi)
 
     @T.macro
     def blocks(x, wt, bias, y, m0, shift, scale):
@@ -298,6 +293,18 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
         blocks(x, wt, bias, y, m0, shift, None)
 
     return conv_dot_q
+
+
+def fused_epilogue(T, out: str, v, c, m0, shift, scale, zero_point: int, lo: int, hi: int):
+    """The int32 accumulator v of output channel c as the kernel's output: raw ("int32": dynamic
+    quantization rescales it at run time), float32(v) * scale[c], or requantized to uint8/int8
+    (int64 product, round half to even shift, zero point, clamp to [lo, hi])."""
+    if out == "int32":
+        return v
+    if out == "float32":
+        return T.Cast("float32", v) * scale[c]
+    return T.Cast(out, T.max(T.min(_round_shift(T, T.Cast("int64", v) * m0[c], shift[c])
+                                   + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
 
 
 def _round_shift(T, p, n):

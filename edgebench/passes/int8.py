@@ -123,9 +123,11 @@ class Int8Importer(ExportedProgramImporter):
     """ExportedProgramImporter that emits the description's integer entries as integer code."""
 
     def __init__(self, description: QuantDescription, vnni: bool = False,
-                 sdot: bool = False, sparse: Int8Sparse | None = None) -> None:
+                 sdot: bool = False, sparse: Int8Sparse | None = None,
+                 amx: bool = False) -> None:
         super().__init__()
         self.vnni = vnni or sdot  # conv/linear on our NHWC dot-product kernels
+        self.amx = amx and vnni  # ... the ones that fit on the AMX tile kernel (int8_amx)
         self.sdot = sdot  # ... the aarch64 sdot one (kernels/int8_conv_arm.py), not vpdpbusd
         self.sparse = sparse  # `+sparse`: pruned linears on the int8 BSR kernel (int8_sparse)
         # int8 tensors our VNNI kernels produce/consume stay NHWC between them; every other
@@ -357,7 +359,12 @@ class Int8Importer(ExportedProgramImporter):
         """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
         conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
         NHWC depthwise kernel instead (same layout and epilogue, no dot product). Ternary and
-        binary layers whose weights are in their value set keep them packed (2 / 1 bits)."""
+        binary layers whose weights are in their value set keep them packed (2 / 1 bits).
+        With self.amx, int8-weight layers that fit (int8_amx.amx_fits) run on the AMX tile
+        kernel instead (same arguments, input padded a few columns wider)."""
+        from edgebench.kernels.int8_amx import INSTRUCTION as AMX_INSTRUCTION
+        from edgebench.kernels.int8_amx import AmxPlan, amx_fits, conv_amx_kernel
+        from edgebench.kernels.int8_amx import pack_weights as pack_amx
         from edgebench.kernels.int8_conv import (
             ConvShape,
             conv_dot_kernel,
@@ -375,10 +382,11 @@ class Int8Importer(ExportedProgramImporter):
             lead = [int(d) for d in x.ty.shape][:-1]
             m, c = int(np.prod(lead)), w.shape[1]
             x = relax.op.reshape(x, (1, 1, m, c))
+            n, h, wd = 1, 1, m
             w4, pad, strides, dil = w.reshape(k, c, 1, 1), (0, 0), (1, 1), (1, 1)
         else:
             x = self.as_int(node.args[0], qx, la.name, nhwc=True)
-            c = int(x.ty.shape[3])
+            n, h, wd, c = (int(d) for d in x.ty.shape)
             w4, pad = w, attrs["padding"]
             strides, dil = attrs["strides"], attrs["dilation"]
         cp = c if depthwise else -(-c // 4) * 4
@@ -389,16 +397,24 @@ class Int8Importer(ExportedProgramImporter):
                                 pad_value=float(qx.zero_point))
         if cp - c - extra:  # binary's extra weights are +1: their channels must hold 0
             x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c], pad_value=0.0)
+        shape = ConvShape(n, h + 2 * pad[0], wd + 2 * pad[1], cp, kp, w4.shape[2], w4.shape[3],
+                          strides, dil)
+        amx = self.amx and not depthwise and bits == 8 and amx_fits(shape)
+        if amx:  # the tile kernel reads a few columns past the last pixel's taps
+            x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, AmxPlan(shape).extra_width, 0, 0],
+                                pad_value=float(qx.zero_point))
         x = self.emit(x)
-        n, h, wd, _ = (int(d) for d in x.ty.shape)
-        shape = ConvShape(n, h, wd, cp, kp, w4.shape[2], w4.shape[3], strides, dil)
         bias = np.zeros(kp, np.int64)
         bias[:k] = bias_eff if depthwise else (
             bias_eff + dot.bias_shift(dense_weights(w4, cp, kp, bits))[:k])
         if not _bias_fits(bias):  # binary's +1 padding adds to sdot's 128 * sum(w)
             raise Int8LoweringError(f"{la.name}: the kernel's folded bias overflows int32")
-        packed = (np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)).astype(np.int8) if depthwise
-                  else dot.pack_weights(w4, cp, kp, bits))
+        if depthwise:
+            packed = np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)).astype(np.int8)
+        elif amx:
+            packed = pack_amx(dense_weights(w4, cp, kp), kp)
+        else:
+            packed = dot.pack_weights(w4, cp, kp, bits)
         args = [x, _const(packed, str(packed.dtype)), _const(bias, "int32")]
         if la.output is None:
             assert la.out_scale is not None
@@ -414,12 +430,17 @@ class Int8Importer(ExportedProgramImporter):
             m0[:k] = np.broadcast_to(la.multiplier.numpy().reshape(-1), (k,))
             sh[:k] = np.broadcast_to(la.shift.numpy().reshape(-1), (k,))
             args += [_const(m0, "int64"), _const(sh, "int64")]
-        key = (shape, out, zp, lo, hi, depthwise, bits)
+        key = (shape, out, zp, lo, hi, depthwise, bits, amx)
         if key not in self.kernels:
-            kind = "dw" if depthwise else f"conv_{dot.name}" + (f"_w{bits}" if bits < 8 else "")
+            kind = "dw" if depthwise else "conv_amx" if amx else f"conv_{dot.name}" + (
+                f"_w{bits}" if bits < 8 else "")
             name = f"int8_{kind}_{len(self.kernels)}"
-            kernel = (depthwise_kernel(shape, out, zp, lo, hi) if depthwise else
-                      conv_dot_kernel(dot, shape, out, zp, lo, hi, bits))
+            if depthwise:
+                kernel = depthwise_kernel(shape, out, zp, lo, hi)
+            elif amx:
+                kernel = conv_amx_kernel(shape, out, zp, lo, hi)
+            else:
+                kernel = conv_dot_kernel(dot, shape, out, zp, lo, hi, bits)
             kernel = kernel.with_attr("global_symbol", name)
             self.kernels[key] = self.block_builder.add_func(kernel, name)
         y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
@@ -427,10 +448,11 @@ class Int8Importer(ExportedProgramImporter):
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
         kind = "float-out" if la.output is None else "int8"
-        self.lowered.append(LoweredLayer(node.name, la.op, kind, "dw" if depthwise else dot.name,
-                                         "" if depthwise else self.kernels[key].name_hint,
-                                         instruction=dot.instruction, weights=_stored(la, bits),
-                                         weight_bytes=packed.nbytes))
+        self.lowered.append(LoweredLayer(
+            node.name, la.op, kind, "dw" if depthwise else "amx" if amx else dot.name,
+            "" if depthwise else self.kernels[key].name_hint,
+            instruction=AMX_INSTRUCTION if amx else dot.instruction, weights=_stored(la, bits),
+            weight_bytes=packed.nbytes))
         if attrs is None:
             return self.emit(relax.op.reshape(y, (*lead, k)))
         if la.output is None:  # float output goes to FP32 ops: torch layout
@@ -672,11 +694,13 @@ def export_float(model: torch.nn.Module, example: torch.Tensor):
 
 
 def lower_int8(ep, description: QuantDescription, vnni: bool = False,
-               sdot: bool = False, sparse: Int8Sparse | None = None) -> Lowering:
+               sdot: bool = False, sparse: Int8Sparse | None = None,
+               amx: bool = False) -> Lowering:
     """torch.export program of the float model + its description -> integer Relax module;
     vnni: run conv/linear layers that fit on our vpdpbusd kernels (x86 with AVX512-VNNI);
     sdot: on our sdot kernel instead (aarch64 with +dotprod); sparse: pruned linears on the
-    int8 BSR kernel where it decides so (its `layers` record each candidate)."""
-    importer = Int8Importer(description, vnni, sdot, sparse)
+    int8 BSR kernel where it decides so (its `layers` record each candidate); amx (with vnni:
+    x86 with AMX-INT8): the layers that fit on the AMX tdpbusd kernel, the rest on vpdpbusd."""
+    importer = Int8Importer(description, vnni, sdot, sparse, amx)
     mod = importer.from_exported_program(ep, False, False, False, None)
     return Lowering(mod, importer.output_lsb, importer.lowered)

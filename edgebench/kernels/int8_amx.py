@@ -1,0 +1,190 @@
+"""Int8 conv2d (and linear, as a 1x1 conv over rows) on Intel AMX-INT8 `tdpbusd`: one
+instruction multiplies a 16 x 64 uint8 tile by a 64 x 16 int8 tile into 16 x 16 int32
+(16K multiply-adds), several times vpdpbusd's throughput on Sapphire/Emerald Rapids.
+
+Implicit GEMM, no im2col: for one kernel row kh, the KW * C input bytes a pixel reduces over
+are contiguous in the padded NHWC input (dilation_w 1), so the reduction runs over that byte
+run in chunks of 64 and an A tile is 16 consecutive output pixels x 64 of those bytes: row r
+starts at x[n, oh * SH + kh * DH, (ow0 + r) * SW, 0] + 64 * chunk, row stride SW * C bytes
+(tileloadd). Any C works, the 3-channel stem included (7 * 3 = 21 bytes: one chunk per kh),
+because the weights of the bytes past KW * C are zero; the input only needs `extra_width`
+columns on the right so the last chunk stays inside the buffer. A B tile is the weights of
+those 64 bytes for 16 output channels in VNNI order (16 rows of [k][4]).
+
+Blocking: PT x KT C tiles (2 x 2 when the output width and channels allow: tmm0-3 C, tmm4-5
+A, tmm6-7 B). A tile holds M = min(16, OW) pixel rows; a ragged last block of the row starts
+at OW - M (recomputing a few pixels, which is exact). All C tiles go to an int32 scratch
+first (tilestored64; storing and reading back one tile at a time stalls on each store: the
+stem ran 6x slower that way), then the epilogue, int8_conv.fused_epilogue (bias, requantize /
+float / raw), runs vectorized from there: bit exact against the VNNI kernel.
+
+Linux hands out the AMX tile state only on request (arch_prctl ARCH_REQ_XCOMP_PERM,
+XFEATURE_XTILEDATA); without it the first tile instruction raises SIGILL, and the pip TVM has
+no runtime hook for it. So the kernel makes the request itself (one syscall per call, cheap
+against a conv: see results/int8/README.md) and the library works in any process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgebench.kernels.int8_conv import OPAQUE, ConvShape, fused_epilogue
+
+INSTRUCTION = "tdpbusd"
+TILE = 16  # rows (pixels) per A/C tile, int32 columns per C tile, output channels per B tile
+CHUNK = 64  # reduction bytes per tile product
+SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+
+
+@dataclass(frozen=True)
+class AmxPlan:
+    """How one conv maps onto tiles."""
+
+    s: ConvShape
+
+    @property
+    def chunks(self) -> int:
+        """64-byte reduction chunks per kernel row (KW * C bytes, zero weights past it)."""
+        return -(-self.s.kw * self.s.c // CHUNK)
+
+    @property
+    def rows(self) -> int:
+        """Pixels per A/C tile."""
+        return min(TILE, self.s.ow)
+
+    @property
+    def pixel_tiles(self) -> int:
+        return 2 if self.s.ow > TILE else 1
+
+    @property
+    def k_tiles(self) -> int:
+        return 2 if self.s.k % (2 * TILE) == 0 else 1
+
+    @property
+    def extra_width(self) -> int:
+        """Input columns to add on the right so the last chunk of the last pixel is in bounds."""
+        s = self.s
+        need = (s.ow - 1) * s.stride[1] * s.c + self.chunks * CHUNK
+        return max(0, -(-(need - s.w * s.c) // s.c))
+
+
+def amx_fits(s: ConvShape) -> bool:
+    """What the kernel computes: dilation_w 1 (contiguous taps), output channels in 16s. Any
+    C: even the ResNet-18 stem (KW * C = 21 of each 64-byte chunk) is ~5x faster than on
+    vpdpbusd here (results/int8/README.md), so the lowering uses it wherever it fits."""
+    return s.dilation[1] == 1 and s.k % TILE == 0
+
+
+def pack_weights(w: np.ndarray, k_pad: int) -> np.ndarray:
+    """[K, C, KH, KW] int -> [K/16, KH, chunks, 16, 16, 4] int8: per kernel row, the KW * C
+    reduction bytes (kw major, c minor, as the input holds them) zero-padded to whole chunks,
+    each chunk a B tile (row = 4 bytes of reduction, [k][4] within a row)."""
+    k, c, kh, kw = w.shape
+    chunks = -(-kw * c // CHUNK)
+    red = np.zeros((k_pad, kh, chunks * CHUNK), np.int8)
+    red[:k, :, :kw * c] = w.transpose(0, 2, 3, 1).reshape(k, kh, kw * c)
+    tiles = red.reshape(k_pad // TILE, TILE, kh, chunks, TILE, 4)
+    return np.ascontiguousarray(tiles.transpose(0, 2, 3, 4, 1, 5))
+
+
+def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi: int = 255):
+    """TIR PrimFunc with conv_dot_kernel's argument convention: (x[n, h, w + extra_width, c] u8
+    padded NHWC, wt = pack_weights(w, k) int8, bias[k] i32, then m0/shift i64 ("uint8"/"int8"),
+    scale f32 ("float32") or nothing ("int32"), y[n, oh, ow, k])."""
+    from tvm.script import tirx as T
+
+    if out not in ("int32", "float32", "uint8", "int8"):
+        raise ValueError(f"conv_amx_kernel: unsupported output dtype {out!r}")
+    if not amx_fits(s):
+        raise ValueError(f"conv_amx_kernel: {s} needs dilation_w 1 and K a multiple of 16")
+    plan = AmxPlan(s)
+    N, H, C, K, KH = s.n, s.h, s.c, s.k, s.kh
+    W = s.w + plan.extra_width
+    SH, SW = s.stride
+    DH = s.dilation[0]
+    OH, OW = s.oh, s.ow
+    RC, M, PT, KT = plan.chunks, plan.rows, plan.pixel_tiles, plan.k_tiles
+    KB = K // TILE
+    PBLK = -(-OW // (PT * M))
+    wt_shape = (KB, KH, RC, TILE, TILE, 4)
+
+    def intrin(name: str, *args):
+        return T.call_llvm_intrin("void", T.llvm_lookup_intrinsic_id(f"llvm.x86.{name}"), *args)
+
+    @T.macro
+    def body(x, wt, bias, y, m0, shift, scale):
+        cfg = T.alloc_buffer((64,), "uint8", scope="global")
+        acc = T.alloc_buffer((PT * KT * M * TILE,), "int32", scope="global")
+        T.evaluate(T.call_extern("int64", "syscall", T.int64(SYS_ARCH_PRCTL),
+                                 T.int64(ARCH_REQ_XCOMP_PERM), T.int64(XFEATURE_XTILEDATA)))
+        for i in range(64):
+            cfg[i] = T.uint8(0)
+        cfg[0] = T.uint8(1)  # palette 1
+        for t in T.unroll(8):  # colsb (u16 at 16 + 2t): 64 bytes; rows (u8 at 48 + t): B
+            cfg[16 + 2 * t] = T.uint8(64)  # tiles (6, 7) 16 rows of 4 reduction bytes, A/C M
+            cfg[48 + t] = T.Cast("uint8", T.Select(t >= 6, TILE, M))
+        T.evaluate(intrin("ldtilecfg", T.address_of(cfg[0])))
+        for n, kbo, oh, pb in T.grid(N, KB // KT, OH, PBLK):
+            for ct in T.unroll(PT * KT):
+                T.evaluate(intrin("tilezero", T.Cast("int8", ct)))
+            for kh, rc in T.grid(KH, RC):
+                for p in T.unroll(PT):
+                    T.evaluate(intrin(
+                        "tileloadd64", T.Cast("int8", 4 + p),
+                        T.address_of(x[n, oh * SH + kh * DH,
+                                       T.min(pb * (PT * M) + p * M, OW - M) * SW,
+                                       rc * CHUNK]),  # (flattened: may run past c)
+                        T.int64(SW * C)))
+                for j in T.unroll(KT):
+                    T.evaluate(intrin("tileloadd64", T.Cast("int8", 6 + j),
+                                      T.address_of(wt[kbo * KT + j, kh, rc, 0, 0, 0]),
+                                      T.int64(TILE * 4)))
+                for p in T.unroll(PT):
+                    for j in T.unroll(KT):
+                        T.evaluate(intrin("tdpbusd", T.Cast("int8", p * KT + j),
+                                          T.Cast("int8", 4 + p), T.Cast("int8", 6 + j)))
+            for p in T.unroll(PT):  # all C tiles out first: their stores overlap
+                for j in T.unroll(KT):
+                    T.evaluate(intrin("tilestored64", T.Cast("int8", p * KT + j),
+                                      T.address_of(acc[(p * KT + j) * M * TILE]),
+                                      T.int64(TILE * 4)))
+            for p, j, r in T.grid(PT, KT, M):
+                for lane in T.vectorized(TILE):
+                    y[n, oh, T.min(pb * (PT * M) + p * M, OW - M) + r,
+                      (kbo * KT + j) * TILE + lane] = fused_epilogue(
+                        T, out, acc[((p * KT + j) * M + r) * TILE + lane]
+                        + bias[(kbo * KT + j) * TILE + lane],
+                        (kbo * KT + j) * TILE + lane, m0, shift, scale, zero_point, lo, hi)
+        T.evaluate(intrin("tilerelease"))
+
+    attrs = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
+
+    if out == "int32":
+        @T.prim_func
+        def conv_amx_i(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+                       bias: T.Buffer((K,), "int32"), y: T.Buffer((N, OH, OW, K), "int32")):
+            T.func_attr(attrs)
+            body(x, wt, bias, y, None, None, None)
+
+        return conv_amx_i
+
+    if out == "float32":
+        @T.prim_func
+        def conv_amx_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), "float32"),
+                       y: T.Buffer((N, OH, OW, K), "float32")):
+            T.func_attr(attrs)
+            body(x, wt, bias, y, None, None, scale)
+
+        return conv_amx_f
+
+    @T.prim_func
+    def conv_amx_q(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
+                   bias: T.Buffer((K,), "int32"), m0: T.Buffer((K,), "int64"),
+                   shift: T.Buffer((K,), "int64"), y: T.Buffer((N, OH, OW, K), out)):
+        T.func_attr(attrs)
+        body(x, wt, bias, y, m0, shift, None)
+
+    return conv_amx_q
