@@ -82,7 +82,7 @@ def test_int8_variant_profile_times_the_integer_kernels() -> None:
     int8 = f[f["kind"] == "int8"]
     assert not int8.empty and int8["ms"].gt(0).all()
     if has_vnni(find_target("x86-native")):
-        ours = int8[int8["kernel"].str.startswith("int8_conv_vnni_")]
+        ours = int8[int8["kernel"].str.startswith(("int8_conv_vnni_", "int8_conv_amx_"))]
         # three convs and the classifier, each named by its torch.export node
         assert sorted(",".join(ours["layer"]).split(",")) == [
             "conv2d", "conv2d_1", "conv2d_2", "linear"]

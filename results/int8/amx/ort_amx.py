@@ -12,6 +12,7 @@ import ctypes
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def measure() -> None:
 if __name__ == "__main__":
     measure()
     if "--child" not in sys.argv:
-        shim = HERE / "deny_amx.so"
+        shim = Path(tempfile.mkdtemp()) / "deny_amx.so"
         subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", shim, HERE / "deny_amx.c",
                         "-ldl"], check=True)
         subprocess.run([sys.executable, __file__, "--child"], check=True,

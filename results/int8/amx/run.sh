@@ -9,15 +9,21 @@ set -uo pipefail
 cd "$(dirname "$0")/../../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT=results/int8/amx/amx.csv
-MODELS="${MODELS:-resnet18 mobilenetv2}"
+AGAIN=results/int8/amx/amx-again.csv  # the TVM rows re-measured after the peers
+MODELS="${MODELS:-resnet18}"  # mobilenetv2 too if time allows (not run on 2026-11-28)
 EB="taskset -c 0 python -m edgebench.cli run --runtimes tvm --variants quant=static --trials 1"
 for m in $MODELS; do
     $EB "$m" --target x86-native -o "$OUT"
     $EB "$m" --target targets/x86-vnni.toml -o "$OUT"
     taskset -c 0 python results/int8/peers.py "$m" --target x86-native \
         --peers int8:executorch-pt2e int8:ort-static-qdq -o "$OUT"
-    $EB "$m" --target x86-native -o "$OUT"
-    $EB "$m" --target targets/x86-vnni.toml -o "$OUT"
+    $EB "$m" --target x86-native -o "$AGAIN"
+    $EB "$m" --target targets/x86-vnni.toml -o "$AGAIN"
+    # per-kernel times (edgebench profile: interleaved rounds, median) on both targets
+    for t in x86-native x86-vnni; do
+        taskset -c 0 python -m edgebench.cli profile "$m" --variants quant=static --trials 1 \
+            --target "$t" -o "results/int8/amx/profile-$m-$t.csv"
+    done
 done
 # does ONNX Runtime's MLAS take the AMX path here? (it asks Linux for the tile state first)
 taskset -c 0 python results/int8/amx/ort_amx.py | tee results/int8/amx/ort_amx.txt
