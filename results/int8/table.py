@@ -9,10 +9,11 @@ import sys
 
 import pandas as pd
 
-ORDER = ["tvm fp32", "tvm quant=static", "executorch int8:executorch-pt2e",
+ORDER = ["tvm fp32", "tvm quant=static", "tvm quant=dynamic", "executorch int8:executorch-pt2e",
          "onnxruntime int8:ort-static-qdq", "onnxruntime int8:ort-dynamic",
          "pytorch int8:torch-dynamic"]
 LABEL = {"tvm fp32": "TVM FP32 (tuned)", "tvm quant=static": "TVM int8 (edgebench)",
+         "tvm quant=dynamic": "TVM int8 dynamic (edgebench)",
          "executorch int8:executorch-pt2e": "ExecuTorch-XNNPACK int8 (PT2E)",
          "onnxruntime int8:ort-static-qdq": "ONNX Runtime int8 static QDQ",
          "onnxruntime int8:ort-dynamic": "ONNX Runtime int8 dynamic",
@@ -43,7 +44,7 @@ def table(path: str) -> str:
             ok = r["status"] == "ok"
             speed = (f"{r['p50_ms'] / int8:.2f}x" if ok and int8 and key != "tvm quant=static"
                      and not pd.isna(int8) else "")
-            ver = _f(r["verify_err"], ".3g") if key == "tvm quant=static" else ""
+            ver = _f(r["verify_err"], ".3g") if key.startswith("tvm quant=") else ""
             status = "ok" if ok else f"failed: {r['error']}"
             out.append(f"| {LABEL[key]} | {_f(r['p50_ms'], '.4g') if ok else ''} | {speed} | "
                        f"{_f(r['accuracy'], '.4f')} | {_f(r['top1_agreement'], '.3f')} | {ver} | "
