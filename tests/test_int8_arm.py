@@ -55,7 +55,7 @@ def _session(target):
 
 def _conv_ref(x: np.ndarray, w: np.ndarray, s: ConvShape) -> np.ndarray:
     """int64 NHWC conv of padded x [n,h,w,c] with w [k,c,kh,kw]: the accumulator sum(x * w)."""
-    y = np.zeros((s.n, s.oh, s.ow, s.k), np.int64)
+    y = np.zeros((s.n, s.oh, s.ow, w.shape[0]), np.int64)
     for kh in range(s.kh):
         for kw in range(s.kw):
             h0, w0 = kh * s.dilation[0], kw * s.dilation[1]
@@ -161,6 +161,25 @@ def _kernel_net_lowered(text: str = "static"):
     return result, low
 
 
+def _run_on_board(target, path: Path, xs: torch.Tensor) -> np.ndarray:
+    """Upload a built library and run its main on every input through the Relax VM on the
+    board; the outputs stacked."""
+    import tvm
+    from tvm import relax
+
+    got = []
+    with _session(target) as sess:
+        sess.upload(str(path))
+        vm = relax.VirtualMachine(sess.load_module(path.name), sess.cpu())
+        for x in xs:
+            vm.set_input("main", tvm.runtime.tensor(x.numpy(), sess.cpu()))
+            vm.invoke_stateful("main")
+            y = vm.get_outputs("main")
+            got.append((y if hasattr(y, "numpy") else y[0]).numpy())
+        del vm, y, sess  # nothing may keep the session open (see _session)
+    return np.stack(got)
+
+
 def _build_lowering(low: Lowering, tmp_path: Path) -> Path:
     """Cross-compile the lowered module for the target; every sdot layer's asm checked."""
     import tvm
@@ -190,23 +209,11 @@ def test_lowering_puts_conv_and_linear_on_sdot(tmp_path):
 
 @pytest.mark.parametrize("text", ["static", "static:minmax:per-tensor"])
 def test_kernel_net_bit_exact_on_the_board(target, tmp_path, text):
-    import tvm
-    from tvm import relax
-
     result, low = _kernel_net_lowered(text)
     path = _build_lowering(low, tmp_path)
     xs = torch.randn(8, 1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2
-    got = []
-    with _session(target) as sess:
-        sess.upload(str(path))
-        vm = relax.VirtualMachine(sess.load_module(path.name), sess.cpu())
-        for x in xs:
-            vm.set_input("main", tvm.runtime.tensor(x.numpy(), sess.cpu()))
-            vm.invoke_stateful("main")
-            y = vm.get_outputs("main")
-            got.append((y if hasattr(y, "numpy") else y[0]).numpy())
-        del vm, y, sess
+    got = _run_on_board(target, path, xs)
     with torch.no_grad():
         want = np.stack([result.reference(x).numpy() for x in xs])
-    np.testing.assert_array_equal(np.stack(got), want)
+    np.testing.assert_array_equal(got, want)
     assert np.abs(want).max() > 0.1

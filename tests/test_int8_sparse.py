@@ -10,8 +10,7 @@ import pytest
 import torch
 import tvm
 from test_int8 import VNNI, _build, _oracle, _run
-from test_int8_arm import _build_lowering, _session
-from tvm import relax
+from test_int8_arm import _build_lowering, _run_on_board, _session
 
 from edgebench.compile.sparse_choice import Int8MeasuredChoice
 from edgebench.kernels.int8_sparse import bias_shift, int8_bsr_kernel, to_int8_bsr
@@ -307,14 +306,4 @@ def test_pruned_digits_mlp_on_sdot_bsr_bit_exact_on_the_board(tmp_path) -> None:
     assert low.summary().count("-bsr4x1(sdot)") == 2
     target = _need(find_target("arm-dotprod"))
     xs = spec.eval_data()[0][:64]
-    got = []
-    with _session(target) as sess:
-        sess.upload(str(path))
-        vm = relax.VirtualMachine(sess.load_module(path.name), sess.cpu())
-        for x in xs:
-            vm.set_input("main", tvm.runtime.tensor(x.numpy(), sess.cpu()))
-            vm.invoke_stateful("main")
-            y = vm.get_outputs("main")
-            got.append((y if hasattr(y, "numpy") else y[0]).numpy())
-        del vm, y, sess
-    np.testing.assert_array_equal(np.stack(got), _oracle(result, xs))
+    np.testing.assert_array_equal(_run_on_board(target, path, xs), _oracle(result, xs))

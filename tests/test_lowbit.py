@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import tvm
+from test_int8_arm import _conv_ref
 from tvm import relax
 
 from edgebench.kernels.int8_conv import (
@@ -43,18 +44,6 @@ CASES = [
     (ConvShape(1, 9, 9, 4, 16, 1, 1, (2, 2)), 3, 16, "int32", 0, (0, 0)),
     (ConvShape(1, 7, 7, 4, 32, 2, 2, (1, 1), (2, 2)), 4, 17, "uint8", 0, (0, 255)),
 ]
-
-
-def _conv_ref(x: np.ndarray, w: np.ndarray, s: ConvShape) -> np.ndarray:
-    """int64 NHWC conv of padded x [n,h,w,c] with w [k,c,kh,kw]: the accumulator sum(x * w)."""
-    y = np.zeros((s.n, s.oh, s.ow, w.shape[0]), np.int64)
-    for kh in range(s.kh):
-        for kw in range(s.kw):
-            h0, w0 = kh * s.dilation[0], kw * s.dilation[1]
-            patch = x[:, h0:h0 + (s.oh - 1) * s.stride[0] + 1:s.stride[0],
-                      w0:w0 + (s.ow - 1) * s.stride[1] + 1:s.stride[1]].astype(np.int64)
-            y += patch @ w[:, :, kh, kw].T.astype(np.int64)
-    return y
 
 
 def _case(isa: DotIsa, bits: int, i: int):

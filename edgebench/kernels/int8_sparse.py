@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.int8_conv import OPAQUE, VNNI, _round_shift
+from edgebench.kernels.int8_conv import OPAQUE, VNNI, fused_epilogue
 
 ROWS = (16, 8, 4)  # block heights with a vpdpbusd form: zmm, ymm, xmm
 INTRINSIC = {("vnni", 16): VNNI, ("vnni", 8): "llvm.x86.avx512.vpdpbusd.256",
@@ -153,14 +153,6 @@ def int8_bsr_kernel(m: int, w: Int8BSR, out: str, zero_point: int = 0, lo: int =
             v = v + acc[(u * MT + t) * R + r]
         return v
 
-    def epilogue(v, c, m0=None, shift=None, scale=None):
-        if out == "int32":
-            return v
-        if out == "float32":
-            return T.Cast("float32", v) * scale[c]
-        return T.Cast(out, T.max(T.min(_round_shift(T, T.Cast("int64", v) * m0[c], shift[c])
-                                       + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
-
     @T.macro
     def accumulate(acc, x, data, indices, indptr, i, mo):
         for a in T.unroll(U * MT):
@@ -175,18 +167,24 @@ def int8_bsr_kernel(m: int, w: Int8BSR, out: str, zero_point: int = 0, lo: int =
             for t in T.unroll(MT):
                 acc[T.ramp(t * R, 1, R)] = dot(acc, t, x, mo * MT + t, data, indices, b)
 
+    @T.macro
+    def rows(x, data, indices, indptr, bias, y, m0, shift, scale):
+        acc = T.alloc_buffer((U * MT * R,), "int32", scope="global")
+        for i, mo in T.grid(NB, M // MT):
+            accumulate(acc, x, data, indices, indptr, i, mo)
+            for t in T.unroll(MT):
+                for r in T.vectorized(R):
+                    y[mo * MT + t, i * R + r] = fused_epilogue(
+                        T, out, total(acc, t, r, bias, i * R + r), i * R + r, m0, shift, scale,
+                        zero_point, lo, hi)
+
     if out == "int32":
         @T.prim_func
         def int8_bsr_i(x: T.Buffer((M, K), "uint8"), data: T.Buffer((NT, L), "int8"),
                        indices: T.Buffer((NT, 4), "int32"), indptr: T.Buffer((NB + 1,), "int32"),
                        bias: T.Buffer((N,), "int32"), y: T.Buffer((M, N), "int32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            acc = T.alloc_buffer((U * MT * R,), "int32", scope="global")
-            for i, mo in T.grid(NB, M // MT):
-                accumulate(acc, x, data, indices, indptr, i, mo)
-                for t in T.unroll(MT):
-                    for r in T.vectorized(R):
-                        y[mo * MT + t, i * R + r] = total(acc, t, r, bias, i * R + r)
+            rows(x, data, indices, indptr, bias, y, None, None, None)
 
         return int8_bsr_i
 
@@ -197,13 +195,7 @@ def int8_bsr_kernel(m: int, w: Int8BSR, out: str, zero_point: int = 0, lo: int =
                        bias: T.Buffer((N,), "int32"), scale: T.Buffer((N,), "float32"),
                        y: T.Buffer((M, N), "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            acc = T.alloc_buffer((U * MT * R,), "int32", scope="global")
-            for i, mo in T.grid(NB, M // MT):
-                accumulate(acc, x, data, indices, indptr, i, mo)
-                for t in T.unroll(MT):
-                    for r in T.vectorized(R):
-                        y[mo * MT + t, i * R + r] = epilogue(
-                            total(acc, t, r, bias, i * R + r), i * R + r, scale=scale)
+            rows(x, data, indices, indptr, bias, y, None, None, scale)
 
         return int8_bsr_f
 
@@ -213,12 +205,6 @@ def int8_bsr_kernel(m: int, w: Int8BSR, out: str, zero_point: int = 0, lo: int =
                    bias: T.Buffer((N,), "int32"), m0: T.Buffer((N,), "int64"),
                    shift: T.Buffer((N,), "int64"), y: T.Buffer((M, N), out)):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-        acc = T.alloc_buffer((U * MT * R,), "int32", scope="global")
-        for i, mo in T.grid(NB, M // MT):
-            accumulate(acc, x, data, indices, indptr, i, mo)
-            for t in T.unroll(MT):
-                for r in T.vectorized(R):
-                    y[mo * MT + t, i * R + r] = epilogue(
-                        total(acc, t, r, bias, i * R + r), i * R + r, m0=m0, shift=shift)
+        rows(x, data, indices, indptr, bias, y, m0, shift, None)
 
     return int8_bsr_q
