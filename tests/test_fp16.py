@@ -145,7 +145,7 @@ def test_rows_refused_without_fp16_arithmetic(tmp_path) -> None:
     assert arm["status"] == "failed"
     assert "target 'arm' has no FP16 arithmetic (no fullfp16)" in arm["error"]
     assert fp16_refusal(find_target("rpi5")) is None
-    with pytest.raises(VariantError, match="sparse kernels run FP32 weights"):
+    with pytest.raises(VariantError, match="sparse kernels run FP32 or int8 weights, not fp16"):
         parse_variant("prune=unstructured:0.5+quant=fp16+sparse")
 
 
