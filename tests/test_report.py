@@ -140,6 +140,25 @@ def test_failed_rows_are_never_plotted(results_csv: Path, tmp_path: Path) -> Non
     assert len(drawn[0].rows) == 6 and len(drawn[1].rows) == 3
 
 
+def test_peer_plot_skips_models_whose_runtimes_share_no_variant(tmp_path: Path) -> None:
+    """The peers' own int8 builds are variants of their own (`int8:ort-static-qdq`): a model
+    whose runtimes share no variant gets no bar chart (it crashed pandas before), while a
+    model that does share one still gets its chart."""
+    import pandas as pd
+
+    rows = pd.DataFrame([
+        {"model": "m1", "variant": "quant=static", "runtime": "tvm", "p50_ms": 1.0},
+        {"model": "m1", "variant": "int8:ort-static-qdq", "runtime": "onnxruntime",
+         "p50_ms": 2.0},
+    ]).assign(status="ok")
+    assert plots.runtimes(rows, tmp_path / "none.png", "t") is None
+    shared = pd.concat([rows, pd.DataFrame([
+        {"model": "m2", "variant": "fp32", "runtime": r, "p50_ms": t, "status": "ok"}
+        for r, t in (("tvm", 1.0), ("onnxruntime", 2.0))])])
+    plot = plots.runtimes(shared, tmp_path / "m2.png", "t")
+    assert plot is not None and (tmp_path / "m2.png").exists()
+
+
 def test_pareto_front_and_method_names() -> None:
     import pandas as pd
 

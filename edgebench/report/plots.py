@@ -142,16 +142,18 @@ def sizes(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
 def runtimes(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
     """p50 of edgebench vs each peer, per model, on the variants the peers also ran."""
     ok = _ok(ok)
-    models = [m for m in sorted(ok["model"].unique())
-              if ok[ok["model"] == m]["runtime"].nunique() > 1]
-    if not models:
+    tables = {}  # per model, the variants measured on at least two runtimes (peers' own
+    for model in sorted(ok["model"].unique()):  # int8 builds are variants of their own)
+        table = ok[ok["model"] == model].pivot_table(index="variant", columns="runtime",
+                                                     values="p50_ms").dropna(thresh=2)
+        if not table.empty:
+            tables[model] = table
+    if not tables:
         return None
-    fig, axes = _grid(len(models), height=4.2)
+    fig, axes = _grid(len(tables), height=4.2)
     drawn = []
-    for ax, model in zip(axes, models, strict=True):
+    for ax, (model, table) in zip(axes, tables.items(), strict=True):
         g = ok[ok["model"] == model]
-        table = g.pivot_table(index="variant", columns="runtime", values="p50_ms")
-        table = table.dropna(thresh=2)  # variants measured on at least two runtimes
         drawn.append(g[g["variant"].isin(table.index)])
         order = [r for r in RUNTIME_COLORS if r in table.columns]
         table[order].plot.bar(ax=ax, color=[RUNTIME_COLORS[r] for r in order], width=0.8)
