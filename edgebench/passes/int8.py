@@ -415,21 +415,9 @@ class Int8Importer(ExportedProgramImporter):
             packed = pack_amx(dense_weights(w4, cp, kp), kp)
         else:
             packed = dot.pack_weights(w4, cp, kp, bits)
-        args = [x, _const(packed, str(packed.dtype)), _const(bias, "int32")]
-        if la.output is None:
-            assert la.out_scale is not None
-            out, zp, lo, hi = "float32", 0, 0, 0
-            scale = np.zeros(kp, np.float32)
-            scale[:k] = la.out_scale.numpy()
-            args.append(_const(scale, "float32"))
-        else:
-            assert la.multiplier is not None and la.shift is not None and la.clamp is not None
-            out, zp, (lo, hi) = la.output.dtype, la.output.zero_point, la.clamp
-            m0 = np.ones(kp, np.int64)
-            sh = np.ones(kp, np.int64)
-            m0[:k] = np.broadcast_to(la.multiplier.numpy().reshape(-1), (k,))
-            sh[:k] = np.broadcast_to(la.shift.numpy().reshape(-1), (k,))
-            args += [_const(m0, "int64"), _const(sh, "int64")]
+        out, zp, lo, hi, epilogue = epilogue_args(la, k, kp)
+        args = [x, _const(packed, str(packed.dtype)), _const(bias, "int32"),
+                *(_const(a, str(a.dtype)) for a in epilogue)]
         key = (shape, out, zp, lo, hi, depthwise, bits, amx)
         if key not in self.kernels:
             kind = "dw" if depthwise else "conv_amx" if amx else f"conv_{dot.name}" + (
@@ -612,6 +600,28 @@ def _stored(la: LayerQuant, bits: int) -> str:
     from edgebench.kernels.int8_conv import WEIGHT_BITS
 
     return WEIGHT_BITS[bits] if la.weight_bits in (1, 2) else ""
+
+
+def epilogue_args(la: LayerQuant, n: int, size: int | None = None
+                  ) -> tuple[str, int, int, int, list[np.ndarray]]:
+    """(out dtype, zero point, clamp lo, hi, per-channel arrays) of a layer's fused epilogue:
+    the requantize multiplier and shift, or the float output scale, for n channels; padded
+    with ones to `size` channels (padded outputs are sliced off; a shift of 1 keeps their
+    requantize defined)."""
+    if la.output is None:
+        assert la.out_scale is not None
+        out, zp, lo, hi = "float32", 0, 0, 0
+        arrays = [(la.out_scale, np.float32)]
+    else:
+        assert la.multiplier is not None and la.shift is not None and la.clamp is not None
+        out, zp, (lo, hi) = la.output.dtype, la.output.zero_point, la.clamp
+        arrays = [(la.multiplier, np.int64), (la.shift, np.int64)]
+    padded = []
+    for values, dtype in arrays:
+        a = np.ones(size or n, dtype)
+        a[:n] = np.broadcast_to(values.numpy().reshape(-1), (n,))
+        padded.append(a)
+    return out, zp, lo, hi, padded
 
 
 def _bias_fits(bias: np.ndarray) -> bool:

@@ -28,6 +28,7 @@ from edgebench.kernels.int8_sparse import (
     int8_bsr_kernel,
     to_int8_bsr,
 )
+from edgebench.passes.int8 import epilogue_args
 from edgebench.passes.sparse_weights import MIN_SPARSITY, SparseLayer, pick_block, weight_sparsity
 from edgebench.quantize.scheme import LayerQuant
 
@@ -71,7 +72,7 @@ class Int8Sparse:
             (qx,) = la.inputs
             assert qx is not None
             x = importer.as_int(node.args[0], qx, la.name)
-        out, zp, lo, hi, epilogue = _epilogue(la, w.shape[0])
+        out, zp, lo, hi, epilogue = epilogue_args(la, w.shape[0])
         done = self._run(importer, x, w, bias_eff, out, zp, lo, hi, epilogue, refuse)
         if done is None:
             return None
@@ -140,19 +141,6 @@ class Int8Sparse:
         if len(lead) != 1:
             y = importer.emit(relax.op.reshape(y, (*lead, n)))
         return y, f"{isa}-bsr{layer.block[0]}x1", gv.name_hint
-
-
-def _epilogue(la: LayerQuant, n: int) -> tuple[str, int, int, int, list[np.ndarray]]:
-    """(out dtype, zero point, clamp lo, hi, per-channel epilogue arrays) of a layer: the
-    requantize multiplier and shift, or the float output scale."""
-    if la.output is None:
-        assert la.out_scale is not None
-        return "float32", 0, 0, 0, [np.broadcast_to(la.out_scale.numpy().reshape(-1), (n,))
-                                    .astype(np.float32)]
-    assert la.multiplier is not None and la.shift is not None and la.clamp is not None
-    m0 = np.broadcast_to(la.multiplier.numpy().reshape(-1), (n,)).astype(np.int64)
-    sh = np.broadcast_to(la.shift.numpy().reshape(-1), (n,)).astype(np.int64)
-    return la.output.dtype, la.output.zero_point, *la.clamp, [m0, sh]
 
 
 def _dense_case(m: int, w: np.ndarray, bias_eff: np.ndarray, out: str, zp: int, lo: int,
