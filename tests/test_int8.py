@@ -177,6 +177,9 @@ def test_integer_kernels_bit_exact_on_random_data(text: str, vnni: bool) -> None
         assert ours == ["conv2d", "conv2d_3", "conv2d_4", "linear", "linear_1"]
         assert [la.node for la in low.layers if la.kernel == "dw"] == ["conv2d_2"]
         assert convs == ["int32"]
+        # the NHWC max pool on our vector kernel, not TVM's (kernels/int8_pool.py)
+        assert [g.name_hint for g in low.mod.functions if "max_pool" in g.name_hint] == [
+            "int8_max_pool_4"] and "relax.nn.max_pool2d" not in dict(_relax_ops(low.mod))
     else:
         assert ours == [] and convs == ["int32"] * 5  # int8 x int8 accumulated in int32
     xs = torch.randn(8, 1, 3, 16, 16) * 2

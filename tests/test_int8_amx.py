@@ -15,7 +15,13 @@ import tvm
 from test_int8 import _build, _oracle, _run
 
 from edgebench.compile.asm import functions_using
-from edgebench.kernels.int8_amx import AmxPlan, amx_fits, conv_amx_kernel, pack_weights
+from edgebench.kernels.int8_amx import (
+    AmxPlan,
+    amx_fits,
+    amx_pays,
+    conv_amx_kernel,
+    pack_weights,
+)
 from edgebench.kernels.int8_conv import ConvShape
 from edgebench.models import get_model
 from edgebench.passes.int8 import export_float, lower_int8
@@ -99,9 +105,14 @@ def test_kernel_code_has_tdpbusd() -> None:
 
 
 def test_fits_rule_and_vnni_target() -> None:
-    """Dilated taps are not contiguous: vpdpbusd; targets/x86-vnni.toml has no AMX."""
+    """Dilated taps are not contiguous: vpdpbusd; a kernel row under one 64-byte chunk (the
+    stem) computes on AMX but the lowering keeps it on vpdpbusd; targets/x86-vnni.toml has
+    no AMX."""
     assert not amx_fits(ConvShape(1, 58, 58, 64, 64, 3, 3, (1, 1), (1, 2)))
-    assert amx_fits(ConvShape(1, 229, 229, 4, 64, 7, 7, (2, 2)))
+    stem = ConvShape(1, 229, 229, 4, 64, 7, 7, (2, 2))
+    assert amx_fits(stem) and not amx_pays(stem)
+    assert amx_pays(ConvShape(1, 58, 58, 64, 64, 3, 3, (1, 1)))
+    assert amx_pays(ConvShape(1, 10, 10, 32, 64, 3, 3, (1, 1)))  # 96 bytes: 2 chunks
     vnni = find_target("x86-vnni")
     assert has_vnni(vnni) and not has_amx(vnni)
 
@@ -133,10 +144,12 @@ def test_digits_cnn_on_amx_bit_exact() -> None:
     result = quantize(spec.build(), parse_quant("static"), spec)
     low = lower_int8(export_float(result.float_model, spec.example_input()),
                      result.description, vnni=True, amx=True)
-    assert [la.kernel for la in low.layers if la.kernel != "relax"] == ["amx"] * 4
+    # the two convs (3 x 1 and 3 x 16 bytes per kernel row) stay on vpdpbusd, the linears
+    assert [la.kernel for la in low.layers if la.kernel != "relax"] == ["vnni"] * 2 + ["amx"] * 2
     xs = spec.eval_data()[0][:64]
     np.testing.assert_array_equal(_run(_build(low.mod, low), xs), _oracle(result, xs))
-    assert low.summary().count("/amx(tdpbusd)") == 4  # (after _build's assembly check)
+    summary = low.summary()  # (after _build's assembly check)
+    assert summary.count("/amx(tdpbusd)") == 2 and summary.count("/vnni(vpdpbusd)") == 2
 
 
 def test_pipeline_row_on_amx(tmp_path) -> None:

@@ -72,9 +72,16 @@ class AmxPlan:
 
 def amx_fits(s: ConvShape) -> bool:
     """What the kernel computes: dilation_w 1 (contiguous taps), output channels in 16s. Any
-    C: even the ResNet-18 stem (KW * C = 28 of each 64-byte chunk) measured 1.15-1.4x faster
-    than on vpdpbusd here (results/int8/README.md), so the lowering uses it wherever it fits."""
+    C, even the ResNet-18 stem (KW * C = 28 of each 64-byte chunk)."""
     return s.dilation[1] == 1 and s.k % TILE == 0
+
+
+def amx_pays(s: ConvShape) -> bool:
+    """Whether the lowering should take the tile kernel over vpdpbusd: only when a kernel row
+    fills at least one whole 64-byte chunk. The stem (7 x 4 = 28 bytes: 56% of every
+    tdpbusd is zero weights) ran 1.33 ms on AMX against 0.74 ms on vpdpbusd, measured side
+    by side on an idle core (results/int8/README.md)."""
+    return amx_fits(s) and s.kw * s.c >= CHUNK
 
 
 def pack_weights(w: np.ndarray, k_pad: int) -> np.ndarray:

@@ -275,7 +275,7 @@ class Int8Importer(ExportedProgramImporter):
             return self.emit(_clip(q, *la.clamp, _dtype(q)))
         if keep:
             self.out_nhwc = True
-            return self.emit(_max_pool_nhwc(node, q))
+            return self._max_pool(node, q)
         # max pool and shape ops move the integers unchanged: TVM's converter on the int tensor
         saved = self.env[node.args[0]]
         self.env[node.args[0]] = q
@@ -360,10 +360,10 @@ class Int8Importer(ExportedProgramImporter):
         conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
         NHWC depthwise kernel instead (same layout and epilogue, no dot product). Ternary and
         binary layers whose weights are in their value set keep them packed (2 / 1 bits).
-        With self.amx, int8-weight layers that fit (int8_amx.amx_fits) run on the AMX tile
+        With self.amx, int8-weight layers where it pays (int8_amx.amx_pays) run on the AMX tile
         kernel instead (same arguments, input padded a few columns wider)."""
         from edgebench.kernels.int8_amx import INSTRUCTION as AMX_INSTRUCTION
-        from edgebench.kernels.int8_amx import AmxPlan, amx_fits, conv_amx_kernel
+        from edgebench.kernels.int8_amx import AmxPlan, amx_pays, conv_amx_kernel
         from edgebench.kernels.int8_amx import pack_weights as pack_amx
         from edgebench.kernels.int8_conv import (
             ConvShape,
@@ -399,7 +399,7 @@ class Int8Importer(ExportedProgramImporter):
             x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c], pad_value=0.0)
         shape = ConvShape(n, h + 2 * pad[0], wd + 2 * pad[1], cp, kp, w4.shape[2], w4.shape[3],
                           strides, dil)
-        amx = self.amx and not depthwise and bits == 8 and amx_fits(shape)
+        amx = self.amx and not depthwise and bits == 8 and amx_pays(shape)
         if amx:  # the tile kernel reads a few columns past the last pixel's taps
             x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, AmxPlan(shape).extra_width, 0, 0],
                                 pad_value=float(qx.zero_point))
@@ -463,6 +463,25 @@ class Int8Importer(ExportedProgramImporter):
         self.lowered.append(LoweredLayer(node.name, "add", "int8"))
         return self.emit(_shift_clamp(p, np.int64(la.shift[0]), la.output.zero_point,
                                       *la.clamp, la.output.dtype))
+
+    def _max_pool(self, node: fx.Node, q: relax.Expr) -> relax.Expr:
+        """Max pool on NHWC integers: our vector kernel (kernels/int8_pool.py) where it fits,
+        else TVM's (uint8 pads with 0, int8 with -128: never above a real element, so exact)."""
+        from edgebench.kernels.int8_pool import PoolShape, max_pool_kernel, pool_fits
+
+        kernel, stride, padding, dilation, ceil = _pool_args(node)
+        n, h, w, c = (int(d) for d in q.ty.shape)
+        s = PoolShape(n, h, w, c, kernel, stride, padding, ceil)
+        if not pool_fits(s, dilation):
+            return self.emit(relax.op.nn.max_pool2d(q, kernel, stride, padding, dilation, ceil,
+                                                    layout="NHWC"))
+        key = (s, _dtype(q))
+        if key not in self.kernels:
+            name = f"int8_max_pool_{len(self.kernels)}"
+            func = max_pool_kernel(s, _dtype(q)).with_attr("global_symbol", name)
+            self.kernels[key] = self.block_builder.add_func(func, name)
+        return self.emit(relax.call_tir(self.kernels[key], [q], relax.TensorType(
+            (n, s.oh, s.ow, c), _dtype(q))))
 
     def _avg_pool(self, node: fx.Node, la: LayerQuant, q: relax.Expr,
                   qi: ActQParams, nhwc: bool) -> relax.Expr:
@@ -648,9 +667,9 @@ def _depthwise_fits(la: LayerQuant, attrs: dict | None, w: np.ndarray) -> bool:
             and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and w.shape[0] % 16 == 0)
 
 
-def _max_pool_nhwc(node: fx.Node, q: relax.Expr) -> relax.Expr:
-    """aten.max_pool2d(x, kernel, stride=kernel, padding=0, dilation=1, ceil_mode) on NHWC
-    (uint8 pads with 0, int8 with -128: never above a real element, so exact)."""
+def _pool_args(node: fx.Node) -> tuple[tuple[int, int], ...]:
+    """aten.max_pool2d(x, kernel, stride=kernel, padding=0, dilation=1, ceil_mode) as pairs
+    (kernel, stride, padding, dilation) and ceil_mode."""
     args = [*node.args, None, None, None, None, None][1:6]
 
     def pair(v, default):
@@ -660,9 +679,8 @@ def _max_pool_nhwc(node: fx.Node, q: relax.Expr) -> relax.Expr:
         return (int(v[0]), int(v[-1]))
 
     kernel = pair(args[0], None)
-    return relax.op.nn.max_pool2d(q, kernel, pair(args[1], kernel), pair(args[2], (0, 0)),
-                                  pair(args[3], (1, 1)), bool(args[4] or False),
-                                  layout="NHWC")
+    return (kernel, pair(args[1], kernel), pair(args[2], (0, 0)), pair(args[3], (1, 1)),
+            bool(args[4] or False))
 
 
 def quantize_expr(x: relax.Expr, qp: ActQParams) -> relax.Expr:
