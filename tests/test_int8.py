@@ -118,6 +118,65 @@ def test_requantize_rounding_edge_cases() -> None:
     assert np.any(want == 0) and np.any(want == 255)
 
 
+def _epilogue_f64(acc: np.ndarray, scale: np.ndarray, zp: int, lo: int, hi: int,
+                  out: str) -> np.ndarray:
+    """Our kernels' float64 requantize epilogue (fused_epilogue, EXACT_F64) alone, 16 lanes."""
+    from tvm.script import tirx as T
+
+    from edgebench.kernels.int8_conv import fused_epilogue
+
+    n = acc.size
+    assert n % 16 == 0
+
+    @T.prim_func
+    def epilogue(a: T.Buffer((n,), "int32"), sc: T.Buffer((n,), "float64"),
+                 y: T.Buffer((n,), out)):
+        T.func_attr({"tirx.noalias": True})
+        for i in range(n // 16):
+            for lane in T.vectorized(16):
+                y[i * 16 + lane] = fused_epilogue(T, out, a[i * 16 + lane], i * 16 + lane,
+                                                  None, None, sc, zp, lo, hi)
+
+    lib = tvm.compile(tvm.IRModule({"main": epilogue}), target=_target())
+    y = tvm.runtime.empty((n,), out, tvm.cpu())
+    lib["main"](tvm.runtime.tensor(acc), tvm.runtime.tensor(scale), y)
+    return y.numpy()
+
+
+@pytest.mark.parametrize("zp,lo,hi,out", [(0, 0, 255, "uint8"), (37, 37, 200, "uint8"),
+                                          (-3, -128, 127, "int8"), (128, 0, 255, "uint8")])
+def test_f64_requantize_bit_exact_up_to_its_bound(zp: int, lo: int, hi: int, out: str) -> None:
+    """The float64 epilogue equals arith.requantize wherever f64_requantize_exact admits the
+    shift: exact ties (m0 = 2**30, n = 31: every odd acc), int32 extremes, and accumulators
+    that land anywhere in and around the clamp range with the largest admitted shift (the
+    product then needs all 53 bits); the rule refuses one more bit of shift."""
+    from edgebench.quantize.arith import f64_requantize_exact
+
+    rng = np.random.default_rng(zp + 1000)
+    bound = max(abs(lo - zp), abs(hi - zp)) + 1
+    n_max = 53 - int(np.ceil(np.log2(bound)))
+    assert f64_requantize_exact(n_max, zp, lo, hi)
+    assert not f64_requantize_exact(n_max + 1, zp, lo, hi)
+    ties = np.arange(-600, 600, dtype=np.int64)
+    m0 = np.full(ties.size, 2**30)
+    shift = np.full(ties.size, 31)
+    extremes = np.array([2**31 - 1, -(2**31), 2**31 - 2, -(2**31) + 1] * 4, np.int64)
+    m_ext = rng.integers(2**30, 2**31, extremes.size)
+    s_ext = rng.integers(31, n_max + 1, extremes.size)
+    m_far = rng.integers(2**30, 2**31, 2048)
+    r = rng.uniform(-1.5 * bound, 1.5 * bound, 2048)  # the scaled result before rounding
+    far = np.clip(np.rint(r * 2.0**n_max / m_far), -(2**31), 2**31 - 1).astype(np.int64)
+    acc = np.concatenate([ties, extremes, far])
+    mult = np.concatenate([m0, m_ext, m_far])
+    shifts = np.concatenate([shift, s_ext, np.full(far.size, n_max)])
+    want = requantize(torch.from_numpy(acc), torch.from_numpy(mult), torch.from_numpy(shifts),
+                      zp, lo, hi).numpy()
+    scale = np.ldexp(mult.astype(np.float64), -shifts)
+    got = _epilogue_f64(acc.astype(np.int32), scale, zp, lo, hi, out)
+    np.testing.assert_array_equal(got.astype(np.int64), want)
+    assert len(np.unique(want)) > (hi - lo) // 2 and {lo, hi} <= set(want.tolist())
+
+
 def test_compare_lsb_fails_beyond_one_step() -> None:
     ref = [np.array([[0.5, 1.0]], dtype=np.float32)]
     assert verify.compare_lsb([ref[0] + 0.1], ref, [0.1]).ok
@@ -177,9 +236,11 @@ def test_integer_kernels_bit_exact_on_random_data(text: str, vnni: bool) -> None
         assert ours == ["conv2d", "conv2d_3", "conv2d_4", "linear", "linear_1"]
         assert [la.node for la in low.layers if la.kernel == "dw"] == ["conv2d_2"]
         assert convs == ["int32"]
-        # the NHWC max pool on our vector kernel, not TVM's (kernels/int8_pool.py)
-        assert [g.name_hint for g in low.mod.functions if "max_pool" in g.name_hint] == [
-            "int8_max_pool_4"] and "relax.nn.max_pool2d" not in dict(_relax_ops(low.mod))
+        # the NHWC max pool and the residual add on our vector kernels, not TVM's ops
+        names = [g.name_hint for g in low.mod.functions]
+        assert sum(n.startswith("int8_max_pool_") for n in names) == 1
+        assert sum(n.startswith("int8_add_") for n in names) == 1
+        assert "relax.nn.max_pool2d" not in dict(_relax_ops(low.mod))
     else:
         assert ours == [] and convs == ["int32"] * 5  # int8 x int8 accumulated in int32
     xs = torch.randn(8, 1, 3, 16, 16) * 2

@@ -50,8 +50,9 @@ def _reference(x: np.ndarray, w: np.ndarray, bias: np.ndarray, s: ConvShape) -> 
     return out + bias
 
 
-def _build_kernel(s: ConvShape, out: str, zp: int = 0, lo: int = 0, hi: int = 255):
-    return tvm.compile(tvm.IRModule({"main": conv_amx_kernel(s, out, zp, lo, hi)}),
+def _build_kernel(s: ConvShape, out: str, zp: int = 0, lo: int = 0, hi: int = 255,
+                  requant: str = "fixed"):
+    return tvm.compile(tvm.IRModule({"main": conv_amx_kernel(s, out, zp, lo, hi, requant)}),
                        target=_target())
 
 
@@ -62,9 +63,11 @@ SHAPES = [(10, 10, 64, 16, 3, 1), (18, 25, 96, 64, 3, 1), (17, 17, 128, 128, 3, 
           (1, 1, 512, 128, 1, 1)]
 
 
-@pytest.mark.parametrize("out", ["uint8", "int8", "float32", "int32"])
+@pytest.mark.parametrize("form", ["uint8", "int8", "uint8-f64", "int8-f64", "float32", "int32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda v: "x".join(map(str, v)))
-def test_kernel_bit_exact(shape: tuple[int, ...], out: str) -> None:
+def test_kernel_bit_exact(shape: tuple[int, ...], form: str) -> None:
+    """Every output form; "-f64": the requantize on exact float64 scales (EXACT_F64)."""
+    out, _, requant = form.partition("-")
     h, wd, c, k, kk, st = shape
     s = ConvShape(1, h, wd, c, k, kk, kk, (st, st))
     rng = np.random.default_rng(sum(shape))
@@ -80,6 +83,8 @@ def test_kernel_bit_exact(shape: tuple[int, ...], out: str) -> None:
     shift = rng.integers(38, 42, k).astype(np.int64)
     scale = rng.random(k).astype(np.float32) * 1e-3
     extra = {"uint8": [m0, shift], "int8": [m0, shift], "float32": [scale], "int32": []}[out]
+    if requant:
+        extra = [np.ldexp(m0.astype(np.float64), -shift)]
     if out in ("uint8", "int8"):
         want = requantize(torch.from_numpy(acc), torch.from_numpy(m0), torch.from_numpy(shift),
                           zp, lo, hi).numpy()
@@ -88,7 +93,7 @@ def test_kernel_bit_exact(shape: tuple[int, ...], out: str) -> None:
         want = acc.astype(np.int32).astype(np.float32) * scale
     else:
         want = acc
-    lib = _build_kernel(s, out, zp, lo, hi)
+    lib = _build_kernel(s, out, zp, lo, hi, requant or "fixed")
     dev = tvm.cpu()
     y = tvm.runtime.tensor(np.zeros((1, s.oh, s.ow, k), out), dev)
     lib["main"](*[tvm.runtime.tensor(a, dev) for a in (xp, pack_weights(w, k), bias, *extra)], y)

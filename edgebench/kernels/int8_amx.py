@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.int8_conv import OPAQUE, ConvShape, fused_epilogue
+from edgebench.kernels.int8_conv import FIXED, OPAQUE, ConvShape, fused_epilogue, scale_dtype
 
 INSTRUCTION = "tdpbusd"
 TILE = 16  # rows (pixels) per A/C tile, int32 columns per C tile, output channels per B tile
@@ -96,10 +96,12 @@ def pack_weights(w: np.ndarray, k_pad: int) -> np.ndarray:
     return np.ascontiguousarray(tiles.transpose(0, 2, 3, 4, 1, 5))
 
 
-def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi: int = 255):
+def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi: int = 255,
+                    requant: str = FIXED):
     """TIR PrimFunc with conv_dot_kernel's argument convention: (x[n, h, w + extra_width, c] u8
     padded NHWC, wt = pack_weights(w, k) int8, bias[k] i32, then m0/shift i64 ("uint8"/"int8"),
-    scale f32 ("float32") or nothing ("int32"), y[n, oh, ow, k])."""
+    scale f64 (those with requant=EXACT_F64), scale f32 ("float32") or nothing ("int32"),
+    y[n, oh, ow, k])."""
     from tvm.script import tirx as T
 
     if out not in ("int32", "float32", "uint8", "int8"):
@@ -177,11 +179,12 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
 
         return conv_amx_i
 
-    if out == "float32":
+    sdt = scale_dtype(out, requant)
+    if sdt is not None:
         @T.prim_func
         def conv_amx_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
-                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), "float32"),
-                       y: T.Buffer((N, OH, OW, K), "float32")):
+                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), sdt),
+                       y: T.Buffer((N, OH, OW, K), out)):
             T.func_attr(attrs)
             body(x, wt, bias, y, None, None, scale)
 

@@ -42,6 +42,7 @@ OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge a pad into our ke
 MAX_ACCUMULATORS = 14  # PB * NK int32x16 registers: < 1 KiB of stack (kept in registers)
 SIGN_FLIP = -0x7F7F7F80  # 0x80808080 as int32: x ^ it turns 4 uint8 into 4 (x - 128) int8
 WEIGHT_BITS = {8: "int8", 2: "ternary", 1: "binary"}  # how the kernel can store weights
+FIXED, EXACT_F64 = "fixed", "f64"  # requantize on int64 m0/shift, or on float64 scales
 
 
 def packable_bits(w: np.ndarray) -> int:
@@ -189,11 +190,12 @@ def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
 
 
 def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
-                    hi: int = 255, bits: int = 8):
+                    hi: int = 255, bits: int = 8, requant: str = FIXED):
     """TIR PrimFunc: args (x[n,h,w,c] u8, wt = isa.pack_weights(w, c, k, bits) (int8, or
     uint32/uint16 words of packed 2-/1-bit weights), bias[k] i32 (including isa.bias_shift), then
-    for out "uint8" / "int8": m0[k] i64, shift[k] i64; for out "float32": scale[k] f32; for
-    "int32" nothing (the accumulator itself); y[n,oh,ow,k])."""
+    for out "uint8" / "int8": m0[k] i64, shift[k] i64 (or with requant=EXACT_F64 scale[k] f64);
+    for out "float32": scale[k] f32; for "int32" nothing (the accumulator itself);
+    y[n,oh,ow,k])."""
     from tvm.script import tirx as T
 
     if out not in ("int32", "float32", "uint8", "int8"):
@@ -275,11 +277,12 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
 
         return conv_dot_i
 
-    if out == "float32":
+    sdt = scale_dtype(out, requant)
+    if sdt is not None:
         @T.prim_func
         def conv_dot_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
-                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), "float32"),
-                       y: T.Buffer((N, OH, OW, K), "float32")):
+                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), sdt),
+                       y: T.Buffer((N, OH, OW, K), out)):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
             blocks(x, wt, bias, y, None, None, scale)
 
@@ -295,26 +298,50 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
     return conv_dot_q
 
 
+def scale_dtype(out: str, requant: str = FIXED) -> str | None:
+    """The dtype of a kernel's one per-channel epilogue argument `scale`: float32 for float
+    output, float64 for an int8 output requantized on exact float64 multipliers
+    (requant=EXACT_F64); None: requantize on m0/shift (FIXED) or the raw int32 accumulator."""
+    if out == "float32":
+        return "float32"
+    if out in ("uint8", "int8") and requant == EXACT_F64:
+        return "float64"
+    if requant not in (FIXED, EXACT_F64):
+        raise ValueError(f"unknown requantize form {requant!r}: {FIXED} or {EXACT_F64}")
+    return None
+
+
 def fused_epilogue(T, out: str, v, c, m0, shift, scale, zero_point: int, lo: int, hi: int):
     """The int32 accumulator v of output channel c as the kernel's output: raw ("int32": dynamic
-    quantization rescales it at run time), float32(v) * scale[c], or requantized to uint8/int8
-    (int64 product, round half to even shift, zero point, clamp to [lo, hi])."""
+    quantization rescales it at run time), float32(v) * scale[c], or requantized to uint8/int8:
+    with m0/shift, reference.py's int64 product and round-half-even shift; with a float64
+    scale[c] = m0 * 2**-n (EXACT_F64), the same value in float64, about half the vector
+    instructions (arith.f64_requantize_exact says when it is exact: then bit for bit)."""
     if out == "int32":
         return v
     if out == "float32":
         return T.Cast("float32", v) * scale[c]
-    return T.Cast(out, T.max(T.min(_round_shift(T, T.Cast("int64", v) * m0[c], shift[c])
+    if scale is not None:  # clamp first (integer bounds commute with rounding), then round
+        # half to even: llvm.roundeven (vrndscalepd); TVM's nearbyint came out 4 lanes wide,
+        # and fast-math folds the add-and-subtract-2**52 trick away
+        r = T.max(T.min(T.Cast("float64", v) * scale[c], T.float64(hi - zero_point)),
+                  T.float64(lo - zero_point))
+        rounded = T.call_llvm_pure_intrin("float64", T.llvm_lookup_intrinsic_id(
+            "llvm.roundeven"), r)
+        return T.Cast(out, T.Cast("int32", rounded) + T.int32(zero_point))
+    return T.Cast(out, T.max(T.min(round_shift(T, T.Cast("int64", v) * m0[c], shift[c])
                                    + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
 
 
-def _round_shift(T, p, n):
+def round_shift(T, p, n):
     """round_half_even(p / 2**n): floor shift of p + 2**(n-1) - 1 + the odd bit of p >> n."""
     one = T.int64(1)
     return T.shift_right(p + T.shift_left(one, n - one) - one
                          + T.bitwise_and(T.shift_right(p, n), one), n)
 
 
-def depthwise_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi: int = 255):
+def depthwise_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi: int = 255,
+                     requant: str = FIXED):
     """Depthwise int8 conv (groups = C = K), NHWC: no reduction over channels, so no dot
     product instruction; 16 channels per vector, int32 multiply-adds over the KH x KW taps,
     the same fused epilogue. Args (x u8 [n,h,w,c] padded, w i8 [kh,kw,c], bias[c] i32, then
@@ -336,16 +363,18 @@ def depthwise_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, h
                 total = term if total is None else total + term
         return total
 
-    if out == "float32":
+    sdt = scale_dtype(out, requant)
+    if sdt is not None:
         @T.prim_func
         def dw_f(x: T.Buffer((N, H, W, C), "uint8"), w: T.Buffer((KH, KW, C), "int8"),
-                 bias: T.Buffer((C,), "int32"), scale: T.Buffer((C,), "float32"),
-                 y: T.Buffer((N, OH, OW, C), "float32")):
+                 bias: T.Buffer((C,), "int32"), scale: T.Buffer((C,), sdt),
+                 y: T.Buffer((N, OH, OW, C), out)):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
             for n, oh, ow, cb in T.grid(N, OH, OW, CB):
                 for lane in T.vectorized(16):
-                    y[n, oh, ow, cb * 16 + lane] = T.Cast("float32", bias[cb * 16 + lane] + taps(
-                        x, w, n, oh, ow, cb * 16 + lane)) * scale[cb * 16 + lane]
+                    y[n, oh, ow, cb * 16 + lane] = fused_epilogue(
+                        T, out, bias[cb * 16 + lane] + taps(x, w, n, oh, ow, cb * 16 + lane),
+                        cb * 16 + lane, None, None, scale, zero_point, lo, hi)
 
         return dw_f
 
@@ -356,9 +385,8 @@ def depthwise_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, h
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
         for n, oh, ow, cb in T.grid(N, OH, OW, CB):
             for lane in T.vectorized(16):
-                y[n, oh, ow, cb * 16 + lane] = T.Cast(out, T.max(T.min(_round_shift(
-                    T, T.Cast("int64", bias[cb * 16 + lane] + taps(
-                        x, w, n, oh, ow, cb * 16 + lane)) * m0[cb * 16 + lane],
-                    shift[cb * 16 + lane]) + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
+                y[n, oh, ow, cb * 16 + lane] = fused_epilogue(
+                    T, out, bias[cb * 16 + lane] + taps(x, w, n, oh, ow, cb * 16 + lane),
+                    cb * 16 + lane, m0, shift, None, zero_point, lo, hi)
 
     return dw_q

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.int8_conv import OPAQUE, VNNI, fused_epilogue
+from edgebench.kernels.int8_conv import FIXED, OPAQUE, VNNI, fused_epilogue, scale_dtype
 
 ROWS = (16, 8, 4)  # block heights with a vpdpbusd form: zmm, ymm, xmm
 INTRINSIC = {("vnni", 16): VNNI, ("vnni", 8): "llvm.x86.avx512.vpdpbusd.256",
@@ -111,10 +111,10 @@ def blocking(m: int) -> tuple[int, int]:
 
 
 def int8_bsr_kernel(m: int, w: Int8BSR, out: str, zero_point: int = 0, lo: int = 0,
-                    hi: int = 255, isa: str = "vnni"):
+                    hi: int = 255, isa: str = "vnni", requant: str = FIXED):
     """TIR PrimFunc: args (x[m, K] u8, data i8, indices i32, indptr i32, bias[N] i32 (with
-    bias_shift for sdot), then for out "uint8"/"int8": m0[N] i64, shift[N] i64; "float32":
-    scale[N] f32; "int32": nothing; y[m, N] out)."""
+    bias_shift for sdot), then for out "uint8"/"int8": m0[N] i64, shift[N] i64 (with
+    requant=EXACT_F64: scale[N] f64); "float32": scale[N] f32; "int32": nothing; y[m, N])."""
     from tvm.script import tirx as T
 
     if out not in OUTPUTS:
@@ -188,12 +188,13 @@ def int8_bsr_kernel(m: int, w: Int8BSR, out: str, zero_point: int = 0, lo: int =
 
         return int8_bsr_i
 
-    if out == "float32":
+    sdt = scale_dtype(out, requant)
+    if sdt is not None:
         @T.prim_func
         def int8_bsr_f(x: T.Buffer((M, K), "uint8"), data: T.Buffer((NT, L), "int8"),
                        indices: T.Buffer((NT, 4), "int32"), indptr: T.Buffer((NB + 1,), "int32"),
-                       bias: T.Buffer((N,), "int32"), scale: T.Buffer((N,), "float32"),
-                       y: T.Buffer((M, N), "float32")):
+                       bias: T.Buffer((N,), "int32"), scale: T.Buffer((N,), sdt),
+                       y: T.Buffer((M, N), out)):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
             rows(x, data, indices, indptr, bias, y, None, None, scale)
 

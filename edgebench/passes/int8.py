@@ -32,7 +32,13 @@ from tvm.relax.frontend.torch.exported_program_translator import ExportedProgram
 
 from edgebench.compile.asm import functions_using
 from edgebench.kernels.int8_conv import DotIsa
-from edgebench.quantize.arith import INT32_MAX, INT32_MIN, MIN_SCALE, inv_scale
+from edgebench.quantize.arith import (
+    INT32_MAX,
+    INT32_MIN,
+    MIN_SCALE,
+    f64_requantize_exact,
+    inv_scale,
+)
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
 
 if TYPE_CHECKING:
@@ -415,20 +421,21 @@ class Int8Importer(ExportedProgramImporter):
             packed = pack_amx(dense_weights(w4, cp, kp), kp)
         else:
             packed = dot.pack_weights(w4, cp, kp, bits)
-        out, zp, lo, hi, epilogue = epilogue_args(la, k, kp)
+        ep = epilogue_args(la, k, kp, f64=not self.sdot)
+        out, zp, lo, hi = ep.out, ep.zp, ep.lo, ep.hi
         args = [x, _const(packed, str(packed.dtype)), _const(bias, "int32"),
-                *(_const(a, str(a.dtype)) for a in epilogue)]
-        key = (shape, out, zp, lo, hi, depthwise, bits, amx)
+                *(_const(a, str(a.dtype)) for a in ep.arrays)]
+        key = (shape, out, zp, lo, hi, ep.requant, depthwise, bits, amx)
         if key not in self.kernels:
             kind = "dw" if depthwise else "conv_amx" if amx else f"conv_{dot.name}" + (
                 f"_w{bits}" if bits < 8 else "")
             name = f"int8_{kind}_{len(self.kernels)}"
             if depthwise:
-                kernel = depthwise_kernel(shape, out, zp, lo, hi)
+                kernel = depthwise_kernel(shape, out, zp, lo, hi, ep.requant)
             elif amx:
-                kernel = conv_amx_kernel(shape, out, zp, lo, hi)
+                kernel = conv_amx_kernel(shape, out, zp, lo, hi, ep.requant)
             else:
-                kernel = conv_dot_kernel(dot, shape, out, zp, lo, hi, bits)
+                kernel = conv_dot_kernel(dot, shape, out, zp, lo, hi, bits, ep.requant)
             kernel = kernel.with_attr("global_symbol", name)
             self.kernels[key] = self.block_builder.add_func(kernel, name)
         y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
@@ -449,6 +456,10 @@ class Int8Importer(ExportedProgramImporter):
         return y
 
     def _add(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
+        """Requantized integer add on our vector kernel (kernels/int8_add.py) over the
+        flattened tensors; TVM's ops (the same int64 expression) when the shapes broadcast."""
+        from edgebench.kernels.int8_add import AddQuant, add_kernel
+
         qa, qb = la.inputs
         assert qa is not None and qb is not None and la.output is not None
         assert la.multiplier is not None and la.shift is not None and la.clamp is not None
@@ -456,13 +467,27 @@ class Int8Importer(ExportedProgramImporter):
         a = self.as_int(node.args[0], qa, la.name, nhwc)
         b = self.as_int(node.args[1], qb, la.name, nhwc)
         self.out_nhwc = nhwc
-        da = relax.op.subtract(relax.op.astype(a, "int64"), _const(qa.zero_point, "int64"))
-        db = relax.op.subtract(relax.op.astype(b, "int64"), _const(qb.zero_point, "int64"))
-        p = relax.op.add(relax.op.multiply(da, _const(int(la.multiplier[0]), "int64")),
-                         relax.op.multiply(db, _const(int(la.multiplier[1]), "int64")))
         self.lowered.append(LoweredLayer(node.name, "add", "int8"))
-        return self.emit(_shift_clamp(p, np.int64(la.shift[0]), la.output.zero_point,
-                                      *la.clamp, la.output.dtype))
+        shape = [int(d) for d in a.ty.shape]
+        if shape != [int(d) for d in b.ty.shape]:
+            da = relax.op.subtract(relax.op.astype(a, "int64"), _const(qa.zero_point, "int64"))
+            db = relax.op.subtract(relax.op.astype(b, "int64"), _const(qb.zero_point, "int64"))
+            p = relax.op.add(relax.op.multiply(da, _const(int(la.multiplier[0]), "int64")),
+                             relax.op.multiply(db, _const(int(la.multiplier[1]), "int64")))
+            return self.emit(_shift_clamp(p, np.int64(la.shift[0]), la.output.zero_point,
+                                          *la.clamp, la.output.dtype))
+        q = AddQuant(qa.zero_point, qb.zero_point, int(la.multiplier[0]),
+                     int(la.multiplier[1]), int(la.shift[0]), la.output.zero_point, *la.clamp)
+        size, out = int(np.prod(shape)), la.output.dtype
+        key = ("add", size, _dtype(a), _dtype(b), out, q)
+        if key not in self.kernels:
+            name = f"int8_add_{len(self.kernels)}"
+            func = add_kernel(size, _dtype(a), _dtype(b), out, q)
+            self.kernels[key] = self.block_builder.add_func(
+                func.with_attr("global_symbol", name), name)
+        flat = [self.emit(relax.op.reshape(t, (size,))) for t in (a, b)]
+        y = self.emit(relax.call_tir(self.kernels[key], flat, relax.TensorType((size,), out)))
+        return self.emit(relax.op.reshape(y, shape))
 
     def _max_pool(self, node: fx.Node, q: relax.Expr) -> relax.Expr:
         """Max pool on NHWC integers: our vector kernel (kernels/int8_pool.py) where it fits,
@@ -475,7 +500,7 @@ class Int8Importer(ExportedProgramImporter):
         if not pool_fits(s, dilation):
             return self.emit(relax.op.nn.max_pool2d(q, kernel, stride, padding, dilation, ceil,
                                                     layout="NHWC"))
-        key = (s, _dtype(q))
+        key = ("max_pool", s, _dtype(q))
         if key not in self.kernels:
             name = f"int8_max_pool_{len(self.kernels)}"
             func = max_pool_kernel(s, _dtype(q)).with_attr("global_symbol", name)
@@ -621,26 +646,48 @@ def _stored(la: LayerQuant, bits: int) -> str:
     return WEIGHT_BITS[bits] if la.weight_bits in (1, 2) else ""
 
 
-def epilogue_args(la: LayerQuant, n: int, size: int | None = None
-                  ) -> tuple[str, int, int, int, list[np.ndarray]]:
-    """(out dtype, zero point, clamp lo, hi, per-channel arrays) of a layer's fused epilogue:
-    the requantize multiplier and shift, or the float output scale, for n channels; padded
-    with ones to `size` channels (padded outputs are sliced off; a shift of 1 keeps their
-    requantize defined)."""
+@dataclass
+class Epilogue:
+    """A layer's fused epilogue as our kernels take it: output dtype, zero point, clamp, the
+    requantize form (kernels.int8_conv FIXED or EXACT_F64) and the per-channel arrays."""
+
+    out: str
+    zp: int
+    lo: int
+    hi: int
+    requant: str
+    arrays: list[np.ndarray]
+
+
+def epilogue_args(la: LayerQuant, n: int, size: int | None = None,
+                  f64: bool = False) -> Epilogue:
+    """A layer's fused epilogue for n channels: the float output scale, or the requantize
+    multiplier and shift; with f64 (x86: float64 vectors are cheap) and where
+    arith.f64_requantize_exact holds, the multipliers as exact float64 scales M0 * 2**-n
+    instead. Arrays are padded with ones to `size` channels (padded outputs are sliced off;
+    a shift of 1 keeps their requantize defined)."""
+    from edgebench.kernels.int8_conv import EXACT_F64, FIXED
+
+    requant = FIXED
     if la.output is None:
         assert la.out_scale is not None
         out, zp, lo, hi = "float32", 0, 0, 0
-        arrays = [(la.out_scale, np.float32)]
+        arrays = [(la.out_scale.numpy(), np.float32)]
     else:
         assert la.multiplier is not None and la.shift is not None and la.clamp is not None
         out, zp, (lo, hi) = la.output.dtype, la.output.zero_point, la.clamp
-        arrays = [(la.multiplier, np.int64), (la.shift, np.int64)]
+        m0, shift = la.multiplier.numpy(), la.shift.numpy()
+        if f64 and f64_requantize_exact(shift, zp, lo, hi):
+            requant = EXACT_F64
+            arrays = [(np.ldexp(m0.astype(np.float64), -shift.astype(np.int64)), np.float64)]
+        else:
+            arrays = [(m0, np.int64), (shift, np.int64)]
     padded = []
     for values, dtype in arrays:
         a = np.ones(size or n, dtype)
-        a[:n] = np.broadcast_to(values.numpy().reshape(-1), (n,))
+        a[:n] = np.broadcast_to(values.reshape(-1), (n,))
         padded.append(a)
-    return out, zp, lo, hi, padded
+    return Epilogue(out, zp, lo, hi, requant, padded)
 
 
 def _bias_fits(bias: np.ndarray) -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 from torch import fx
 from tvm import relax
 
+from edgebench.kernels.int8_conv import FIXED
 from edgebench.kernels.int8_sparse import (
     INSTRUCTION,
     ROWS,
@@ -28,7 +29,7 @@ from edgebench.kernels.int8_sparse import (
     int8_bsr_kernel,
     to_int8_bsr,
 )
-from edgebench.passes.int8 import epilogue_args
+from edgebench.passes.int8 import Epilogue, epilogue_args
 from edgebench.passes.sparse_weights import MIN_SPARSITY, SparseLayer, pick_block, weight_sparsity
 from edgebench.quantize.scheme import LayerQuant
 
@@ -72,8 +73,8 @@ class Int8Sparse:
             (qx,) = la.inputs
             assert qx is not None
             x = importer.as_int(node.args[0], qx, la.name)
-        out, zp, lo, hi, epilogue = epilogue_args(la, w.shape[0])
-        done = self._run(importer, x, w, bias_eff, out, zp, lo, hi, epilogue, refuse)
+        ep = epilogue_args(la, w.shape[0], f64=not importer.sdot)
+        done = self._run(importer, x, w, bias_eff, ep, refuse)
         if done is None:
             return None
         y, kernel, symbol = done
@@ -87,11 +88,11 @@ class Int8Sparse:
                      ) -> tuple[relax.Expr, str, str] | None:
         """A dynamic layer's raw int32 sum(q * w) on the int8 BSR kernel: (accumulators,
         kernel name, function name), or None (dense path, record says why)."""
-        return self._run(importer, q, w, np.zeros(w.shape[0], np.int64), "int32", 0, 0, 0, [])
+        return self._run(importer, q, w, np.zeros(w.shape[0], np.int64),
+                         Epilogue("int32", 0, 0, 0, FIXED, []))
 
-    def _run(self, importer, x: relax.Expr | None, w: np.ndarray, bias: np.ndarray, out: str,
-             zp: int, lo: int, hi: int, epilogue: list[np.ndarray], refuse: str = ""
-             ) -> tuple[relax.Expr, str, str] | None:
+    def _run(self, importer, x: relax.Expr | None, w: np.ndarray, bias: np.ndarray,
+             ep: Epilogue, refuse: str = "") -> tuple[relax.Expr, str, str] | None:
         """Record the candidate; if it goes sparse, emit the kernel call on x (uint8 [..., K])
         and return (y [..., N], kernel name, function name)."""
         from edgebench.passes.int8 import _bias_fits, _const
@@ -121,14 +122,14 @@ class Int8Sparse:
         lead = [int(d) for d in x.ty.shape][:-1]
         m = int(np.prod(lead))
         bsr = to_int8_bsr(w, layer.block[0])
-        func = int8_bsr_kernel(m, bsr, out, zp, lo, hi, isa)
-        tail = [bsr.data, bsr.indices, bsr.indptr, bias.astype(np.int32), *epilogue]
+        out = ep.out
+        func = int8_bsr_kernel(m, bsr, out, ep.zp, ep.lo, ep.hi, isa, ep.requant)
+        tail = [bsr.data, bsr.indices, bsr.indptr, bias.astype(np.int32), *ep.arrays]
         if self.select is not None and isa == "sdot":
             layer.reason = "aarch64 (a board): chosen by sparsity threshold, not timed"
         elif self.select is not None:
             sparse = KernelCase(func, [np.zeros((m, k), np.uint8), *tail], (m, n), out)
-            if not self.select(layer, _dense_case(m, w, bias, out, zp, lo, hi, epilogue),
-                               sparse):
+            if not self.select(layer, _dense_case(m, w, bias, ep), sparse):
                 layer.reason = layer.reason or "dense int8 measured faster"
                 return None
         layer.converted = True
@@ -143,11 +144,10 @@ class Int8Sparse:
         return y, f"{isa}-bsr{layer.block[0]}x1", gv.name_hint
 
 
-def _dense_case(m: int, w: np.ndarray, bias_eff: np.ndarray, out: str, zp: int, lo: int,
-                hi: int, epilogue: list[np.ndarray]) -> KernelCase:
+def _dense_case(m: int, w: np.ndarray, bias_eff: np.ndarray, ep: Epilogue) -> KernelCase:
     """The same layer on the dense vpdpbusd kernel, as passes/int8.py builds it (a 1 x m
     image, channels padded to 4 in and 16 out)."""
-    from edgebench.kernels.int8_conv import ConvShape, conv_vnni_kernel, pack_weights
+    from edgebench.kernels.int8_conv import X86_VNNI, ConvShape, conv_dot_kernel, pack_weights
 
     n, k = w.shape
     kp, cp = -(-n // 16) * 16, -(-k // 4) * 4
@@ -155,11 +155,12 @@ def _dense_case(m: int, w: np.ndarray, bias_eff: np.ndarray, out: str, zp: int, 
     bias = np.zeros(kp, np.int32)
     bias[:n] = bias_eff
     padded = []
-    for a in epilogue:
+    for a in ep.arrays:
         p = np.ones(kp, a.dtype)
         p[:n] = a
         padded.append(p)
-    return KernelCase(conv_vnni_kernel(shape, out, zp, lo, hi),
+    return KernelCase(conv_dot_kernel(X86_VNNI, shape, ep.out, ep.zp, ep.lo, ep.hi,
+                                      requant=ep.requant),
                       [np.zeros((1, 1, m, cp), np.uint8),
                        pack_weights(w.reshape(n, k, 1, 1), cp, kp), bias, *padded],
-                      (1, 1, m, kp), out)
+                      (1, 1, m, kp), ep.out)

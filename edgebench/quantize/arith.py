@@ -98,6 +98,18 @@ def requantize(acc: torch.Tensor, m0: torch.Tensor | int, shift: torch.Tensor | 
     return torch.clamp(shift_round_half_even(prod, shift) + zero_point, lo, hi)
 
 
+def f64_requantize_exact(shift: np.ndarray | int, zero_point: int, lo: int, hi: int) -> bool:
+    """Whether `requantize` equals, bit for bit, its float64 form for every int32 accumulator:
+    zp + nearbyint(clamp(float64(acc) * (M0 * 2**-n), lo - zp, hi - zp)) (M0 * 2**-n is an
+    exact float64). Where the clamp does not saturate, |acc * M0| <= B * 2**n with
+    B = max(|lo - zp|, |hi - zp|) + 1; if that is <= 2**53, the float64 product is the exact
+    integer product scaled, and round-to-nearest-even matches the shift's rounding, ties
+    included. Where it saturates, the product's relative error (2**-53) cannot bring it back
+    inside B - 1, so it clamps to the same bound."""
+    bound = max(abs(lo - zero_point), abs(hi - zero_point)) + 1
+    return bound * 2.0 ** int(np.max(shift)) <= 2.0**53
+
+
 def saturate_int32(values: np.ndarray) -> tuple[np.ndarray, bool]:
     """Clamp to the int32 range; also say whether anything was clamped."""
     clipped = np.clip(values, INT32_MIN, INT32_MAX)
