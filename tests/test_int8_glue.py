@@ -53,30 +53,30 @@ def test_fits_rule() -> None:
         max_pool_kernel(PoolShape(1, 8, 8, 16, (2, 2), (2, 2), (2, 2)), "uint8")
 
 
-# (size, a, b, out dtypes, ReLU): a vector-multiple size, a ragged tail, mixed signedness
-ADDS = [(3136 * 4, "uint8", "uint8", "uint8", True), (1000 + 7, "int8", "uint8", "int8", False),
-        (5, "int8", "int8", "uint8", False)]
+# (shape, a, b, out dtypes, ReLU): NHWC of whole vectors, a ragged tail, mixed signedness
+ADDS = [((1, 56, 56, 4), "uint8", "uint8", "uint8", True),
+        ((1, 7, 11, 13), "int8", "uint8", "int8", False), ((5,), "int8", "int8", "uint8", False)]
 
 
-@pytest.mark.parametrize("case", ADDS, ids=lambda v: f"{v[0]}-{v[1]}-{v[2]}-{v[3]}")
+@pytest.mark.parametrize("case", ADDS, ids=lambda v: "x".join(map(str, v[0])) + f"-{v[3]}")
 def test_add_bit_exact(case: tuple) -> None:
-    size, ta, tb, out, relu = case
-    rng = np.random.default_rng(size)
+    shape, ta, tb, out, relu = case
+    rng = np.random.default_rng(len(shape))
     (m0a, m0b), shift = common_multipliers([0.61, 0.0437])
     zp = 7 if out == "uint8" else -3
     lo, hi = QRANGE[out]
     q = AddQuant(za=5 if ta == "uint8" else -2, zb=130 if tb == "uint8" else 1, ma=m0a, mb=m0b,
                  shift=shift, zp=zp, lo=max(lo, zp) if relu else lo, hi=hi)
-    a = rng.integers(QRANGE[ta][0], QRANGE[ta][1] + 1, size, dtype=ta)
-    b = rng.integers(QRANGE[tb][0], QRANGE[tb][1] + 1, size, dtype=tb)
+    a = rng.integers(QRANGE[ta][0], QRANGE[ta][1] + 1, shape, dtype=ta)
+    b = rng.integers(QRANGE[tb][0], QRANGE[tb][1] + 1, shape, dtype=tb)
     p = (torch.from_numpy(a.astype(np.int64)) - q.za) * q.ma + \
         (torch.from_numpy(b.astype(np.int64)) - q.zb) * q.mb
     want = torch.clamp(shift_round_half_even(p, q.shift) + q.zp, q.lo, q.hi).numpy()
-    y = tvm.runtime.empty((size,), out, tvm.cpu())
-    _compile(add_kernel(size, ta, tb, out, q))["main"](tvm.runtime.tensor(a),
-                                                        tvm.runtime.tensor(b), y)
+    y = tvm.runtime.empty(shape, out, tvm.cpu())
+    _compile(add_kernel(shape, ta, tb, out, q))["main"](tvm.runtime.tensor(a),
+                                                         tvm.runtime.tensor(b), y)
     np.testing.assert_array_equal(y.numpy(), want)
-    assert len(np.unique(want)) > min(size, 60) // 2  # not saturated
+    assert len(np.unique(want)) > min(a.size, 60) // 2  # not saturated
 
 
 def test_add_rounds_ties_to_even() -> None:
@@ -84,6 +84,6 @@ def test_add_rounds_ties_to_even() -> None:
     q = AddQuant(za=0, zb=0, ma=3, mb=0, shift=1, zp=0, lo=-128, hi=127)
     a = np.arange(-40, 40, dtype=np.int8)  # 3a / 2: every odd a is a tie
     y = tvm.runtime.empty((a.size,), "int8", tvm.cpu())
-    _compile(add_kernel(a.size, "int8", "int8", "int8", q))["main"](
+    _compile(add_kernel(a.shape, "int8", "int8", "int8", q))["main"](
         tvm.runtime.tensor(a), tvm.runtime.tensor(np.zeros_like(a)), y)
     np.testing.assert_array_equal(y.numpy(), np.round(3 * a.astype(np.float64) / 2))

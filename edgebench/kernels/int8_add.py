@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from edgebench.kernels.int8_conv import OPAQUE, round_shift
 
 LANES = 16  # elements per vector step (int64 math: LLVM splits it into zmm halves)
@@ -32,10 +34,13 @@ class AddQuant:
     hi: int
 
 
-def add_kernel(size: int, a_dtype: str, b_dtype: str, out: str, q: AddQuant):
-    """TIR PrimFunc (a[size] a_dtype, b[size] b_dtype, y[size] out): the requantized sum."""
+def add_kernel(shape: tuple[int, ...], a_dtype: str, b_dtype: str, out: str, q: AddQuant):
+    """TIR PrimFunc (a[shape] a_dtype, b[shape] b_dtype, y[shape] out): the requantized sum,
+    computed over flat views of the three buffers (no reshape calls around it in the VM)."""
     from tvm.script import tirx as T
 
+    shape = tuple(int(d) for d in shape)
+    size = int(np.prod(shape))
     body_steps, tail = divmod(size, LANES)
 
     def value(a, b, i):
@@ -45,9 +50,12 @@ def add_kernel(size: int, a_dtype: str, b_dtype: str, out: str, q: AddQuant):
         return T.Cast(out, T.max(T.min(t, T.int64(q.hi)), T.int64(q.lo)))
 
     @T.prim_func
-    def add_q(a: T.Buffer((size,), a_dtype), b: T.Buffer((size,), b_dtype),
-              y: T.Buffer((size,), out)):
+    def add_q(a_nd: T.Buffer(shape, a_dtype), b_nd: T.Buffer(shape, b_dtype),
+              y_nd: T.Buffer(shape, out)):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+        a = T.decl_buffer((size,), a_dtype, data=a_nd.data)
+        b = T.decl_buffer((size,), b_dtype, data=b_nd.data)
+        y = T.decl_buffer((size,), out, data=y_nd.data)
         for s in range(body_steps):
             for lane in T.vectorized(LANES):
                 y[s * LANES + lane] = value(a, b, s * LANES + lane)

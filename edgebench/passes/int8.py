@@ -456,8 +456,8 @@ class Int8Importer(ExportedProgramImporter):
         return y
 
     def _add(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
-        """Requantized integer add on our vector kernel (kernels/int8_add.py) over the
-        flattened tensors; TVM's ops (the same int64 expression) when the shapes broadcast."""
+        """Requantized integer add on our vector kernel (kernels/int8_add.py); TVM's ops (the
+        same int64 expression) when the shapes broadcast."""
         from edgebench.kernels.int8_add import AddQuant, add_kernel
 
         qa, qb = la.inputs
@@ -478,16 +478,15 @@ class Int8Importer(ExportedProgramImporter):
                                           *la.clamp, la.output.dtype))
         q = AddQuant(qa.zero_point, qb.zero_point, int(la.multiplier[0]),
                      int(la.multiplier[1]), int(la.shift[0]), la.output.zero_point, *la.clamp)
-        size, out = int(np.prod(shape)), la.output.dtype
-        key = ("add", size, _dtype(a), _dtype(b), out, q)
+        out = la.output.dtype
+        key = ("add", tuple(shape), _dtype(a), _dtype(b), out, q)
         if key not in self.kernels:
             name = f"int8_add_{len(self.kernels)}"
-            func = add_kernel(size, _dtype(a), _dtype(b), out, q)
+            func = add_kernel(tuple(shape), _dtype(a), _dtype(b), out, q)
             self.kernels[key] = self.block_builder.add_func(
                 func.with_attr("global_symbol", name), name)
-        flat = [self.emit(relax.op.reshape(t, (size,))) for t in (a, b)]
-        y = self.emit(relax.call_tir(self.kernels[key], flat, relax.TensorType((size,), out)))
-        return self.emit(relax.op.reshape(y, shape))
+        return self.emit(relax.call_tir(self.kernels[key], [a, b],
+                                        relax.TensorType(shape, out)))
 
     def _max_pool(self, node: fx.Node, q: relax.Expr) -> relax.Expr:
         """Max pool on NHWC integers: our vector kernel (kernels/int8_pool.py) where it fits,
