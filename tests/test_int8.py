@@ -364,3 +364,35 @@ def test_asm_check_flags_a_kernel_without_the_instruction() -> None:
     assert [la.node for la in missing] == ["conv2d_1"]
     assert low.summary() == ("conv2d=int8/vnni(vpdpbusd);conv2d_1=int8/vnni(NO vpdpbusd);"
                              "add=int8")
+
+
+@pytest.mark.parametrize("requant", ["fixed", "f64"])
+@pytest.mark.parametrize("shape", [(9, 9, 32, 1), (16, 16, 48, 1), (15, 15, 16, 2),
+                                   (10, 13, 16, 1)], ids=lambda v: "x".join(map(str, v)))
+def test_depthwise_kernel_bit_exact(shape: tuple[int, ...], requant: str) -> None:
+    """The NHWC depthwise kernel (pixels stepped 2 at a time where OW is even, 1 where odd)
+    against an int64 reference with arith.requantize, both requantize forms."""
+    from edgebench.kernels.int8_conv import ConvShape, depthwise_kernel
+
+    h, wd, c, st = shape
+    s = ConvShape(1, h, wd, c, c, 3, 3, (st, st))
+    rng = np.random.default_rng(h * wd + c)
+    x = rng.integers(0, 256, (1, h, wd, c), dtype=np.uint8)
+    w = rng.integers(-128, 128, (3, 3, c), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, c).astype(np.int32)
+    acc = np.zeros((1, s.oh, s.ow, c), np.int64) + bias
+    for kh in range(3):
+        for kw in range(3):
+            acc += x[:, kh:kh + (s.oh - 1) * st + 1:st, kw:kw + (s.ow - 1) * st + 1:st] \
+                .astype(np.int64) * w[kh, kw]
+    m0 = rng.integers(1 << 30, 1 << 31, c).astype(np.int64)
+    shift = rng.integers(38, 41, c).astype(np.int64)
+    want = requantize(torch.from_numpy(acc), torch.from_numpy(m0), torch.from_numpy(shift),
+                      3, 0, 255).numpy()
+    assert len(np.unique(want)) > 30
+    extra = [m0, shift] if requant == "fixed" else [np.ldexp(m0.astype(np.float64), -shift)]
+    lib = tvm.compile(tvm.IRModule({"main": depthwise_kernel(s, "uint8", 3, 0, 255, requant)}),
+                      target=_target())
+    y = tvm.runtime.empty(want.shape, "uint8", tvm.cpu())
+    lib["main"](*[tvm.runtime.tensor(a) for a in (x, w, bias, *extra)], y)
+    np.testing.assert_array_equal(y.numpy(), want)

@@ -60,7 +60,7 @@ def _build_kernel(s: ConvShape, out: str, zp: int = 0, lo: int = 0, hi: int = 25
 # OW of 1, 7, 13, 23 and 56 (ragged ends), C not a multiple of 64 (96), K = 16 / 64 / 128
 SHAPES = [(10, 10, 64, 16, 3, 1), (18, 25, 96, 64, 3, 1), (17, 17, 128, 128, 3, 2),
           (13, 26, 64, 64, 1, 2), (37, 37, 4, 64, 7, 2), (58, 58, 64, 64, 3, 1),
-          (1, 1, 512, 128, 1, 1)]
+          (1, 1, 512, 128, 1, 1), (9, 9, 128, 64, 3, 1), (7, 7, 96, 32, 1, 1)]
 
 
 @pytest.mark.parametrize("form", ["uint8", "int8", "uint8-f64", "int8-f64", "float32", "int32"])

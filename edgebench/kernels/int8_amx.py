@@ -50,13 +50,27 @@ class AmxPlan:
         return -(-self.s.kw * self.s.c // CHUNK)
 
     @property
+    def flat(self) -> bool:
+        """Stride 1: pixel (oh, ow) reads the input from flat position oh * W + ow (W the padded
+        input width), so tile rows can run on across output rows: the tiles cover all
+        `span` positions of the image at once, computing W - OW discarded positions per row
+        instead of padding every row to whole tiles (a 7x7 output: 4 tiles, not 7 of 7 rows)."""
+        return self.s.stride == (1, 1)
+
+    @property
+    def span(self) -> int:
+        """Positions one sweep of tiles covers: the whole flattened image (flat) or a row."""
+        s = self.s
+        return (s.oh - 1) * (s.w + self.extra_width) + s.ow if self.flat else s.ow
+
+    @property
     def rows(self) -> int:
         """Pixels per A/C tile."""
-        return min(TILE, self.s.ow)
+        return min(TILE, self.span)
 
     @property
     def pixel_tiles(self) -> int:
-        return 2 if self.s.ow > TILE else 1
+        return 2 if self.span > TILE else 1
 
     @property
     def k_tiles(self) -> int:
@@ -116,11 +130,18 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
     OH, OW = s.oh, s.ow
     RC, M, PT, KT = plan.chunks, plan.rows, plan.pixel_tiles, plan.k_tiles
     KB = K // TILE
-    PBLK = -(-OW // (PT * M))
+    FLAT, SPAN = plan.flat, plan.span
+    ROWS = 1 if FLAT else OH  # sweeps of tiles: once over the flat image, or once per row
+    PBLK = -(-SPAN // (PT * M))
     wt_shape = (KB, KH, RC, TILE, TILE, 4)
 
     def intrin(name: str, *args):
         return T.call_llvm_intrin("void", T.llvm_lookup_intrinsic_id(f"llvm.x86.{name}"), *args)
+
+    def epilogue(acc, bias, p, j, r, lane, kbo, m0, shift, scale):
+        c = (kbo * KT + j) * TILE + lane
+        return fused_epilogue(T, out, acc[((p * KT + j) * M + r) * TILE + lane] + bias[c], c,
+                              m0, shift, scale, zero_point, lo, hi)
 
     @T.macro
     def body(x, wt, bias, y, m0, shift, scale):
@@ -135,7 +156,7 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
             cfg[16 + 2 * t] = T.uint8(64)  # tiles (6, 7) 16 rows of 4 reduction bytes, A/C M
             cfg[48 + t] = T.Cast("uint8", T.Select(t >= 6, TILE, M))
         T.evaluate(intrin("ldtilecfg", T.address_of(cfg[0])))
-        for n, kbo, oh, pb in T.grid(N, KB // KT, OH, PBLK):
+        for n, kbo, oh, pb in T.grid(N, KB // KT, ROWS, PBLK):
             for ct in T.unroll(PT * KT):
                 T.evaluate(intrin("tilezero", T.Cast("int8", ct)))
             for kh, rc in T.grid(KH, RC):
@@ -143,8 +164,8 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
                     T.evaluate(intrin(
                         "tileloadd64", T.Cast("int8", 4 + p),
                         T.address_of(x[n, oh * SH + kh * DH,
-                                       T.min(pb * (PT * M) + p * M, OW - M) * SW,
-                                       rc * CHUNK]),  # (flattened: may run past c)
+                                       T.min(pb * (PT * M) + p * M, SPAN - M) * SW,
+                                       rc * CHUNK]),  # (flattened: may run past w and c)
                         T.int64(SW * C)))
                 for j in T.unroll(KT):
                     T.evaluate(intrin("tileloadd64", T.Cast("int8", 6 + j),
@@ -160,12 +181,17 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
                                       T.address_of(acc[(p * KT + j) * M * TILE]),
                                       T.int64(TILE * 4)))
             for p, j, r in T.grid(PT, KT, M):
-                for lane in T.vectorized(TILE):
-                    y[n, oh, T.min(pb * (PT * M) + p * M, OW - M) + r,
-                      (kbo * KT + j) * TILE + lane] = fused_epilogue(
-                        T, out, acc[((p * KT + j) * M + r) * TILE + lane]
-                        + bias[(kbo * KT + j) * TILE + lane],
-                        (kbo * KT + j) * TILE + lane, m0, shift, scale, zero_point, lo, hi)
+                if FLAT:  # position q is pixel (q // W, q % W); W - OW of each row discarded
+                    q = T.min(pb * (PT * M) + p * M, SPAN - M) + r
+                    if q % W < OW:
+                        for lane in T.vectorized(TILE):
+                            y[n, q // W, q % W, (kbo * KT + j) * TILE + lane] = epilogue(
+                                acc, bias, p, j, r, lane, kbo, m0, shift, scale)
+                else:
+                    for lane in T.vectorized(TILE):
+                        y[n, oh, T.min(pb * (PT * M) + p * M, OW - M) + r,
+                          (kbo * KT + j) * TILE + lane] = epilogue(
+                            acc, bias, p, j, r, lane, kbo, m0, shift, scale)
         T.evaluate(intrin("tilerelease"))
 
     attrs = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
