@@ -240,6 +240,7 @@ def test_integer_kernels_bit_exact_on_random_data(text: str, vnni: bool) -> None
         names = [g.name_hint for g in low.mod.functions]
         assert sum(n.startswith("int8_max_pool_") for n in names) == 1
         assert sum(n.startswith("int8_add_") for n in names) == 1
+        assert sum(n.startswith("int8_quantize_") for n in names) == 1  # the float input
         assert "relax.nn.max_pool2d" not in dict(_relax_ops(low.mod))
     else:
         assert ours == [] and convs == ["int32"] * 5  # int8 x int8 accumulated in int32

@@ -1,6 +1,7 @@
 """Our integer glue kernels: the NHWC max pool (kernels/int8_pool.py), exact against aten's
 max_pool2d over padding, ceil_mode, odd channel counts and both integer dtypes; the
-requantized add (kernels/int8_add.py), bit exact against arith's rule incl. rounding ties."""
+requantized add (kernels/int8_add.py) and the input quantize + NHWC + pad
+(kernels/int8_quantize.py), bit exact against arith's rules incl. rounding ties."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import tvm
 
 from edgebench.kernels.int8_add import AddQuant, add_kernel
 from edgebench.kernels.int8_pool import PoolShape, max_pool_kernel, pool_fits
-from edgebench.quantize.arith import QRANGE, common_multipliers, shift_round_half_even
+from edgebench.kernels.int8_quantize import InputQuant, quantize_nhwc_kernel
+from edgebench.quantize.arith import (
+    QRANGE,
+    common_multipliers,
+    inv_scale,
+    quantize,
+    shift_round_half_even,
+)
 from edgebench.targets import find_target
 
 
@@ -87,3 +95,28 @@ def test_add_rounds_ties_to_even() -> None:
     _compile(add_kernel(a.shape, "int8", "int8", "int8", q))["main"](
         tvm.runtime.tensor(a), tvm.runtime.tensor(np.zeros_like(a)), y)
     np.testing.assert_array_equal(y.numpy(), np.round(3 * a.astype(np.float64) / 2))
+
+
+# (c, h, w, pad h, pad w, extra w, cp, dtype, zero point): ResNet's stem input, a row of 20
+# (ragged: the last vector steps back), AMX extra columns, int8
+INPUTS = [(3, 224, 224, 3, 3, 0, 4, "uint8", 114), (1, 8, 20, 1, 1, 2, 4, "uint8", 0),
+          (3, 17, 33, 1, 1, 0, 4, "int8", -3)]
+
+
+@pytest.mark.parametrize("case", INPUTS, ids=lambda v: f"{v[1]}x{v[2]}-{v[7]}")
+def test_quantize_input_bit_exact(case: tuple) -> None:
+    c, h, w, ph, pw, extra, cp, dtype, zp = case
+    scale = 0.0173
+    qmin, qmax = QRANGE[dtype]
+    q = InputQuant(1, c, h, w, ph, pw, extra, cp, float(inv_scale(scale)), zp, qmin, qmax, dtype)
+    rng = np.random.default_rng(h * w)
+    x = (rng.standard_normal((1, c, h, w)) * 2).astype(np.float32)
+    x.reshape(-1)[:6] = np.float32(scale) * np.array([0.5, 1.5, 2.5, -0.5, 300, -300],
+                                                     np.float32)  # near ties, saturation
+    want = np.full(q.out_shape, zp, np.int64)  # borders, padded channels: the zero point
+    want[:, ph:ph + h, pw:pw + w, :c] = quantize(torch.from_numpy(x), scale, zp, qmin,
+                                                 qmax).numpy().transpose(0, 2, 3, 1)
+    y = tvm.runtime.empty(q.out_shape, dtype, tvm.cpu())
+    _compile(quantize_nhwc_kernel(q))["main"](tvm.runtime.tensor(x), y)
+    np.testing.assert_array_equal(y.numpy().astype(np.int64), want)
+    assert {qmin, qmax} <= set(want.reshape(-1).tolist())

@@ -377,6 +377,7 @@ class Int8Importer(ExportedProgramImporter):
             dense_weights,
             depthwise_kernel,
         )
+        from edgebench.kernels.int8_quantize import LANES as QUANTIZE_LANES
 
         (qx,) = la.inputs
         assert qx is not None
@@ -391,24 +392,36 @@ class Int8Importer(ExportedProgramImporter):
             n, h, wd = 1, 1, m
             w4, pad, strides, dil = w.reshape(k, c, 1, 1), (0, 0), (1, 1), (1, 1)
         else:
-            x = self.as_int(node.args[0], qx, la.name, nhwc=True)
-            n, h, wd, c = (int(d) for d in x.ty.shape)
+            src = node.args[0]
+            # a float input (the model's): quantized, made NHWC and padded by one kernel (x86)
+            fused = self.qp.get(src) is None and not self.sdot and not depthwise and \
+                _weight_bits(la, w) != 1
+            if fused:
+                n, c, h, wd = (int(d) for d in self.env[src].ty.shape)
+                fused = wd >= QUANTIZE_LANES
+            if not fused:
+                x = self.as_int(src, qx, la.name, nhwc=True)
+                n, h, wd, c = (int(d) for d in x.ty.shape)
             w4, pad = w, attrs["padding"]
             strides, dil = attrs["strides"], attrs["dilation"]
         cp = c if depthwise else -(-c // 4) * 4
         bits = 8 if depthwise else _weight_bits(la, w)
-        extra = cp - c if bits != 1 else 0  # extra channels: zero weights see the zero point
-        if any(pad) or extra:
-            x = relax.op.nn.pad(x, [0, 0, pad[0], pad[0], pad[1], pad[1], 0, extra],
-                                pad_value=float(qx.zero_point))
-        if cp - c - extra:  # binary's extra weights are +1: their channels must hold 0
-            x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c], pad_value=0.0)
         shape = ConvShape(n, h + 2 * pad[0], wd + 2 * pad[1], cp, kp, w4.shape[2], w4.shape[3],
                           strides, dil)
         amx = self.amx and not depthwise and bits == 8 and amx_pays(shape)
-        if amx:  # the tile kernel reads a few columns past the last pixel's taps
-            x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, AmxPlan(shape).extra_width, 0, 0],
-                                pad_value=float(qx.zero_point))
+        extra_w = AmxPlan(shape).extra_width if amx else 0  # the tile kernel's overrun
+        if attrs is not None and fused:
+            x = self._quantize_input(node.args[0], qx, n, c, h, wd, pad, extra_w, cp)
+        else:
+            extra = cp - c if bits != 1 else 0  # extra channels: zero weights see the zp
+            if any(pad) or extra:
+                x = relax.op.nn.pad(x, [0, 0, pad[0], pad[0], pad[1], pad[1], 0, extra],
+                                    pad_value=float(qx.zero_point))
+            if cp - c - extra:  # binary's extra weights are +1: their channels must hold 0
+                x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c], pad_value=0.0)
+            if extra_w:  # the tile kernel reads a few columns past the last pixel's taps
+                x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, extra_w, 0, 0],
+                                    pad_value=float(qx.zero_point))
         x = self.emit(x)
         bias = np.zeros(kp, np.int64)
         bias[:k] = bias_eff if depthwise else (
@@ -454,6 +467,22 @@ class Int8Importer(ExportedProgramImporter):
             return self.emit(relax.op.permute_dims(y, NCHW_FROM_NHWC))
         self.out_nhwc = True
         return y
+
+    def _quantize_input(self, src: fx.Node, qx: ActQParams, n: int, c: int, h: int, w: int,
+                        pad: tuple[int, int], extra_w: int, cp: int) -> relax.Expr:
+        """The float NCHW input of a conv as its kernel's padded NHWC integer input, in one
+        call of our kernel (kernels/int8_quantize.py)."""
+        from edgebench.kernels.int8_quantize import InputQuant, quantize_nhwc_kernel
+
+        q = InputQuant(n, c, h, w, pad[0], pad[1], extra_w, cp, float(inv_scale(qx.scale)),
+                       qx.zero_point, qx.qmin, qx.qmax, qx.dtype)
+        key = ("quantize", q)
+        if key not in self.kernels:
+            name = f"int8_quantize_{len(self.kernels)}"
+            self.kernels[key] = self.block_builder.add_func(
+                quantize_nhwc_kernel(q).with_attr("global_symbol", name), name)
+        return relax.call_tir(self.kernels[key], [self.env[src]],
+                              relax.TensorType(q.out_shape, qx.dtype))
 
     def _add(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
         """Requantized integer add on our vector kernel (kernels/int8_add.py); TVM's ops (the
