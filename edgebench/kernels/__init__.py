@@ -1,4 +1,6 @@
-"""edgebench's own TIR kernels (what Relax lacks): sparse x dense and sparse convolution.
+"""edgebench's own TIR kernels (what Relax lacks): sparse x dense and sparse convolution
+(FP32 BSR), int8 conv/linear on dot-product instructions (vpdpbusd, sdot) and AMX tiles, int8
+BSR, and the integer glue that TVM's ops did slowly (NHWC max pool, requantized add).
 
 Every kernel sets `tirx.noalias` (the attribute name TVM 0.27 reads; the old `tir.noalias` is
 ignored). It matters beyond the kernel itself: the LLVM codegen takes the flag of the last
