@@ -43,7 +43,7 @@ MAX_ACCUMULATORS = 14  # PB * NK int32x16 registers: < 1 KiB of stack (kept in r
 SIGN_FLIP = -0x7F7F7F80  # 0x80808080 as int32: x ^ it turns 4 uint8 into 4 (x - 128) int8
 WEIGHT_BITS = {8: "int8", 2: "ternary", 1: "binary"}  # how the kernel can store weights
 FIXED, EXACT_F64 = "fixed", "f64"  # requantize on int64 m0/shift, or on float64 scales
-UNROLL = 2  # output pixels per step of the depthwise kernel (fewer if OW is not a multiple)
+UNROLL = 2  # output pixels per step of the depthwise kernel (1 if OW is not a multiple)
 
 
 def packable_bits(w: np.ndarray) -> int:
@@ -354,7 +354,7 @@ def depthwise_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, h
     DH, DW = s.dilation
     OH, OW = s.oh, s.ow
     CB = C // 16
-    U = next(u for u in (UNROLL, 2, 1) if OW % u == 0)
+    U = UNROLL if OW % UNROLL == 0 else 1
 
     def taps(x, w, n, oh, ow, c):
         total = None

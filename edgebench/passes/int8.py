@@ -21,6 +21,7 @@ the outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -255,6 +256,15 @@ class Int8Importer(ExportedProgramImporter):
     def emit(self, expr: relax.Expr) -> relax.Expr:
         return self.block_builder.emit(expr)
 
+    def _kernel(self, key: tuple, kind: str, build: Callable[[], object]) -> relax.GlobalVar:
+        """Our kernel for `key`, built and added to the module once (as int8_<kind>_<n>),
+        shared by every layer with the same key."""
+        if key not in self.kernels:
+            name = f"int8_{kind}_{len(self.kernels)}"
+            self.kernels[key] = self.block_builder.add_func(
+                build().with_attr("global_symbol", name), name)
+        return self.kernels[key]
+
     # ---- integer entries ----
     def _integer(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
         op = la.op
@@ -382,6 +392,7 @@ class Int8Importer(ExportedProgramImporter):
         (qx,) = la.inputs
         assert qx is not None
         dot = self._dot()
+        bits = 8 if depthwise else _weight_bits(la, w)
         k = w.shape[0]
         kp = -(-k // dot.lanes) * dot.lanes
         if attrs is None:  # linear: rows are pixels of a 1 x M image
@@ -391,11 +402,11 @@ class Int8Importer(ExportedProgramImporter):
             x = relax.op.reshape(x, (1, 1, m, c))
             n, h, wd = 1, 1, m
             w4, pad, strides, dil = w.reshape(k, c, 1, 1), (0, 0), (1, 1), (1, 1)
+            fused = False
         else:
             src = node.args[0]
             # a float input (the model's): quantized, made NHWC and padded by one kernel (x86)
-            fused = self.qp.get(src) is None and not self.sdot and not depthwise and \
-                _weight_bits(la, w) != 1
+            fused = self.qp.get(src) is None and not self.sdot and not depthwise and bits != 1
             if fused:
                 n, c, h, wd = (int(d) for d in self.env[src].ty.shape)
                 fused = wd >= QUANTIZE_LANES
@@ -405,12 +416,11 @@ class Int8Importer(ExportedProgramImporter):
             w4, pad = w, attrs["padding"]
             strides, dil = attrs["strides"], attrs["dilation"]
         cp = c if depthwise else -(-c // 4) * 4
-        bits = 8 if depthwise else _weight_bits(la, w)
         shape = ConvShape(n, h + 2 * pad[0], wd + 2 * pad[1], cp, kp, w4.shape[2], w4.shape[3],
                           strides, dil)
         amx = self.amx and not depthwise and bits == 8 and amx_pays(shape)
         extra_w = AmxPlan(shape).extra_width if amx else 0  # the tile kernel's overrun
-        if attrs is not None and fused:
+        if fused:
             x = self._quantize_input(node.args[0], qx, n, c, h, wd, pad, extra_w, cp)
         else:
             extra = cp - c if bits != 1 else 0  # extra channels: zero weights see the zp
@@ -438,27 +448,26 @@ class Int8Importer(ExportedProgramImporter):
         out, zp, lo, hi = ep.out, ep.zp, ep.lo, ep.hi
         args = [x, _const(packed, str(packed.dtype)), _const(bias, "int32"),
                 *(_const(a, str(a.dtype)) for a in ep.arrays)]
-        key = (shape, out, zp, lo, hi, ep.requant, depthwise, bits, amx)
-        if key not in self.kernels:
-            kind = "dw" if depthwise else "conv_amx" if amx else f"conv_{dot.name}" + (
-                f"_w{bits}" if bits < 8 else "")
-            name = f"int8_{kind}_{len(self.kernels)}"
+
+        def build():
             if depthwise:
-                kernel = depthwise_kernel(shape, out, zp, lo, hi, ep.requant)
-            elif amx:
-                kernel = conv_amx_kernel(shape, out, zp, lo, hi, ep.requant)
-            else:
-                kernel = conv_dot_kernel(dot, shape, out, zp, lo, hi, bits, ep.requant)
-            kernel = kernel.with_attr("global_symbol", name)
-            self.kernels[key] = self.block_builder.add_func(kernel, name)
-        y = self.emit(relax.call_tir(self.kernels[key], args, relax.TensorType(
+                return depthwise_kernel(shape, out, zp, lo, hi, ep.requant)
+            if amx:
+                return conv_amx_kernel(shape, out, zp, lo, hi, ep.requant)
+            return conv_dot_kernel(dot, shape, out, zp, lo, hi, bits, ep.requant)
+
+        kind = "dw" if depthwise else "conv_amx" if amx else f"conv_{dot.name}" + (
+            f"_w{bits}" if bits < 8 else "")
+        gv = self._kernel((shape, out, zp, lo, hi, ep.requant, depthwise, bits, amx), kind,
+                          build)
+        y = self.emit(relax.call_tir(gv, args, relax.TensorType(
             (n, shape.oh, shape.ow, kp), out)))
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
         kind = "float-out" if la.output is None else "int8"
         self.lowered.append(LoweredLayer(
             node.name, la.op, kind, "dw" if depthwise else "amx" if amx else dot.name,
-            "" if depthwise else self.kernels[key].name_hint,
+            "" if depthwise else gv.name_hint,
             instruction=AMX_INSTRUCTION if amx else dot.instruction, weights=_stored(la, bits),
             weight_bytes=packed.nbytes))
         if attrs is None:
@@ -476,13 +485,8 @@ class Int8Importer(ExportedProgramImporter):
 
         q = InputQuant(n, c, h, w, pad[0], pad[1], extra_w, cp, float(inv_scale(qx.scale)),
                        qx.zero_point, qx.qmin, qx.qmax, qx.dtype)
-        key = ("quantize", q)
-        if key not in self.kernels:
-            name = f"int8_quantize_{len(self.kernels)}"
-            self.kernels[key] = self.block_builder.add_func(
-                quantize_nhwc_kernel(q).with_attr("global_symbol", name), name)
-        return relax.call_tir(self.kernels[key], [self.env[src]],
-                              relax.TensorType(q.out_shape, qx.dtype))
+        gv = self._kernel(("quantize", q), "quantize", lambda: quantize_nhwc_kernel(q))
+        return relax.call_tir(gv, [self.env[src]], relax.TensorType(q.out_shape, qx.dtype))
 
     def _add(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
         """Requantized integer add on our vector kernel (kernels/int8_add.py); TVM's ops (the
@@ -507,15 +511,10 @@ class Int8Importer(ExportedProgramImporter):
                                           *la.clamp, la.output.dtype))
         q = AddQuant(qa.zero_point, qb.zero_point, int(la.multiplier[0]),
                      int(la.multiplier[1]), int(la.shift[0]), la.output.zero_point, *la.clamp)
-        out = la.output.dtype
-        key = ("add", tuple(shape), _dtype(a), _dtype(b), out, q)
-        if key not in self.kernels:
-            name = f"int8_add_{len(self.kernels)}"
-            func = add_kernel(tuple(shape), _dtype(a), _dtype(b), out, q)
-            self.kernels[key] = self.block_builder.add_func(
-                func.with_attr("global_symbol", name), name)
-        return self.emit(relax.call_tir(self.kernels[key], [a, b],
-                                        relax.TensorType(shape, out)))
+        out, dims, ta, tb = la.output.dtype, tuple(shape), _dtype(a), _dtype(b)
+        gv = self._kernel(("add", dims, ta, tb, out, q), "add",
+                          lambda: add_kernel(dims, ta, tb, out, q))
+        return self.emit(relax.call_tir(gv, [a, b], relax.TensorType(shape, out)))
 
     def _max_pool(self, node: fx.Node, q: relax.Expr) -> relax.Expr:
         """Max pool on NHWC integers: our vector kernel (kernels/int8_pool.py) where it fits,
@@ -528,13 +527,9 @@ class Int8Importer(ExportedProgramImporter):
         if not pool_fits(s, dilation):
             return self.emit(relax.op.nn.max_pool2d(q, kernel, stride, padding, dilation, ceil,
                                                     layout="NHWC"))
-        key = ("max_pool", s, _dtype(q))
-        if key not in self.kernels:
-            name = f"int8_max_pool_{len(self.kernels)}"
-            func = max_pool_kernel(s, _dtype(q)).with_attr("global_symbol", name)
-            self.kernels[key] = self.block_builder.add_func(func, name)
-        return self.emit(relax.call_tir(self.kernels[key], [q], relax.TensorType(
-            (n, s.oh, s.ow, c), _dtype(q))))
+        dtype = _dtype(q)
+        gv = self._kernel(("max_pool", s, dtype), "max_pool", lambda: max_pool_kernel(s, dtype))
+        return self.emit(relax.call_tir(gv, [q], relax.TensorType((n, s.oh, s.ow, c), dtype)))
 
     def _avg_pool(self, node: fx.Node, la: LayerQuant, q: relax.Expr,
                   qi: ActQParams, nhwc: bool) -> relax.Expr:
@@ -640,16 +635,13 @@ class Int8Importer(ExportedProgramImporter):
             x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, cp - c])
         x = self.emit(x)
         shape = ConvShape(1, 1, m, cp, kp, 1, 1, (1, 1))
-        key = (shape, "int32", 0, 0, 0, False)
-        if key not in self.kernels:
-            name = f"int8_conv_{dot.name}_{len(self.kernels)}"
-            kernel = conv_dot_kernel(dot, shape, "int32").with_attr("global_symbol", name)
-            self.kernels[key] = self.block_builder.add_func(kernel, name)
-        self.last_symbol = self.kernels[key].name_hint
+        gv = self._kernel((shape, "int32", 0, 0, 0, False), f"conv_{dot.name}",
+                          lambda: conv_dot_kernel(dot, shape, "int32"))
+        self.last_symbol = gv.name_hint
         w4 = w.reshape(k, c, 1, 1)
         bias = np.zeros(kp, np.int64)
         bias[:k] = dot.bias_shift(w4)
-        y = self.emit(relax.call_tir(self.kernels[key], [
+        y = self.emit(relax.call_tir(gv, [
             x, _const(dot.pack_weights(w4, cp, kp), "int8"),
             _const(bias, "int32")], relax.TensorType((1, 1, m, kp), "int32")))
         if kp != k:
@@ -742,7 +734,8 @@ def _depthwise_fits(la: LayerQuant, attrs: dict | None, w: np.ndarray) -> bool:
             and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and w.shape[0] % 16 == 0)
 
 
-def _pool_args(node: fx.Node) -> tuple[tuple[int, int], ...]:
+def _pool_args(node: fx.Node) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int],
+                                       tuple[int, int], bool]:
     """aten.max_pool2d(x, kernel, stride=kernel, padding=0, dilation=1, ceil_mode) as pairs
     (kernel, stride, padding, dilation) and ceil_mode."""
     args = [*node.args, None, None, None, None, None][1:6]
