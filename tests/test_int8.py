@@ -397,3 +397,40 @@ def test_depthwise_kernel_bit_exact(shape: tuple[int, ...], requant: str) -> Non
     y = tvm.runtime.empty(want.shape, "uint8", tvm.cpu())
     lib["main"](*[tvm.runtime.tensor(a) for a in (x, w, bias, *extra)], y)
     np.testing.assert_array_equal(y.numpy(), want)
+
+
+class WideInput(nn.Module):
+    """A conv straight on a 20-channel float input: more channels than the input quantize
+    kernel interleaves (16), so the lowering must fall back to the Relax quantize + pad."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(20, 16, 3, padding=1)
+        self.fc = nn.Linear(16 * 16 * 16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.c(x)).flatten(1))
+
+
+def _wide_input() -> nn.Module:
+    torch.manual_seed(2)
+    return WideInput().eval()
+
+
+WIDE = ModelSpec(name="wide-input", description="test net", input_shape=(1, 20, 16, 16),
+                 evaluation="fidelity", fidelity_samples=8, build=_wide_input)
+
+
+@needs_vnni
+def test_wide_float_input_falls_back_to_relax_quantize() -> None:
+    from edgebench.kernels.int8_quantize import quantize_fits
+
+    assert quantize_fits(3, 224, 4) and not quantize_fits(20, 16, 20)
+    assert not quantize_fits(3, 8, 4)  # rows shorter than one vector
+    result = quantize(WIDE.build(), parse_quant("static"), WIDE)
+    low = _lower(result, WIDE, vnni=True)
+    names = [g.name_hint for g in low.mod.functions]
+    assert not any(n.startswith("int8_quantize_") for n in names)
+    assert [la.kernel for la in low.layers if la.op == "conv2d"] == ["vnni"]
+    xs = torch.randn(4, 1, 20, 16, 16)
+    np.testing.assert_array_equal(_run(_build(low.mod, low), xs), _oracle(result, xs))

@@ -42,16 +42,17 @@ class InputQuant:
                 self.cp)
 
 
-def quantize_fits(q: InputQuant) -> bool:
-    """Rows of at least one vector (shorter rows overlap-step from the end), CP <= 16."""
-    return q.w >= LANES and q.c <= q.cp <= 16
+def quantize_fits(c: int, w: int, cp: int) -> bool:
+    """Rows of at least one vector (shorter rows overlap-step from the end), c <= cp <= 16
+    channels out (one shuffle interleaves them)."""
+    return w >= LANES and c <= cp <= 16
 
 
 def quantize_nhwc_kernel(q: InputQuant):
     """TIR PrimFunc (x[n, c, h, w] f32, y[out_shape] dtype)."""
     from tvm.script import tirx as T
 
-    if not quantize_fits(q):
+    if not quantize_fits(q.c, q.w, q.cp):
         raise ValueError(f"quantize_nhwc_kernel: {q} needs w >= {LANES} and c <= cp <= 16")
     N, C, H, W, CP = q.n, q.c, q.h, q.w, q.cp
     out = q.out_shape

@@ -387,7 +387,7 @@ class Int8Importer(ExportedProgramImporter):
             dense_weights,
             depthwise_kernel,
         )
-        from edgebench.kernels.int8_quantize import LANES as QUANTIZE_LANES
+        from edgebench.kernels.int8_quantize import quantize_fits
 
         (qx,) = la.inputs
         assert qx is not None
@@ -409,7 +409,7 @@ class Int8Importer(ExportedProgramImporter):
             fused = self.qp.get(src) is None and not self.sdot and not depthwise and bits != 1
             if fused:
                 n, c, h, wd = (int(d) for d in self.env[src].ty.shape)
-                fused = wd >= QUANTIZE_LANES
+                fused = quantize_fits(c, wd, -(-c // 4) * 4)
             if not fused:
                 x = self.as_int(src, qx, la.name, nhwc=True)
                 n, h, wd, c = (int(d) for d in x.ty.shape)
