@@ -26,7 +26,7 @@ from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes import SparsifyWeights
-from edgebench.passes.fp16 import check_fp16_asm, fp16_feature, fp16_passes, has_fp16_arith
+from edgebench.passes.fp16 import check_fp16_asm, fp16_passes
 from edgebench.passes.int8 import Lowering, lower_int8
 from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
@@ -147,9 +147,9 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
     if quantized is not None:
         int8_sparse = _int8_sparse(variant)
         lowering = lower_int8(export_program(quantized.float_model, example, name),
-                              quantized.description, vnni=has_vnni(variant.target),
-                              sdot=has_dotprod(variant.target), sparse=int8_sparse,
-                              amx=has_amx(variant.target))
+                              quantized.description, vnni=variant.target.vnni,
+                              sdot=variant.target.dotprod, sparse=int8_sparse,
+                              amx=variant.target.amx)
         row.update(quant_kind="int8", int8_layers=lowering.summary())
         return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
                          lsb=_int8_tolerance(quantized, lowering.output_lsb))
@@ -261,8 +261,8 @@ def fp16_refusal(target: Target) -> str | None:
     """Why a TVM FP16 row is not built (None: it is): never an FP32 build reported as FP16.
     Without FP16 arithmetic (x86 without avx512fp16, Arm without +fullfp16) FP16 is storage
     only. (FP16 with +sparse is refused by parse_variant: the sparse kernels are FP32.)"""
-    if not has_fp16_arith(target):
-        return (f"target '{target.name}' has no FP16 arithmetic (no {fp16_feature(target)}): "
+    if not target.fp16_arith:
+        return (f"target '{target.name}' has no FP16 arithmetic (no {target.fp16_feature}): "
                 "FP16 there is storage only, computed in FP32, so no FP16 row is reported "
                 "for TVM")
     return None
@@ -273,34 +273,6 @@ def lowers_to_int8(variant: Variant, transformed: Transformed, runtime: str) -> 
     weights); fp16 is compiled as float16 instead (see _export)."""
     q = transformed.quantized
     return runtime == "tvm" and q is not None and q.config.method != "fp16"
-
-
-def has_vnni(target: Target) -> bool:
-    """Our vpdpbusd kernels need an x86 TVM target with AVX512-VNNI."""
-    import tvm
-
-    tvm_target = target.tvm_target()
-    return (target.arch == "x86_64" and str(tvm_target.kind.name) == "llvm"
-            and bool(tvm.target.codegen.target_has_features("avx512vnni", tvm_target)))
-
-
-def has_amx(target: Target) -> bool:
-    """Our AMX tile kernel needs an x86 TVM target with AMX-INT8 (Sapphire Rapids and later;
-    targets/x86-vnni.toml turns it off to compare against vpdpbusd)."""
-    import tvm
-
-    tvm_target = target.tvm_target()
-    return (target.arch == "x86_64" and str(tvm_target.kind.name) == "llvm"
-            and bool(tvm.target.codegen.target_has_features("amx-int8", tvm_target)))
-
-
-def has_dotprod(target: Target) -> bool:
-    """Our sdot kernels need an aarch64 TVM target with the Armv8.2 dot product (+dotprod)."""
-    import tvm
-
-    tvm_target = target.tvm_target()
-    return (target.arch == "aarch64" and str(tvm_target.kind.name) == "llvm"
-            and bool(tvm.target.codegen.target_has_features("dotprod", tvm_target)))
 
 
 def _int8_tolerance(quantized: QuantResult, output_lsb: list[float | None]

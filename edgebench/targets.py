@@ -7,6 +7,7 @@ the key, because a silently ignored typo in a target file means benchmarking the
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import tomllib
@@ -19,6 +20,13 @@ _ARCHES = {"x86_64", "aarch64", "armv7"}
 _KEYS = {"name", "description", "arch", "threads", "cores", "tvm", "cross_compiler",
          "rpc", "emulated", "requires", "conv_layout"}
 _LAYOUTS = ("NCHW", "NHWC")
+# The LLVM features a kernel family asks about, per arch (Target.has answers for these only).
+_FEATURES = {
+    "x86_64": ("avx2", "fma", "avx512f", "avx512bw", "avx512vnni", "avx512fp16", "avx512bf16",
+               "amx-int8", "amx-bf16", "amx-tile"),
+    "aarch64": ("neon", "dotprod", "fullfp16", "i8mm", "bf16"),
+    "armv7": ("neon",),
+}
 _RPC_KEYS = {"host", "port", "tracker", "key", "session_timeout", "connect_timeout"}
 
 
@@ -64,6 +72,57 @@ class Target:
     @property
     def is_local(self) -> bool:
         return self.rpc is None
+
+    # --- What the compiled code may use. One place for every kernel family's question
+    # "does this target have X?", answered from the resolved TVM target (so `mattr = ["-amx-int8"]`
+    # in a file turns AMX off), never from the host's /proc/cpuinfo.
+
+    def has(self, feature: str) -> bool:
+        """The TVM target has this LLVM feature (e.g. "avx512f", "avx512vnni", "amx-int8",
+        "avx512fp16", "neon", "dotprod", "fullfp16"); False for non-LLVM targets."""
+        return feature in self._features
+
+    @functools.cached_property
+    def _features(self) -> frozenset[str]:
+        import tvm
+
+        tvm_target = self.tvm_target()
+        if str(tvm_target.kind.name) != "llvm":
+            return frozenset()
+        names = _FEATURES.get(self.arch, ())
+        return frozenset(f for f in names
+                         if tvm.target.codegen.target_has_features(f, tvm_target))
+
+    @property
+    def vnni(self) -> bool:
+        """x86 AVX512-VNNI: our vpdpbusd int8 kernels."""
+        return self.arch == "x86_64" and self.has("avx512vnni")
+
+    @property
+    def amx(self) -> bool:
+        """x86 AMX-INT8 (Sapphire Rapids and later): our tdpbusd tile kernel."""
+        return self.arch == "x86_64" and self.has("amx-int8")
+
+    @property
+    def dotprod(self) -> bool:
+        """aarch64 Armv8.2 dot product: our sdot int8 kernels."""
+        return self.arch == "aarch64" and self.has("dotprod")
+
+    @property
+    def avx512(self) -> bool:
+        """x86 AVX-512 (F): 16-lane FP32 vectors."""
+        return self.arch == "x86_64" and self.has("avx512f")
+
+    @property
+    def fp16_feature(self) -> str:
+        """The LLVM feature that gives FP16 arithmetic on this arch."""
+        return "avx512fp16" if self.arch == "x86_64" else "fullfp16"
+
+    @property
+    def fp16_arith(self) -> bool:
+        """The target computes in float16 (x86 avx512fp16, aarch64 +fullfp16); elsewhere FP16
+        is storage only."""
+        return self.arch in ("x86_64", "aarch64") and self.has(self.fp16_feature)
 
     def tvm_target(self):
         """tvm.target.Target (tvm imported lazily so `edgebench targets` stays cheap)."""

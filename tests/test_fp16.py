@@ -22,7 +22,6 @@ from edgebench.passes.fp16 import (
     check_fp16_asm,
     fp16_passes,
     half_instructions,
-    has_fp16_arith,
 )
 from edgebench.pipeline import fp16_refusal, reference_outputs
 from edgebench.quantize import parse_quant, quantize
@@ -79,7 +78,7 @@ def test_fullfp16_build_computes_in_fp16_and_a72_build_would_not(tmp_path) -> No
     float16 module built for Cortex-A72 (no fullfp16) computes in FP32 between conversions,
     and the check says so for every conv/matmul kernel."""
     a76 = find_target("arm-dotprod")
-    assert has_fp16_arith(a76) and has_fp16_arith(find_target("rpi5"))
+    assert a76.fp16_arith and find_target("rpi5").fp16_arith
     fp16, check = _build("digits-cnn", a76, tmp_path / "fp16.so")
     assert check.missing == []
     required = [k for k in check.kernels if k.required]
@@ -92,7 +91,7 @@ def test_fullfp16_build_computes_in_fp16_and_a72_build_would_not(tmp_path) -> No
     assert saved > 0.3 * weights, (saved, weights)  # ~half of the weight bytes
 
     a72 = find_target("arm")
-    assert not has_fp16_arith(a72)
+    assert not a72.fp16_arith
     _, check72 = _build("digits-cnn", a72, tmp_path / "a72.so")
     assert {k.name for k in check72.missing} == {k.name for k in required}
 
@@ -124,7 +123,7 @@ def test_avx512fp16_build_computes_in_fp16(tmp_path) -> None:
     only, so it runs on any x86 host."""
     spr = replace(find_target("x86-avx512"), name="x86-spr",
                   tvm={"kind": "llvm", "mcpu": "sapphirerapids"})
-    assert has_fp16_arith(spr)
+    assert spr.fp16_arith
     _, check = _build("digits-mlp", spr, tmp_path / "spr.so")
     assert check.missing == [] and len([k for k in check.kernels if k.required]) == 3
     assert all(any(i.startswith("vfmadd") for i in k.instructions)

@@ -21,7 +21,7 @@ from edgebench.passes.int8 import (
     lower_int8,
     requantize_expr,
 )
-from edgebench.pipeline import has_vnni, run
+from edgebench.pipeline import run
 from edgebench.quantize import QuantConfig, parse_quant, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.targets import find_target
@@ -42,7 +42,7 @@ def _build(mod, low: Lowering | None = None) -> relax.VirtualMachine:
     return relax.VirtualMachine(ex, tvm.cpu())
 
 
-VNNI = has_vnni(find_target("x86-native"))
+VNNI = find_target("x86-native").vnni
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
 
 

@@ -25,12 +25,12 @@ from edgebench.kernels.int8_amx import (
 from edgebench.kernels.int8_conv import ConvShape
 from edgebench.models import get_model
 from edgebench.passes.int8 import export_float, lower_int8
-from edgebench.pipeline import has_amx, has_vnni, run
+from edgebench.pipeline import run
 from edgebench.quantize import parse_quant, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.targets import find_target
 
-AMX = has_amx(find_target("x86-native"))
+AMX = find_target("x86-native").amx
 pytestmark = pytest.mark.skipif(not AMX, reason="this host has no AMX-INT8")
 
 
@@ -119,7 +119,7 @@ def test_fits_rule_and_vnni_target() -> None:
     assert amx_pays(ConvShape(1, 58, 58, 64, 64, 3, 3, (1, 1)))
     assert amx_pays(ConvShape(1, 10, 10, 32, 64, 3, 3, (1, 1)))  # 96 bytes: 2 chunks
     vnni = find_target("x86-vnni")
-    assert has_vnni(vnni) and not has_amx(vnni)
+    assert vnni.vnni and not vnni.amx
 
 
 def test_fresh_process_runs_the_library(tmp_path) -> None:

@@ -16,7 +16,7 @@ from edgebench.kernels.int8_conv import ConvShape
 from edgebench.kernels.int8_conv_arm import bias_shift, conv_sdot_kernel, pack_weights
 from edgebench.measure import QUICK
 from edgebench.passes.int8 import Lowering, export_float, functions_using, lower_int8
-from edgebench.pipeline import RunConfig, has_dotprod, run
+from edgebench.pipeline import RunConfig, run
 from edgebench.quantize import parse_quant, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.run.rpc import connect_board
@@ -102,8 +102,8 @@ def _build(tmp_path: Path):
 
 
 def test_arm_targets_with_dotprod_get_the_sdot_kernel():
-    assert has_dotprod(find_target(TARGET)) and has_dotprod(find_target("rpi5"))
-    assert not has_dotprod(find_target("arm")) and not has_dotprod(find_target("rpi4"))
+    assert find_target(TARGET).dotprod and find_target("rpi5").dotprod
+    assert not find_target("arm").dotprod and not find_target("rpi4").dotprod
 
 
 def test_sdot_kernel_assembly_has_sdot(tmp_path):

@@ -26,13 +26,12 @@ from edgebench.kernels.int8_conv import (
 from edgebench.kernels.int8_conv_arm import SDOT
 from edgebench.models import get_model
 from edgebench.passes.int8 import _weight_bits, export_float, functions_using, lower_int8
-from edgebench.pipeline import has_vnni
 from edgebench.quantize import QuantConfig, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.quantize.scheme import LayerQuant
 from edgebench.targets import find_target
 
-VNNI = has_vnni(find_target("x86-native"))
+VNNI = find_target("x86-native").vnni
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
 
 # (shape: C and K padded to the kernels' multiples, real C, real K, out dtype, zero point,

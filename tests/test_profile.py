@@ -74,14 +74,13 @@ def test_sparse_variant_profile_lists_sparse_kernels(tmp_path: Path, capsys) -> 
 def test_int8_variant_profile_times_the_integer_kernels() -> None:
     """quant=static is profiled as `run` builds it: the integer lowering on edgebench's int8
     kernels (named by the layers they compute), not the fake-quant graph in float."""
-    from edgebench.pipeline import has_vnni
     from edgebench.targets import find_target
 
     prof = profile(ProfileConfig("digits-cnn", "quant=static", trials=0, log=lambda _m: None))
     f = prof.frame()
     int8 = f[f["kind"] == "int8"]
     assert not int8.empty and int8["ms"].gt(0).all()
-    if has_vnni(find_target("x86-native")):
+    if find_target("x86-native").vnni:
         ours = int8[int8["kernel"].str.startswith(("int8_conv_vnni_", "int8_conv_amx_"))]
         # three convs and the classifier, each named by its torch.export node
         assert sorted(",".join(ours["layer"]).split(",")) == [

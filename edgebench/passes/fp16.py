@@ -23,10 +23,8 @@ import re
 from dataclasses import dataclass, field
 
 from edgebench.compile.asm import function_bodies
-from edgebench.targets import Target
 
 # The target feature that gives FP16 arithmetic, per architecture (LLVM's names).
-FP16_FEATURE = {"x86_64": "avx512fp16", "aarch64": "fullfp16"}
 
 # Kernels that must compute in float16 for the row to count as FP16.
 _REQUIRED = re.compile(r"conv|matmul|dense")
@@ -40,20 +38,6 @@ _ARM_HALF = re.compile(r"^(v\d+\.(8h|4h)|h\d+)$")
 _MULTIPLY = re.compile(r"^(f(n)?(mla|mls|madd|msub|mul|mulx)|v(f(n)?m(add|sub)\d{3}|mul)(ph|sh))$")
 _X86_HALF = re.compile(
     r"^v(f(n)?m(add|sub)(132|213|231)|add|sub|mul|div|max|min|sqrt|cmp|u?comi)(ph|sh)$")
-
-
-def fp16_feature(target: Target) -> str:
-    return FP16_FEATURE.get(target.arch, "fullfp16")
-
-
-def has_fp16_arith(target: Target) -> bool:
-    """The target's TVM target (LLVM CPU + attributes) has FP16 arithmetic."""
-    import tvm
-
-    tvm_target = target.tvm_target()
-    return (target.arch in FP16_FEATURE and str(tvm_target.kind.name) == "llvm"
-            and bool(tvm.target.codegen.target_has_features(fp16_feature(target),
-                                                            tvm_target)))
 
 
 def fp16_passes() -> list:

@@ -20,7 +20,7 @@ from tvm import relax
 from edgebench.compile import compile_module
 from edgebench.frontend import import_model
 from edgebench.models import get_model
-from edgebench.passes.fp16 import check_fp16_asm, clip_as_min_max, has_fp16_arith
+from edgebench.passes.fp16 import check_fp16_asm, clip_as_min_max
 from edgebench.pipeline import reference_outputs
 from edgebench.quantize import parse_quant, quantize
 from edgebench.targets import find_target
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=4)
     args = ap.parse_args()
     target = find_target("x86-native")
-    assert has_fp16_arith(target), "needs a host with AVX512-FP16"
+    assert target.fp16_arith, "needs a host with AVX512-FP16"
     spec = replace(get_model(args.model), fidelity_samples=args.inputs)
     q = quantize(spec.build(), parse_quant("fp16"), spec)
     xs, _ = spec.eval_data()
