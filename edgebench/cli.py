@@ -7,6 +7,7 @@ Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and p
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -222,6 +223,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminated(signum: int, _frame) -> None:
+    """SIGTERM ends a run like Ctrl-C: rows kept, one line, exit 130."""
+    raise KeyboardInterrupt
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import RUNTIMES
@@ -234,7 +240,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     output=args.output, measure=measure, input_shape=args.input_shape,
                     input_dtype=args.input_dtype, input_high=args.input_high,
                     resume=not args.no_resume)
-    df = run(cfg)
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        df = run(cfg)
+    except KeyboardInterrupt:
+        # The measuring worker was killed by subprocess.run on the way out; written rows stay.
+        from edgebench.report import read_rows
+
+        out = Path(args.output)
+        kept = len(read_rows(out)) if out.exists() else 0
+        print(f"edgebench: interrupted: {kept} rows kept in {out}; re-run the same command to "
+              "resume", file=sys.stderr)
+        return 130
     out = Path(args.output)
     print(f"results: {out} and {out.with_suffix('.md')}")
     failed = df[df["status"] != "ok"]
@@ -266,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as e:
         print(f"edgebench: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("edgebench: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

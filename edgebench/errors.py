@@ -6,13 +6,15 @@ from __future__ import annotations
 def user_errors() -> tuple[type[Exception], ...]:
     """Imported lazily so `edgebench models` does not pay for torch and TVM imports."""
     from edgebench.models import ModelError
+    from edgebench.paths import CacheError
     from edgebench.prune import PruneError
     from edgebench.quantize import QuantError
     from edgebench.report import OutputError
     from edgebench.run.board import BoardSetupError
+    from edgebench.run.rpc import BoardError
     from edgebench.runtimes import UnknownRuntime
     from edgebench.targets import TargetError
     from edgebench.variant import VariantError
 
     return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
-            QuantError, BoardSetupError)
+            QuantError, BoardSetupError, CacheError, BoardError)

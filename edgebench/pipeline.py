@@ -84,15 +84,22 @@ def reference_outputs(model: torch.nn.Module, xs: torch.Tensor) -> list[np.ndarr
 class _ModelRun:
     """State shared by the variants of one model: FP32 weights, eval data, FP32 reference."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, base: torch.nn.Module | None = None) -> None:
         self.spec = spec
-        self.base = spec.build()
+        self.base = base if base is not None else spec.build()
         self.xs, labels = spec.eval_data()
         self.labels = labels.numpy() if labels is not None else None
         self.fp32_ref = reference_outputs(self.base, self.xs)
+        self.eval_warning = verify.degenerate(self.fp32_ref[0])
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:500]
 
 
 def _score(row: dict, run: _ModelRun, outputs: list[np.ndarray]) -> None:
+    row["eval_warning"] = run.eval_warning
     if run.labels is not None:
         row["accuracy"] = verify.accuracy(outputs[0], run.labels)
     row["top1_agreement"] = verify.top1_agreement(outputs[0], run.fp32_ref[0])
@@ -226,7 +233,7 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
     row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
     if target.is_local:
         result = run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
-                            cfg.measure, user_modules)
+                            cfg.measure, user_modules, log=cfg.log)
     else:  # a board over RPC: same result shape, so verification and the row are shared
         from edgebench.run.rpc import run_remote
 
@@ -300,9 +307,19 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
         runtime_module(r)  # raises UnknownRuntime naming the known ones
     target = target_override or find_target(cfg.target, cfg.threads)
     target.check_runnable_here()
+    cache_dir()  # CacheError (one line naming it) before anything is built
+    if target.rpc is not None:  # an unreachable board fails now, not after tuning for it
+        from edgebench.run.rpc import probe_board
+
+        probe_board(target)
     env = host_environment()
-    writer = ResultsWriter(cfg.output, env)
+    writer = ResultsWriter(cfg.output, env, log=cfg.log)
     done = writer.finished() if cfg.resume else set()
+    # Every variant is checked against every model before the first row is measured.
+    bases = {spec.name: spec.build() for spec in specs}
+    for spec in specs:
+        for vspec in variant_specs:
+            vspec.check(bases[spec.name], spec)
     runtimes = list(cfg.runtimes)
     for r in list(runtimes):
         reason = unavailable_reason(r) or (
@@ -316,7 +333,7 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
         with progress.bar("rows", len(specs) * len(variant_specs) * len(runtimes)) as rows:
             for spec in specs:
                 run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
-                          user_modules, rows)
+                          user_modules, rows, bases.pop(spec.name))
     finally:
         write_markdown(writer.path)
     return load_results([writer.path])
@@ -324,33 +341,46 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
 
 def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[str],
               target: Target, cfg: RunConfig, writer: ResultsWriter, done: set, env: dict,
-              user_modules: list[str], rows: progress.Bar | None = None) -> None:
+              user_modules: list[str], rows: progress.Bar | None = None,
+              base: torch.nn.Module | None = None) -> None:
     rows = rows or progress.Bar()
     model_run: _ModelRun | None = None
     for vspec in variant_specs:
         variant = Variant(spec, vspec, target)
         transformed = reference = int8_reference = None
+        failure = None  # the variant's PyTorch model could not be made: every row fails
         for runtime in runtimes:
             key = (spec.name, variant.name, runtime, target.name, str(target.threads))
             if key in done:
                 cfg.log(f"{spec.name} {variant.name} {runtime}: already measured, skipped")
                 rows.advance()
                 continue
-            if model_run is None:
-                model_run = _ModelRun(spec)
-            if transformed is None:
-                transformed = vspec.apply(model_run.base, spec)
-                reference = (model_run.fp32_ref if transformed.model is model_run.base
-                             else reference_outputs(transformed.model, model_run.xs))
-            model = transformed.model
-            params, nonzero = _count(model)
             row = {"model": spec.name, "variant": variant.name, "runtime": runtime,
                    "target": target.name, "threads": target.threads,
-                   "cores": " ".join(map(str, target.cores)), "params": params,
-                   "nonzero_params": nonzero, "machine": env["machine"],
+                   "cores": " ".join(map(str, target.cores)), "machine": env["machine"],
                    "emulated": target.emulated,
-                   "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-                   **transformed.row_fields()}
+                   "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
+            if model_run is None:
+                model_run = _ModelRun(spec, base)
+                if model_run.eval_warning:
+                    cfg.log(f"warning: {spec.name}: {model_run.eval_warning}")
+            if transformed is None and failure is None:
+                cfg.log(f"{spec.name} {variant.name}: transform")
+                try:
+                    transformed = vspec.apply(model_run.base, spec)
+                    reference = (model_run.fp32_ref if transformed.model is model_run.base
+                                 else reference_outputs(transformed.model, model_run.xs))
+                except Exception as e:  # known only now (e.g. channel pruning): failed rows
+                    failure = f"variant '{variant.name}' failed: {_one_line(e)}"
+            if failure is not None:
+                row.update(status="failed", error=failure)
+                cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {failure}")
+                writer.append(row)
+                rows.advance()
+                continue
+            model = transformed.model
+            params, nonzero = _count(model)
+            row.update(params=params, nonzero_params=nonzero, **transformed.row_fields())
             quantized = None
             if lowers_to_int8(variant, transformed, runtime):
                 quantized = transformed.quantized
@@ -365,7 +395,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 row["status"] = "ok"
                 cfg.log(f"{spec.name} {variant.name} {runtime}: p50 {row['p50_ms']:.4f} ms")
             except Exception as e:  # the row records why; the run goes on
-                row.update(status="failed", error=str(e).strip().splitlines()[0][:500])
+                row.update(status="failed", error=_one_line(e))
                 cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {row['error']}")
             writer.append(row)
             rows.advance()

@@ -13,7 +13,7 @@ from torch import nn
 
 from edgebench.models import ModelSpec
 from edgebench.prune import METHODS as PRUNE_METHODS
-from edgebench.prune import PruneError, PruneResult, parse_prune, prune
+from edgebench.prune import PruneError, PruneResult, check_prune, parse_prune, prune
 from edgebench.quantize import METHODS as QUANT_METHODS
 from edgebench.quantize import QuantError, QuantResult, parse_quant, quantize
 from edgebench.targets import Target
@@ -47,6 +47,19 @@ class VariantSpec:
     def dtype(self) -> str:
         """The dtype the variant computes in, which sets its verification tolerance."""
         return parse_quant(self.quant).verify_dtype if self.quant else "float32"
+
+    def check(self, model: nn.Module, spec: ModelSpec) -> None:
+        """VariantError now if this variant cannot apply to the model (e.g. a block pattern
+        that tiles none of its layers): a run checks every variant before measuring any."""
+        if self.prune:
+            try:
+                check_prune(model, parse_prune(self.prune), spec.example_input(), spec)
+            except PruneError as e:
+                raise VariantError(f"variant '{self.name}' on model '{spec.name}': {e}") from None
+        if self.quant and parse_quant(self.quant).trained and spec.evaluation != "digits":
+            raise VariantError(f"variant '{self.name}' on model '{spec.name}': {self.quant} "
+                               "fine-tunes on the digits training split, and this is not a "
+                               "digits model (use quant=static)")
 
     def apply(self, model: nn.Module, spec: ModelSpec) -> Transformed:
         """The variant's PyTorch model (prune, then quantize): the reference its compiled

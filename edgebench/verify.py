@@ -85,3 +85,18 @@ def top1_agreement(logits: np.ndarray, reference: np.ndarray) -> float:
 def max_abs_err(out: np.ndarray, reference: np.ndarray) -> float:
     diff = np.abs(out.astype(np.float64) - reference.astype(np.float64))
     return float(np.max(diff, initial=0.0))
+
+
+def degenerate(reference: np.ndarray) -> str | None:
+    """Why top-1 agreement on these evaluation outputs cannot discriminate (None: it can): the
+    FP32 model gives every input the same class, so any variant that does the same, however
+    broken, agrees 100%."""
+    n = len(reference)
+    flat = reference.reshape(n, -1)
+    if n < 2 or flat.shape[1] < 2:
+        return None
+    classes = np.unique(flat.argmax(1))
+    if len(classes) > 1:
+        return None
+    return (f"the FP32 model gives class {int(classes[0])} to all {n} evaluation inputs, so "
+            "top-1 agreement cannot tell a broken variant from a good one (max_abs_err can)")

@@ -9,6 +9,7 @@ a strategy module: magnitude, block, nm (masked), structured (torch-pruning), gr
 """
 
 from edgebench.prune.api import PruneResult, mask_pruner, prune
+from edgebench.prune.api import check as check_prune
 from edgebench.prune.config import (
     METHODS,
     BlockConfig,
@@ -39,6 +40,7 @@ __all__ = [
     "PruneResult",
     "ThresholdConfig",
     "UnstructuredConfig",
+    "check_prune",
     "mask_pruner",
     "parse_prune",
     "prune",

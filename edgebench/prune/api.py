@@ -108,6 +108,45 @@ def _digits_accuracy(model: nn.Module, spec: ModelSpec | None) -> float | None:
     return evaluate_accuracy(model, inputs, labels)
 
 
+def _plan(model: nn.Module, config: PruneConfig, example: torch.Tensor,
+          spec: ModelSpec | None, name: str
+          ) -> tuple[list[str], list[Layer], list[tuple[str, str]], MaskPruner | None]:
+    """What pruning `model` would touch, without touching it: (execution order, layers,
+    skipped, the mask strategy or None for channel pruning). PruneError if the config does
+    not fit the model (a pattern that tiles no layer, fine-tuning a non-digits model)."""
+    selection = config.target if isinstance(config, GradualConfig) else config
+    assert isinstance(selection, LayerSelection)
+    if isinstance(config, GradualConfig):  # fail before any work, not after
+        require_digits(spec, "gradual pruning", name)
+    elif selection.finetune_epochs:
+        require_digits(spec, "fine-tuning", name)
+    order = execution_order(model, example)
+    layers, skipped = select_layers(model, selection, order)
+    if isinstance(config, ChannelConfig):
+        return order, layers, skipped, None
+    pruner = mask_pruner(config)
+    layers, more = _fit(pruner, layers, config)
+    skipped += more
+    if not layers:
+        why = "; ".join(f"{n}: {r}" for n, r in skipped) or "no layer selected"
+        raise PruneError(f"model '{name}': nothing to prune with {config.text} ({why})")
+    return order, layers, skipped, pruner
+
+
+def check(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
+          spec: ModelSpec | None = None) -> None:
+    """Raise PruneError now if `config` cannot prune `model` (a run validates every variant
+    this way before it measures anything); the model is not modified."""
+    if isinstance(config, str):
+        config = parse_prune(config)
+    name = spec.name if spec is not None else type(model).__name__
+    was_training = model.training
+    try:
+        _plan(model.eval(), config, example, spec, name)
+    finally:
+        model.train(was_training)
+
+
 def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
           spec: ModelSpec | None = None) -> PruneResult:
     """Prune a deep copy of `model` as `config` says; the input model is never modified.
@@ -120,17 +159,11 @@ def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
         config = parse_prune(config)
     name = spec.name if spec is not None else type(model).__name__
     selection = config.target if isinstance(config, GradualConfig) else config
-    assert isinstance(selection, LayerSelection)
-    if isinstance(config, GradualConfig):  # fail before any work, not after
-        require_digits(spec, "gradual pruning", name)
-    elif selection.finetune_epochs:
-        require_digits(spec, "fine-tuning", name)
     work = copy.deepcopy(model).eval()
-    order = execution_order(work, example)
+    order, layers, skipped, pruner = _plan(work, config, example, spec, name)
     params_before = count_params(work)[0]
     macs_before = count_macs(work, example)
     accuracy_before = _digits_accuracy(work, spec)
-    layers, skipped = select_layers(work, selection, order)
 
     if isinstance(config, ChannelConfig):
         shapes = {n: m.weight.shape for n, m in prunable_layers(work)}
@@ -140,12 +173,7 @@ def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
         if config.finetune_epochs:
             finetune(work, spec, config.finetune_epochs, config.finetune_lr, name)
     else:
-        pruner = mask_pruner(config)
-        layers, more = _fit(pruner, layers, config)
-        skipped += more
-        if not layers:
-            why = "; ".join(f"{n}: {r}" for n, r in skipped) or "no layer selected"
-            raise PruneError(f"model '{name}': nothing to prune with {config.text} ({why})")
+        assert pruner is not None
         if isinstance(config, GradualConfig):
             masks = gradual_prune(work, config, pruner, layers, spec, name)
         else:

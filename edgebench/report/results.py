@@ -8,9 +8,12 @@ against the FP32 variant on the same runtime and against each peer, never across
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +27,7 @@ COLUMNS = [
     "kernels_ms",
     "prune_kind", "sparsity", "macs", "layer_sparsity", "sparse_layers", "quant_kind",
     "int8_layers", "fp16_kernels", "weight_bytes",
-    "kept_fp32", "board", "emulated", "machine", "timestamp",
+    "kept_fp32", "board", "emulated", "machine", "timestamp", "eval_warning",
 ]
 KEY = ("model", "variant", "runtime", "target", "threads")
 
@@ -34,9 +37,14 @@ class OutputError(ValueError):
 
 
 class ResultsWriter:
-    """Append-only CSV with a header; knows which rows a previous run already finished."""
+    """Append-only CSV with a header; knows which rows a previous run already finished.
 
-    def __init__(self, path: str | Path, env: dict | None = None) -> None:
+    Malformed lines (a row cut mid-line by a crash, or one appended onto such a row) are never
+    counted as done: they are moved to a backup file beside the CSV, named in the log line, and
+    the rest of the file is kept and resumed."""
+
+    def __init__(self, path: str | Path, env: dict | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,9 +52,27 @@ class ResultsWriter:
                 pass
         except OSError as e:
             raise OutputError(f"cannot write results to {self.path}: {e.strerror}") from None
+        self._set_aside_bad_lines(log or print)
         self._check_header()
         if env is not None:
             self.env_path.write_text(json.dumps(env, indent=2))
+
+    def _set_aside_bad_lines(self, log: Callable[[str], None]) -> None:
+        text = _text(self.path)
+        if not text:
+            return
+        good, bad = split_records(text)
+        if not bad:
+            return
+        backup = self.path.with_name(
+            f"{self.path.stem}.bad-{datetime.now(UTC):%Y%m%dT%H%M%S}{self.path.suffix}")
+        tmp = self.path.with_suffix(".repair.tmp")
+        for path, records in ((backup, bad), (tmp, good)):
+            with open(path, "w", newline="") as fh:
+                fh.write("".join(records))
+        os.replace(tmp, self.path)
+        log(f"{self.path}: {len(bad)} malformed line(s) set aside in {backup} (never counted "
+            f"as done); resuming from the {max(len(good) - 1, 0)} good row(s)")
 
     @property
     def env_path(self) -> Path:
@@ -97,9 +123,52 @@ def _fmt(v: object) -> object:
     return v
 
 
+def _text(path: str | Path) -> str:
+    with open(path, newline="") as fh:  # keep line ends as written: a cut line has none
+        return fh.read()
+
+
+def split_records(text: str) -> tuple[list[str], list[str]]:
+    """A CSV's raw records split into (good, malformed). In a results file (a `status`
+    column) a row is good with the header's field count, a known status and its line end; a
+    row cut short, one running into the next, or a last line without its newline (cut
+    mid-write) is malformed. Other CSVs: only the field count is checked."""
+    lines = text.splitlines(keepends=True)
+    good: list[str] = []
+    bad: list[str] = []
+    header: list[str] | None = None
+    i = 0
+    while i < len(lines):
+        record = lines[i]
+        i += 1
+        while record.count('"') % 2 and i < len(lines):  # a quoted field spanning lines
+            record += lines[i]
+            i += 1
+        fields = next(csv.reader([record]), [])
+        if header is None:
+            header = fields
+            good.append(record)
+            continue
+        ok = len(fields) == len(header)
+        if ok and "status" in header:
+            ok = record.endswith("\n") and fields[header.index("status")] in ("ok", "failed")
+        (good if ok else bad).append(record)
+    return good, bad
+
+
+def read_csv(path: str | Path) -> tuple[pd.DataFrame, int]:
+    """A results CSV as a DataFrame of its well-formed rows, and how many lines were not."""
+    good, bad = split_records(_text(path))
+    if not good:
+        raise pd.errors.EmptyDataError(f"{path} is empty")
+    return pd.read_csv(io.StringIO("".join(good)), keep_default_na=False, na_values=[""]), \
+        len(bad)
+
+
 def read_rows(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    """The well-formed rows of a results CSV (malformed lines are left out)."""
+    good, _bad = split_records(_text(path))
+    return list(csv.DictReader(io.StringIO("".join(good))))
 
 
 def row_key(row: dict) -> tuple[str, ...]:
@@ -108,7 +177,12 @@ def row_key(row: dict) -> tuple[str, ...]:
 
 def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     """All rows of the given CSVs; for a key measured twice, the last row wins."""
-    frames = [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in paths]
+    frames = []
+    for p in paths:
+        df, bad = read_csv(p)
+        if bad:
+            print(f"edgebench: warning: {p}: {bad} malformed line(s) skipped", file=sys.stderr)
+        frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     return df.drop_duplicates(subset=[*KEY, "machine"], keep="last").reset_index(drop=True)
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from edgebench.report.results import COLUMNS, KEY, OutputError
+from edgebench.report.results import COLUMNS, KEY, OutputError, read_csv
 
 GROUP = ["machine", "target", "threads", "emulated", "board_kind"]
 PEERS = ("pytorch", "onnxruntime", "executorch")
@@ -57,10 +58,14 @@ def load(paths: list[str | Path]) -> Results:
     frames, envs, skipped = [], {}, []
     for p in map(Path, paths):
         try:
-            df = pd.read_csv(p, keep_default_na=False, na_values=[""])
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            df, bad = read_csv(p)
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+                pd.errors.EmptyDataError) as e:
             skipped.append((str(p), f"unreadable: {e}"))
             continue
+        if bad:
+            print(f"edgebench: warning: {p}: {bad} malformed line(s) left out (a row cut "
+                  "mid-write?)", file=sys.stderr)
         missing = REQUIRED - set(df.columns)
         if missing:
             why = f"not an edgebench results file (no {', '.join(sorted(missing))})"
