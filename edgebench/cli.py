@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from edgebench.compile.search import TuneBudget
 from edgebench.measure import QUICK, MeasureConfig
 
 
@@ -38,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-peers", action="store_true", help="TVM only")
     r.add_argument("--trials", type=int, default=32,
                    help="MetaSchedule trials per task (every task gets this many; 0 = untuned)")
+    r.add_argument("--tune-budget", type=float, default=TuneBudget.model_s, metavar="S",
+                   help="wall-clock seconds of tuning per model; then every task keeps its "
+                        "best (default %(default)g)")
+    r.add_argument("--task-budget", type=float, default=TuneBudget.task_s, metavar="S",
+                   help="wall-clock seconds of tuning per task (default %(default)g); a task "
+                        f"with no new candidate for {TuneBudget.stall_rounds} rounds or "
+                        f"{TuneBudget.stall_s:g} s is done with its best")
     r.add_argument("--threads", type=int, default=None, help="override the target's threads")
     r.add_argument("--output", "-o", default="results/latest.csv", help="results CSV (appended)")
     r.add_argument("--no-resume", action="store_true", help="re-measure rows already in the CSV")
@@ -239,7 +247,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     runtimes=runtimes, trials=args.trials, threads=args.threads,
                     output=args.output, measure=measure, input_shape=args.input_shape,
                     input_dtype=args.input_dtype, input_high=args.input_high,
-                    resume=not args.no_resume)
+                    resume=not args.no_resume,
+                    tune_budget=TuneBudget(model_s=args.tune_budget, task_s=args.task_budget))
     signal.signal(signal.SIGTERM, _terminated)
     try:
         df = run(cfg)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from edgebench import progress, verify
-from edgebench.compile import CompileError, CompileResult, compile_module
+from edgebench.compile import CompileError, CompileResult, TuneBudget, compile_module
 from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
 from edgebench.envinfo import host_environment
 from edgebench.frontend import export_program, to_relax
@@ -58,6 +58,7 @@ class RunConfig:
     extra_passes: Sequence = ()
     resume: bool = True
     log: Log = print
+    tune_budget: TuneBudget = field(default_factory=TuneBudget)
 
 
 def _count(model: torch.nn.Module) -> tuple[int, int]:
@@ -187,13 +188,15 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
         built = tvm_module(variant, model, example, cfg, quantized, row)
         result = compile_module(built.mod, variant.target, out_dir / "model.so", cfg.trials,
                                 extra_passes=[*cfg.extra_passes, *built.passes],
-                                progress=cfg.log, keep_asm=built.keep_asm)
+                                progress=cfg.log, keep_asm=built.keep_asm,
+                                budget=cfg.tune_budget)
         built.check(result, variant.target, row)
         lsb = built.lsb
         row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
                    tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
                    tuning_s=result.tuning.seconds, compile_s=result.compile_s,
-                   kernels_ms=result.tuning.estimated_ms or None)
+                   kernels_ms=result.tuning.estimated_ms or None,
+                   tuning_cut="; ".join(result.tuning.cut) or None)
         path = result.path
     else:
         path = runtime_module(runtime).export(model, example, out_dir)

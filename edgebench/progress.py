@@ -10,8 +10,8 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+import time
+from collections.abc import Callable, Iterator
 
 _progress = None  # the live rich Progress while any bar is open
 _open = 0
@@ -22,26 +22,6 @@ def enabled(stream=None) -> bool:
     """Bars only for a person at a terminal: not in CI, not into a file or pipe."""
     stream = stream or sys.stdout
     return os.environ.get("CI", "").lower() not in ("true", "1") and stream.isatty()
-
-
-class LineCounter:
-    """Lines appended to a file since this counter was made (reads only the new bytes)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.pos = path.stat().st_size if path.exists() else 0
-        self.lines = 0
-
-    def count(self) -> int:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.pos)
-                chunk = fh.read()
-        except OSError:
-            return self.lines
-        self.pos += len(chunk)
-        self.lines += chunk.count(b"\n")
-        return self.lines
 
 
 class Bar:
@@ -97,26 +77,24 @@ def bar(description: str, total: float | None) -> Iterator[Bar]:
 
 
 @contextlib.contextmanager
-def lines_appended(path: Path, description: str, total: int,
-                   every_s: float = 1.0) -> Iterator[None]:
-    """A bar counting lines appended to `path` while the block runs: MetaSchedule appends
-    one line per measured candidate to its tuning-record file, and offers no callback."""
-    if not enabled():
-        yield
-        return
-    counter = LineCounter(path)
-    done = threading.Event()
+def tuning_progress(clock, log: Callable[[str], None] | None = None,
+                    every_s: float = 30.0) -> Iterator[None]:
+    """Tuning progress from a TuningClock (compile/search.py), which counts every task's
+    measured trials and the rest of each ended task as done, so the total is reached: a bar on
+    a terminal; otherwise a plain line (tasks, trials, elapsed, ETA from measured trial
+    times) at most every `every_s` seconds and when the last task ends."""
+    last = [0.0]
+    with bar(f"tune 0/{clock.tasks} tasks", clock.total) as b:
+        def update(c) -> None:
+            b.update(completed=c.done, description=f"tune {c.tasks_done}/{c.tasks} tasks")
+            now = time.monotonic()
+            if log is not None and not enabled() and (
+                    now - last[0] >= every_s or c.tasks_done == c.tasks):
+                last[0] = now
+                log(c.line())
 
-    with bar(description, total) as b:
-        def poll() -> None:
-            while not done.wait(every_s):
-                b.update(completed=min(counter.count(), total))
-
-        thread = threading.Thread(target=poll, daemon=True)
-        thread.start()
+        clock.on_progress = update
         try:
             yield
         finally:
-            done.set()
-            thread.join()
-            b.update(completed=min(counter.count(), total))
+            clock.on_progress = None

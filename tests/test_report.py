@@ -192,18 +192,3 @@ def test_progress_is_quiet_in_ci_and_off_a_terminal(tmp_path: Path, monkeypatch)
     with progress.bar("rows", 3) as b:  # pytest's stdout is no terminal: a silent no-op
         b.advance()
         b.update(description="x")
-
-
-def test_tuning_bar_counts_appended_records(tmp_path: Path) -> None:
-    from edgebench.progress import LineCounter
-
-    records = tmp_path / "database_tuning_record.json"
-    records.write_text('["old", 1]\n' * 5)
-    counter = LineCounter(records)
-    assert counter.count() == 0
-    with open(records, "a") as fh:
-        fh.write('["new", 1]\n' * 3)
-    assert counter.count() == 3
-    with open(records, "a") as fh:
-        fh.write('["new", 2]\n["partial"')
-    assert counter.count() == 4  # a line still being written is not a trial yet

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgebench.compile.search import TuneBudget, TuningClock, budgeted_search
 from edgebench.compile.workers import cross_export, register_cpu_intrinsics
 from edgebench.paths import cache_dir
-from edgebench.progress import lines_appended
+from edgebench.progress import tuning_progress
 
 Progress = Callable[[str], None]
 
@@ -39,6 +40,7 @@ class TuningReport:
     work_dir: str = ""
     task_times: list[dict] = field(default_factory=list)
     untuned: list[str] = field(default_factory=list)  # kernels built without a tuned schedule
+    cut: list[str] = field(default_factory=list)  # "task: why" for tasks ended early
 
     @property
     def estimated_ms(self) -> float:
@@ -56,10 +58,21 @@ def database_dir(target_json: str) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(work_dir: Path) -> Iterator[None]:
-    """One tuner per database at a time (two pytest workers must not interleave writes)."""
-    with open(work_dir / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+def _locked(work_dir: Path, progress: Progress | None = None) -> Iterator[None]:
+    """One tuner per database at a time (two runs must not interleave writes); a run that
+    has to wait says for whom."""
+    with open(work_dir / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            (progress or print)(f"waiting for the tuning cache {work_dir} held by pid {holder}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
         try:
             yield
         finally:
@@ -112,9 +125,10 @@ def rpc_runner(rpc, session_timeout: int | None = None):
 
 def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
          cores: tuple[int, ...], progress: Progress | None = None, runner=None,
-         cross_compiler: str | None = None):
+         cross_compiler: str | None = None, budget: TuneBudget | None = None):
     """Tune the fused module's tasks that lack trials; return (database, TuningReport).
-    With `cross_compiler` candidates are linked for the board and `runner` times them there."""
+    With `cross_compiler` candidates are linked for the board and `runner` times them there.
+    `budget` bounds the time (see TuneBudget); tasks it ended early are in report.cut."""
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
@@ -129,7 +143,7 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     # Everything already tuned: read the database without waiting for another tuner's lock.
     fully_tuned = all(ledger.get(k, 0) >= trials_per_task for k in keys)
-    with contextlib.nullcontext() if fully_tuned else _locked(work_dir):
+    with contextlib.nullcontext() if fully_tuned else _locked(work_dir, progress):
         database = open_database(work_dir,
                                  complete_since=_ledger_mtime(work_dir) if fully_tuned else None)
         report.tasks = len(tasks)
@@ -142,17 +156,16 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
                 progress(f"tuning {len(todo)} of {len(tasks)} tasks, {trials_per_task} trials each "
                          f"(database {work_dir})")
             start = time.perf_counter()
+            clock = TuningClock(len(todo), trials_per_task, budget or TuneBudget())
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                [t for t, _ in todo], str(work_dir / "logs"))
+                [t for t, _ in todo], str(work_dir / "logs"), strategy=budgeted_search(clock))
             builder = ms.builder.LocalBuilder(initializer=register_cpu_intrinsics,
                                               max_workers=max(1, min(2, os.cpu_count() or 1)),
                                               f_export=cross_export if cross_compiler else None)
             cores_env = ",".join(map(str, cores))
-            records = work_dir / "database_tuning_record.json"  # a line per measured trial
             with _env(TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                       EDGEBENCH_TUNE_CORES=cores_env, EDGEBENCH_CROSS_CC=cross_compiler or ""), \
-                    lines_appended(records, f"tuning {len(todo)} tasks",
-                                   trials_per_task * len(todo)):
+                    tuning_progress(clock, progress):
                 runner = runner or ms.runner.LocalRunner(initializer=_pin_runner_initializer())
                 ms.tune_tasks(
                     tasks=contexts, task_weights=weights, work_dir=str(work_dir),
@@ -162,6 +175,10 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
                     builder=builder, runner=runner, database=database,
                 )
             report.seconds = time.perf_counter() - start
+            report.cut = [f"{task}: {why}" for task, why in clock.cut.items()]
+            if report.cut and progress:
+                progress(f"tuning cut {len(report.cut)} of {len(todo)} tasks: "
+                         + "; ".join(report.cut))
             _remember(work_dir, database)
             ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
             ledger.update({k: max(ledger.get(k, 0), trials_per_task) for _, k in todo})

@@ -24,7 +24,7 @@ COLUMNS = [
     "peak_rss_mb", "model_rss_mb", "artifact_bytes", "artifact_gzip_bytes", "params",
     "nonzero_params", "accuracy", "top1_agreement", "max_abs_err", "verify_err",
     "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
-    "kernels_ms",
+    "kernels_ms", "tuning_cut",
     "prune_kind", "sparsity", "macs", "layer_sparsity", "sparse_layers", "quant_kind",
     "int8_layers", "fp16_kernels", "weight_bytes",
     "kept_fp32", "board", "emulated", "machine", "timestamp", "eval_warning",
