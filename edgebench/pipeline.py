@@ -8,6 +8,7 @@ measured; a runtime whose outputs disagree with PyTorch gets a `failed` row and 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
 import time
 from collections.abc import Callable, Sequence
@@ -184,6 +185,7 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
     lsb: list[float | None] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    cfg.log("export")
     if runtime == "tvm":
         built = tvm_module(variant, model, example, cfg, quantized, row)
         result = compile_module(built.mod, variant.target, out_dir / "model.so", cfg.trials,
@@ -235,13 +237,16 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
     path, lsb = _export(runtime, variant, model, run.xs[0], art_dir, cfg, row, quantized)
     row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
     if target.is_local:
+        cfg.log(f"measure (outputs, then timing) on cores {' '.join(map(str, target.cores))}")
         result = run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
                             cfg.measure, user_modules, log=cfg.log)
     else:  # a board over RPC: same result shape, so verification and the row are shared
         from edgebench.run.rpc import run_remote
 
+        cfg.log("measure (outputs, then timing) on the board")
         result, board = run_remote(path, run.xs.numpy(), target, cfg.measure, cfg.log)
         row.update(board=board.name, emulated=board.emulated)
+    cfg.log("verify")
     if quantized is not None:
         check = verify.compare_lsb(result.outputs, reference, lsb)
     else:
@@ -296,6 +301,16 @@ def _int8_tolerance(quantized: QuantResult, output_lsb: list[float | None]
 
 class VerificationError(RuntimeError):
     """A runtime's outputs disagree with the PyTorch reference: the row fails, untimed."""
+
+
+def _row_config(cfg: RunConfig, rows: progress.Bar, prefix: str) -> RunConfig:
+    """The run's config whose log says which row a line is about (the stage: export, tune n/N
+    tasks, compile, measure, verify) and shows the stage on the rows bar."""
+    def log(message: str) -> None:
+        cfg.log(f"{prefix}: {message}")
+        rows.update(description=f"{prefix}: {message.split(',')[0]}")
+
+    return dataclasses.replace(cfg, log=log)
 
 
 def run(cfg: RunConfig | None = None, target_override: Target | None = None, **kwargs):
@@ -389,12 +404,11 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 quantized = transformed.quantized
                 if int8_reference is None:
                     int8_reference = reference_outputs(quantized.reference, model_run.xs)
-            cfg.log(f"{spec.name} {variant.name} {runtime}: measuring")
-            rows.update(description=f"{spec.name} {variant.name} {runtime}")
             try:
                 _measure_one(variant, runtime, model_run, model,
-                             int8_reference if quantized else reference, cfg, row,
-                             user_modules, quantized)
+                             int8_reference if quantized else reference,
+                             _row_config(cfg, rows, f"{spec.name} {variant.name} {runtime}"),
+                             row, user_modules, quantized)
                 row["status"] = "ok"
                 cfg.log(f"{spec.name} {variant.name} {runtime}: p50 {row['p50_ms']:.4f} ms")
             except Exception as e:  # the row records why; the run goes on

@@ -246,3 +246,38 @@ def test_interrupt_keeps_rows_and_says_how_to_resume(tmp_path: Path, user_model:
     assert "Traceback" not in stderr
     assert _wait_for(lambda: not any(c.is_running() and c.status() != "zombie"
                                      for c in children), 5)
+
+
+TINY = '''
+import torch
+
+def relu():
+    return torch.nn.Sequential(torch.nn.ReLU())
+'''
+
+
+@pytest.mark.slow
+def test_task_without_new_candidates_ends_promptly_and_the_row_says_so(tmp_path: Path) -> None:
+    """A one-schedule task asked for 64 trials: MetaSchedule alone keeps searching it; here
+    it ends after the schedules it has, the row names it, and the stages are logged."""
+    import edgebench
+    from edgebench.measure import QUICK
+
+    (tmp_path / "tiny.py").write_text(TINY)
+    lines: list[str] = []
+    df = edgebench.run(models=[f"{tmp_path / 'tiny.py'}:relu"], input_shape=(1, 8),
+                       runtimes=["tvm"], trials=64, output=tmp_path / "r.csv",
+                       measure=QUICK, log=lines.append)
+    (row,) = df.to_dict("records")
+    assert row["status"] == "ok" and row["tasks"] == 1
+    (cut,) = row["tuning_cut"].split("; ")
+    assert cut.startswith("relu: ") and " of 64 trials" in cut
+    measured = int(cut.split(" after ")[1].split(" of ")[0])
+    assert measured < 8  # a handful of schedules, not 64 re-searched rounds
+    prefix = f"{tmp_path / 'tiny.py'}:relu fp32 tvm: "
+    stages = [ln[len(prefix):].split(" ")[0] for ln in lines if ln.startswith(prefix)]
+    for a, b in [("export", "tuning"), ("tuning", "tune"), ("tune", "compile"),
+                 ("compile", "measure"), ("measure", "verify")]:
+        assert stages.index(a) < stages.index(b), stages
+    tune_lines = [ln for ln in lines if ln.startswith(prefix + "tune ")]
+    assert tune_lines[-1].startswith(prefix + "tune 1/1 tasks, 64/64 trials")

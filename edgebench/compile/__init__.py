@@ -108,6 +108,8 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.with_suffix(".tasks.json").write_text(json.dumps(
             {"estimated_ms": report.estimated_ms, "tasks": report.task_times}, indent=1))
+    if progress:
+        progress("compile")
     start = time.perf_counter()
     try:
         ex = tvm.compile(fused, target=tvm_target)
