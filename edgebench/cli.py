@@ -231,11 +231,6 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _terminated(signum: int, _frame) -> None:
-    """SIGTERM ends a run like Ctrl-C: rows kept, one line, exit 130."""
-    raise KeyboardInterrupt
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import RUNTIMES
@@ -249,7 +244,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     input_dtype=args.input_dtype, input_high=args.input_high,
                     resume=not args.no_resume,
                     tune_budget=TuneBudget(model_s=args.tune_budget, task_s=args.task_budget))
-    signal.signal(signal.SIGTERM, _terminated)
+    from edgebench.errors import on_interrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_interrupt)
     try:
         df = run(cfg)
     except KeyboardInterrupt:

@@ -18,3 +18,19 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
             QuantError, BoardSetupError, CacheError, BoardError)
+
+
+_interrupted = False
+
+
+def on_interrupt(signum: int, _frame) -> None:
+    """SIGINT/SIGTERM handler: remember it, then raise KeyboardInterrupt. TVM turns an
+    exception raised inside one of its Python callbacks (tuning) into a RuntimeError, so the
+    pipeline asks `interrupted()` before recording such an error as a failed row."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    return _interrupted

@@ -23,6 +23,7 @@ from edgebench import progress, verify
 from edgebench.compile import CompileError, CompileResult, TuneBudget, compile_module
 from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
 from edgebench.envinfo import host_environment
+from edgebench.errors import interrupted
 from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
@@ -389,6 +390,8 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                     reference = (model_run.fp32_ref if transformed.model is model_run.base
                                  else reference_outputs(transformed.model, model_run.xs))
                 except Exception as e:  # known only now (e.g. channel pruning): failed rows
+                    if interrupted():
+                        raise KeyboardInterrupt from None
                     failure = f"variant '{variant.name}' failed: {_one_line(e)}"
             if failure is not None:
                 row.update(status="failed", error=failure)
@@ -412,6 +415,8 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 row["status"] = "ok"
                 cfg.log(f"{spec.name} {variant.name} {runtime}: p50 {row['p50_ms']:.4f} ms")
             except Exception as e:  # the row records why; the run goes on
+                if interrupted():  # a Ctrl-C that TVM handed back as a RuntimeError
+                    raise KeyboardInterrupt from None
                 row.update(status="failed", error=_one_line(e))
                 cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {row['error']}")
             writer.append(row)

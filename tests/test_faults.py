@@ -260,14 +260,13 @@ def relu():
 def test_task_without_new_candidates_ends_promptly_and_the_row_says_so(tmp_path: Path) -> None:
     """A one-schedule task asked for 64 trials: MetaSchedule alone keeps searching it; here
     it ends after the schedules it has, the row names it, and the stages are logged."""
-    import edgebench
     from edgebench.measure import QUICK
+    from edgebench.pipeline import run
 
     (tmp_path / "tiny.py").write_text(TINY)
     lines: list[str] = []
-    df = edgebench.run(models=[f"{tmp_path / 'tiny.py'}:relu"], input_shape=(1, 8),
-                       runtimes=["tvm"], trials=64, output=tmp_path / "r.csv",
-                       measure=QUICK, log=lines.append)
+    df = run(models=[f"{tmp_path / 'tiny.py'}:relu"], input_shape=(1, 8), runtimes=["tvm"],
+             trials=64, output=tmp_path / "r.csv", measure=QUICK, log=lines.append)
     (row,) = df.to_dict("records")
     assert row["status"] == "ok" and row["tasks"] == 1
     (cut,) = row["tuning_cut"].split("; ")
