@@ -187,6 +187,35 @@ def test_second_run_waits_for_the_measuring_cores_and_says_so() -> None:
         holder.join(10)
 
 
+def _hold_tuning(work_dir: Path, held, release) -> None:
+    from edgebench.compile.tuning import _locked
+
+    with _locked(work_dir, lambda _line: None):
+        held.set()
+        release.wait(30)
+
+
+def test_a_held_tuning_cache_is_named(tmp_path: Path) -> None:
+    from edgebench.compile.tuning import _locked
+
+    ctx = multiprocessing.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_tuning, args=(tmp_path, held, release))
+    holder.start()
+    try:
+        assert held.wait(10)
+        logged: list[str] = []
+        timer = ctx.Process(target=lambda: (time.sleep(1.0), release.set()))
+        timer.start()
+        with _locked(tmp_path, logged.append):
+            pass
+        timer.join()
+        assert logged == [f"waiting for the tuning cache {tmp_path} held by pid {holder.pid}"]
+    finally:
+        release.set()
+        holder.join(10)
+
+
 def _wait_for(predicate, timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
