@@ -160,16 +160,18 @@ def test_degenerate_evaluation_set_is_flagged(tmp_path: Path, capsys,
     assert row["top1_agreement"] == "1" and "gives class 5 to all" in row["eval_warning"]
 
 
-def _hold(cores: tuple[int, ...], held, release) -> None:
-    with core_lock(cores, lambda _line: None):
+def _hold(lock, held, release) -> None:
+    with lock(lambda _line: None):
         held.set()
         release.wait(30)
 
 
-def test_second_run_waits_for_the_measuring_cores_and_says_so() -> None:
+def _second_waits(lock) -> tuple[list[str], int, float]:
+    """Hold `lock` (a callable taking the log) in another process for ~1.5 s while this one
+    takes it too: (what this one logged, the holder's pid, seconds it waited)."""
     ctx = multiprocessing.get_context("fork")
     held, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=((0,), held, release))
+    holder = ctx.Process(target=_hold, args=(lock, held, release))
     holder.start()
     try:
         assert held.wait(10)
@@ -177,43 +179,27 @@ def test_second_run_waits_for_the_measuring_cores_and_says_so() -> None:
         timer = ctx.Process(target=lambda: (time.sleep(1.5), release.set()))
         timer.start()
         start = time.perf_counter()
-        with core_lock((0,), logged.append):
+        with lock(logged.append):
             waited = time.perf_counter() - start
         timer.join()
-        assert logged == [f"waiting: cores 0 are measuring for pid {holder.pid}"]
-        assert waited > 1.0
+        return logged, holder.pid, waited
     finally:
         release.set()
         holder.join(10)
 
 
-def _hold_tuning(work_dir: Path, held, release) -> None:
-    from edgebench.compile.tuning import _locked
-
-    with _locked(work_dir, lambda _line: None):
-        held.set()
-        release.wait(30)
+def test_second_run_waits_for_the_measuring_cores_and_says_so() -> None:
+    logged, pid, waited = _second_waits(lambda log: core_lock((0,), log))
+    assert logged == [f"waiting: cores 0 are measuring for pid {pid}"]
+    assert waited > 1.0
 
 
 def test_a_held_tuning_cache_is_named(tmp_path: Path) -> None:
     from edgebench.compile.tuning import _locked
 
-    ctx = multiprocessing.get_context("fork")
-    held, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_tuning, args=(tmp_path, held, release))
-    holder.start()
-    try:
-        assert held.wait(10)
-        logged: list[str] = []
-        timer = ctx.Process(target=lambda: (time.sleep(1.0), release.set()))
-        timer.start()
-        with _locked(tmp_path, logged.append):
-            pass
-        timer.join()
-        assert logged == [f"waiting for the tuning cache {tmp_path} held by pid {holder.pid}"]
-    finally:
-        release.set()
-        holder.join(10)
+    logged, pid, waited = _second_waits(lambda log: _locked(tmp_path, log))
+    assert logged == [f"waiting for the tuning cache {tmp_path} held by pid {pid}"]
+    assert waited > 1.0
 
 
 def _wait_for(predicate, timeout: float) -> bool:
