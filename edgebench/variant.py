@@ -55,7 +55,7 @@ class VariantSpec:
             try:
                 check_prune(model, parse_prune(self.prune), spec.example_input(), spec)
             except PruneError as e:
-                raise VariantError(f"variant '{self.name}' on model '{spec.name}': {e}") from None
+                raise VariantError(f"variant '{self.name}': {e}") from None
         if self.quant and parse_quant(self.quant).trained and spec.evaluation != "digits":
             raise VariantError(f"variant '{self.name}' on model '{spec.name}': {self.quant} "
                                "fine-tunes on the digits training split, and this is not a "

@@ -110,7 +110,7 @@ def test_every_variant_is_checked_before_anything_is_measured(tmp_path: Path, ca
                  "prune=block:7x1:0.9", "prune=unstructured:0.5"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert len(err) == 1 and "variant 'prune=block:7x1:0.9' on model" in err[0]
+    assert len(err) == 1 and "variant 'prune=block:7x1:0.9': model '" in err[0]
     assert "does not tile into 7x1 blocks" in err[0]
     assert read_rows(out) == []  # nothing measured, not even fp32
 
