@@ -116,18 +116,21 @@ def test_every_variant_is_checked_before_anything_is_measured(tmp_path: Path, ca
 
 
 @pytest.mark.parametrize("trials", [0, 4])
-def test_unreachable_board_fails_before_building_or_tuning(tmp_path: Path, capsys,
+def test_unreachable_board_fails_before_building_or_tuning(tmp_path: Path, capsys, monkeypatch,
                                                            trials: int) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EDGEBENCH_CACHE", str(cache))
     with socket_port() as port:
         target = tmp_path / "noboard.toml"
         target.write_text((ROOT / "targets" / "rpi4.toml").read_text()
                           .replace("port = 9091", f"port = {port}\nconnect_timeout = 2")
                           .replace('"aarch64-linux-gnu-g++"', '"no-such-cross-g++"'))
-        start = time.perf_counter()
         code = main(["run", "digits-mlp", "--target", str(target), "--trials", str(trials),
                      "-o", str(tmp_path / "r.csv")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and time.perf_counter() - start < 10
+    assert code == 2
+    # nothing trained, built or tuned first (the cross compiler named is missing, too)
+    assert sorted(p.name for p in cache.iterdir()) == []
     assert len(err) == 1
     assert f"board 127.0.0.1:{port} unreachable" in err[0]
 
@@ -249,7 +252,10 @@ def test_interrupt_keeps_rows_and_says_how_to_resume(tmp_path: Path, user_model:
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        assert _wait_for(lambda: out.exists() and len(read_rows(out)) == 1, 120)
+        # a loaded host may take minutes to import torch; a row takes >= 4 s of timing
+        assert _wait_for(lambda: proc.poll() is not None
+                         or (out.exists() and len(read_rows(out)) == 1), 600)
+        assert proc.poll() is None, proc.communicate()
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         _stdout, stderr = proc.communicate(timeout=120)  # a loaded CI host is slow to exit
@@ -297,3 +303,24 @@ def test_task_without_new_candidates_ends_promptly_and_the_row_says_so(tmp_path:
         assert stages.index(a) < stages.index(b), stages
     tune_lines = [ln for ln in lines if ln.startswith(prefix + "tune ")]
     assert tune_lines[-1].startswith(prefix + "tune 1/1 tasks, 64/64 trials")
+
+
+def test_tuning_total_is_reachable_and_eta_comes_from_measured_trials() -> None:
+    from edgebench.compile.search import TuneBudget, TuningClock
+
+    clock = TuningClock(tasks=4, trials_per_task=50, budget=TuneBudget(model_s=1e9))
+    clock.trials(10)  # 10 of 200: below a tenth, the start-up dominates: no estimate
+    assert clock.eta_s() is None and "left" not in clock.line()
+    clock.trials(20)
+    assert clock.eta_s() is not None and clock.eta_s() >= 0
+    clock.ended("small", 2, "the search found no unmeasured candidate after 2 of 50 trials")
+    clock.ended("cut", 28, "model tuning budget 1800 s reached after 28 of 50 trials")
+    assert (clock.done, clock.tasks_done) == (30 + 48 + 22, 2)  # ended tasks count as done
+    clock.trials(50)
+    clock.ended("a", 50, None)
+    clock.trials(50)
+    clock.ended("b", 50, None)
+    assert clock.done == clock.total == 200 and clock.tasks_done == 4
+    assert clock.line().startswith("tune 4/4 tasks, 200/200 trials")
+    assert clock.stopped_by_model_budget() == {"cut"}  # tuned again by the next run
+    assert set(clock.cut) == {"small", "cut"}

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Progress = Callable[[str], None]
+MODEL_BUDGET = "model tuning budget"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class TuningClock:
 
     def over_model_budget(self) -> bool:
         return self.elapsed > self.budget.model_s
+
+    def stopped_by_model_budget(self) -> set[str]:
+        return {task for task, why in self.cut.items() if why.startswith(MODEL_BUDGET)}
 
     def trials(self, n: int) -> None:
         self.measured += n
@@ -149,7 +153,7 @@ def _budgeted_search_class() -> type:
         def _why_stop(self) -> str | None:
             budget = self.clock.budget
             if self.clock.over_model_budget():
-                return f"model tuning budget {budget.model_s:g} s reached"
+                return f"{MODEL_BUDGET} {budget.model_s:g} s reached"
             if self.spent > budget.task_s:
                 return f"task budget {budget.task_s:g} s reached"
             if self.stalled_rounds >= budget.stall_rounds:

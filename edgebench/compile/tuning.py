@@ -181,7 +181,11 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
                          + "; ".join(report.cut))
             _remember(work_dir, database)
             ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
-            ledger.update({k: max(ledger.get(k, 0), trials_per_task) for _, k in todo})
+            # A task the model's budget stopped is tuned again next run; one that ran out of
+            # new candidates or its own budget is done with its best.
+            unfinished = clock.stopped_by_model_budget()
+            ledger.update({k: max(ledger.get(k, 0), trials_per_task) for t, k in todo
+                           if t.task_name not in unfinished})
             tmp = ledger_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(ledger, indent=0, sort_keys=True))
             os.replace(tmp, ledger_path)
