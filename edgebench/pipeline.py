@@ -177,21 +177,31 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if runtime == "tvm":
-        built = tvm_module(variant, model, example, cfg, quantized, row)
-        result = compile_module(built.mod, variant.target, out_dir / "model.so", cfg.trials,
-                                extra_passes=[*cfg.extra_passes, *built.passes],
-                                progress=cfg.log, keep_asm=built.keep_asm)
-        built.check(result, variant.target, row)
+        built, result = build_tvm(variant, model, example, out_dir / "model.so", cfg, row,
+                                  quantized)
         lsb = built.lsb
-        row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
-                   tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
-                   tuning_s=result.tuning.seconds, compile_s=result.compile_s,
-                   kernels_ms=result.tuning.estimated_ms or None)
         path = result.path
     else:
         path = runtime_module(runtime).export(model, example, out_dir)
     row["export_s"] = time.perf_counter() - start
     return path, lsb
+
+
+def build_tvm(variant: Variant, model: torch.nn.Module, example: torch.Tensor, out_path: Path,
+              cfg: RunConfig, row: dict, quantized: QuantResult | None = None
+              ) -> tuple[TvmModule, CompileResult]:
+    """Compile (and tune) a variant's TVM library to out_path and check its code: what `run`
+    measures and `edgebench export` ships."""
+    built = tvm_module(variant, model, example, cfg, quantized, row)
+    result = compile_module(built.mod, variant.target, out_path, cfg.trials,
+                            extra_passes=[*cfg.extra_passes, *built.passes],
+                            progress=cfg.log, keep_asm=built.keep_asm)
+    built.check(result, variant.target, row)
+    row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
+               tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
+               tuning_s=result.tuning.seconds, compile_s=result.compile_s,
+               kernels_ms=result.tuning.estimated_ms or None)
+    return built, result
 
 
 def _sparse_pass(variant: Variant, cfg: RunConfig):
