@@ -32,7 +32,9 @@ from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
 from edgebench.quantize import FP16Model, QuantResult, parse_quant
 from edgebench.report import ResultsWriter, write_markdown
-from edgebench.run.local import run_worker
+from edgebench.run.farm import Farm, Job, for_target
+from edgebench.run.local import WorkerResult, run_worker
+from edgebench.run.rpc import Board, run_remote
 from edgebench.runtimes import PEERS, runtime_module, unavailable_reason
 from edgebench.targets import Target, find_target
 from edgebench.variant import Transformed, Variant, VariantSpec, parse_variant
@@ -57,6 +59,7 @@ class RunConfig:
     input_high: int | None = None
     extra_passes: Sequence = ()
     resume: bool = True
+    board_retries: int = 1  # farm: a row whose board died mid-run is measured once more
     log: Log = print
 
 
@@ -225,23 +228,42 @@ def _int8_sparse(variant: Variant) -> Int8Sparse | None:
 
 def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,
                  reference: list[np.ndarray], cfg: RunConfig, row: dict,
-                 user_modules: list[str], quantized: QuantResult | None = None) -> None:
+                 user_modules: list[str], quantized: QuantResult | None = None,
+                 farm: Farm | None = None, done: Callable[[str | None], None] | None = None
+                 ) -> bool:
     """Export, run, verify, time one runtime. With `quantized` (TVM on an integer variant)
     the outputs are checked against the integer reference executor instead: within one
-    output LSB (bit exact expected) where the integer path is exact."""
+    output LSB (bit exact expected) where the integer path is exact. With a `farm` the
+    compiled row is handed to it (measured on a free board, finished by `done`): returns
+    True then, False when the row was measured here."""
     target = variant.target
     art_dir = (cache_dir() / "artifacts" / target.name / variant.model.name.replace("/", "_")
                / variant.name / runtime)
     path, lsb = _export(runtime, variant, model, run.xs[0], art_dir, cfg, row, quantized)
     row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
-    if target.is_local:
-        result = run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
-                            cfg.measure, user_modules)
-    else:  # a board over RPC: same result shape, so verification and the row are shared
-        from edgebench.run.rpc import run_remote
 
-        result, board = run_remote(path, run.xs.numpy(), target, cfg.measure, cfg.log)
-        row.update(board=board.name, emulated=board.emulated)
+    def finish(result: WorkerResult, board: Board | None = None) -> None:
+        if board is not None:
+            row.update(board=board.name, emulated=board.emulated)
+        _verify_score(result, row, run, reference, variant, quantized, lsb)
+
+    if farm is not None and done is not None:
+        farm.submit(Job(f"{variant.model.name} {variant.name} {runtime}", path, run.xs.numpy(),
+                        finish, done))
+        return True
+    if target.is_local:
+        finish(run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
+                          cfg.measure, user_modules))
+    else:  # a board over RPC: same result shape, so verification and the row are shared
+        finish(*run_remote(path, run.xs.numpy(), target, cfg.measure, cfg.log))
+    return False
+
+
+def _verify_score(result: WorkerResult, row: dict, run: _ModelRun, reference: list[np.ndarray],
+                  variant: Variant, quantized: QuantResult | None, lsb: list[float | None]
+                  ) -> None:
+    """Verify a runtime's outputs (VerificationError if they differ), then fill its timing
+    and scores."""
     if quantized is not None:
         check = verify.compare_lsb(result.outputs, reference, lsb)
     else:
@@ -294,6 +316,12 @@ def _int8_tolerance(quantized: QuantResult, output_lsb: list[float | None]
     return [s if exact else None for s in output_lsb]
 
 
+def error_line(e: BaseException) -> str:
+    """The first line of an error, for a failed row's `error` column."""
+    lines = str(e).strip().splitlines()
+    return lines[0][:500] if lines else type(e).__name__
+
+
 class VerificationError(RuntimeError):
     """A runtime's outputs disagree with the PyTorch reference: the row fails, untimed."""
 
@@ -322,11 +350,18 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
             cfg.log(f"skipping runtime {r}: {reason}")
             runtimes.remove(r)
     user_modules = [m.split(":")[0] for m in cfg.models if m.split(":")[0].endswith(".py")]
+    farm = for_target(target, cfg.measure, cfg.log, cfg.board_retries)
     try:
         with progress.bar("rows", len(specs) * len(variant_specs) * len(runtimes)) as rows:
-            for spec in specs:
-                run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
-                          user_modules, rows)
+            try:
+                for spec in specs:
+                    run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
+                              user_modules, rows, farm)
+            finally:
+                if farm is not None:
+                    farm.close()  # every handed-out row measured and written
+                    cfg.log(f"farm: measuring phase {farm.span_s():.1f} s on "
+                            f"{len({i[1] for i in farm.intervals})} board(s)")
     finally:
         write_markdown(writer.path)
     return load_results([writer.path])
@@ -334,7 +369,10 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
 
 def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[str],
               target: Target, cfg: RunConfig, writer: ResultsWriter, done: set, env: dict,
-              user_modules: list[str], rows: progress.Bar | None = None) -> None:
+              user_modules: list[str], rows: progress.Bar | None = None,
+              farm: Farm | None = None) -> None:
+    """Every variant x runtime of one model, each row written as measured; with a `farm`
+    (a tracker target) rows are compiled here and measured on its boards concurrently."""
     rows = rows or progress.Bar()
     model_run: _ModelRun | None = None
     for vspec in variant_specs:
@@ -366,16 +404,28 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 quantized = transformed.quantized
                 if int8_reference is None:
                     int8_reference = reference_outputs(quantized.reference, model_run.xs)
-            cfg.log(f"{spec.name} {variant.name} {runtime}: measuring")
-            rows.update(description=f"{spec.name} {variant.name} {runtime}")
+            row_name = f"{spec.name} {variant.name} {runtime}"
+            cfg.log(f"{row_name}: measuring")
+            rows.update(description=row_name)
+
+            def record(error: str | None, row: dict = row, what: str = row_name) -> None:
+                """Write the row as measured (here, or by a farm's board thread)."""
+                if error is None:
+                    row["status"] = "ok"
+                    cfg.log(f"{what}: p50 {row['p50_ms']:.4f} ms"
+                            + (f" on {row['board']}" if farm is not None else ""))
+                else:
+                    row.update(status="failed", error=error)
+                    cfg.log(f"{what}: FAILED {error}")
+                writer.append(row)
+                rows.advance()
+
             try:
-                _measure_one(variant, runtime, model_run, model,
-                             int8_reference if quantized else reference, cfg, row,
-                             user_modules, quantized)
-                row["status"] = "ok"
-                cfg.log(f"{spec.name} {variant.name} {runtime}: p50 {row['p50_ms']:.4f} ms")
+                if _measure_one(variant, runtime, model_run, model,
+                                int8_reference if quantized else reference, cfg, row,
+                                user_modules, quantized, farm, record):
+                    continue  # the farm measures and writes it
+                error = None
             except Exception as e:  # the row records why; the run goes on
-                row.update(status="failed", error=str(e).strip().splitlines()[0][:500])
-                cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {row['error']}")
-            writer.append(row)
-            rows.advance()
+                error = error_line(e)
+            record(error)

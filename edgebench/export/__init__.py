@@ -177,8 +177,8 @@ def export(cfg: ExportConfig | None = None, **kwargs) -> Bundle:
         cfg.log(f"export: building {what}")
         row: dict = {}
         try:
-            built, result = pipeline.build_tvm(variant, model, run.xs[0], stage / LIBRARY, rcfg,
-                                               row, quantized)
+            built, _ = pipeline.build_tvm(variant, model, run.xs[0], stage / LIBRARY, rcfg, row,
+                                          quantized)
         except CompileError as e:
             raise ExportError(f"{what}: build failed: {str(e).strip().splitlines()[0]}") from None
         for extra in stage.iterdir():  # the tuning summary beside the library is not shipped
@@ -221,7 +221,7 @@ def _run_bundle(bundle: Path, target, xs: np.ndarray, log: Log) -> tuple[list[np
     """The bundle's outputs on every evaluation input, run where it will be deployed."""
     runner = _runner()
     try:
-        _manifest_, lib = runner.load_bundle(bundle)
+        _, lib = runner.load_bundle(bundle)
     except runner.BundleError as e:
         raise ExportError(str(e)) from None
     if target.is_local:
@@ -291,7 +291,7 @@ def _manifest(spec, variant, target, run, model, quantized, built, row, measured
         "model": {"name": spec.name, "weights_sha256": _sha256_tensors(run.base),
                   "variant_weights_sha256": _sha256_tensors(model)},
         "variant": variant.name,
-        "target": {"name": target.name, "arch": target.arch, "tvm": str(target.tvm_target()),
+        "target": {"name": target.name, "arch": target.arch, "tvm": target.tvm_dict(),
                    "threads": target.threads, "emulated": target.emulated,
                    "cross_compiler": target.cross_compiler,
                    "features": {"vnni": target.vnni, "amx": target.amx,
