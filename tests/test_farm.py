@@ -1,0 +1,112 @@
+"""A farm of boards behind one tracker measures rows concurrently; a board dying mid-row fails
+(or, with retries, re-measures) only that row. Uses a tracker and servers of its own (the
+emulated board's root fs), so the shared `arm` / `arm-farm` boards are never stopped."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from edgebench.measure import QUICK
+from edgebench.pipeline import RunConfig, run
+from edgebench.run import board
+from edgebench.targets import RPCConfig, find_target
+
+pytestmark = [pytest.mark.arm, pytest.mark.slow]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BOARD_DIR = str(board.board_dir())  # read before conftest points EDGEBENCH_CACHE elsewhere
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def farm(monkeypatch):
+    """A tracker and two servers of key 'farmtest'; yields (target, servers by port)."""
+    monkeypatch.setenv("EDGEBENCH_BOARD_DIR", BOARD_DIR)
+    if not (board.rootfs() / ".edgebench-recipe").exists():
+        if IN_CI:
+            pytest.fail("the emulated board's root fs is not built")
+        pytest.skip("emulated board root fs not built (`edgebench board build`)")
+    tport = _free_port()
+    procs = [board.start_tracker(tport)]
+    try:
+        board.wait_ready(procs, 30)
+        addr = f"127.0.0.1:{tport}"
+        servers = {}
+        for _ in range(2):
+            port = _free_port()
+            servers[port] = board.start_server(port, addr, "farmtest")
+        procs += servers.values()
+        board.wait_ready(procs, 180)
+        target = replace(find_target("arm-farm"),
+                         rpc=RPCConfig(tracker=addr, key="farmtest", connect_timeout=5,
+                                       session_timeout=300))
+        yield target, servers
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def _run(target, out: Path, models, variants, log, retries=1):
+    cfg = RunConfig(models=models, target=target.path, variants=variants, runtimes=("tvm",),
+                    trials=0, output=out, measure=QUICK, log=log, board_retries=retries)
+    return run(cfg, target_override=target)
+
+
+def test_two_boards_measure_two_rows_at_once(farm, tmp_path):
+    target, servers = farm
+    events: list[tuple[float, str]] = []
+    df = _run(target, tmp_path / "rows.csv", ["digits-cnn"],
+              ("fp32", "prune=unstructured:0.9"), lambda m: events.append((time.monotonic(), m)))
+    assert (df["status"] == "ok").all(), df["error"].tolist()
+    assert sorted(df["board"]) == sorted(f"farmtest@127.0.0.1:{p}" for p in servers)
+    assert any("farm: 2 free board(s) of key 'farmtest'" in m for _t, m in events)
+    # each board's busy interval: from its upload to the row's result line naming it
+    start = {m.rsplit(" to ", 1)[1]: t for t, m in events if m.startswith("uploaded ")}
+    end = {m.rsplit(" on ", 1)[1]: t for t, m in events if ": p50 " in m}
+    (s1, e1), (s2, e2) = [(start[b], end[b]) for b in df["board"]]
+    assert s1 < e2 and s2 < e1, events  # the two measurements overlap in time
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_board_killed_mid_row_fails_only_that_row(farm, tmp_path, retries):
+    """The board that receives the 2nd upload is killed right after it: that row fails
+    (retries=0) or is measured on the other board (retries=1); every other row is ok."""
+    target, servers = farm
+    uploads: list[str] = []
+    logs: list[str] = []
+
+    def log(msg: str) -> None:
+        logs.append(msg)
+        if msg.startswith("uploaded "):
+            uploads.append(msg.rsplit(" to ", 1)[1])
+            if len(uploads) == 2:
+                servers[int(uploads[-1].rsplit(":", 1)[1])].stop()
+
+    variants = ("fp32", "prune=unstructured:0.9", "prune=nm:2:4", "prune=channel:0.5")
+    df = _run(target, tmp_path / "rows.csv", ["digits-mlp"], variants, log, retries)
+    killed = uploads[1]
+    assert len(df) == 4
+    failed = df[df["status"] != "ok"]
+    if retries == 0:
+        assert len(failed) == 1, df[["variant", "status", "error"]]
+        assert f"board {killed} failed mid-run" in failed.iloc[0]["error"]
+    else:
+        assert failed.empty, failed["error"].tolist()
+        assert any(f"board {killed} failed mid-run" in m and "retrying once" in m for m in logs)
+        assert any(f"after board {killed} failed mid-run" in m for m in logs)
+    ok = df[df["status"] == "ok"]
+    survivor = next(f"farmtest@127.0.0.1:{p}" for p in servers
+                    if f"farmtest@127.0.0.1:{p}" != killed)
+    # rows that started after the kill all ran on the surviving board
+    assert (ok["board"].isin([killed, survivor])).all()
+    assert (ok["board"] == survivor).sum() >= 2
