@@ -360,7 +360,8 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
             finally:
                 if farm is not None:
                     farm.close()  # every handed-out row measured and written
-                    cfg.log(f"farm: measuring phase {farm.span_s():.1f} s on "
+                    cfg.log(f"farm: measuring phase {farm.span_s():.1f} s, boards busy "
+                            f"{farm.busy_s():.1f} s, on "
                             f"{len({i[1] for i in farm.intervals})} board(s)")
     finally:
         write_markdown(writer.path)

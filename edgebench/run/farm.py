@@ -104,6 +104,10 @@ class Farm:
             f.result()
         self._pool.shutdown()
 
+    def busy_s(self) -> float:
+        """Board time summed over rows (span x boards if every board was always busy)."""
+        return sum(i[3] - i[2] for i in self.intervals)
+
     def span_s(self) -> float:
         """Wall time from the first board measurement's start to the last one's end."""
         if not self.intervals:
