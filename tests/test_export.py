@@ -18,11 +18,10 @@ from edgebench.export import ExportConfig, ExportError, export
 from edgebench.models import get_model
 from edgebench.pipeline import reference_outputs
 from edgebench.run import board
-from edgebench.run.rpc import BoardError, probe_board
 from edgebench.targets import find_target
 from edgebench.variant import parse_variant
+from tests.helpers import need_board
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BOARD_DIR = str(board.board_dir())  # read before conftest points EDGEBENCH_CACHE elsewhere
 # torch and edgebench made unimportable (None in sys.modules), then run.py as a script
 NO_TORCH = ("import runpy, sys\n"
@@ -162,13 +161,7 @@ def test_measured_row_is_taken_from_results(tmp_path):
 def test_bundle_runs_on_the_board_with_only_the_tvm_runtime(tmp_path, monkeypatch):
     """Exported for `arm` (cross-compiled, verified over RPC), then run.py executed INSIDE the
     board's root fs by its own python3 under qemu: aarch64 TVM runtime + numpy, no torch."""
-    target = find_target("arm")
-    try:
-        probe_board(target)
-    except BoardError as e:
-        if IN_CI:
-            pytest.fail(f"CI must start the emulated board (.ci/run): {e}")
-        pytest.skip(f"no board running: {e}")
+    need_board(find_target("arm"))
     monkeypatch.setenv("EDGEBENCH_BOARD_DIR", BOARD_DIR)
     root = board.rootfs()
     b = export(ExportConfig("digits-cnn", "quant=static", "arm", tmp_path / "arm", trials=0,

@@ -4,8 +4,6 @@ emulated board's root fs), so the shared `arm` / `arm-farm` boards are never sto
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,34 +14,25 @@ from edgebench.measure import QUICK
 from edgebench.pipeline import RunConfig, run
 from edgebench.run import board
 from edgebench.targets import RPCConfig, find_target
+from tests.helpers import free_port, need_rootfs
 
 pytestmark = [pytest.mark.arm, pytest.mark.slow]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BOARD_DIR = str(board.board_dir())  # read before conftest points EDGEBENCH_CACHE elsewhere
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def farm(monkeypatch):
     """A tracker and two servers of key 'farmtest'; yields (target, servers by port)."""
     monkeypatch.setenv("EDGEBENCH_BOARD_DIR", BOARD_DIR)
-    if not (board.rootfs() / ".edgebench-recipe").exists():
-        if IN_CI:
-            pytest.fail("the emulated board's root fs is not built")
-        pytest.skip("emulated board root fs not built (`edgebench board build`)")
-    tport = _free_port()
+    need_rootfs()
+    tport = free_port()
     procs = [board.start_tracker(tport)]
     try:
         board.wait_ready(procs, 30)
         addr = f"127.0.0.1:{tport}"
         servers = {}
         for _ in range(2):
-            port = _free_port()
+            port = free_port()
             servers[port] = board.start_server(port, addr, "farmtest")
         procs += servers.values()
         board.wait_ready(procs, 180)
