@@ -226,6 +226,12 @@ def _int8_sparse(variant: Variant) -> Int8Sparse | None:
                       else Int8MeasuredChoice(variant.target))
 
 
+def artifact_dir(variant: Variant, runtime: str) -> Path:
+    """Where a row's artifact is built (and stays, for inspection or re-measuring)."""
+    return (cache_dir() / "artifacts" / variant.target.name
+            / variant.model.name.replace("/", "_") / variant.name / runtime)
+
+
 def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,
                  reference: list[np.ndarray], cfg: RunConfig, row: dict,
                  user_modules: list[str], quantized: QuantResult | None = None,
@@ -237,9 +243,8 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
     compiled row is handed to it (measured on a free board, finished by `done`): returns
     True then, False when the row was measured here."""
     target = variant.target
-    art_dir = (cache_dir() / "artifacts" / target.name / variant.model.name.replace("/", "_")
-               / variant.name / runtime)
-    path, lsb = _export(runtime, variant, model, run.xs[0], art_dir, cfg, row, quantized)
+    path, lsb = _export(runtime, variant, model, run.xs[0], artifact_dir(variant, runtime), cfg,
+                        row, quantized)
     row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
 
     def finish(result: WorkerResult, board: Board | None = None) -> None:
