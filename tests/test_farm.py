@@ -31,14 +31,14 @@ def farm(monkeypatch):
     tport = free_port()
     procs = [board.start_tracker(tport)]
     try:
-        board.wait_ready(procs, 30)
+        board.wait_ready(procs, 180)  # minutes on a loaded host
         addr = f"127.0.0.1:{tport}"
         servers = {}
         for _ in range(2):
             port = free_port()
             servers[port] = board.start_server(port, addr, "farmtest")
         procs += servers.values()
-        board.wait_ready(procs, 180)
+        board.wait_ready(procs, 600)
         target = replace(find_target("arm-farm"),
                          rpc=RPCConfig(tracker=addr, key="farmtest", connect_timeout=5,
                                        session_timeout=300))

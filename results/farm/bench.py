@@ -51,11 +51,16 @@ class Boards:
         self.n, self.procs = n, []
 
     def __enter__(self):
-        self.procs.append(board.start_tracker(TRACKER))
-        board.wait_ready(self.procs, 30)
-        addr = f"127.0.0.1:{TRACKER}"
-        self.procs += [board.start_server(FIRST_SERVER + i, addr, "arm") for i in range(self.n)]
-        board.wait_ready(self.procs, 300)
+        try:
+            self.procs.append(board.start_tracker(TRACKER))
+            board.wait_ready(self.procs, 180)  # minutes on a loaded host (imports TVM)
+            addr = f"127.0.0.1:{TRACKER}"
+            self.procs += [board.start_server(FIRST_SERVER + i, addr, "arm")
+                           for i in range(self.n)]
+            board.wait_ready(self.procs, 600)
+        except BaseException:
+            self.__exit__()
+            raise
         return replace(find_target("arm-farm"), rpc=RPCConfig(tracker=addr, key="arm",
                                                               connect_timeout=5))
 
