@@ -197,3 +197,14 @@ def test_bundle_runs_on_the_board_with_only_the_tvm_runtime(tmp_path, monkeypatc
     finally:
         shutil.rmtree(host_dir, ignore_errors=True)
 
+
+
+def test_variant_that_cannot_be_built_for_the_target_is_refused(tmp_path):
+    """quant=fp16 where the target has no FP16 arithmetic: refused naming why, nothing written."""
+    target = find_target("x86-native")
+    if target.fp16_arith:
+        pytest.skip("this host computes in FP16 (avx512fp16): the variant builds here")
+    with pytest.raises(ExportError, match=r"build failed: .*has no FP16 arithmetic"):
+        export(ExportConfig("digits-mlp", "quant=fp16", "x86-native", tmp_path / "b", trials=0,
+                            log=lambda _m: None))
+    assert not (tmp_path / "b").exists()
