@@ -362,12 +362,15 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
                 for spec in specs:
                     run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
                               user_modules, rows, farm)
-            finally:
+            except BaseException:
                 if farm is not None:
-                    farm.close()  # every handed-out row measured and written
-                    cfg.log(f"farm: measuring phase {farm.span_s():.1f} s, boards busy "
-                            f"{farm.busy_s():.1f} s, on "
-                            f"{len({i[1] for i in farm.intervals})} board(s)")
+                    farm.close(cancel=True)  # rows on a board finish; queued ones resume later
+                raise
+            if farm is not None:
+                farm.close()  # every handed-out row measured and written
+                cfg.log(f"farm: measuring phase {farm.span_s():.1f} s, boards busy "
+                        f"{farm.busy_s():.1f} s, on {len({i[1] for i in farm.intervals})} "
+                        "board(s)")
     finally:
         write_markdown(writer.path)
     return load_results([writer.path])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,13 +54,12 @@ class Farm:
     def __post_init__(self) -> None:
         self._pool = ThreadPoolExecutor(self.boards, thread_name_prefix="edgebench-board")
         self._slots = threading.Semaphore(2 * self.boards)  # running + compiled ahead
-        self._futures: list[Future] = []
         self._lock = threading.Lock()
 
     def submit(self, job: Job) -> None:
         """Queue a compiled row; blocks while `boards` rows already wait for a board."""
         self._slots.acquire()
-        self._futures.append(self._pool.submit(self._run, job))
+        self._pool.submit(self._run, job)
 
     def _run(self, job: Job) -> None:
         try:
@@ -98,11 +97,11 @@ class Farm:
                 self.log(f"{job.label}: measured on {board.name} after {failed[-1]}")
             return result, board
 
-    def close(self) -> None:
-        """Wait for every submitted row (their errors are already in their rows)."""
-        for f in self._futures:
-            f.result()
-        self._pool.shutdown()
+    def close(self, cancel: bool = False) -> None:
+        """Wait for every submitted row (their errors are already in their rows); with
+        `cancel` (the run was interrupted) only for the rows already on a board: the others
+        stay unwritten, so a re-run measures them."""
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
 
     def busy_s(self) -> float:
         """Board time summed over rows (span x boards if every board was always busy)."""
