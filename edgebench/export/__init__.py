@@ -120,7 +120,7 @@ def measured_row(path: Path, model: str, variant: str, target: str, threads: int
     else:
         metric, value = "agreement", 100 * float(r["top1_agreement"])
     return {"results": str(path), "p50_ms": float(r["p50_ms"]), "metric": metric,
-            "metric_value": value, "board": r.get("board") or None,
+            "metric_value": round(value, 4), "board": r.get("board") or None,
             "machine": r.get("machine"), "timestamp": r.get("timestamp")}
 
 
