@@ -72,6 +72,8 @@ class Farm:
 
                 error = error_line(e)
             job.done(error)
+        except Exception as e:  # nothing to surface it to from this thread but the log
+            self.log(f"{job.label}: row not written: {e}")
         finally:
             self._slots.release()
 
