@@ -17,3 +17,9 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
             QuantError, BoardSetupError, ExportError)
+
+
+def error_line(e: BaseException) -> str:
+    """The first line of an error, for a failed row's `error` column."""
+    lines = str(e).strip().splitlines()
+    return lines[0][:500] if lines else type(e).__name__

@@ -22,6 +22,7 @@ from edgebench import progress, verify
 from edgebench.compile import CompileError, CompileResult, compile_module
 from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
 from edgebench.envinfo import host_environment
+from edgebench.errors import error_line
 from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
@@ -319,12 +320,6 @@ def _int8_tolerance(quantized: QuantResult, output_lsb: list[float | None]
     rounding in TVM and PyTorch may differ by an ulp there and flip a quantization."""
     exact = not any(la.kept_fp32 for la in quantized.description.layers)
     return [s if exact else None for s in output_lsb]
-
-
-def error_line(e: BaseException) -> str:
-    """The first line of an error, for a failed row's `error` column."""
-    lines = str(e).strip().splitlines()
-    return lines[0][:500] if lines else type(e).__name__
 
 
 class VerificationError(RuntimeError):

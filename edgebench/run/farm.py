@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebench.errors import error_line
 from edgebench.measure import MeasureConfig
 from edgebench.run.local import WorkerResult
 from edgebench.run.rpc import Board, BoardError, run_remote
@@ -68,8 +69,6 @@ class Farm:
                 result, board = self._measure(job)
                 job.finish(result, board)
             except Exception as e:  # the row records why; the other rows go on
-                from edgebench.pipeline import error_line
-
                 error = error_line(e)
             job.done(error)
         except Exception as e:  # nothing to surface it to from this thread but the log
