@@ -141,8 +141,9 @@ def _output_dir(output: Path) -> None:
         raise ExportError(f"{output} exists and is not an edgebench bundle; choose another -o")
 
 
-def export(cfg: ExportConfig | None = None, **kwargs) -> Bundle:
-    """Build, describe, re-verify from a clean directory, then write the bundle to cfg.output."""
+def export(cfg: ExportConfig | str | None = None, **kwargs) -> Bundle:
+    """Build, describe, re-verify from a clean directory, then write the bundle to cfg.output.
+    `export("digits-cnn", variant="quant=static", output="b")` works too."""
     import edgebench
     from edgebench import pipeline, verify
     from edgebench.compile import CompileError
@@ -150,7 +151,8 @@ def export(cfg: ExportConfig | None = None, **kwargs) -> Bundle:
     from edgebench.targets import find_target
     from edgebench.variant import Variant, parse_variant
 
-    cfg = cfg or ExportConfig(**kwargs)
+    if not isinstance(cfg, ExportConfig):
+        cfg = ExportConfig(cfg, **kwargs) if cfg else ExportConfig(**kwargs)
     spec = get_model(cfg.model)
     vspec = parse_variant(cfg.variant)
     target = find_target(cfg.target, cfg.threads)
