@@ -6,7 +6,7 @@ Imports are lazy so that `edgebench models` and the measuring workers stay light
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["RunConfig", "find_target", "get_model", "list_models", "run"]
+__all__ = ["ExportConfig", "RunConfig", "export", "find_target", "get_model", "list_models", "run"]
 
 
 def __getattr__(name: str):
@@ -18,6 +18,10 @@ def __getattr__(name: str):
         from edgebench import models
 
         return getattr(models, name)
+    if name in ("export", "ExportConfig"):
+        from edgebench import export as ship
+
+        return getattr(ship, name)
     if name == "find_target":
         from edgebench.targets import find_target
 

@@ -1,4 +1,5 @@
-"""Command line: `edgebench run | models | targets | report | compare | profile | prune | board`.
+"""Command line: `edgebench run | models | targets | report | compare | profile | prune | export |
+board`.
 
 Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and printed),
 2 bad input (unknown model or target, bad variant, unwritable output) before anything ran.
@@ -91,6 +92,19 @@ def _parser() -> argparse.ArgumentParser:
                     help="each timing runs a call for at least this long (default 10)")
     pf.add_argument("--output", "-o", default=None,
                     help="write the per-kernel CSV here (and the markdown beside it)")
+    ex = sub.add_parser("export", help="a deployable bundle: the compiled library, manifest.json "
+                        "and run.py (TVM runtime + numpy only), verified on the target")
+    ex.add_argument("model", help="built-in name")
+    ex.add_argument("--variant", default="fp32", help="one variant, e.g. quant=static")
+    ex.add_argument("--target", default="x86-native", help="target name or .toml (boards: "
+                    "cross-compiled, verified over RPC)")
+    ex.add_argument("--output", "-o", required=True, help="bundle directory (replaced if it "
+                    "holds a bundle)")
+    ex.add_argument("--trials", type=int, default=32, help="MetaSchedule trials per task")
+    ex.add_argument("--threads", type=int, default=None, help="override the target's threads")
+    ex.add_argument("--from-results", default=None, metavar="CSV",
+                    help="take the measured p50 and metric from this results CSV (default: "
+                         "results/latest.csv if it has the row)")
     b = sub.add_parser("board", help="the emulated aarch64 board (qemu-user chroot running TVM's "
                        "rpc_server on 127.0.0.1): up, down, status, build")
     b.add_argument("action", choices=["up", "down", "status", "build"])
@@ -231,6 +245,16 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgebench.export import ExportConfig, export
+
+    bundle = export(ExportConfig(args.model, args.variant, args.target, args.output, args.trials,
+                                 args.threads, args.from_results))
+    print(f"bundle: {bundle.path} (verified on {bundle.verified_on}); run it with "
+          f"`python3 {bundle.path}/run.py --input x.npy --output y.npy`")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import RUNTIMES
@@ -286,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_compare(args)
         if args.command == "profile":
             return _cmd_profile(args)
+        if args.command == "export":
+            return _cmd_export(args)
         return _cmd_run(args)
     except user_errors() as e:
         print(f"edgebench: error: {e}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Imported lazily so `edgebench models` does not pay for torch and TVM imports."""
+    from edgebench.export import ExportError
     from edgebench.models import ModelError
     from edgebench.paths import CacheError
     from edgebench.prune import PruneError
@@ -17,7 +18,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from edgebench.variant import VariantError
 
     return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
-            QuantError, BoardSetupError, CacheError, BoardError)
+            QuantError, BoardSetupError, CacheError, BoardError, ExportError)
 
 
 _interrupted = False
@@ -34,3 +35,9 @@ def on_interrupt(signum: int, _frame) -> None:
 
 def interrupted() -> bool:
     return _interrupted
+
+
+def error_line(e: BaseException) -> str:
+    """The first line of an error, for a failed row's `error` column."""
+    lines = str(e).strip().splitlines()
+    return lines[0][:500] if lines else type(e).__name__

@@ -23,7 +23,7 @@ from edgebench import progress, verify
 from edgebench.compile import CompileError, CompileResult, TuneBudget, compile_module
 from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
 from edgebench.envinfo import host_environment
-from edgebench.errors import interrupted
+from edgebench.errors import error_line, interrupted
 from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
@@ -34,7 +34,9 @@ from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
 from edgebench.quantize import FP16Model, QuantResult, parse_quant
 from edgebench.report import ResultsWriter, write_markdown
-from edgebench.run.local import run_worker
+from edgebench.run.farm import Farm, Job, for_target
+from edgebench.run.local import WorkerResult, run_worker
+from edgebench.run.rpc import Board, run_remote
 from edgebench.runtimes import PEERS, runtime_module, unavailable_reason
 from edgebench.targets import Target, find_target
 from edgebench.variant import Transformed, Variant, VariantSpec, parse_variant
@@ -59,6 +61,7 @@ class RunConfig:
     input_high: int | None = None
     extra_passes: Sequence = ()
     resume: bool = True
+    board_retries: int = 1  # farm: a row whose board died mid-run is measured once more
     log: Log = print
     tune_budget: TuneBudget = field(default_factory=TuneBudget)
 
@@ -94,11 +97,6 @@ class _ModelRun:
         self.labels = labels.numpy() if labels is not None else None
         self.fp32_ref = reference_outputs(self.base, self.xs)
         self.eval_warning = verify.degenerate(self.fp32_ref[0])
-
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:500]
 
 
 def _score(row: dict, run: _ModelRun, outputs: list[np.ndarray]) -> None:
@@ -188,23 +186,32 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
     start = time.perf_counter()
     cfg.log("export")
     if runtime == "tvm":
-        built = tvm_module(variant, model, example, cfg, quantized, row)
-        result = compile_module(built.mod, variant.target, out_dir / "model.so", cfg.trials,
-                                extra_passes=[*cfg.extra_passes, *built.passes],
-                                progress=cfg.log, keep_asm=built.keep_asm,
-                                budget=cfg.tune_budget)
-        built.check(result, variant.target, row)
+        built, result = build_tvm(variant, model, example, out_dir / "model.so", cfg, row,
+                                  quantized)
         lsb = built.lsb
-        row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
-                   tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
-                   tuning_s=result.tuning.seconds, compile_s=result.compile_s,
-                   kernels_ms=result.tuning.estimated_ms or None,
-                   tuning_cut="; ".join(result.tuning.cut) or None)
         path = result.path
     else:
         path = runtime_module(runtime).export(model, example, out_dir)
     row["export_s"] = time.perf_counter() - start
     return path, lsb
+
+
+def build_tvm(variant: Variant, model: torch.nn.Module, example: torch.Tensor, out_path: Path,
+              cfg: RunConfig, row: dict, quantized: QuantResult | None = None
+              ) -> tuple[TvmModule, CompileResult]:
+    """Compile (and tune) a variant's TVM library to out_path and check its code: what `run`
+    measures and `edgebench export` ships."""
+    built = tvm_module(variant, model, example, cfg, quantized, row)
+    result = compile_module(built.mod, variant.target, out_path, cfg.trials,
+                            extra_passes=[*cfg.extra_passes, *built.passes],
+                            progress=cfg.log, keep_asm=built.keep_asm, budget=cfg.tune_budget)
+    built.check(result, variant.target, row)
+    row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
+               tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
+               tuning_s=result.tuning.seconds, compile_s=result.compile_s,
+               kernels_ms=result.tuning.estimated_ms or None,
+               tuning_cut="; ".join(result.tuning.cut) or None)
+    return built, result
 
 
 def _sparse_pass(variant: Variant, cfg: RunConfig):
@@ -226,28 +233,51 @@ def _int8_sparse(variant: Variant) -> Int8Sparse | None:
                       else Int8MeasuredChoice(variant.target))
 
 
+def artifact_dir(variant: Variant, runtime: str) -> Path:
+    """Where a row's artifact is built (and stays, for inspection or re-measuring)."""
+    return (cache_dir() / "artifacts" / variant.target.name
+            / variant.model.name.replace("/", "_") / variant.name / runtime)
+
+
 def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,
                  reference: list[np.ndarray], cfg: RunConfig, row: dict,
-                 user_modules: list[str], quantized: QuantResult | None = None) -> None:
+                 user_modules: list[str], quantized: QuantResult | None = None,
+                 farm: Farm | None = None, done: Callable[[str | None], None] | None = None
+                 ) -> bool:
     """Export, run, verify, time one runtime. With `quantized` (TVM on an integer variant)
     the outputs are checked against the integer reference executor instead: within one
-    output LSB (bit exact expected) where the integer path is exact."""
+    output LSB (bit exact expected) where the integer path is exact. With a `farm` the
+    compiled row is handed to it (measured on a free board, finished by `done`): returns
+    True then, False when the row was measured here."""
     target = variant.target
-    art_dir = (cache_dir() / "artifacts" / target.name / variant.model.name.replace("/", "_")
-               / variant.name / runtime)
-    path, lsb = _export(runtime, variant, model, run.xs[0], art_dir, cfg, row, quantized)
+    path, lsb = _export(runtime, variant, model, run.xs[0], artifact_dir(variant, runtime), cfg,
+                        row, quantized)
     row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
+
+    def finish(result: WorkerResult, board: Board | None = None) -> None:
+        if board is not None:
+            row.update(board=board.name, emulated=board.emulated)
+        _verify_score(result, row, run, reference, variant, quantized, lsb)
+
+    if farm is not None and done is not None:
+        farm.submit(Job(f"{variant.model.name} {variant.name} {runtime}", path, run.xs.numpy(),
+                        finish, done))
+        return True
     if target.is_local:
         cfg.log(f"measure (outputs, then timing) on cores {' '.join(map(str, target.cores))}")
-        result = run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
-                            cfg.measure, user_modules, log=cfg.log)
+        finish(run_worker(runtime, path, run.xs.numpy(), target.threads, target.cores,
+                          cfg.measure, user_modules, log=cfg.log))
     else:  # a board over RPC: same result shape, so verification and the row are shared
-        from edgebench.run.rpc import run_remote
-
         cfg.log("measure (outputs, then timing) on the board")
-        result, board = run_remote(path, run.xs.numpy(), target, cfg.measure, cfg.log)
-        row.update(board=board.name, emulated=board.emulated)
-    cfg.log("verify")
+        finish(*run_remote(path, run.xs.numpy(), target, cfg.measure, cfg.log))
+    return False
+
+
+def _verify_score(result: WorkerResult, row: dict, run: _ModelRun, reference: list[np.ndarray],
+                  variant: Variant, quantized: QuantResult | None, lsb: list[float | None]
+                  ) -> None:
+    """Verify a runtime's outputs (VerificationError if they differ), then fill its timing
+    and scores."""
     if quantized is not None:
         check = verify.compare_lsb(result.outputs, reference, lsb)
     else:
@@ -348,11 +378,22 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
             cfg.log(f"skipping runtime {r}: {reason}")
             runtimes.remove(r)
     user_modules = [m.split(":")[0] for m in cfg.models if m.split(":")[0].endswith(".py")]
+    farm = for_target(target, cfg.measure, cfg.log, cfg.board_retries)
     try:
         with progress.bar("rows", len(specs) * len(variant_specs) * len(runtimes)) as rows:
-            for spec in specs:
-                run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
-                          user_modules, rows, bases.pop(spec.name))
+            try:
+                for spec in specs:
+                    run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
+                              user_modules, rows, bases.pop(spec.name), farm)
+            except BaseException:
+                if farm is not None:
+                    farm.close(cancel=True)  # rows on a board finish; queued ones resume later
+                raise
+            if farm is not None:
+                farm.close()  # every handed-out row measured and written
+                cfg.log(f"farm: measuring phase {farm.span_s():.1f} s, boards busy "
+                        f"{farm.busy_s():.1f} s, on {len({i[1] for i in farm.intervals})} "
+                        "board(s)")
     finally:
         write_markdown(writer.path)
     return load_results([writer.path])
@@ -361,7 +402,9 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
 def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[str],
               target: Target, cfg: RunConfig, writer: ResultsWriter, done: set, env: dict,
               user_modules: list[str], rows: progress.Bar | None = None,
-              base: torch.nn.Module | None = None) -> None:
+              base: torch.nn.Module | None = None, farm: Farm | None = None) -> None:
+    """Every variant x runtime of one model, each row written as measured; with a `farm`
+    (a tracker target) rows are compiled here and measured on its boards concurrently."""
     rows = rows or progress.Bar()
     model_run: _ModelRun | None = None
     for vspec in variant_specs:
@@ -392,7 +435,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 except Exception as e:  # known only now (e.g. channel pruning): failed rows
                     if interrupted():
                         raise KeyboardInterrupt from None
-                    failure = f"variant '{variant.name}' failed: {_one_line(e)}"
+                    failure = f"variant '{variant.name}' failed: {error_line(e)}"
             if failure is not None:
                 row.update(status="failed", error=failure)
                 cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {failure}")
@@ -407,17 +450,29 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 quantized = transformed.quantized
                 if int8_reference is None:
                     int8_reference = reference_outputs(quantized.reference, model_run.xs)
+            row_name = f"{spec.name} {variant.name} {runtime}"
+
+            def record(error: str | None, row: dict = row, what: str = row_name) -> None:
+                """Write the row as measured (here, or by a farm's board thread)."""
+                if error is None:
+                    row["status"] = "ok"
+                    cfg.log(f"{what}: p50 {row['p50_ms']:.4f} ms"
+                            + (f" on {row['board']}" if farm is not None else ""))
+                else:
+                    row.update(status="failed", error=error)
+                    cfg.log(f"{what}: FAILED {error}")
+                writer.append(row)
+                rows.advance()
+
             try:
-                _measure_one(variant, runtime, model_run, model,
-                             int8_reference if quantized else reference,
-                             _row_config(cfg, rows, f"{spec.name} {variant.name} {runtime}"),
-                             row, user_modules, quantized)
-                row["status"] = "ok"
-                cfg.log(f"{spec.name} {variant.name} {runtime}: p50 {row['p50_ms']:.4f} ms")
+                if _measure_one(variant, runtime, model_run, model,
+                                int8_reference if quantized else reference,
+                                _row_config(cfg, rows, row_name), row, user_modules, quantized,
+                                farm, record):
+                    continue  # the farm measures and writes it
+                error = None
             except Exception as e:  # the row records why; the run goes on
                 if interrupted():  # a Ctrl-C that TVM handed back as a RuntimeError
                     raise KeyboardInterrupt from None
-                row.update(status="failed", error=_one_line(e))
-                cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {row['error']}")
-            writer.append(row)
-            rows.advance()
+                error = error_line(e)
+            record(error)

@@ -7,8 +7,6 @@ them against that board instead of the default emulated one.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,22 +20,15 @@ from edgebench.measure import QUICK
 from edgebench.pipeline import RunConfig, run
 from edgebench.pytest_plugin import session_target
 from edgebench.run import board
-from edgebench.run.rpc import BoardError, check_artifact_arch, probe_board, request_board
+from edgebench.run.rpc import BoardError, check_artifact_arch, request_board
 from edgebench.targets import RPCConfig, find_target
+from tests.helpers import free_port, need_board, need_rootfs
 
 pytestmark = pytest.mark.arm
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BOARD_DIR = str(board.board_dir())  # read before conftest points EDGEBENCH_CACHE elsewhere
 
 
-def _need(target):
-    try:
-        probe_board(target)
-    except BoardError as e:
-        if IN_CI:
-            pytest.fail(f"CI must start the emulated board (.ci/run): {e}")
-        pytest.skip(f"no board running: {e}")
-    return target
+_need = need_board
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +41,6 @@ def board_target(request):
 @pytest.fixture(scope="module")
 def farm_target():
     return _need(find_target("arm-farm"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(target, tmp_path: Path, models, variants=("fp32",), runtimes=("tvm",), logs=None,
@@ -108,7 +93,7 @@ def test_tracker_without_free_board_of_key_times_out(farm_target):
 
 
 def test_unreachable_board_fails_the_row_naming_host_port(tmp_path):
-    port = _free_port()
+    port = free_port()
     target = replace(find_target("arm"), rpc=RPCConfig(host="127.0.0.1", port=port,
                                                        connect_timeout=2))
     df = _run(target, tmp_path, ["digits-mlp"])
@@ -119,7 +104,7 @@ def test_unreachable_board_fails_the_row_naming_host_port(tmp_path):
 
 
 def test_pytest_target_without_board_fails_with_one_line(tmp_path):
-    port = _free_port()
+    port = free_port()
     toml = tmp_path / "gone.toml"
     toml.write_text(find_target("arm").path.read_text().replace("port = 9091", f"port = {port}")
                     .replace("connect_timeout = 5", "connect_timeout = 2"))
@@ -146,11 +131,8 @@ def test_server_killed_mid_run_fails_that_row_and_resume_keeps_the_rest(board_ta
                                                                        monkeypatch):
     """A board of our own (not the shared one) is killed right after the 2nd row's upload."""
     monkeypatch.setenv("EDGEBENCH_BOARD_DIR", BOARD_DIR)
-    if not (board.rootfs() / ".edgebench-recipe").exists():
-        if IN_CI:
-            pytest.fail("the emulated board's root fs is not built")
-        pytest.skip("emulated board root fs not built (`edgebench board build`)")
-    port = _free_port()
+    need_rootfs()
+    port = free_port()
     target = replace(find_target("arm"), rpc=RPCConfig(host="127.0.0.1", port=port,
                                                        connect_timeout=3))
     variants = ("fp32", "prune=unstructured:0.9", "prune=nm:2:4")

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ class ResultsWriter:
     def __init__(self, path: str | Path, env: dict | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()  # a farm's board threads append concurrently
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", newline=""):
@@ -109,7 +111,7 @@ class ResultsWriter:
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"unknown result columns: {sorted(unknown)}")
-        with open(self.path, "a", newline="") as fh:
+        with self._lock, open(self.path, "a", newline="") as fh:
             csv.DictWriter(fh, COLUMNS).writerow({k: _fmt(row.get(k)) for k in COLUMNS})
             fh.flush()
             os.fsync(fh.fileno())
