@@ -8,7 +8,6 @@ a strategy module: magnitude, block, nm (masked), structured (torch-pruning), gr
 (schedule + fine-tuning). Masks are permanent zeros in plain weight tensors: no hooks.
 """
 
-from edgebench.prune.api import PruneResult, mask_pruner, prune
 from edgebench.prune.config import (
     METHODS,
     BlockConfig,
@@ -22,8 +21,6 @@ from edgebench.prune.config import (
     UnstructuredConfig,
     parse_prune,
 )
-from edgebench.prune.gradual import PolynomialDecay
-from edgebench.prune.stats import LayerStats
 
 __all__ = [
     "METHODS",
@@ -43,3 +40,19 @@ __all__ = [
     "parse_prune",
     "prune",
 ]
+
+
+_LAZY = {  # name -> the submodule (importing torch) that defines it
+    **dict.fromkeys(("PruneResult", "mask_pruner", "prune"), "api"),
+    **dict.fromkeys(("PolynomialDecay",), "gradual"),
+    **dict.fromkeys(("LayerStats",), "stats"),
+}
+
+
+def __getattr__(name: str):
+    """The torch-using names load on first use, so parsing a recipe stays cheap."""
+    if name not in _LAZY:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
