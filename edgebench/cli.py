@@ -250,11 +250,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    _check_inputs(args.results)
     from edgebench.report.document import write_report
 
     first = Path(args.results[0])
     out = Path(args.out) if args.out else first.parent / "report"
-    _check_inputs(args.results)
     print(write_report(args.results, out, max_drop=args.max_drop))
     return 0
 
@@ -358,7 +358,7 @@ def print_summary(df, max_drop: float, console=None) -> None:
     from edgebench.report.tables import summary
 
     table = summary(df, max_drop)
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     if table.empty:
         console.print("no ok TVM row to summarize")
         return

@@ -3,7 +3,8 @@ process that imports edgebench, the measuring workers included, installs these f
 
 Silenced: FutureWarning/DeprecationWarning (torch's pytree deprecations when a worker
 unpickles an exported program, torch API deprecations) and UserWarning/log warnings from the
-libraries below (torchao's "Failed to load ... cutlass", TVM's MetaSchedule notices). Our own
+libraries below (torchao's "Failed to load ... cutlass", TVM's MetaSchedule notices, torch's
+own log lines). Our own
 warnings and every error still show.
 """
 
@@ -24,6 +25,9 @@ def enabled() -> bool:
 
 def apply() -> None:
     """Install the filters in this process (idempotent)."""
+    # torch configures its own loggers when imported (resetting levels set before): its
+    # TORCH_LOGS setting is the switch ("-all": errors only), e.g. the pytree Enum notice
+    os.environ.setdefault("TORCH_LOGS", "-all")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     for name in THIRD_PARTY:

@@ -76,7 +76,8 @@ def headline_section(df: pd.DataFrame, max_drop: float = MAX_DROP_PTS) -> list[s
             continue
         rows.append([r["group"], r["model"], r["technique"], f"`{r['variant']}`",
                      _cell(r["p50_ms"]), _ratio(r["speedup_vs_fp32"]),
-                     f"{_ratio(r['vs_best_peer'])} ({r['best_peer']})",
+                     f"{_ratio(r['vs_best_peer'])} ({r['best_peer']})"
+                     if pd.notna(r["vs_best_peer"]) else r["best_peer"],
                      _ratio(r["gzip_vs_fp32"]), f"{r['metric']} ({-r['drop_pts']:+.1f} pt)",
                      f"{r['rule']} of {r['candidates']}"])
     return ["## Headline: what pruning and quantization buy (edgebench's TVM build)", "",
