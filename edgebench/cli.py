@@ -349,36 +349,6 @@ def _precheck_run(args: argparse.Namespace) -> None:
     _check_output(Path(args.output))
 
 
-def print_summary(df, max_drop: float, console=None) -> None:
-    """The table the run ends with (rich): per model, our fastest variant within `max_drop`
-    points of FP32's metric, its speedups vs our FP32 and the fastest real peer, size, metric."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from edgebench.report.tables import summary
-
-    table = summary(df, max_drop)
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
-    if table.empty:
-        console.print("no ok TVM row to summarize")
-        return
-    t = Table(title=f"edgebench: fastest TVM variant within {max_drop:g} pt of FP32",
-              title_justify="left")
-    for col in ("model", "where", "best variant", "p50 ms", "vs TVM FP32",
-                "vs fastest real peer", "size KiB (vs FP32)", "metric (drop)"):
-        t.add_column(col, justify="right" if col[0] in "pvs" and col != "vs fastest real peer"
-                     else "left")
-    for _, r in table.iterrows():
-        def ratio(v: float) -> str:
-            return "-" if v != v else f"{v:.2f}x"
-
-        t.add_row(r["model"], r["group"], r["variant"], f"{r['p50_ms']:.4f}",
-                  ratio(r["vs_tvm_fp32"]), f"{ratio(r['vs_best_peer'])} ({r['best_peer']})",
-                  f"{r['artifact_bytes'] / 1024:.0f} ({ratio(r['size_vs_fp32'])})",
-                  f"{r['metric']} ({-r['drop_pts']:+.1f} pt)")
-    console.print(t)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     _precheck_run(args)
     from edgebench.pipeline import RunConfig, run
@@ -400,6 +370,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     rows = load([out]).rows
     mine = rows[rows["model"].isin([str(m) for m in args.models])
                 & rows["variant"].isin([parse_name(v) for v in args.variants])]
+    from edgebench.report.console import print_summary
+    from edgebench.report.export import write_json
+
     print_summary(mine, args.max_drop)
     written = [out, out.with_suffix(".md")]
     if args.json:
@@ -415,24 +388,6 @@ def parse_name(variant: str) -> str:
     from edgebench.variant import parse_variant
 
     return parse_variant(variant).name
-
-
-def write_json(csv_path: Path) -> Path:
-    """`results.json` beside the CSV: {"environment": .env.json, "rows": [...]} with the same
-    rows as the CSV (missing values as null), for scripts and dashboards."""
-    import json
-
-    import pandas as pd
-
-    from edgebench.report.results import read_rows
-
-    env_path = csv_path.with_suffix(".env.json")
-    env = json.loads(env_path.read_text()) if env_path.exists() else {}
-    rows = pd.DataFrame(read_rows(csv_path))
-    records = rows.replace({"": None}).to_dict(orient="records")
-    out = csv_path.with_suffix(".json")
-    out.write_text(json.dumps({"environment": env, "rows": records}, indent=1, default=str))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

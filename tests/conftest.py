@@ -16,6 +16,14 @@ def edgebench_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Board tests run under qemu (minutes): they are `slow` too, so `pytest -m "not slow"` is
+    the fast subset."""
+    for item in items:
+        if item.get_closest_marker("arm") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Tests that link code for aarch64 (`arm`, `cross` markers) need a cross compiler: the
     apt one or zig from the `ziglang` wheel (the dev extra installs it). Without either they

@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from edgebench.cli import DEFAULT_VARIANTS, MAX_DROP, VARIANT_HELP, _parser, main, write_json
+from edgebench.cli import DEFAULT_VARIANTS, MAX_DROP, VARIANT_HELP, _parser, main
 from edgebench.prune import METHODS as PRUNE_METHODS
 from edgebench.quantize import METHODS as QUANT_METHODS
 from edgebench.report import ResultsWriter
+from edgebench.report.export import write_json
 from edgebench.report.tables import MAX_DROP_PTS, headline, load, summary
 from edgebench.targets import TARGETS_DIR, find_target
 from edgebench.variant import parse_variant
