@@ -80,7 +80,8 @@ def accuracy_latency(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xlim(left=0)
         ax.set_xlabel("p50 latency (ms)")
-        ax.set_ylabel(g["quality_kind"].iloc[0])
+        kind = g["quality_kind"].iloc[0]
+        ax.set_ylabel(kind if kind == "accuracy" else f"{kind} (fidelity, not accuracy)")
         ax.set_title(model, fontsize=9)
         ax.legend(fontsize=6)
     return _save(fig, path, f"accuracy vs latency: {title}", ok)
