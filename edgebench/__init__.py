@@ -13,6 +13,7 @@ if _os.environ.get("EDGEBENCH_QUIET") == "1":  # set by the CLI; workers inherit
     from edgebench import quiet as _quiet
 
     _quiet.apply()
+
 __all__ = ["RunConfig", "find_target", "get_model", "list_models", "run"]
 
 
