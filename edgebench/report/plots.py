@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # files only: no display on servers or in CI
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from edgebench.report.tables import pareto_mask
+from edgebench.report.tables import pareto_mask, precision
 
 RUNTIME_COLORS = {"tvm": "tab:blue", "pytorch": "tab:red", "onnxruntime": "tab:green",
                   "executorch": "tab:purple"}
@@ -139,6 +139,8 @@ def runtimes(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
     one group of each runtime's fastest real int8 build (ours, ONNX Runtime QDQ, ...). Peer
     rows of a simulated fake-quant graph are left out: they are float, not int8."""
     ok = _ok(ok)
+    if "precision" not in ok:  # rows not passed through tables.derive
+        ok = ok.assign(precision=ok.apply(precision, axis=1) if len(ok) else [])
     real = ok[ok["precision"] != "simulated"]
     tables = {}
     for model in sorted(real["model"].unique()):
