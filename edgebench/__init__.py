@@ -5,7 +5,15 @@ Imports are lazy so that `edgebench models` and the measuring workers stay light
 
 from __future__ import annotations
 
+import os as _os
+
 __version__ = "0.1.0"
+
+if _os.environ.get("EDGEBENCH_QUIET") == "1":  # set by the CLI; workers inherit it
+    from edgebench import quiet as _quiet
+
+    _quiet.apply()
+
 __all__ = ["ExportConfig", "RunConfig", "export", "find_target", "get_model", "list_models", "run"]
 
 

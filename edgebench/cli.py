@@ -1,19 +1,73 @@
 """Command line: `edgebench run | models | targets | report | compare | profile | prune | export |
 board`.
 
-Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and printed),
-2 bad input (unknown model or target, bad variant, unwritable output) before anything ran.
+Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and printed) or,
+for `compare`, a row got slower beyond noise; 2 bad input (unknown model or target, bad
+variant, unwritable output, missing file) before anything ran. Arguments are checked before
+torch and TVM are imported, so a typo is answered at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 
+from edgebench import __version__, quiet
 from edgebench.compile.search import TuneBudget
 from edgebench.measure import QUICK, MeasureConfig
+
+# The main job: FP32, a pruned variant on our sparse kernels, structured pruning and static
+# int8, beside the peers (each recipe keeps digits accuracy within a point of FP32).
+DEFAULT_MODELS = ("digits-mlp", "digits-cnn")
+DEFAULT_VARIANTS = ("fp32", "prune=unstructured:0.9:ft10+sparse", "prune=channel:0.5:ft10",
+                    "quant=static")
+DEFAULT_TRIALS = 32
+MAX_DROP = 1.0  # = report.tables.MAX_DROP_PTS (not imported: it loads pandas)
+
+VARIANT_HELP = """\
+variants (--variants V...; `+` joins a prune, a quant and sparse):
+  fp32                                 the model as given
+  prune=unstructured:S[:global]        magnitude per layer (or global): prune=unstructured:0.9
+  prune=threshold:T                    zero |w| < T:                    prune=threshold:0.05
+  prune=block:RxC:S                    whole RxC blocks:                prune=block:8x1:0.9
+  prune=nm:N:M                         N of every M kept:               prune=nm:2:4
+  prune=channel:F                      a smaller dense network:         prune=channel:0.5
+  prune=gradual:S                      pruned while fine-tuning:        prune=gradual:0.9
+  prune=...:ftN                        fine-tune N epochs after:        prune=channel:0.5:ft30
+  quant=dynamic                        int8 weights:                    quant=dynamic
+  quant=static[:OBS][:per-tensor]      minmax|percentile|entropy:       quant=static:entropy
+  quant=fp16|qat|ternary|binary        other precisions:                quant=ternary
+  +sparse, +sparse=all                 on our sparse kernels:  prune=unstructured:0.9+sparse
+  prune=...+quant=...                  prune, then quantize:   prune=nm:2:4+quant=static
+  prune=...+quant=...+sparse   int8 sparse kernels:    prune=block:16x1:0.9+quant=static+sparse
+"""
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, epilogs kept as written."""
+
+
+class _Version(argparse.Action):
+    """--version, with the versions looked up only when asked (metadata scans are slow)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_versions())
+        parser.exit()
+
+
+def _versions() -> str:
+    from importlib import metadata
+
+    found = []
+    for dist in ("torch", "apache-tvm", "onnxruntime", "executorch"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return f"edgebench {__version__} ({', '.join(found)})"
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -25,59 +79,85 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgebench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="edgebench", description=__doc__.splitlines()[0],
+                                formatter_class=_Help)
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="show edgebench's version and its runtimes' versions, then exit")
+    common = argparse.ArgumentParser(add_help=False)
+    noise = common.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_true",
+                       help="also show third-party warnings (torch, TVM, torchao, ...)")
+    noise.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress lines (CI logs): errors, FAILED rows and the summary")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="compile, run, verify and measure variants; write a CSV")
-    r.add_argument("models", nargs="*", default=["digits-mlp", "digits-cnn"],
+
+    def add(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], formatter_class=_Help, **kw)
+
+    r = add("run", help="compile, run, verify and measure variants; write a CSV",
+            description="Compile, run, verify and measure each model x variant x runtime; "
+            "rows are appended to the CSV as measured, then a summary table is printed.",
+            epilog=VARIANT_HELP)
+    r.add_argument("models", nargs="*", default=list(DEFAULT_MODELS),
                    help="built-in names (see `edgebench models`) or module:factory / "
-                        "file.py:factory (default: digits-mlp digits-cnn)")
-    r.add_argument("--target", default="x86-native", help="target name or .toml path")
-    r.add_argument("--variants", nargs="+", default=["fp32"],
-                   help="fp32 and/or recipes such as prune=unstructured:0.9 "
-                   "prune=block:8x1:0.9 prune=nm:2:4 prune=channel:0.5 prune=gradual:0.9")
+                        "file.py:factory")
+    r.add_argument("--target", default="x86-native",
+                   help="target name (see `edgebench targets`) or .toml path")
+    r.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                   help="variant recipes, grammar below")
     r.add_argument("--runtimes", nargs="+", default=None,
                    help="subset of tvm pytorch onnxruntime executorch (default: all available)")
     r.add_argument("--no-peers", action="store_true", help="TVM only")
-    r.add_argument("--trials", type=int, default=32,
+    r.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                    help="MetaSchedule trials per task (every task gets this many; 0 = untuned)")
     r.add_argument("--tune-budget", type=float, default=TuneBudget.model_s, metavar="S",
                    help="wall-clock seconds of tuning per model; then every task keeps its "
-                        "best (default %(default)g)")
+                        "best")
     r.add_argument("--task-budget", type=float, default=TuneBudget.task_s, metavar="S",
-                   help="wall-clock seconds of tuning per task (default %(default)g); a task "
+                   help="wall-clock seconds of tuning per task; a task "
                         f"with no new candidate for {TuneBudget.stall_rounds} rounds or "
                         f"{TuneBudget.stall_s:g} s is done with its best")
+    r.add_argument("--max-drop", type=float, default=MAX_DROP,
+                   help="points of the metric (top-1 %%, agreement %%) a variant may lose "
+                        "against FP32 and still be called best")
+    r.add_argument("--json", action="store_true",
+                   help="also write the rows and the environment as JSON beside the CSV")
     r.add_argument("--threads", type=int, default=None, help="override the target's threads")
-    r.add_argument("--output", "-o", default="results/latest.csv", help="results CSV (appended)")
+    r.add_argument("--output", "-o", default="results/latest.csv",
+                   help="results CSV (appended; a .md summary and .env.json beside it)")
     r.add_argument("--no-resume", action="store_true", help="re-measure rows already in the CSV")
     r.add_argument("--quick", action="store_true",
                    help=f"short timing ({QUICK.min_runs} runs, {QUICK.min_time_s} s) for "
                         "smoke tests")
-    r.add_argument("--min-runs", type=int, default=MeasureConfig.min_runs)
-    r.add_argument("--min-time", type=float, default=MeasureConfig.min_time_s)
+    r.add_argument("--min-runs", type=int, default=MeasureConfig.min_runs,
+                   help="timed calls at least")
+    r.add_argument("--min-time", type=float, default=MeasureConfig.min_time_s,
+                   help="seconds of timed calls at least")
     r.add_argument("--input-shape", type=_shape, default=None, help="user models: e.g. 1,3,224,224")
-    r.add_argument("--input-dtype", default="float32")
+    r.add_argument("--input-dtype", default="float32", help="user models: input dtype")
     r.add_argument("--input-high", type=int, default=None, help="int inputs: exclusive upper bound")
-    pr = sub.add_parser("prune", help="prune a model in PyTorch and show what it did, layer by "
+    pr = add("prune", help="prune a model in PyTorch and show what it did, layer by "
                         "layer (no compiling)")
     pr.add_argument("model", help="built-in name or module:factory / file.py:factory")
     pr.add_argument("recipe", help="e.g. unstructured:0.9, block:8x1:0.9, nm:2:4, channel:0.5, "
                     "gradual:0.9, channel:0.5:ft30")
     pr.add_argument("--save", default=None, help="torch.save the pruned model here")
     pr.add_argument("--input-shape", type=_shape, default=None)
-    sub.add_parser("models", help="list built-in models")
-    sub.add_parser("targets", help="list target files")
-    rep = sub.add_parser("report", help="markdown report + PNG plots from results CSVs")
+    add("models", help="list built-in models")
+    add("targets", help="list target files (shipped, and ./targets/*.toml)")
+    rep = add("report", help="markdown report + PNG plots from results CSVs")
     rep.add_argument("results", nargs="+", help="results CSVs (other CSVs are skipped, listed)")
     rep.add_argument("--out", default=None,
                      help="directory for README.md and plots/ (default: report/ beside the "
                           "first CSV)")
-    cmp = sub.add_parser("compare", help="the same variants across two runs: change in p50 "
-                         "and whether it is beyond run-to-run noise")
+    rep.add_argument("--max-drop", type=float, default=MAX_DROP,
+                     help="points a variant may lose against FP32 and still be best")
+    cmp = add("compare", help="the same variants across two runs: change in p50 and whether "
+              "it is beyond run-to-run noise; exit 1 if a row got slower (a CI gate)")
     cmp.add_argument("a", help="results CSV of the first run (A)")
     cmp.add_argument("b", help="results CSV of the second run (B)")
     cmp.add_argument("--out", default=None, help="also write the markdown here")
-    pf = sub.add_parser("profile", help="per-layer profile of a compiled variant: each kernel "
+    pf = add("profile", help="per-layer profile of a compiled variant: each kernel "
                         "timed alone (dense / sparse / int8) vs the whole, locally or on a board")
     pf.add_argument("model", help="built-in name")
     pf.add_argument("--variants", "--variant", nargs="+", default=["fp32"],
@@ -92,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="each timing runs a call for at least this long (default 10)")
     pf.add_argument("--output", "-o", default=None,
                     help="write the per-kernel CSV here (and the markdown beside it)")
-    ex = sub.add_parser("export", help="a deployable bundle: the compiled library, manifest.json "
+    ex = add("export", help="a deployable bundle: the compiled library, manifest.json "
                         "and run.py (TVM runtime + numpy only), verified on the target")
     ex.add_argument("model", help="built-in name")
     ex.add_argument("--variant", default="fp32", help="one variant, e.g. quant=static")
@@ -105,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--from-results", default=None, metavar="CSV",
                     help="take the measured p50 and metric from this results CSV (default: "
                          "results/latest.csv if it has the row)")
-    b = sub.add_parser("board", help="the emulated aarch64 board (qemu-user chroot running TVM's "
+    b = add("board", help="the emulated aarch64 board (qemu-user chroot running TVM's "
                        "rpc_server on 127.0.0.1): up, down, status, build")
     b.add_argument("action", choices=["up", "down", "status", "build"])
     b.add_argument("--servers", type=int, default=1, help="rpc servers (consecutive ports)")
@@ -193,21 +273,30 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    _check_inputs(args.results)
     from edgebench.report.document import write_report
 
     first = Path(args.results[0])
     out = Path(args.out) if args.out else first.parent / "report"
-    print(write_report(args.results, out))
+    print(write_report(args.results, out, max_drop=args.max_drop))
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    _check_inputs([args.a, args.b])
     from edgebench.report.compare import compare, markdown
+    from edgebench.report.compare import slower as compare_slower
 
-    text = markdown(compare([args.a], [args.b]), args.a, args.b)
+    changes = compare([args.a], [args.b])
+    text = markdown(changes, args.a, args.b)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+    slower = compare_slower(changes)
+    if slower:
+        print(f"edgebench: {len(slower)} row(s) slower beyond noise: "
+              + ", ".join(slower), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -255,7 +344,46 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_inputs(paths: list[str]) -> None:
+    from edgebench.errors import UsageError
+
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
+
+
+def _check_output(path: Path) -> None:
+    """The results file (and its siblings) can be written: said before anything runs."""
+    from edgebench.errors import UsageError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write results to {path}: {e.strerror}") from None
+
+
+def _precheck_run(args: argparse.Namespace) -> None:
+    """Every argument the run needs, checked without torch or TVM (one line, exit 2)."""
+    from edgebench.models import check_model_ref
+    from edgebench.runtimes import RUNTIMES, UnknownRuntime
+    from edgebench.targets import target_path
+    from edgebench.variant import parse_variant
+
+    for m in args.models:
+        check_model_ref(m, args.input_shape)
+    target_path(args.target)
+    for v in args.variants:
+        parse_variant(v)
+    for r in args.runtimes or ():
+        if r not in RUNTIMES:
+            raise UnknownRuntime(f"unknown runtime '{r}'; known runtimes: {', '.join(RUNTIMES)}")
+    _check_output(Path(args.output))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    _precheck_run(args)
     from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import RUNTIMES
 
@@ -267,7 +395,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     output=args.output, measure=measure, input_shape=args.input_shape,
                     input_dtype=args.input_dtype, input_high=args.input_high,
                     resume=not args.no_resume,
-                    tune_budget=TuneBudget(model_s=args.tune_budget, task_s=args.task_budget))
+                    tune_budget=TuneBudget(model_s=args.tune_budget, task_s=args.task_budget),
+                    log=(lambda _m: None) if args.quiet else print)
     from edgebench.errors import on_interrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -284,16 +413,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
               "resume", file=sys.stderr)
         return 130
     out = Path(args.output)
-    print(f"results: {out} and {out.with_suffix('.md')}")
+    from edgebench.report.tables import load
+
+    rows = load([out]).rows
+    mine = rows[rows["model"].isin([str(m) for m in args.models])
+                & rows["variant"].isin([parse_name(v) for v in args.variants])]
+    from edgebench.report.console import print_summary
+    from edgebench.report.export import write_json
+
+    print_summary(mine, args.max_drop)
+    written = [out, out.with_suffix(".md")]
+    if args.json:
+        written.append(write_json(out))
+    print("results: " + ", ".join(map(str, written)))
     failed = df[df["status"] != "ok"]
     for _, r in failed.iterrows():
         print(f"FAILED {r['model']} {r['variant']} {r['runtime']}: {r['error']}", file=sys.stderr)
     return 1 if len(failed) else 0
 
 
+def parse_name(variant: str) -> str:
+    from edgebench.variant import parse_variant
+
+    return parse_variant(variant).name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from edgebench.errors import user_errors
+    quiet.set_for_children(not args.verbose)
+    if args.quiet:
+        os.environ.setdefault("CI", "true")  # plain log lines, no bars
+    from edgebench.errors import is_user_error
 
     try:
         if args.command == "models":
@@ -313,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _cmd_export(args)
         return _cmd_run(args)
-    except user_errors() as e:
+    except Exception as e:
+        if not is_user_error(e):
+            raise
         print(f"edgebench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

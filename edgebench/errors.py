@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 
+class UsageError(ValueError):
+    """A command-line argument names something unusable (missing file, unwritable output)."""
+
+
+USER_ERRORS = frozenset({
+    "edgebench.models.ModelError", "edgebench.prune.config.PruneError",
+    "edgebench.quantize.config.QuantError", "edgebench.report.results.OutputError",
+    "edgebench.run.board.BoardSetupError", "edgebench.runtimes.UnknownRuntime",
+    "edgebench.targets.TargetError", "edgebench.variant.VariantError",
+    "edgebench.errors.UsageError", "edgebench.paths.CacheError", "edgebench.run.rpc.BoardError",
+    "edgebench.export.ExportError",
+})
+
+
+def is_user_error(e: BaseException) -> bool:
+    """By class name, so the CLI's error path imports nothing (no torch, TVM or pandas):
+    a typo is answered in well under a second."""
+    return any(f"{c.__module__}.{c.__qualname__}" in USER_ERRORS for c in type(e).__mro__)
+
+
 def user_errors() -> tuple[type[Exception], ...]:
-    """Imported lazily so `edgebench models` does not pay for torch and TVM imports."""
+    """The classes themselves (imports torch and TVM: for tests and the pytest plugin)."""
     from edgebench.export import ExportError
     from edgebench.models import ModelError
     from edgebench.paths import CacheError
@@ -18,7 +38,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from edgebench.variant import VariantError
 
     return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
-            QuantError, BoardSetupError, CacheError, BoardError, ExportError)
+            QuantError, BoardSetupError, CacheError, BoardError, ExportError, UsageError)
 
 
 _interrupted = False

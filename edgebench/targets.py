@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+# The shipped target files (package data); a user's own are found by path or in ./targets.
+TARGETS_DIR = Path(__file__).resolve().parent / "target_files"
+USER_TARGETS_DIR = Path("targets")
 _ARCHES = {"x86_64", "aarch64", "armv7"}
 _KEYS = {"name", "description", "arch", "threads", "cores", "tvm", "cross_compiler",
          "rpc", "emulated", "requires", "conv_layout"}
@@ -63,7 +65,7 @@ class Target:
     description: str = ""
     threads: int = 1
     cores: tuple[int, ...] = (0,)
-    cross_compiler: str | None = None
+    cross_compiler_name: str | None = None  # as the file says, e.g. "aarch64-linux-gnu-g++"
     rpc: RPCConfig | None = None
     emulated: bool = False
     requires: tuple[str, ...] = field(default=())
@@ -72,6 +74,17 @@ class Target:
     @property
     def is_local(self) -> bool:
         return self.rpc is None
+
+    @property
+    def cross_compiler(self) -> str | None:
+        """The command that links code for this target: the file's compiler if installed,
+        else zig c++ from the `ziglang` wheel (compile/toolchain.py); ToolchainError naming
+        what to install if neither."""
+        if self.cross_compiler_name is None:
+            return None
+        from edgebench.compile.toolchain import resolve
+
+        return resolve(self.cross_compiler_name)
 
     # --- What the compiled code may use. One place for every kernel family's question
     # "does this target have X?", answered from the resolved TVM target (so `mattr = ["-amx-int8"]`
@@ -235,7 +248,8 @@ def load_target(path: str | Path) -> Target:
         description=_expect(path, "description", raw.get("description", ""), str),
         threads=threads,
         cores=cores,
-        cross_compiler=raw.get("cross_compiler"),
+        cross_compiler_name=_expect(path, "cross_compiler", raw["cross_compiler"], str)
+        if "cross_compiler" in raw else None,
         rpc=_rpc(path, raw["rpc"]) if "rpc" in raw else None,
         emulated=_expect(path, "emulated", raw.get("emulated", False), bool),
         requires=tuple(_expect(path, "requires", raw.get("requires", []), list)),
@@ -251,16 +265,33 @@ def load_target(path: str | Path) -> Target:
     return target
 
 
-def find_target(ref: str | Path, threads: int | None = None) -> Target:
-    """A target by file path or by name (a file `targets/<name>.toml`); threads overrides."""
+def _target_files() -> dict[str, Path]:
+    """Target name -> file: the shipped ones, overridden by ./targets/<name>.toml."""
+    files = {p.stem: p for p in sorted(TARGETS_DIR.glob("*.toml"))}
+    if USER_TARGETS_DIR.is_dir():
+        files.update({p.stem: p for p in sorted(USER_TARGETS_DIR.glob("*.toml"))})
+    return files
+
+
+def target_path(ref: str | Path) -> Path:
+    """The file of a target given by path (`*.toml`) or by name, without loading it (cheap:
+    the CLI checks names before importing TVM)."""
     path = Path(ref)
-    if path.suffix != ".toml":
-        path = TARGETS_DIR / f"{ref}.toml"
+    if path.suffix == ".toml":
         if not path.exists():
-            known = ", ".join(t.stem for t in sorted(TARGETS_DIR.glob("*.toml")))
-            raise TargetError(f"unknown target '{ref}'; known targets: {known} "
-                              "(or give a path to a .toml file)")
-    target = load_target(path)
+            raise TargetError(f"{path}: target file not found")
+        return path
+    files = _target_files()
+    if str(ref) not in files:
+        raise TargetError(f"unknown target '{ref}'; known targets: {', '.join(sorted(files))} "
+                          "(or give a path to a .toml file)")
+    return files[str(ref)]
+
+
+def find_target(ref: str | Path, threads: int | None = None) -> Target:
+    """A target by file path or by name (shipped, or ./targets/<name>.toml); threads
+    overrides."""
+    target = load_target(target_path(ref))
     if threads is not None and threads != target.threads:
         from dataclasses import replace
 
@@ -269,4 +300,4 @@ def find_target(ref: str | Path, threads: int | None = None) -> Target:
 
 
 def list_targets() -> list[Target]:
-    return [load_target(p) for p in sorted(TARGETS_DIR.glob("*.toml"))]
+    return [load_target(p) for p in _target_files().values()]

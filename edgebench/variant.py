@@ -8,15 +8,20 @@ up front so a typo fails before minutes of tuning, not after.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from edgebench.models import ModelSpec
 from edgebench.prune import METHODS as PRUNE_METHODS
-from edgebench.prune import PruneError, PruneResult, check_prune, parse_prune, prune
+from edgebench.prune import PruneError, parse_prune
 from edgebench.quantize import METHODS as QUANT_METHODS
-from edgebench.quantize import QuantError, QuantResult, parse_quant, quantize
+from edgebench.quantize import QuantError, parse_quant
 from edgebench.targets import Target
+
+if TYPE_CHECKING:  # parsing a variant needs no torch (the CLI checks them before loading it)
+    from torch import nn
+
+    from edgebench.models import ModelSpec
+    from edgebench.prune import PruneResult
+    from edgebench.quantize import QuantResult
 
 SPARSE_MODES = ("auto", "all")
 
@@ -51,6 +56,8 @@ class VariantSpec:
     def check(self, model: nn.Module, spec: ModelSpec) -> None:
         """VariantError now if this variant cannot apply to the model (e.g. a block pattern
         that tiles none of its layers): a run checks every variant before measuring any."""
+        from edgebench.prune import check_prune
+
         if self.prune:
             try:
                 check_prune(model, parse_prune(self.prune), spec.example_input(), spec)
@@ -64,6 +71,9 @@ class VariantSpec:
     def apply(self, model: nn.Module, spec: ModelSpec) -> Transformed:
         """The variant's PyTorch model (prune, then quantize): the reference its compiled
         outputs must match."""
+        from edgebench.prune import prune
+        from edgebench.quantize import quantize
+
         pruned = quantized = None
         if self.prune:
             pruned = prune(model, parse_prune(self.prune), spec.example_input(), spec)

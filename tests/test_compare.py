@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgebench.report import ResultsWriter
-from edgebench.report.compare import compare, markdown
+from edgebench.report.compare import compare, markdown, slower
 
 
 def _row(variant: str, p50: float | None, p90_over_p50: float = 1.03, status: str = "ok",
@@ -53,12 +53,22 @@ def test_compare_flags_2x_and_ignores_1pct(tmp_path: Path) -> None:
     assert "1 slower" in text and "1 faster" in text and "2 within noise" in text
 
 
-def test_compare_names_a_machine_change(tmp_path: Path) -> None:
+def test_compare_never_matches_across_machines(tmp_path: Path) -> None:
     a = _csv(tmp_path / "a.csv", [_row("fp32", 1.0)])
     b = _csv(tmp_path / "b.csv", [_row("fp32", 1.0, machine="bbbb2222")])
     m = compare([a], [b])
-    assert not m["same_machine"].iloc[0]
-    assert "different machine" in markdown(m)
+    assert sorted(m["verdict"]) == ["only in A", "only in B"]
+    assert "Nothing compared" in markdown(m)
+
+
+def test_compare_matches_by_machine_not_target_name(tmp_path: Path) -> None:
+    """x86-core1 vs x86-native on one host: the same measurement (the old match on the target
+    file's name compared nothing)."""
+    a = _csv(tmp_path / "a.csv", [_row("fp32", 1.0)])
+    b = _csv(tmp_path / "b.csv", [{**_row("fp32", 2.0), "target": "x86-core1"}])
+    m = compare([a], [b])
+    assert list(m["verdict"]) == ["slower"] and m["target"].iloc[0] == "x86-native -> x86-core1"
+    assert slower(m) == ["digits-cnn fp32 tvm 2.00x"]
 
 
 def test_report_and_compare_commands(tmp_path: Path, capsys) -> None:
@@ -66,8 +76,13 @@ def test_report_and_compare_commands(tmp_path: Path, capsys) -> None:
 
     a = _csv(tmp_path / "a.csv", [_row("fp32", 1.0), _row("prune=channel:0.5", 0.4)])
     b = _csv(tmp_path / "b.csv", [_row("fp32", 1.01), _row("prune=channel:0.5", 0.8)])
-    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.md")]) == 0
+    # a row slower beyond noise fails the gate (exit 1) and is named
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.md")]) == 1
     assert "**slower**" in (tmp_path / "c.md").read_text()
+    assert "1 row(s) slower beyond noise: digits-cnn prune=channel:0.5 tvm 2.00x" \
+        in capsys.readouterr().err
+    assert main(["compare", str(a), str(a)]) == 0  # nothing slower
+    assert main(["compare", str(a), str(tmp_path / "missing.csv")]) == 2
     assert main(["report", str(a), str(b), "--out", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "README.md").exists()
     (tmp_path / "other.csv").write_text("x,y\n1,2\n")

@@ -72,6 +72,7 @@ def test_check_fails_conv_without_fp16_but_not_a_cast() -> None:
     assert not epilogue.ok and "NO fp16 multiply-add: fadd.8h fmaxnm.8h" in epilogue.describe()
 
 
+@pytest.mark.cross
 def test_fullfp16_build_computes_in_fp16_and_a72_build_would_not(tmp_path) -> None:
     """digits-cnn for Cortex-A76 +fullfp16: every conv/matmul kernel has FP16 arithmetic in
     its own assembly, weights are float16 (the library is smaller than FP32's). The same
@@ -105,6 +106,7 @@ def test_fullfp16_build_computes_in_fp16_and_a72_build_would_not(tmp_path) -> No
     assert "NO fp16 multiply-add: fadd.8h fmaxnm.8h" in check32.summary()
 
 
+@pytest.mark.cross
 def test_relu6_clip_builds_in_fp16(tmp_path) -> None:
     """ReLU6 (MobileNetV2) imports as clip with scalar bounds, which TVM's ToMixedPrecision
     rejects; rewritten to maximum/minimum it computes in float16 with the conv."""

@@ -85,6 +85,7 @@ def test_wrong_compiled_output_is_a_failed_row_without_timing(tmp_path):
     assert pd.isna(row["p50_ms"]) and pd.isna(row["accuracy"])
 
 
+@pytest.mark.slow
 def test_tuning_is_cached_per_target(tmp_path):
     first = _run(tmp_path, name="a.csv", trials=2).iloc[0]
     assert first["status"] == "ok" and first["tasks_tuned_now"] == first["tasks"] > 0

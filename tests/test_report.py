@@ -157,6 +157,13 @@ def test_peer_plot_skips_models_whose_runtimes_share_no_variant(tmp_path: Path) 
         for r, t in (("tvm", 1.0), ("onnxruntime", 2.0))])])
     plot = plots.runtimes(shared, tmp_path / "m2.png", "t")
     assert plot is not None and (tmp_path / "m2.png").exists()
+    # real int8 builds (ours, the peer's own) share one group: each runtime's fastest int8
+    int8 = rows.assign(quant_kind=["int8", "int8-peer"])
+    plot = plots.runtimes(int8, tmp_path / "int8.png", "t")
+    assert plot is not None and len(plot.rows) == 2
+    # a simulated fake-quant peer row is float, never drawn as int8
+    sim = int8.assign(quant_kind=["int8", "simulated"])
+    assert plots.runtimes(sim, tmp_path / "sim.png", "t") is None
 
 
 def test_pareto_front_and_method_names() -> None:

@@ -103,7 +103,7 @@ class MeasuredChoice:
         return self._timed(chain, [SparsifyWeights(0.0, block=layer.block, lanes=self.lanes)])
 
     def __call__(self, layer: SparseLayer, chain: _Chain) -> bool:
-        if self.target.rpc is not None or self.target.cross_compiler:
+        if self.target.rpc is not None or self.target.cross_compiler_name:
             layer.reason = "remote target: chosen by sparsity threshold, not timed"
             return True
         layer.dense_us = self.dense_us(chain)
@@ -128,7 +128,7 @@ class Int8MeasuredChoice:
     def __call__(self, layer: SparseLayer, dense, sparse) -> bool:
         import tvm
 
-        if self.target.rpc is not None or self.target.cross_compiler:
+        if self.target.rpc is not None or self.target.cross_compiler_name:
             layer.reason = "remote target: chosen by sparsity threshold, not timed"
             return True
         funcs = {"dense": dense.func, "sparse": sparse.func}

@@ -8,8 +8,6 @@ a strategy module: magnitude, block, nm (masked), structured (torch-pruning), gr
 (schedule + fine-tuning). Masks are permanent zeros in plain weight tensors: no hooks.
 """
 
-from edgebench.prune.api import PruneResult, mask_pruner, prune
-from edgebench.prune.api import check as check_prune
 from edgebench.prune.config import (
     METHODS,
     BlockConfig,
@@ -23,8 +21,6 @@ from edgebench.prune.config import (
     UnstructuredConfig,
     parse_prune,
 )
-from edgebench.prune.gradual import PolynomialDecay
-from edgebench.prune.stats import LayerStats
 
 __all__ = [
     "METHODS",
@@ -45,3 +41,20 @@ __all__ = [
     "parse_prune",
     "prune",
 ]
+
+
+_LAZY = {  # name -> the submodule (importing torch) that defines it
+    **dict.fromkeys(("PruneResult", "mask_pruner", "prune", "check_prune"), "api"),
+    **dict.fromkeys(("PolynomialDecay",), "gradual"),
+    **dict.fromkeys(("LayerStats",), "stats"),
+}
+
+
+def __getattr__(name: str):
+    """The torch-using names load on first use, so parsing a recipe stays cheap."""
+    if name not in _LAZY:
+        raise AttributeError(name)
+    import importlib
+
+    module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+    return getattr(module, "check" if name == "check_prune" else name)

@@ -12,13 +12,6 @@ reference.py. Modules: config (grammar), observers, fold (BN), graph (export + i
 fakequant, qat, lowbit (binary/ternary + packing), describe, reference, size, api.
 """
 
-from edgebench.quantize.api import (
-    FP16Model,
-    QuantResult,
-    check_calibration,
-    default_calibration,
-    quantize,
-)
 from edgebench.quantize.config import (
     DEFAULT_OBSERVER,
     METHODS,
@@ -27,10 +20,6 @@ from edgebench.quantize.config import (
     QuantError,
     parse_quant,
 )
-from edgebench.quantize.lowbit import pack, unpack
-from edgebench.quantize.reference import AccumulatorOverflow, IntegerReference
-from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription, choose_qparams
-from edgebench.quantize.size import SizeReport
 
 __all__ = [
     "DEFAULT_OBSERVER",
@@ -54,3 +43,22 @@ __all__ = [
     "quantize",
     "unpack",
 ]
+
+
+_LAZY = {  # name -> the submodule (importing torch) that defines it
+    **dict.fromkeys(("FP16Model", "QuantResult", "check_calibration", "default_calibration",
+                     "quantize"), "api"),
+    **dict.fromkeys(("pack", "unpack"), "lowbit"),
+    **dict.fromkeys(("AccumulatorOverflow", "IntegerReference"), "reference"),
+    **dict.fromkeys(("ActQParams", "LayerQuant", "QuantDescription", "choose_qparams"), "scheme"),
+    **dict.fromkeys(("SizeReport",), "size"),
+}
+
+
+def __getattr__(name: str):
+    """The torch-using names load on first use, so parsing a recipe stays cheap."""
+    if name not in _LAZY:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

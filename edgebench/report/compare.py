@@ -16,10 +16,15 @@ import numpy as np
 import pandas as pd
 
 from edgebench.report.document import md_table
-from edgebench.report.results import KEY
-from edgebench.report.tables import load
+from edgebench.report.tables import Results, load
 
 NOISE_FLOOR = 0.05
+# Rows are the same measurement when these agree: what ran (model, variant, runtime, threads)
+# and where (machine = host + CPU, its ISA flags, the board kind, emulation), not the target
+# file's name: x86-core1 and x86-native on one host compare. Two targets of one side that
+# still collide are told apart by their name.
+MATCH = ["model", "variant", "runtime", "threads", "machine", "isa", "board_kind", "emulated"]
+SHOWN = ["model", "variant", "runtime", "threads"]
 
 
 @dataclass(frozen=True)
@@ -33,15 +38,31 @@ def spread(rows: pd.DataFrame) -> pd.Series:
     return s.where(s.notna(), rows["std_ms"] / rows["p50_ms"])
 
 
+def _with_isa(res: Results) -> pd.DataFrame:
+    """The rows with the ISA flags of the file each came from (its .env.json)."""
+    rows = res.rows.copy()
+    rows["isa"] = rows["source"].map(lambda s: str(res.envs.get(s, {}).get("isa", "")))
+    return rows
+
+
 def compare(a_paths: list[str | Path], b_paths: list[str | Path],
             cfg: CompareConfig | None = None) -> pd.DataFrame:
-    """One row per key (model, variant, runtime, target, threads) in A or B: p50 in each,
-    change = B/A, the noise threshold and a verdict."""
+    """One row per measurement (MATCH) in A or B: p50 in each, change = B/A, the noise
+    threshold and a verdict."""
     cfg = cfg or CompareConfig()
-    a, b = load(a_paths).rows, load(b_paths).rows
-    cols = [*KEY, "status", "p50_ms", "p90_ms", "std_ms", "quality", "machine", "error"]
-    m = a[cols].merge(b[cols], on=list(KEY), how="outer", suffixes=("_a", "_b"),
-                      indicator=True)
+    a, b = _with_isa(load(a_paths)), _with_isa(load(b_paths))
+    on = list(MATCH)
+    if a.duplicated(on).any() or b.duplicated(on).any():
+        on.append("target")
+    cols = [*on, *(c for c in ("target", "status", "p50_ms", "p90_ms", "std_ms", "quality",
+                               "error") if c not in on)]
+    m = a[cols].merge(b[cols], on=on, how="outer", suffixes=("_a", "_b"), indicator=True)
+    if "target" not in on:
+        m["target"] = m["target_b"].where(m["target_b"].notna(), m["target_a"])
+        m["target"] = np.where(m["target_a"].notna() & m["target_b"].notna()
+                               & (m["target_a"] != m["target_b"]),
+                               m["target_a"].astype(str) + " -> " + m["target_b"].astype(str),
+                               m["target"])
     for side in ("a", "b"):
         m[f"spread_{side}"] = spread(m.rename(columns={f"p50_ms_{side}": "p50_ms",
                                                        f"p90_ms_{side}": "p90_ms",
@@ -50,9 +71,14 @@ def compare(a_paths: list[str | Path], b_paths: list[str | Path],
     m["noise"] = np.fmax(np.fmax(m["spread_a"], m["spread_b"]), cfg.noise_floor)
     m["noise"] = m["noise"].fillna(cfg.noise_floor)
     m["verdict"] = [_verdict(r) for _, r in m.iterrows()]
-    m["same_machine"] = m["machine_a"] == m["machine_b"]
     order = m["change"].map(lambda c: -abs(math.log(c)) if c and c == c else 0)
-    return m.assign(_order=order).sort_values(["_order", *KEY]).drop(columns="_order")
+    return m.assign(_order=order).sort_values(["_order", *SHOWN]).drop(columns="_order")
+
+
+def slower(m: pd.DataFrame) -> list[str]:
+    """The measurements that got slower beyond noise (what a CI gate fails on)."""
+    return [f"{r['model']} {r['variant']} {r['runtime']} {r['change']:.2f}x"
+            for _, r in m[m["verdict"] == "slower"].iterrows()]
 
 
 def _verdict(r: pd.Series) -> str:
@@ -73,9 +99,10 @@ def markdown(m: pd.DataFrame, a_name: str = "A", b_name: str = "B") -> str:
              ", ".join(f"{n} {v}" for v, n in counts.items()), "",
              "change = p50 B / p50 A (< 1: B is faster); beyond noise when the change exceeds "
              f"the larger p90/p50 spread of the two rows (at least {NOISE_FLOOR:.0%}).", ""]
-    if (m["_merge"] == "both").any() and not m.loc[m["_merge"] == "both", "same_machine"].all():
-        lines += ["**Some rows were measured on different machines**: their change includes "
-                  "the machine, not just the code.", ""]
+    if not (m["_merge"] == "both").any() and len(m):
+        lines += ["**Nothing compared**: no measurement of A matches one of B on model, "
+                  "variant, runtime, threads and machine + ISA (another host or CPU is "
+                  "another measurement).", ""]
     rows = []
     for _, r in m.iterrows():
         change = r["change"]
@@ -85,9 +112,9 @@ def markdown(m: pd.DataFrame, a_name: str = "A", b_name: str = "B") -> str:
                      f"±{r['noise']:.0%}" if r["_merge"] == "both" else "",
                      f"**{r['verdict']}**"
                      if r["verdict"] in ("slower", "faster") else r["verdict"],
-                     "" if r["same_machine"] or r["_merge"] != "both" else "different machine"])
+                     str(r["machine"])])
     lines += md_table(["model", "variant", "runtime", "target", "p50 A ms", "p50 B ms",
-                       "change", "noise", "verdict", "note"], rows)
+                       "change", "noise", "verdict", "machine"], rows)
     return "\n".join([*lines, ""])
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from edgebench.report import plots
 from edgebench.report.tables import (
     GROUP,
-    MAX_LOSS_PTS,
+    MAX_DROP_PTS,
     PEERS,
     Results,
     group_label,
@@ -39,10 +39,6 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 def _ratio(v: object) -> str:
     return _cell(v, "{:.2f}x")
-
-
-def _pts(v: object) -> str:
-    return _cell(v * 100 if v is not None and not pd.isna(v) else v, "{:+.1f}")
 
 
 def environment_section(res: Results) -> list[str]:
@@ -68,26 +64,34 @@ def environment_section(res: Results) -> list[str]:
             "board's.", ""]
 
 
-def headline_section(df: pd.DataFrame) -> list[str]:
-    h = headline(df)
+def headline_section(df: pd.DataFrame, max_drop: float = MAX_DROP_PTS) -> list[str]:
+    h = headline(df, max_drop)
     if h.empty:
         return []
-    rows = [[r["group"], r["model"], r["technique"], f"`{r['variant']}`", _cell(r["p50_ms"]),
-             _ratio(r["speedup_vs_fp32"]), _ratio(r["vs_best_peer"]), _ratio(r["gzip_vs_fp32"]),
-             f"{_cell(r['quality'], '{:.4f}')} ({_pts(r['quality_delta'])} pt)"
-             + ("" if r["quality_kind"] == "accuracy" else " agreement"),
-             f"{r['rule']} of {r['candidates']}"] for _, r in h.iterrows()]
+    rows = []
+    for _, r in h.iterrows():
+        if r["variant"] == "-":
+            rows.append([r["group"], r["model"], r["technique"], "-", "-", "-", "-", "-", "-",
+                         f"{r['rule']}, of {r['candidates']}"])
+            continue
+        rows.append([r["group"], r["model"], r["technique"], f"`{r['variant']}`",
+                     _cell(r["p50_ms"]), _ratio(r["speedup_vs_fp32"]),
+                     f"{_ratio(r['vs_best_peer'])} ({r['best_peer']})"
+                     if pd.notna(r["vs_best_peer"]) else r["best_peer"],
+                     _ratio(r["gzip_vs_fp32"]), f"{r['metric']} ({-r['drop_pts']:+.1f} pt)",
+                     f"{r['rule']} of {r['candidates']}"])
     return ["## Headline: what pruning and quantization buy (edgebench's TVM build)", "",
             *md_table(["where", "model", "technique", "best variant", "p50 ms",
-                       "speedup vs FP32", "vs fastest peer", "gzip size vs FP32",
-                       "accuracy (change)", "chosen as"], rows), "",
-            f"Best variant = fastest that loses at most {MAX_LOSS_PTS:g} accuracy point against "
-            "FP32 on the same runtime; models scored only by top-1 agreement with FP32 "
-            "(random-weight ImageNet models: agreement is not accuracy) show their fastest "
-            "variant. *vs fastest peer* divides the fastest of PyTorch / ONNX Runtime / "
-            "ExecuTorch on the same variant (else its FP32) by edgebench: > 1 means edgebench "
-            "is faster. `quant ... (simulated)` runs the fake-quant graph in float: no int8 "
-            "kernel, no int8 speed claimed.", ""]
+                       "speedup vs FP32", "vs fastest real peer", "gzip size vs FP32",
+                       "metric (drop vs FP32)", "chosen as"], rows), "",
+            f"Best variant = fastest that loses at most {max_drop:g} point of its metric "
+            "against FP32 (`--max-drop`); a technique whose every variant loses more shows "
+            "none. Scores marked *fidelity* are top-1 agreement with the FP32 model on random "
+            "weights or random inputs: how faithful the build is, not accuracy. *vs fastest "
+            "real peer* divides the fastest of PyTorch / ONNX Runtime / ExecuTorch computing in "
+            "the same precision (never a simulated fake-quant row) by edgebench: > 1 means "
+            "edgebench is faster. `quant ... (simulated)` runs the fake-quant graph in float: "
+            "no int8 kernel, no int8 speed claimed.", ""]
 
 
 def _rows_table(g: pd.DataFrame) -> list[str]:
@@ -135,7 +139,8 @@ def failed_section(res: Results) -> list[str]:
 
 
 def write_report(paths: Sequence[str | Path], out_dir: str | Path,
-                 command: str | None = None, name: str = "README.md") -> Path:
+                 command: str | None = None, name: str = "README.md",
+                 max_drop: float = MAX_DROP_PTS) -> Path:
     """Write `out_dir/README.md` and `out_dir/plots/*.png` from results CSVs; return the md."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +153,7 @@ def write_report(paths: Sequence[str | Path], out_dir: str | Path,
              "```bash", command, "```", "",
              f"{len(res.rows)} rows ({len(res.ok)} ok, {len(res.failed)} failed) from "
              f"{res.rows['source'].nunique()} results file(s).", ""]
-    lines += environment_section(res) + headline_section(res.rows)
+    lines += environment_section(res) + headline_section(res.rows, max_drop)
     lines += group_sections(res, out_dir) + failed_section(res)
     if res.skipped:
         lines += ["## Files skipped", "", *(f"- `{p}`: {why}" for p, why in res.skipped), ""]

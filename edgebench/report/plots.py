@@ -8,6 +8,7 @@ nothing to show for that plot.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,8 @@ matplotlib.use("Agg")  # files only: no display on servers or in CI
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, LogLocator
 
-from edgebench.report.tables import pareto_mask
+from edgebench.report.tables import pareto_mask, precision
 
 RUNTIME_COLORS = {"tvm": "tab:blue", "pytorch": "tab:red", "onnxruntime": "tab:green",
                   "executorch": "tab:purple"}
@@ -39,25 +39,16 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
 def _grid(n: int, width: float = 5.0, height: float = 3.8):
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             layout="constrained")  # room for the suptitle and legends
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
 
 
-def _log(ax, axis: str) -> None:
-    """Log scale with plain numbers (0.5, 2, 10) rather than 5x10^-1."""
-    getattr(ax, f"set_{axis}scale")("log")
-    fmt = FuncFormatter(lambda v, _pos: f"{v:g}")
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    target.set_major_formatter(fmt)
-    target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
-
-
 def _save(fig, path: Path, title: str, rows: pd.DataFrame) -> Plot:
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    width_chars = int(fig.get_figwidth() * 12)  # ~12 characters of 10 pt per inch
+    fig.suptitle("\n".join(textwrap.wrap(title, width_chars)), fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -87,9 +78,10 @@ def accuracy_latency(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
                 "" if r["runtime"] == "tvm" else f" ({r['runtime']})")
             ax.annotate(text, (r["p50_ms"], r["quality"]),
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
-        _log(ax, "x")
-        ax.set_xlabel("p50 latency (ms, log)")
-        ax.set_ylabel(g["quality_kind"].iloc[0])
+        ax.set_xlim(left=0)
+        ax.set_xlabel("p50 latency (ms)")
+        kind = g["quality_kind"].iloc[0]
+        ax.set_ylabel(kind if kind == "accuracy" else f"{kind} (fidelity, not accuracy)")
         ax.set_title(model, fontsize=9)
         ax.legend(fontsize=6)
     return _save(fig, path, f"accuracy vs latency: {title}", ok)
@@ -110,10 +102,10 @@ def speedup_sparsity(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
         for method, r in g.groupby("method"):
             r = r.sort_values("weights_removed")
             ax.plot(r["weights_removed"], r["speedup_vs_fp32"], "o-", ms=4, label=method)
-        ax.axhline(1.0, color="gray", lw=0.8, ls=":")
-        _log(ax, "y")
+        ax.axhline(1.0, color="gray", lw=0.8, ls=":", label="FP32 (1x)")
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("weights removed (share of FP32 parameters)")
-        ax.set_ylabel("speedup vs FP32 (TVM, log)")
+        ax.set_ylabel("speedup vs FP32 (TVM)")
         ax.set_title(model, fontsize=9)
         ax.legend(fontsize=6)
     return _save(fig, path, f"speedup vs sparsity: {title}", tvm)
@@ -139,30 +131,42 @@ def sizes(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
     return _save(fig, path, f"size per variant (TVM .so): {title}", tvm)
 
 
+INT8_BAR = "int8 (each runtime's fastest real build)"
+
+
 def runtimes(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
-    """p50 of edgebench vs each peer, per model, on the variants the peers also ran."""
+    """p50 of edgebench vs each peer, per model: the variants at least two runtimes ran, and
+    one group of each runtime's fastest real int8 build (ours, ONNX Runtime QDQ, ...). Peer
+    rows of a simulated fake-quant graph are left out: they are float, not int8."""
     ok = _ok(ok)
-    tables = {}  # per model, the variants measured on at least two runtimes (peers' own
-    for model in sorted(ok["model"].unique()):  # int8 builds are variants of their own)
-        table = ok[ok["model"] == model].pivot_table(index="variant", columns="runtime",
-                                                     values="p50_ms").dropna(thresh=2)
+    if "precision" not in ok:  # rows not passed through tables.derive
+        ok = ok.assign(precision=ok.apply(precision, axis=1) if len(ok) else [])
+    real = ok[ok["precision"] != "simulated"]
+    tables = {}
+    for model in sorted(real["model"].unique()):
+        g = real[real["model"] == model]
+        table = g.pivot_table(index="variant", columns="runtime",
+                              values="p50_ms").dropna(thresh=2)
+        int8 = g[g["precision"] == "int8"].groupby("runtime")["p50_ms"].min()
+        if len(int8) >= 2:
+            table = pd.concat([table, int8.to_frame(INT8_BAR).T])
         if not table.empty:
             tables[model] = table
     if not tables:
         return None
-    fig, axes = _grid(len(tables), height=4.2)
+    fig, axes = _grid(len(tables), height=4.6)
     drawn = []
     for ax, (model, table) in zip(axes, tables.items(), strict=True):
-        g = ok[ok["model"] == model]
-        drawn.append(g[g["variant"].isin(table.index)])
+        g = real[real["model"] == model]
+        drawn.append(g[g["variant"].isin(table.index) | ((g["precision"] == "int8")
+                                                         & (INT8_BAR in table.index))])
         order = [r for r in RUNTIME_COLORS if r in table.columns]
         table[order].plot.bar(ax=ax, color=[RUNTIME_COLORS[r] for r in order], width=0.8)
-        _log(ax, "y")
-        ax.set_ylabel("p50 ms (log)")
+        ax.set_ylabel("p50 ms (lower is faster)")
         ax.set_xlabel("")
-        ax.set_xticklabels([t.get_text().replace("prune=", "") for t in ax.get_xticklabels()],
-                           rotation=30, ha="right", fontsize=6)
+        ax.set_xticklabels([textwrap.fill(t.get_text().replace("prune=", ""), 22)
+                            for t in ax.get_xticklabels()], rotation=30, ha="right", fontsize=6)
         ax.set_title(model, fontsize=9)
-        ax.legend(fontsize=6)
-    return _save(fig, path, f"edgebench vs PyTorch vs ONNX Runtime: {title}",
+        ax.legend(fontsize=6, title="runtime", title_fontsize=6)
+    return _save(fig, path, f"edgebench (tvm) vs PyTorch, ONNX Runtime, ExecuTorch: {title}",
                  pd.concat(drawn))

@@ -20,6 +20,8 @@ from edgebench.report.results import COLUMNS, KEY, OutputError, read_csv
 
 GROUP = ["machine", "target", "threads", "emulated", "board_kind"]
 PEERS = ("pytorch", "onnxruntime", "executorch")
+# Columns agreed between helpers (metric_* from the data work); read when a file has them.
+CONTRACT = ("metric", "metric_value", "metric_fp32", "metric_drop", "evaluation")
 REQUIRED = {"model", "variant", "runtime", "target", "status", "p50_ms", "machine"}
 
 
@@ -71,7 +73,7 @@ def load(paths: list[str | Path]) -> Results:
             why = f"not an edgebench results file (no {', '.join(sorted(missing))})"
             skipped.append((str(p), why))
             continue
-        df = df.reindex(columns=COLUMNS)
+        df = df.reindex(columns=[*COLUMNS, *(c for c in CONTRACT if c not in COLUMNS)])
         df["source"] = str(p)
         env_path = p.with_suffix(".env.json")
         if env_path.exists():
@@ -150,12 +152,15 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     df["quality_kind"] = np.where(df["accuracy"].notna(), "accuracy", "top-1 agreement")
     df["technique"] = df.apply(technique, axis=1)
     df["method"] = df["variant"].map(prune_method)
+    df["precision"] = df.apply(precision, axis=1)
+    df["evaluation_kind"] = df.apply(evaluation, axis=1)
     fp32_params = (df[df["variant"] == "fp32"].groupby("model")["params"].max())
     base_params = df["model"].map(fp32_params)
     df["weights_removed"] = 1 - df["nonzero_params"] / base_params
     for col in ("speedup_vs_fp32", "size_vs_fp32", "gzip_vs_fp32", "quality_delta",
                 *(f"vs_{p}" for p in PEERS)):
         df[col] = np.nan
+    df["drop_pts"] = np.nan
     ok = df["status"] == "ok"
     for _, g in df[ok].groupby([*GROUP, "model"], dropna=False):
         fp32 = g[g["variant"] == "fp32"].set_index("runtime")
@@ -174,6 +179,7 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
                     peer = fp32.loc[[p]]
                 if len(peer):
                     df.loc[i, f"vs_{p}"] = peer["p50_ms"].iloc[0] / r["p50_ms"]
+    df.loc[ok, "drop_pts"] = df[ok].apply(metric_drop, axis=1)
     return df
 
 
@@ -188,38 +194,140 @@ def pareto_mask(latency: pd.Series, quality: pd.Series) -> pd.Series:
     return pd.Series(keep, index=latency.index)
 
 
-MAX_LOSS_PTS = 1.0  # headline: best variant that loses at most this much accuracy
+MAX_DROP_PTS = 1.0  # default --max-drop: a variant losing more is never "best"
+FIDELITY_MODELS = ("resnet18", "mobilenetv2", "encoder")  # 224x224 / random-init built-ins
 
 
-def headline(df: pd.DataFrame) -> pd.DataFrame:
-    """Per comparable group, model and technique: edgebench's (TVM) best variant.
+def evaluation(row: pd.Series) -> str:
+    """"accuracy" (real data, trained weights) or a fidelity kind: the `evaluation` column when
+    the row has one, else random-init built-ins and user models are fidelity."""
+    ev = row.get("evaluation")
+    if isinstance(ev, str) and ev:
+        return ev
+    model = str(row["model"])
+    if model in FIDELITY_MODELS or ":" in model:
+        return "fidelity (random weights)"
+    return "accuracy" if pd.notna(row.get("accuracy")) else "fidelity (no data)"
 
-    Best = fastest among those losing at most MAX_LOSS_PTS points of accuracy; a model scored
-    only by agreement with FP32 (random-weight ImageNet models) has no accuracy to lose, so its
-    fastest variant is shown with the agreement beside it.
-    """
-    tvm = df[(df["status"] == "ok") & (df["runtime"] == "tvm") & (df["variant"] != "fp32")
-             & df["speedup_vs_fp32"].notna()]
+
+def metric_drop(row: pd.Series) -> float:
+    """Points lost against FP32 (positive = worse): `metric_drop` when written, else accuracy
+    vs the same runtime's FP32 row, else 100 x (1 - top-1 agreement with FP32)."""
+    drop = row.get("metric_drop")
+    if pd.notna(drop):
+        return float(drop)
+    if pd.notna(row.get("accuracy")) and pd.notna(row.get("quality_delta")):
+        return -100.0 * float(row["quality_delta"])
+    if pd.notna(row.get("top1_agreement")):
+        return 100.0 * (1.0 - float(row["top1_agreement"]))
+    return np.nan
+
+
+def metric_text(row: pd.Series) -> str:
+    """The score as shown: `top1 99.2%` / `agreement 97.0%`, labelled fidelity when it is."""
+    if pd.notna(row.get("metric_value")) and isinstance(row.get("metric"), str):
+        name, value = row["metric"], float(row["metric_value"])
+        unit = "%" if name in ("top1", "rpa", "agreement") else ""
+        text = f"{name} {value:.4g}{unit}"
+    elif pd.notna(row.get("accuracy")):
+        text = f"top1 {100 * float(row['accuracy']):.1f}%"
+    elif pd.notna(row.get("top1_agreement")):
+        text = f"agreement {100 * float(row['top1_agreement']):.1f}%"
+    else:
+        return "-"
+    ev = row.get("evaluation_kind") or evaluation(row)
+    return text if ev == "accuracy" else f"{text} [{ev}]"
+
+
+def precision(row: pd.Series) -> str:
+    """What the row computes in: int8 / fp16 on our build, `simulated` (fake-quant graph in
+    float: never a real peer), else fp32."""
+    kind = row.get("quant_kind")
+    if not isinstance(kind, str) or not kind:
+        return "fp32"
+    return {"int8-peer": "int8"}.get(kind, kind)  # a peer's own int8 build is real int8
+
+
+def _within(df: pd.DataFrame, max_drop: float) -> pd.Series:
+    return df["drop_pts"].notna() & (df["drop_pts"] <= max_drop + 1e-9)
+
+
+def fastest_real_peer(g: pd.DataFrame, prec: str, max_drop: float) -> pd.Series | None:
+    """The fastest ok peer row of one group and model computing in `prec` (never a simulated
+    fake-quant row) and itself within the allowed drop; None if there is none."""
+    peers = g[g["runtime"].isin(PEERS) & (g["status"] == "ok") & (g["precision"] == prec)
+              & _within(g, max_drop)]
+    return None if peers.empty else peers.loc[peers["p50_ms"].idxmin()]
+
+
+def peer_label(peer: pd.Series) -> str:
+    """`onnxruntime, fp32` or `executorch prune=channel:0.5, fp32`."""
+    variant = "" if peer["variant"] == "fp32" else f" {peer['variant']}"
+    return f"{peer['runtime']}{variant}, {peer['precision']}"
+
+
+def headline(df: pd.DataFrame, max_drop: float = MAX_DROP_PTS) -> pd.DataFrame:
+    """Per comparable group, model and technique: edgebench's (TVM) fastest variant among
+    those losing at most `max_drop` points of their metric against FP32. A technique with no
+    such variant is listed as having none (never its least-bad collapse). Speedups: vs our
+    FP32 and vs the fastest real peer of the same precision."""
+    ok = df[df["status"] == "ok"]
+    tvm = ok[(ok["runtime"] == "tvm") & (ok["variant"] != "fp32")
+             & ok["speedup_vs_fp32"].notna()]
     out = []
     machines = df["machine"].nunique()
-    for _, g in tvm.groupby([*GROUP, "model", "technique"], sort=True, dropna=False):
-        scored = g["quality_kind"].eq("accuracy").all()
-        pool = g[g["quality_delta"] >= -MAX_LOSS_PTS / 100 - 1e-9] if scored else g
+    for key, g in tvm.groupby([*GROUP, "model", "technique"], sort=True, dropna=False):
+        pool = g[_within(g, max_drop)]
+        row = {"group": short_label(tuple(key[:len(GROUP)]), machines), "model": key[-2],
+               "technique": key[-1], "candidates": len(g)}
         if pool.empty:
-            rule = f"none within {MAX_LOSS_PTS:g} pt: least loss"
-            best = g.loc[g["quality_delta"].idxmax()]
-        else:
-            rule = f"fastest within {MAX_LOSS_PTS:g} pt" if scored else "fastest (agreement only)"
-            best = pool.loc[pool["speedup_vs_fp32"].idxmax()]
-        # vs the fastest peer: the smallest peer/edgebench ratio
-        peers = [best[f"vs_{p}"] for p in PEERS if pd.notna(best[f"vs_{p}"])]
+            worst = g["drop_pts"].min()
+            out.append({**row, "variant": "-", "rule": f"none within {max_drop:g} pt "
+                        f"(least drop {worst:.1f} pt)"})
+            continue
+        best = pool.loc[pool["speedup_vs_fp32"].idxmax()]
+        same = ok[ok[[*GROUP, "model"]].eq(best[[*GROUP, "model"]]).all(axis=1)]
+        peer = fastest_real_peer(same, best["precision"], max_drop)
+        out.append({**row, "variant": best["variant"], "p50_ms": best["p50_ms"],
+                    "speedup_vs_fp32": best["speedup_vs_fp32"],
+                    "gzip_vs_fp32": best["gzip_vs_fp32"],
+                    "metric": metric_text(best), "evaluation": best["evaluation_kind"],
+                    "drop_pts": best["drop_pts"],
+                    "vs_best_peer": (peer["p50_ms"] / best["p50_ms"]
+                                     if peer is not None else np.nan),
+                    "best_peer": (peer_label(peer) if peer is not None
+                                  else f"no real {best['precision']} peer"),
+                    "rule": f"fastest within {max_drop:g} pt"})
+    return pd.DataFrame(out)
+
+
+def summary(df: pd.DataFrame, max_drop: float = MAX_DROP_PTS) -> pd.DataFrame:
+    """The table `edgebench run` ends with: per group and model, our fastest variant (FP32
+    included) within `max_drop` points of FP32's metric, its speedup vs our FP32 and vs the
+    fastest real peer of the same precision (where no peer computes in that precision, the
+    fastest real peer of any, named with its precision), its size and metric."""
+    ok = df[df["status"] == "ok"]
+    out = []
+    machines = df["machine"].nunique()
+    for key, g in ok.groupby([*GROUP, "model"], sort=False, dropna=False):
+        tvm = g[(g["runtime"] == "tvm") & _within(g, max_drop)]
+        if tvm.empty:
+            continue
+        best = tvm.loc[tvm["p50_ms"].idxmin()]
+        peer = fastest_real_peer(g, best["precision"], max_drop)
+        if peer is None:  # e.g. int8: no peer runs real int8 here; then the fastest real one
+            peer = next((p for p in (fastest_real_peer(g, prec, max_drop)
+                                     for prec in ("fp32", "fp16", "int8")) if p is not None),
+                        None)
         out.append({
-            "group": short_label(tuple(best[c] for c in GROUP), machines),
-            "model": best["model"], "technique": best["technique"], "variant": best["variant"],
-            "p50_ms": best["p50_ms"], "speedup_vs_fp32": best["speedup_vs_fp32"],
-            "gzip_vs_fp32": best["gzip_vs_fp32"], "quality_kind": best["quality_kind"],
-            "quality": best["quality"], "quality_delta": best["quality_delta"],
-            "vs_best_peer": min(peers) if peers else np.nan,
-            "rule": rule, "candidates": len(g),
+            "group": short_label(tuple(key[:len(GROUP)]), machines), "model": key[-1],
+            "variant": best["variant"], "precision": best["precision"],
+            "p50_ms": best["p50_ms"],
+            "vs_tvm_fp32": best["speedup_vs_fp32"],
+            "vs_best_peer": peer["p50_ms"] / best["p50_ms"] if peer is not None else np.nan,
+            "best_peer": peer_label(peer) if peer is not None else "no real peer",
+            "artifact_bytes": best["artifact_bytes"], "size_vs_fp32": best["size_vs_fp32"],
+            "metric": metric_text(best), "drop_pts": best["drop_pts"],
+            "variants": int((g["runtime"] == "tvm").sum()),
         })
     return pd.DataFrame(out)

@@ -196,7 +196,7 @@ def probe_library(compiler: str) -> Path:
     from edgebench.paths import cache_dir
 
     version = hashlib.sha1(_PROBE_C.encode()).hexdigest()[:8]  # a changed probe is rebuilt
-    out = cache_dir() / "boardprobe" / f"{compiler}-{version}.so"
+    out = cache_dir() / "boardprobe" / f"{Path(compiler).name}-{version}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         src = out.with_suffix(".c")

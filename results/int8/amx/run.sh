@@ -14,11 +14,11 @@ MODELS="${MODELS:-resnet18}"  # mobilenetv2 too if time allows (not run on 2026-
 EB="taskset -c 0 python -m edgebench.cli run --runtimes tvm --variants quant=static --trials 1"
 for m in $MODELS; do
     $EB "$m" --target x86-native -o "$OUT"
-    $EB "$m" --target targets/x86-vnni.toml -o "$OUT"
+    $EB "$m" --target x86-vnni -o "$OUT"
     taskset -c 0 python results/int8/peers.py "$m" --target x86-native \
         --peers int8:executorch-pt2e int8:ort-static-qdq -o "$OUT"
     $EB "$m" --target x86-native -o "$AGAIN"
-    $EB "$m" --target targets/x86-vnni.toml -o "$AGAIN"
+    $EB "$m" --target x86-vnni -o "$AGAIN"
     # per-kernel times (edgebench profile: interleaved rounds, median) on both targets
     for t in x86-native x86-vnni; do
         taskset -c 0 python -m edgebench.cli profile "$m" --variants quant=static --trials 1 \
