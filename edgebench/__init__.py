@@ -35,3 +35,23 @@ def __getattr__(name: str):
 
         return find_target
     raise AttributeError(name)
+
+
+def _callable_module(name: str, verb: str) -> None:
+    """Make the subpackage `name` callable as the API verb `verb` ("module:function").
+
+    `edgebench.run` and `edgebench.export` are both subpackages (the pipeline's run/ and
+    export/ stages) and the Python API's verbs; once anything imports the subpackage, Python
+    binds it to the package attribute, so `edgebench.run(...)` must work on the module too."""
+    import importlib
+    import sys
+    import types
+
+    module_name, _, func = verb.partition(":")
+
+    class _Verb(types.ModuleType):
+        def __call__(self, *args, **kwargs):
+            return getattr(importlib.import_module(module_name), func)(*args, **kwargs)
+
+    sys.modules[name].__class__ = _Verb
+

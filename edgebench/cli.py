@@ -335,6 +335,13 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from edgebench.models import check_model_ref
+    from edgebench.targets import target_path
+    from edgebench.variant import parse_variant
+
+    check_model_ref(args.model)  # bad names answered before torch and TVM load
+    target_path(args.target)
+    parse_variant(args.variant)
     from edgebench.export import ExportConfig, export
 
     bundle = export(ExportConfig(args.model, args.variant, args.target, args.output, args.trials,
