@@ -374,19 +374,16 @@ class Int8Importer(ExportedProgramImporter):
               attrs: dict | None, depthwise: bool = False) -> relax.Expr:
         """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
         conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
-        NHWC depthwise kernel instead (same layout and epilogue, no dot product). Ternary and
+        NHWC depthwise kernel instead (kernels/int8_depthwise.py: vpdpbusd over 4 taps per
+        channel lane, same layout and epilogue). Ternary and
         binary layers whose weights are in their value set keep them packed (2 / 1 bits).
         With self.amx, int8-weight layers where it pays (int8_amx.amx_pays) run on the AMX tile
         kernel instead (same arguments, input padded a few columns wider)."""
         from edgebench.kernels.int8_amx import INSTRUCTION as AMX_INSTRUCTION
         from edgebench.kernels.int8_amx import AmxPlan, amx_pays, conv_amx_kernel
         from edgebench.kernels.int8_amx import pack_weights as pack_amx
-        from edgebench.kernels.int8_conv import (
-            ConvShape,
-            conv_dot_kernel,
-            dense_weights,
-            depthwise_kernel,
-        )
+        from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel, dense_weights
+        from edgebench.kernels.int8_depthwise import depthwise_dot_kernel, pack_depthwise
         from edgebench.kernels.int8_quantize import quantize_fits
 
         (qx,) = la.inputs
@@ -439,7 +436,7 @@ class Int8Importer(ExportedProgramImporter):
         if not _bias_fits(bias):  # binary's +1 padding adds to sdot's 128 * sum(w)
             raise Int8LoweringError(f"{la.name}: the kernel's folded bias overflows int32")
         if depthwise:
-            packed = np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)).astype(np.int8)
+            packed = pack_depthwise(w4)
         elif amx:
             packed = pack_amx(dense_weights(w4, cp, kp), kp)
         else:
@@ -451,7 +448,7 @@ class Int8Importer(ExportedProgramImporter):
 
         def build():
             if depthwise:
-                return depthwise_kernel(shape, out, zp, lo, hi, ep.requant)
+                return depthwise_dot_kernel(shape, out, zp, lo, hi, ep.requant)
             if amx:
                 return conv_amx_kernel(shape, out, zp, lo, hi, ep.requant)
             return conv_dot_kernel(dot, shape, out, zp, lo, hi, bits, ep.requant)
@@ -467,7 +464,7 @@ class Int8Importer(ExportedProgramImporter):
         kind = "float-out" if la.output is None else "int8"
         self.lowered.append(LoweredLayer(
             node.name, la.op, kind, "dw" if depthwise else "amx" if amx else dot.name,
-            "" if depthwise else gv.name_hint,
+            gv.name_hint,
             instruction=AMX_INSTRUCTION if amx else dot.instruction, weights=_stored(la, bits),
             weight_bytes=packed.nbytes))
         if attrs is None:
@@ -729,9 +726,11 @@ def _vnni_fits(la: LayerQuant, attrs: dict | None, node: fx.Node) -> bool:
 def _depthwise_fits(la: LayerQuant, attrs: dict | None, w: np.ndarray) -> bool:
     """Depthwise (groups = C = K, one filter per channel), uint8 input, channels in vectors
     of 16."""
+    from edgebench.kernels.int8_depthwise import depthwise_fits
+
     (qx,) = la.inputs
     return (attrs is not None and qx is not None and qx.dtype == "uint8"
-            and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and w.shape[0] % 16 == 0)
+            and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and depthwise_fits(w.shape[0]))
 
 
 def _pool_args(node: fx.Node) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int],
