@@ -55,14 +55,22 @@ def database_dir(target_json: str) -> Path:
     return path
 
 
+_HELD: set[str] = set()  # databases this process holds the lock of (flock is not reentrant)
+
+
 @contextlib.contextmanager
 def _locked(work_dir: Path) -> Iterator[None]:
     """One tuner per database at a time (two pytest workers must not interleave writes)."""
+    if str(work_dir) in _HELD:
+        yield
+        return
     with open(work_dir / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
+        _HELD.add(str(work_dir))
         try:
             yield
         finally:
+            _HELD.discard(str(work_dir))
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
@@ -138,6 +146,7 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
                 if ledger.get(k, 0) < trials_per_task]
         report.tuned_now = len(todo)
         if todo and trials_per_task > 0:
+            todo = [(_on_stored_workload(t, database), k) for t, k in todo]
             if progress:
                 progress(f"tuning {len(todo)} of {len(tasks)} tasks, {trials_per_task} trials each "
                          f"(database {work_dir})")
@@ -173,6 +182,17 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
         report.trials_per_task = min((ledger.get(k, 0) for k in keys), default=0)
         report.task_times = _task_times(database, tasks, target)
     return database, report
+
+
+def _on_stored_workload(task, database):
+    """The task, tuned on the database's own copy of its workload. Two structurally equal
+    tasks whose blocks are named after different Relax variables (`lv247_red`, `lv271_red`)
+    share one workload, the first one stored; a trace recorded on the other's blocks then
+    fails to replay on it, and the JSON database refused to load (`ScheduleError: get-block`)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    stored = database.commit_workload(task.dispatched[0]).mod
+    return ms.ExtractedTask(task.task_name, task.mod, task.target, [stored], task.weight)
 
 
 def _is_scheduled(mod) -> bool:
@@ -216,8 +236,55 @@ def open_database(work_dir: Path, fresh: bool = False, complete_since: float | N
     usable = cached is not None and not fresh and (
         cached[0] == stamp or (complete_since is not None and cached[1] >= complete_since))
     if not usable:
-        _DATABASES[key] = (stamp, time.time(), ms.database.JSONDatabase(work_dir=key))
+        try:
+            database = ms.database.JSONDatabase(work_dir=key)
+        except Exception:  # a record that does not replay on its workload: drop, load again
+            with _locked(work_dir):
+                drop_unreplayable_records(work_dir)
+                database = ms.database.JSONDatabase(work_dir=key)
+        _DATABASES[key] = (_stamp(work_dir), time.time(), database)
     return _DATABASES[key][2]
+
+
+def drop_unreplayable_records(work_dir: Path) -> int:
+    """Remove the tuning records whose trace fails on their workload (written before
+    _on_stored_workload, or by another tool) so the database loads again; the old file is kept
+    as `.bad`, and the ledger forgets those workloads so they are tuned again. Returns how many
+    records went."""
+    from tvm.s_tir import meta_schedule as ms
+
+    records = work_dir / "database_tuning_record.json"
+    workloads = [json.loads(line) for line in
+                 (work_dir / "database_workload.json").read_text().splitlines() if line.strip()]
+    parsed: dict[int, object] = {}
+    keep, bad = [], set()
+    for line in records.read_text().splitlines():
+        if not line.strip():
+            continue
+        index, record = json.loads(line)
+        try:
+            if index not in parsed:
+                parsed[index] = ms.database.Workload.from_json(workloads[index])
+            ms.database.TuningRecord.from_json(record, parsed[index])
+            keep.append(line)
+        except Exception:
+            bad.add(index)
+    dropped = sum(1 for line in records.read_text().splitlines() if line.strip()) - len(keep)
+    if dropped:
+        logging.getLogger(__name__).warning(
+            "tuning database %s: dropped %d records that do not replay on their workload",
+            work_dir, dropped)
+        os.replace(records, records.with_suffix(".json.bad"))
+        tmp = records.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, records)
+        ledger_path = work_dir / "trials.json"
+        if ledger_path.exists():
+            ledger = json.loads(ledger_path.read_text())
+            for index in bad:
+                ledger.pop(str(workloads[index][0]), None)
+            ledger_path.write_text(json.dumps(ledger, indent=0, sort_keys=True))
+    return dropped
 
 
 def _ledger_mtime(work_dir: Path) -> float | None:
