@@ -354,6 +354,25 @@ def test_small_encoder_static_and_dynamic() -> None:
         assert verify.top1_agreement(got, want) == 1.0, text
 
 
+@pytest.mark.slow
+def test_glue_trials_give_float_glue_the_budget_and_integer_glue_one_trial() -> None:
+    """The encoder's int8 module as tuned: its float tasks (layer norm, softmax, GELU between
+    the int8 linears) get the full budget, integer data movement 1 trial, our kernels none."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgebench.compile import _prepare
+    from edgebench.passes.int8 import glue_trials
+
+    result = quantize(ENCODER.build(), parse_quant("static"), ENCODER)
+    fused = _prepare(_lower(result, ENCODER, VNNI).mod, _target(), [])
+    tasks = ms.relax_integration.extract_tasks(fused, _target())
+    budget = {t.task_name: glue_trials(t.dispatched[0], 32) for t in tasks}
+    floats = [n for n, b in budget.items() if b == 32]
+    assert set(budget.values()) == {1, 32}
+    assert any("softmax" in n for n in floats) and any("layer_norm" in n for n in floats)
+    assert all(glue_trials(t.dispatched[0], 0) == 0 for t in tasks)
+
+
 def test_asm_check_flags_a_kernel_without_the_instruction() -> None:
     """The per-layer check reads each kernel's own function body in the listing."""
     low = Lowering(None, [], [LoweredLayer("conv2d", "conv2d", "int8", "vnni", "k0"),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgebench.compile.tuning import (
     Progress,
+    TaskTrials,
     TuningReport,
     apply_database,
     database_dir,
@@ -79,9 +80,11 @@ def target_database_dir(target: Target) -> Path:
 
 def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                    extra_passes: Sequence = (), progress: Progress | None = None,
-                   runner=None, keep_asm: bool = False) -> CompileResult:
+                   runner=None, keep_asm: bool = False,
+                   task_trials: TaskTrials | None = None) -> CompileResult:
     """Tune (unless trials_per_task == 0) and build `mod`; export it to out_path (.so).
-    keep_asm: also return the host assembly (to check which instructions a kernel uses)."""
+    keep_asm: also return the host assembly (to check which instructions a kernel uses).
+    task_trials: a per-task budget (tuning.tune), e.g. the int8 lowering's glue policy."""
     import tvm
 
     tvm_target = target.tvm_target()
@@ -98,7 +101,8 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
         work_dir = target_database_dir(target)
         _database, report = tune(fused, tvm_target, work_dir, trials_per_task, target.threads,
                                  target.cores, progress, runner,
-                                 target.cross_compiler if target.rpc is not None else None)
+                                 target.cross_compiler if target.rpc is not None else None,
+                                 task_trials)
         fused, report.untuned = apply_database(fused, tvm_target, work_dir, progress)
     if report.task_times:
         out_path.parent.mkdir(parents=True, exist_ok=True)

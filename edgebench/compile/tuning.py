@@ -25,6 +25,7 @@ from edgebench.paths import cache_dir
 from edgebench.progress import lines_appended
 
 Progress = Callable[[str], None]
+TaskTrials = Callable[[object, int], int]  # (task's PrimFunc module, trials asked) -> its trials
 
 
 @dataclass
@@ -120,9 +121,11 @@ def rpc_runner(rpc, session_timeout: int | None = None):
 
 def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
          cores: tuple[int, ...], progress: Progress | None = None, runner=None,
-         cross_compiler: str | None = None):
+         cross_compiler: str | None = None, task_trials: TaskTrials | None = None):
     """Tune the fused module's tasks that lack trials; return (database, TuningReport).
-    With `cross_compiler` candidates are linked for the board and `runner` times them there."""
+    With `cross_compiler` candidates are linked for the board and `runner` times them there.
+    `task_trials(task's PrimFunc module, trials_per_task)`: a task's own budget (the int8
+    lowering's integer glue gets 1 trial, its float glue the full budget)."""
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
@@ -133,26 +136,27 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
     tasks = [t for t in ms.relax_integration.extract_tasks(mod, target)
              if not _is_scheduled(t.dispatched[0])]
     keys = [str(tvm_ffi.structural_hash(t.dispatched[0])) for t in tasks]
+    want = {k: task_trials(t.dispatched[0], trials_per_task) if task_trials and trials_per_task
+            else trials_per_task for t, k in zip(tasks, keys, strict=True)}
     ledger_path = work_dir / "trials.json"
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     # Everything already tuned: read the database without waiting for another tuner's lock.
-    fully_tuned = all(ledger.get(k, 0) >= trials_per_task for k in keys)
+    fully_tuned = all(ledger.get(k, 0) >= want[k] for k in keys)
     with contextlib.nullcontext() if fully_tuned else _locked(work_dir):
         database = open_database(work_dir,
                                  complete_since=_ledger_mtime(work_dir) if fully_tuned else None)
         report.tasks = len(tasks)
         ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
-        todo = [(t, k) for t, k in zip(tasks, keys, strict=True)
-                if ledger.get(k, 0) < trials_per_task]
+        todo = [(t, k) for t, k in zip(tasks, keys, strict=True) if ledger.get(k, 0) < want[k]]
         report.tuned_now = len(todo)
         if todo and trials_per_task > 0:
             todo = [(_on_stored_workload(t, database), k) for t, k in todo]
+            budgets = sorted({want[k] for _, k in todo})
             if progress:
-                progress(f"tuning {len(todo)} of {len(tasks)} tasks, {trials_per_task} trials each "
+                each = "/".join(map(str, budgets))
+                progress(f"tuning {len(todo)} of {len(tasks)} tasks, {each} trials each "
                          f"(database {work_dir})")
             start = time.perf_counter()
-            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                [t for t, _ in todo], str(work_dir / "logs"))
             builder = ms.builder.LocalBuilder(initializer=register_cpu_intrinsics,
                                               max_workers=max(1, min(2, os.cpu_count() or 1)),
                                               f_export=cross_export if cross_compiler else None)
@@ -161,19 +165,22 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
             with _env(TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                       EDGEBENCH_TUNE_CORES=cores_env, EDGEBENCH_CROSS_CC=cross_compiler or ""), \
                     lines_appended(records, f"tuning {len(todo)} tasks",
-                                   trials_per_task * len(todo)):
+                                   sum(want[k] for _, k in todo)):
                 runner = runner or ms.runner.LocalRunner(initializer=_pin_runner_initializer())
-                ms.tune_tasks(
-                    tasks=contexts, task_weights=weights, work_dir=str(work_dir),
-                    max_trials_global=trials_per_task * len(contexts),
-                    max_trials_per_task=trials_per_task,
-                    num_trials_per_iter=min(64, trials_per_task),
-                    builder=builder, runner=runner, database=database,
-                )
+                for budget in budgets:  # one MetaSchedule run per budget
+                    group = [t for t, k in todo if want[k] == budget]
+                    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                        group, str(work_dir / "logs"))
+                    ms.tune_tasks(
+                        tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+                        max_trials_global=budget * len(contexts), max_trials_per_task=budget,
+                        num_trials_per_iter=min(64, budget),
+                        builder=builder, runner=runner, database=database,
+                    )
             report.seconds = time.perf_counter() - start
             _remember(work_dir, database)
             ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
-            ledger.update({k: max(ledger.get(k, 0), trials_per_task) for _, k in todo})
+            ledger.update({k: max(ledger.get(k, 0), want[k]) for _, k in todo})
             tmp = ledger_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(ledger, indent=0, sort_keys=True))
             os.replace(tmp, ledger_path)

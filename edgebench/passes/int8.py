@@ -21,6 +21,7 @@ the outputs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -705,6 +706,21 @@ def epilogue_args(la: LayerQuant, n: int, size: int | None = None,
         a[:n] = np.broadcast_to(values.reshape(-1), (n,))
         padded.append(a)
     return Epilogue(out, zp, lo, hi, requant, padded)
+
+
+INTEGER_GLUE_TRIALS = 1
+_FLOAT_DTYPE = re.compile(r'"b?float\d+"|T\.b?float\d+\(')  # a float buffer or value in TVMScript
+
+
+def glue_trials(task_mod, trials: int) -> int:
+    """The MetaSchedule budget of one task of an int8 module (tuning.tune's task_trials). Our
+    kernels are not tuned at all; integer data movement around them (pads, requantized adds,
+    integer casts) gets 1 trial: MetaSchedule's search stalls on those (rounds of ~70 s without
+    a new candidate) and they cost little. Anything computing in float (the encoder's layer
+    norms, softmax, GELU and attention matmuls between int8 linears, the output dequantize)
+    gets the full budget: on one trial the encoder's softmax took 45 ms a call."""
+    floats = _FLOAT_DTYPE.search(task_mod.script()) is not None  # (no buffer_map in Python)
+    return trials if floats else min(trials, INTEGER_GLUE_TRIALS)
 
 
 def _bias_fits(bias: np.ndarray) -> bool:
