@@ -322,7 +322,8 @@ class Int8Importer(ExportedProgramImporter):
         if self.vnni and _vnni_fits(la, attrs, node) and _bias_fits(
                 bias_eff + self._dot().bias_shift(w)):
             return self._vnni(node, la, w, bias_eff, attrs)
-        if self.vnni and not self.sdot and _depthwise_fits(la, attrs, w):
+        if self.vnni and _depthwise_fits(la, attrs, w) and _bias_fits(
+                bias_eff + self._dot().bias_shift(w)):
             return self._vnni(node, la, w, bias_eff, attrs, depthwise=True)
         x = self.as_int(node.args[0], qx, la.name)
         acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
@@ -375,8 +376,8 @@ class Int8Importer(ExportedProgramImporter):
               attrs: dict | None, depthwise: bool = False) -> relax.Expr:
         """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
         conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
-        NHWC depthwise kernel instead (kernels/int8_depthwise.py: vpdpbusd over 4 taps per
-        channel lane, same layout and epilogue). Ternary and
+        NHWC depthwise kernel instead (kernels/int8_depthwise.py: the dot product over 4 taps
+        per channel lane, same layout and epilogue). Ternary and
         binary layers whose weights are in their value set keep them packed (2 / 1 bits).
         With self.amx, int8-weight layers where it pays (int8_amx.amx_pays) run on the AMX tile
         kernel instead (same arguments, input padded a few columns wider)."""
@@ -432,8 +433,8 @@ class Int8Importer(ExportedProgramImporter):
                                     pad_value=float(qx.zero_point))
         x = self.emit(x)
         bias = np.zeros(kp, np.int64)
-        bias[:k] = bias_eff if depthwise else (
-            bias_eff + dot.bias_shift(dense_weights(w4, cp, kp, bits))[:k])
+        bias[:k] = bias_eff + (dot.bias_shift(w4) if depthwise else
+                               dot.bias_shift(dense_weights(w4, cp, kp, bits))[:k])
         if not _bias_fits(bias):  # binary's +1 padding adds to sdot's 128 * sum(w)
             raise Int8LoweringError(f"{la.name}: the kernel's folded bias overflows int32")
         if depthwise:
@@ -449,7 +450,7 @@ class Int8Importer(ExportedProgramImporter):
 
         def build():
             if depthwise:
-                return depthwise_dot_kernel(shape, out, zp, lo, hi, ep.requant)
+                return depthwise_dot_kernel(shape, out, zp, lo, hi, ep.requant, dot)
             if amx:
                 return conv_amx_kernel(shape, out, zp, lo, hi, ep.requant)
             return conv_dot_kernel(dot, shape, out, zp, lo, hi, bits, ep.requant)
