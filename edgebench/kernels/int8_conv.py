@@ -267,34 +267,47 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
                         acc[(p * NK + j) * L + lane], (kbo * NK + j) * L + lane,
                         m0, shift, scale)
 
+    return epilogue_kernel("conv_dot", blocks, (N, H, W, C), wt_shape, wt_dtype, K,
+                           (N, OH, OW, K), out, requant)
+
+
+def epilogue_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, wt_dtype: str, k: int,
+                    y_shape: tuple, out: str, requant: str = FIXED):
+    """The PrimFunc of one of our int8 kernels, whose arguments end in what its epilogue needs
+    (fused_epilogue): (x u8, wt, bias[k] i32, then nothing for int32 out, scale[k]
+    (scale_dtype) or m0[k]/shift[k] i64, y). body: a T.macro(x, wt, bias, y, m0, shift,
+    scale). Hand-scheduled, noalias, opaque to FuseOps; named `<name>_i/_f/_q`."""
+    from tvm.script import tirx as T
+
+    attrs = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
     if out == "int32":
         @T.prim_func
-        def conv_dot_i(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
-                       bias: T.Buffer((K,), "int32"), y: T.Buffer((N, OH, OW, K), "int32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            blocks(x, wt, bias, y, None, None, None)
+        def kernel_i(x: T.Buffer(x_shape, "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
+                     bias: T.Buffer((k,), "int32"), y: T.Buffer(y_shape, "int32")):
+            T.func_attr(attrs)
+            body(x, wt, bias, y, None, None, None)
 
-        return conv_dot_i
+        return kernel_i.with_attr("global_symbol", f"{name}_i")
 
     sdt = scale_dtype(out, requant)
     if sdt is not None:
         @T.prim_func
-        def conv_dot_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
-                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), sdt),
-                       y: T.Buffer((N, OH, OW, K), out)):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            blocks(x, wt, bias, y, None, None, scale)
+        def kernel_f(x: T.Buffer(x_shape, "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
+                     bias: T.Buffer((k,), "int32"), scale: T.Buffer((k,), sdt),
+                     y: T.Buffer(y_shape, out)):
+            T.func_attr(attrs)
+            body(x, wt, bias, y, None, None, scale)
 
-        return conv_dot_f
+        return kernel_f.with_attr("global_symbol", f"{name}_f")
 
     @T.prim_func
-    def conv_dot_q(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
-                   bias: T.Buffer((K,), "int32"), m0: T.Buffer((K,), "int64"),
-                   shift: T.Buffer((K,), "int64"), y: T.Buffer((N, OH, OW, K), out)):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-        blocks(x, wt, bias, y, m0, shift, None)
+    def kernel_q(x: T.Buffer(x_shape, "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
+                 bias: T.Buffer((k,), "int32"), m0: T.Buffer((k,), "int64"),
+                 shift: T.Buffer((k,), "int64"), y: T.Buffer(y_shape, out)):
+        T.func_attr(attrs)
+        body(x, wt, bias, y, m0, shift, None)
 
-    return conv_dot_q
+    return kernel_q.with_attr("global_symbol", f"{name}_q")
 
 
 def scale_dtype(out: str, requant: str = FIXED) -> str | None:

@@ -25,12 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from edgebench.kernels.int8_conv import (
-    OPAQUE,
     X86_VNNI,
     ConvShape,
     DotIsa,
+    epilogue_kernel,
     fused_epilogue,
-    scale_dtype,
 )
 
 LANES = 16  # channels the lowering asks to be whole vectors of (vpdpbusd's lanes; 4 sdot's)
@@ -117,32 +116,5 @@ def depthwise_dot_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 
                         T, out, acc[p * L + lane], cb * L + lane, m0, shift, scale,
                         zero_point, lo, hi)
 
-    wt_shape = (G, KW, C, TAPS)
-    if out == "int32":
-        @T.prim_func
-        def dw_dot_i(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
-                     bias: T.Buffer((C,), "int32"), y: T.Buffer((N, OH, OW, C), "int32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            body(x, wt, bias, y, None, None, None)
-
-        return dw_dot_i
-
-    sdt = scale_dtype(out, requant)
-    if sdt is not None:
-        @T.prim_func
-        def dw_dot_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
-                     bias: T.Buffer((C,), "int32"), scale: T.Buffer((C,), sdt),
-                     y: T.Buffer((N, OH, OW, C), out)):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            body(x, wt, bias, y, None, None, scale)
-
-        return dw_dot_f
-
-    @T.prim_func
-    def dw_dot_q(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
-                 bias: T.Buffer((C,), "int32"), m0: T.Buffer((C,), "int64"),
-                 shift: T.Buffer((C,), "int64"), y: T.Buffer((N, OH, OW, C), out)):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-        body(x, wt, bias, y, m0, shift, None)
-
-    return dw_dot_q
+    return epilogue_kernel("dw_dot", body, (N, H, W, C), (G, KW, C, TAPS), "int8", C,
+                           (N, OH, OW, C), out, requant)
