@@ -27,7 +27,7 @@ from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes import SparsifyWeights
 from edgebench.passes.fp16 import check_fp16_asm, fp16_passes
-from edgebench.passes.int8 import Lowering, glue_trials, lower_int8
+from edgebench.passes.int8 import Lowering, fast_gelu, glue_trials, lower_int8
 from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
 from edgebench.quantize import FP16Model, QuantResult, parse_quant
@@ -154,7 +154,7 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
         row.update(quant_kind="int8", int8_layers=lowering.summary())
         return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
                          lsb=_int8_tolerance(quantized, lowering.output_lsb),
-                         task_trials=glue_trials)
+                         passes=[fast_gelu()], task_trials=glue_trials)
     if is_fp16(variant):
         refusal = fp16_refusal(variant.target)
         if refusal:
