@@ -29,7 +29,7 @@ from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes import SparsifyWeights
 from edgebench.passes.fp16 import check_fp16_asm, fp16_passes
-from edgebench.passes.int8 import Lowering, lower_int8
+from edgebench.passes.int8 import Lowering, fast_gelu, glue_trials, lower_int8
 from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
 from edgebench.quantize import FP16Model, QuantResult, parse_quant
@@ -118,6 +118,7 @@ class TvmModule:
     chooser: object | None = None  # +sparse: SparsifyWeights (FP32) or Int8Sparse (int8 BSR)
     fp16: bool = False
     lsb: list[float | None] = field(default_factory=list)  # int8: tolerance per output
+    task_trials: Callable[[object, int], int] | None = None  # per-task tuning budget
 
     @property
     def keep_asm(self) -> bool:
@@ -160,7 +161,8 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
                               amx=variant.target.amx)
         row.update(quant_kind="int8", int8_layers=lowering.summary())
         return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
-                         lsb=_int8_tolerance(quantized, lowering.output_lsb))
+                         lsb=_int8_tolerance(quantized, lowering.output_lsb),
+                         passes=[fast_gelu()], task_trials=glue_trials)
     if is_fp16(variant):
         refusal = fp16_refusal(variant.target)
         if refusal:
@@ -204,7 +206,8 @@ def build_tvm(variant: Variant, model: torch.nn.Module, example: torch.Tensor, o
     built = tvm_module(variant, model, example, cfg, quantized, row)
     result = compile_module(built.mod, variant.target, out_path, cfg.trials,
                             extra_passes=[*cfg.extra_passes, *built.passes],
-                            progress=cfg.log, keep_asm=built.keep_asm, budget=cfg.tune_budget)
+                            progress=cfg.log, keep_asm=built.keep_asm, budget=cfg.tune_budget,
+                            task_trials=built.task_trials)
     built.check(result, variant.target, row)
     row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
                tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,

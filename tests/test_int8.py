@@ -343,15 +343,40 @@ def test_dynamic_linear_matches_oracle(vnni: bool) -> None:
 
 
 def test_small_encoder_static_and_dynamic() -> None:
-    """Embedding (int8 rows), int8 linears between FP32 layer norms/softmax/GELU: agreement
-    with the oracle within the float tolerance, same top-1 on every sample."""
+    """Embedding (int8 rows), int8 linears between FP32 layer norms/softmax/GELU (GELU on
+    fast_erf, as the pipeline builds it): agreement with the oracle within the float
+    tolerance, same top-1 on every sample."""
+    from edgebench.passes.int8 import fast_gelu
+
     xs = ENCODER.eval_data()[0]
     for text in ("static", "dynamic"):
         result = quantize(ENCODER.build(), parse_quant(text), ENCODER)
         low = _lower(result, ENCODER, VNNI)
-        got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+        assert "relax.nn.gelu" in dict(_relax_ops(low.mod))
+        mod = fast_gelu()(low.mod)
+        assert "relax.nn.gelu" not in dict(_relax_ops(mod))
+        got, want = _run(_build(mod, low), xs), _oracle(result, xs)
         assert verify.compare([got], [want], "int8").ok, text
         assert verify.top1_agreement(got, want) == 1.0, text
+
+
+@pytest.mark.slow
+def test_glue_trials_give_float_glue_the_budget_and_integer_glue_one_trial() -> None:
+    """The encoder's int8 module as tuned: its float tasks (layer norm, softmax, GELU between
+    the int8 linears) get the full budget, integer data movement 1 trial, our kernels none."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgebench.compile import _prepare
+    from edgebench.passes.int8 import glue_trials
+
+    result = quantize(ENCODER.build(), parse_quant("static"), ENCODER)
+    fused = _prepare(_lower(result, ENCODER, VNNI).mod, _target(), [])
+    tasks = ms.relax_integration.extract_tasks(fused, _target())
+    budget = {t.task_name: glue_trials(t.dispatched[0], 32) for t in tasks}
+    floats = [n for n, b in budget.items() if b == 32]
+    assert set(budget.values()) == {1, 32}
+    assert any("softmax" in n for n in floats) and any("layer_norm" in n for n in floats)
+    assert all(glue_trials(t.dispatched[0], 0) == 0 for t in tasks)
 
 
 def test_asm_check_flags_a_kernel_without_the_instruction() -> None:
@@ -367,35 +392,60 @@ def test_asm_check_flags_a_kernel_without_the_instruction() -> None:
                              "add=int8")
 
 
-@pytest.mark.parametrize("requant", ["fixed", "f64"])
-@pytest.mark.parametrize("shape", [(9, 9, 32, 1), (16, 16, 48, 1), (15, 15, 16, 2),
-                                   (10, 13, 16, 1)], ids=lambda v: "x".join(map(str, v)))
-def test_depthwise_kernel_bit_exact(shape: tuple[int, ...], requant: str) -> None:
-    """The NHWC depthwise kernel (pixels stepped 2 at a time where OW is even, 1 where odd)
-    against an int64 reference with arith.requantize, both requantize forms."""
-    from edgebench.kernels.int8_conv import ConvShape, depthwise_kernel
+def _depthwise_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, s) -> np.ndarray:
+    """The int64 depthwise accumulator on the padded NHWC input (w [KH, KW, C])."""
+    acc = np.zeros((1, s.oh, s.ow, s.c), np.int64) + bias
+    (sh, sw), (dh, dw) = s.stride, s.dilation
+    for kh in range(s.kh):
+        for kw in range(s.kw):
+            acc += x[:, kh * dh:kh * dh + (s.oh - 1) * sh + 1:sh,
+                     kw * dw:kw * dw + (s.ow - 1) * sw + 1:sw].astype(np.int64) * w[kh, kw]
+    return acc
 
-    h, wd, c, st = shape
-    s = ConvShape(1, h, wd, c, c, 3, 3, (st, st))
-    rng = np.random.default_rng(h * wd + c)
+
+@needs_vnni
+@pytest.mark.parametrize("out,requant", [("uint8", "fixed"), ("uint8", "f64"),
+                                         ("int32", "fixed"), ("float32", "fixed")])
+@pytest.mark.parametrize("shape", [(9, 9, 32, 3, 1, 1), (16, 16, 48, 3, 1, 1),
+                                   (15, 15, 16, 3, 2, 1), (10, 13, 16, 3, 1, 1),
+                                   (12, 11, 32, 5, 2, 1), (13, 13, 16, 3, 1, 2),
+                                   (9, 9, 16, 2, 1, 1)],
+                         ids=lambda v: "x".join(map(str, v)))
+def test_depthwise_kernel_bit_exact(shape: tuple[int, ...], out: str, requant: str) -> None:
+    """The vpdpbusd depthwise kernel (4 kernel rows per int32 lane; 3x3 / 5x5 / 2x2 leave the
+    last group partly on zero weights; stride 2, dilation 2, output widths with and without a
+    full pixel block) against an int64 reference with arith.requantize, every epilogue; its
+    assembly has vpdpbusd."""
+    from edgebench.compile.asm import functions_using
+    from edgebench.kernels.int8_conv import ConvShape
+    from edgebench.kernels.int8_depthwise import depthwise_dot_kernel, pack_depthwise
+
+    h, wd, c, k, st, dil = shape
+    s = ConvShape(1, h, wd, c, c, k, k, (st, st), (dil, dil))
+    rng = np.random.default_rng(h * wd + c + k)
     x = rng.integers(0, 256, (1, h, wd, c), dtype=np.uint8)
-    w = rng.integers(-128, 128, (3, 3, c), dtype=np.int8)
+    w = rng.integers(-128, 128, (k, k, c), dtype=np.int8)
     bias = rng.integers(-5000, 5000, c).astype(np.int32)
-    acc = np.zeros((1, s.oh, s.ow, c), np.int64) + bias
-    for kh in range(3):
-        for kw in range(3):
-            acc += x[:, kh:kh + (s.oh - 1) * st + 1:st, kw:kw + (s.ow - 1) * st + 1:st] \
-                .astype(np.int64) * w[kh, kw]
+    acc = _depthwise_acc(x, w, bias, s)
     m0 = rng.integers(1 << 30, 1 << 31, c).astype(np.int64)
     shift = rng.integers(38, 41, c).astype(np.int64)
-    want = requantize(torch.from_numpy(acc), torch.from_numpy(m0), torch.from_numpy(shift),
-                      3, 0, 255).numpy()
-    assert len(np.unique(want)) > 30
-    extra = [m0, shift] if requant == "fixed" else [np.ldexp(m0.astype(np.float64), -shift)]
-    lib = tvm.compile(tvm.IRModule({"main": depthwise_kernel(s, "uint8", 3, 0, 255, requant)}),
-                      target=_target())
-    y = tvm.runtime.empty(want.shape, "uint8", tvm.cpu())
-    lib["main"](*[tvm.runtime.tensor(a) for a in (x, w, bias, *extra)], y)
+    scale = rng.uniform(1e-4, 1e-3, c).astype(np.float32)
+    if out == "uint8":
+        want = requantize(torch.from_numpy(acc), torch.from_numpy(m0), torch.from_numpy(shift),
+                          3, 0, 255).numpy()
+        assert len(np.unique(want)) > 30
+        extra = [m0, shift] if requant == "fixed" else [np.ldexp(m0.astype(np.float64), -shift)]
+    elif out == "int32":
+        want, extra = acc.astype(np.int32), []
+    else:
+        want, extra = acc.astype(np.float32) * scale, [scale]
+    mod = tvm.IRModule({"main": depthwise_dot_kernel(s, out, 3, 0, 255, requant)})
+    lib = tvm.compile(mod, target=_target())
+    assert any(f.startswith("dw_dot_") for f in
+               functions_using(lib.mod.inspect_source("asm"), "vpdpbusd"))
+    y = tvm.runtime.empty(want.shape, out, tvm.cpu())
+    lib["main"](*[tvm.runtime.tensor(a) for a in (x, pack_depthwise(w.transpose(2, 0, 1)[:, None]),
+                                                 bias, *extra)], y)
     np.testing.assert_array_equal(y.numpy(), want)
 
 

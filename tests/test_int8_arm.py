@@ -136,6 +136,60 @@ def test_sdot_kernel_bit_exact_on_the_board(target, tmp_path):
             assert (got == clamp[0]).any() or (got == clamp[1]).any(), f"case {i}"
 
 
+# depthwise (padded h, w, channels, kernel, stride): 3x3 at strides 1/2, 5x5 (two tap groups)
+DW_CASES = [(9, 10, 16, 3, 1), (11, 11, 32, 3, 2), (9, 9, 16, 5, 1)]
+
+
+def test_depthwise_sdot_bit_exact_on_the_board(target, tmp_path):
+    """The depthwise kernel on sdot (4 channels x 4 kernel rows per instruction, activations
+    x - 128 and 128 * sum(w) in the bias) against int64 + arith.requantize; sdot in its code."""
+    import tvm
+    from tvm.support import cc
+
+    from edgebench.kernels.int8_conv_arm import SDOT
+    from edgebench.kernels.int8_depthwise import depthwise_dot_kernel, pack_depthwise
+
+    t = find_target(TARGET)
+    shapes = [ConvShape(1, h, w, c, c, k, k, (st, st)) for h, w, c, k, st in DW_CASES]
+    funcs = {f"d{i}": depthwise_dot_kernel(s, "uint8", 3, 0, 200, isa=SDOT)
+             .with_attr("global_symbol", f"d{i}") for i, s in enumerate(shapes)}
+    lib = tvm.compile(tvm.IRModule(funcs), target=t.tvm_target()).mod
+    assert functions_using(lib.inspect_source("asm"), "sdot") == set(funcs)
+    path = tmp_path / "dw.so"
+    lib.export_library(str(path), fcompile=cc.cross_compiler(t.cross_compiler))
+    cases = []
+    for i, s in enumerate(shapes):
+        rng = np.random.default_rng(i)
+        x = rng.integers(0, 256, (1, s.h, s.w, s.c), dtype=np.uint8)
+        w = rng.integers(-128, 128, (s.c, 1, s.kh, s.kw)).astype(np.int8)
+        bias = rng.integers(-5000, 5000, s.c).astype(np.int64)
+        acc = np.zeros((1, s.oh, s.ow, s.c), np.int64) + bias
+        for kh in range(s.kh):
+            for kw in range(s.kw):
+                acc += x[:, kh:kh + (s.oh - 1) * s.stride[0] + 1:s.stride[0],
+                         kw:kw + (s.ow - 1) * s.stride[1] + 1:s.stride[1]] * w[:, 0, kh, kw]
+        m0 = rng.integers(2**29, 2**31 - 1, s.c).astype(np.int64)
+        shift = rng.integers(38, 42, s.c).astype(np.int64)
+        want = requantize(torch.from_numpy(acc), torch.from_numpy(m0), torch.from_numpy(shift),
+                          3, 0, 200).numpy()
+        assert len(np.unique(want)) > 30
+        cases.append(([x, pack_depthwise(w), (bias + SDOT.bias_shift(w)).astype(np.int32), m0,
+                       shift], want))
+    got = []
+    with _session(target) as sess:
+        sess.upload(str(path))
+        mod = sess.load_module(path.name)
+        dev = sess.cpu()
+        for i, (args, want) in enumerate(cases):
+            y = tvm.runtime.tensor(np.zeros(want.shape, "uint8"), dev)
+            mod[f"d{i}"](*[tvm.runtime.tensor(a, dev) for a in args], y)
+            got.append(y.numpy())
+        del mod, dev, y, sess  # nothing may keep the session open (see _session)
+    for i, (g, (_, want)) in enumerate(zip(got, cases, strict=True)):
+        np.testing.assert_array_equal(g.astype(np.int64), want.astype(np.int64),
+                                      err_msg=f"case {i}")
+
+
 def test_digits_cnn_static_int8_on_the_board_with_sdot(target, tmp_path):
     cfg = RunConfig(models=["digits-cnn"], target=target.path, variants=["quant=static"],
                     runtimes=["tvm"], trials=0, output=tmp_path / "rows.csv", measure=QUICK,
@@ -202,9 +256,10 @@ def test_lowering_puts_conv_and_linear_on_sdot(tmp_path):
     _, low = _kernel_net_lowered()
     ours = [la.node for la in low.layers if la.kernel == "sdot"]
     assert ours == ["conv2d", "conv2d_3", "conv2d_4", "linear", "linear_1"]
-    assert not any(la.kernel in ("dw", "vnni") for la in low.layers)  # depthwise: TVM's op
+    assert [la.node for la in low.layers if la.kernel == "dw"] == ["conv2d_2"]  # depthwise
+    assert not any(la.kernel == "vnni" for la in low.layers)
     _build_lowering(low, tmp_path)
-    assert low.summary().count("/sdot(sdot)") == 5
+    assert low.summary().count("/sdot(sdot)") == 5 and "=int8/dw(sdot)" in low.summary()
 
 
 @pytest.mark.parametrize("text", ["static", "static:minmax:per-tensor"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgebench.compile.search import TuneBudget
 from edgebench.compile.tuning import (
     Progress,
+    TaskTrials,
     TuningReport,
     apply_database,
     database_dir,
@@ -81,10 +82,12 @@ def target_database_dir(target: Target) -> Path:
 def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                    extra_passes: Sequence = (), progress: Progress | None = None,
                    runner=None, keep_asm: bool = False,
-                   budget: TuneBudget | None = None) -> CompileResult:
+                   budget: TuneBudget | None = None,
+                   task_trials: TaskTrials | None = None) -> CompileResult:
     """Tune (unless trials_per_task == 0) and build `mod`; export it to out_path (.so).
     keep_asm: also return the host assembly (to check which instructions a kernel uses).
-    budget: the tuning time limits (TuneBudget's defaults if None)."""
+    budget: the tuning time limits (TuneBudget's defaults if None).
+    task_trials: a per-task trial budget (tuning.tune), e.g. the int8 lowering's glue policy."""
     import tvm
 
     tvm_target = target.tvm_target()
@@ -102,7 +105,7 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
         _database, report = tune(fused, tvm_target, work_dir, trials_per_task, target.threads,
                                  target.cores, progress, runner,
                                  target.cross_compiler if target.rpc is not None else None,
-                                 budget)
+                                 budget, task_trials)
         fused, report.untuned = apply_database(fused, tvm_target, work_dir, progress)
     if report.task_times:
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,8 @@ class TuningClock:
     tasks: int
     trials_per_task: int
     budget: TuneBudget = field(default_factory=TuneBudget)
+    task_trials: dict[str, int] = field(default_factory=dict)  # a task's own trials, if not
+    # trials_per_task (the int8 lowering's glue policy)
     on_progress: Callable[[TuningClock], None] | None = None
     start: float = field(default_factory=time.monotonic)
     measured: int = 0  # trials measured in this run
@@ -57,7 +59,8 @@ class TuningClock:
 
     @property
     def total(self) -> int:
-        return self.tasks * self.trials_per_task
+        return sum(self.task_trials.values()) + (
+            self.tasks - len(self.task_trials)) * self.trials_per_task
 
     @property
     def elapsed(self) -> float:
@@ -89,7 +92,7 @@ class TuningClock:
 
     def ended(self, task: str, measured: int, why: str | None) -> None:
         """A task is done: its unmeasured trials count as done; `why` if it was cut."""
-        self.done += max(self.trials_per_task - measured, 0)
+        self.done += max(self.task_trials.get(task, self.trials_per_task) - measured, 0)
         self.tasks_done += 1
         if why:
             self.cut[task] = why

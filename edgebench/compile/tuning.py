@@ -26,6 +26,7 @@ from edgebench.paths import cache_dir
 from edgebench.progress import tuning_progress
 
 Progress = Callable[[str], None]
+TaskTrials = Callable[[object, int], int]  # (task's PrimFunc module, trials asked) -> its trials
 
 
 @dataclass
@@ -57,10 +58,16 @@ def database_dir(target_json: str) -> Path:
     return path
 
 
+_HELD: set[str] = set()  # databases this process holds the lock of (flock is not reentrant)
+
+
 @contextlib.contextmanager
 def _locked(work_dir: Path, progress: Progress | None = None) -> Iterator[None]:
     """One tuner per database at a time (two runs must not interleave writes); a run that
-    has to wait says for whom."""
+    has to wait says for whom. Reentrant within a process (flock is not)."""
+    if str(work_dir) in _HELD:
+        yield
+        return
     with open(work_dir / ".lock", "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -69,6 +76,7 @@ def _locked(work_dir: Path, progress: Progress | None = None) -> Iterator[None]:
             holder = fh.read().strip() or "?"
             (progress or print)(f"waiting for the tuning cache {work_dir} held by pid {holder}")
             fcntl.flock(fh, fcntl.LOCK_EX)
+        _HELD.add(str(work_dir))
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -76,6 +84,7 @@ def _locked(work_dir: Path, progress: Progress | None = None) -> Iterator[None]:
         try:
             yield
         finally:
+            _HELD.discard(str(work_dir))
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
@@ -125,10 +134,13 @@ def rpc_runner(rpc, session_timeout: int | None = None):
 
 def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
          cores: tuple[int, ...], progress: Progress | None = None, runner=None,
-         cross_compiler: str | None = None, budget: TuneBudget | None = None):
+         cross_compiler: str | None = None, budget: TuneBudget | None = None,
+         task_trials: TaskTrials | None = None):
     """Tune the fused module's tasks that lack trials; return (database, TuningReport).
     With `cross_compiler` candidates are linked for the board and `runner` times them there.
-    `budget` bounds the time (see TuneBudget); tasks it ended early are in report.cut."""
+    `budget` bounds the time (see TuneBudget); tasks it ended early are in report.cut.
+    `task_trials(task's PrimFunc module, trials_per_task)`: a task's own budget (the int8
+    lowering's integer glue gets 1 trial, its float glue the full budget)."""
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
@@ -139,26 +151,29 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
     tasks = [t for t in ms.relax_integration.extract_tasks(mod, target)
              if not _is_scheduled(t.dispatched[0])]
     keys = [str(tvm_ffi.structural_hash(t.dispatched[0])) for t in tasks]
+    want = {k: task_trials(t.dispatched[0], trials_per_task) if task_trials and trials_per_task
+            else trials_per_task for t, k in zip(tasks, keys, strict=True)}
     ledger_path = work_dir / "trials.json"
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     # Everything already tuned: read the database without waiting for another tuner's lock.
-    fully_tuned = all(ledger.get(k, 0) >= trials_per_task for k in keys)
+    fully_tuned = all(ledger.get(k, 0) >= want[k] for k in keys)
     with contextlib.nullcontext() if fully_tuned else _locked(work_dir, progress):
         database = open_database(work_dir,
                                  complete_since=_ledger_mtime(work_dir) if fully_tuned else None)
         report.tasks = len(tasks)
         ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
-        todo = [(t, k) for t, k in zip(tasks, keys, strict=True)
-                if ledger.get(k, 0) < trials_per_task]
+        todo = [(t, k) for t, k in zip(tasks, keys, strict=True) if ledger.get(k, 0) < want[k]]
         report.tuned_now = len(todo)
         if todo and trials_per_task > 0:
+            todo = [(_on_stored_workload(t, database), k) for t, k in todo]
+            budgets = sorted({want[k] for _, k in todo})
             if progress:
-                progress(f"tuning {len(todo)} of {len(tasks)} tasks, {trials_per_task} trials each "
+                each = "/".join(map(str, budgets))
+                progress(f"tuning {len(todo)} of {len(tasks)} tasks, {each} trials each "
                          f"(database {work_dir})")
             start = time.perf_counter()
-            clock = TuningClock(len(todo), trials_per_task, budget or TuneBudget())
-            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                [t for t, _ in todo], str(work_dir / "logs"), strategy=budgeted_search(clock))
+            clock = TuningClock(len(todo), trials_per_task, budget or TuneBudget(),
+                                task_trials={t.task_name: want[k] for t, k in todo})
             builder = ms.builder.LocalBuilder(initializer=register_cpu_intrinsics,
                                               max_workers=max(1, min(2, os.cpu_count() or 1)),
                                               f_export=cross_export if cross_compiler else None)
@@ -167,13 +182,16 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
                       EDGEBENCH_TUNE_CORES=cores_env, EDGEBENCH_CROSS_CC=cross_compiler or ""), \
                     tuning_progress(clock, progress):
                 runner = runner or ms.runner.LocalRunner(initializer=_pin_runner_initializer())
-                ms.tune_tasks(
-                    tasks=contexts, task_weights=weights, work_dir=str(work_dir),
-                    max_trials_global=trials_per_task * len(contexts),
-                    max_trials_per_task=trials_per_task,
-                    num_trials_per_iter=min(64, trials_per_task),
-                    builder=builder, runner=runner, database=database,
-                )
+                for trials in budgets:  # one MetaSchedule run per per-task budget
+                    group = [t for t, k in todo if want[k] == trials]
+                    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                        group, str(work_dir / "logs"), strategy=budgeted_search(clock))
+                    ms.tune_tasks(
+                        tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+                        max_trials_global=trials * len(contexts), max_trials_per_task=trials,
+                        num_trials_per_iter=min(64, trials),
+                        builder=builder, runner=runner, database=database,
+                    )
             report.seconds = time.perf_counter() - start
             report.cut = [f"{task}: {why}" for task, why in clock.cut.items()]
             if report.cut and progress:
@@ -184,7 +202,7 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
             # A task the model's budget stopped is tuned again next run; one that ran out of
             # new candidates or its own budget is done with its best.
             unfinished = clock.stopped_by_model_budget()
-            ledger.update({k: max(ledger.get(k, 0), trials_per_task) for t, k in todo
+            ledger.update({k: max(ledger.get(k, 0), want[k]) for t, k in todo
                            if t.task_name not in unfinished})
             tmp = ledger_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(ledger, indent=0, sort_keys=True))
@@ -194,6 +212,17 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
         report.trials_per_task = min((ledger.get(k, 0) for k in keys), default=0)
         report.task_times = _task_times(database, tasks, target)
     return database, report
+
+
+def _on_stored_workload(task, database):
+    """The task, tuned on the database's own copy of its workload. Two structurally equal
+    tasks whose blocks are named after different Relax variables (`lv247_red`, `lv271_red`)
+    share one workload, the first one stored; a trace recorded on the other's blocks then
+    fails to replay on it, and the JSON database refused to load (`ScheduleError: get-block`)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    stored = database.commit_workload(task.dispatched[0]).mod
+    return ms.ExtractedTask(task.task_name, task.mod, task.target, [stored], task.weight)
 
 
 def _is_scheduled(mod) -> bool:
@@ -237,8 +266,55 @@ def open_database(work_dir: Path, fresh: bool = False, complete_since: float | N
     usable = cached is not None and not fresh and (
         cached[0] == stamp or (complete_since is not None and cached[1] >= complete_since))
     if not usable:
-        _DATABASES[key] = (stamp, time.time(), ms.database.JSONDatabase(work_dir=key))
+        try:
+            database = ms.database.JSONDatabase(work_dir=key)
+        except Exception:  # a record that does not replay on its workload: drop, load again
+            with _locked(work_dir):
+                drop_unreplayable_records(work_dir)
+                database = ms.database.JSONDatabase(work_dir=key)
+        _DATABASES[key] = (_stamp(work_dir), time.time(), database)
     return _DATABASES[key][2]
+
+
+def drop_unreplayable_records(work_dir: Path) -> int:
+    """Remove the tuning records whose trace fails on their workload (written before
+    _on_stored_workload, or by another tool) so the database loads again; the old file is kept
+    as `.bad`, and the ledger forgets those workloads so they are tuned again. Returns how many
+    records went."""
+    from tvm.s_tir import meta_schedule as ms
+
+    records = work_dir / "database_tuning_record.json"
+    workloads = [json.loads(line) for line in
+                 (work_dir / "database_workload.json").read_text().splitlines() if line.strip()]
+    parsed: dict[int, object] = {}
+    keep, bad = [], set()
+    for line in records.read_text().splitlines():
+        if not line.strip():
+            continue
+        index, record = json.loads(line)
+        try:
+            if index not in parsed:
+                parsed[index] = ms.database.Workload.from_json(workloads[index])
+            ms.database.TuningRecord.from_json(record, parsed[index])
+            keep.append(line)
+        except Exception:
+            bad.add(index)
+    dropped = sum(1 for line in records.read_text().splitlines() if line.strip()) - len(keep)
+    if dropped:
+        logging.getLogger(__name__).warning(
+            "tuning database %s: dropped %d records that do not replay on their workload",
+            work_dir, dropped)
+        os.replace(records, records.with_suffix(".json.bad"))
+        tmp = records.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, records)
+        ledger_path = work_dir / "trials.json"
+        if ledger_path.exists():
+            ledger = json.loads(ledger_path.read_text())
+            for index in bad:
+                ledger.pop(str(workloads[index][0]), None)
+            ledger_path.write_text(json.dumps(ledger, indent=0, sort_keys=True))
+    return dropped
 
 
 def _ledger_mtime(work_dir: Path) -> float | None:

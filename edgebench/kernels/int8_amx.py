@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.int8_conv import FIXED, OPAQUE, ConvShape, fused_epilogue, scale_dtype
+from edgebench.kernels.int8_conv import FIXED, ConvShape, epilogue_kernel, fused_epilogue
 
 INSTRUCTION = "tdpbusd"
 TILE = 16  # rows (pixels) per A/C tile, int32 columns per C tile, output channels per B tile
@@ -194,33 +194,5 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
                             acc, bias, p, j, r, lane, kbo, m0, shift, scale)
         T.evaluate(intrin("tilerelease"))
 
-    attrs = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
-
-    if out == "int32":
-        @T.prim_func
-        def conv_amx_i(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
-                       bias: T.Buffer((K,), "int32"), y: T.Buffer((N, OH, OW, K), "int32")):
-            T.func_attr(attrs)
-            body(x, wt, bias, y, None, None, None)
-
-        return conv_amx_i
-
-    sdt = scale_dtype(out, requant)
-    if sdt is not None:
-        @T.prim_func
-        def conv_amx_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
-                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), sdt),
-                       y: T.Buffer((N, OH, OW, K), out)):
-            T.func_attr(attrs)
-            body(x, wt, bias, y, None, None, scale)
-
-        return conv_amx_f
-
-    @T.prim_func
-    def conv_amx_q(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, "int8"),
-                   bias: T.Buffer((K,), "int32"), m0: T.Buffer((K,), "int64"),
-                   shift: T.Buffer((K,), "int64"), y: T.Buffer((N, OH, OW, K), out)):
-        T.func_attr(attrs)
-        body(x, wt, bias, y, m0, shift, None)
-
-    return conv_amx_q
+    return epilogue_kernel("conv_amx", body, (N, H, W, C), wt_shape, "int8", K,
+                           (N, OH, OW, K), out, requant)

@@ -1,7 +1,6 @@
 """Direct int8 conv2d (and linear, as a 1x1 conv) on a dot-product instruction, built for any
 ISA by one builder (`conv_dot_kernel`, parameterized by a `DotIsa`): x86 VNNI vpdpbusd here,
-aarch64 sdot in int8_conv_arm.py; and a depthwise NHWC kernel (no channel reduction, so plain
-vector multiply-adds).
+aarch64 sdot in int8_conv_arm.py (depthwise convs: int8_depthwise.py).
 
 Layout (why): activations are NHWC uint8, so the 4 consecutive input channels one dot-product
 lane reduces are one 32-bit word of a pixel (a broadcast load), and the L output channels of a
@@ -43,7 +42,6 @@ MAX_ACCUMULATORS = 14  # PB * NK int32x16 registers: < 1 KiB of stack (kept in r
 SIGN_FLIP = -0x7F7F7F80  # 0x80808080 as int32: x ^ it turns 4 uint8 into 4 (x - 128) int8
 WEIGHT_BITS = {8: "int8", 2: "ternary", 1: "binary"}  # how the kernel can store weights
 FIXED, EXACT_F64 = "fixed", "f64"  # requantize on int64 m0/shift, or on float64 scales
-UNROLL = 2  # output pixels per step of the depthwise kernel (1 if OW is not a multiple)
 
 
 def packable_bits(w: np.ndarray) -> int:
@@ -269,34 +267,47 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
                         acc[(p * NK + j) * L + lane], (kbo * NK + j) * L + lane,
                         m0, shift, scale)
 
+    return epilogue_kernel("conv_dot", blocks, (N, H, W, C), wt_shape, wt_dtype, K,
+                           (N, OH, OW, K), out, requant)
+
+
+def epilogue_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, wt_dtype: str, k: int,
+                    y_shape: tuple, out: str, requant: str = FIXED):
+    """The PrimFunc of one of our int8 kernels, whose arguments end in what its epilogue needs
+    (fused_epilogue): (x u8, wt, bias[k] i32, then nothing for int32 out, scale[k]
+    (scale_dtype) or m0[k]/shift[k] i64, y). body: a T.macro(x, wt, bias, y, m0, shift,
+    scale). Hand-scheduled, noalias, opaque to FuseOps; named `<name>_i/_f/_q`."""
+    from tvm.script import tirx as T
+
+    attrs = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
     if out == "int32":
         @T.prim_func
-        def conv_dot_i(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
-                       bias: T.Buffer((K,), "int32"), y: T.Buffer((N, OH, OW, K), "int32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            blocks(x, wt, bias, y, None, None, None)
+        def kernel_i(x: T.Buffer(x_shape, "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
+                     bias: T.Buffer((k,), "int32"), y: T.Buffer(y_shape, "int32")):
+            T.func_attr(attrs)
+            body(x, wt, bias, y, None, None, None)
 
-        return conv_dot_i
+        return kernel_i.with_attr("global_symbol", f"{name}_i")
 
     sdt = scale_dtype(out, requant)
     if sdt is not None:
         @T.prim_func
-        def conv_dot_f(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
-                       bias: T.Buffer((K,), "int32"), scale: T.Buffer((K,), sdt),
-                       y: T.Buffer((N, OH, OW, K), out)):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            blocks(x, wt, bias, y, None, None, scale)
+        def kernel_f(x: T.Buffer(x_shape, "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
+                     bias: T.Buffer((k,), "int32"), scale: T.Buffer((k,), sdt),
+                     y: T.Buffer(y_shape, out)):
+            T.func_attr(attrs)
+            body(x, wt, bias, y, None, None, scale)
 
-        return conv_dot_f
+        return kernel_f.with_attr("global_symbol", f"{name}_f")
 
     @T.prim_func
-    def conv_dot_q(x: T.Buffer((N, H, W, C), "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
-                   bias: T.Buffer((K,), "int32"), m0: T.Buffer((K,), "int64"),
-                   shift: T.Buffer((K,), "int64"), y: T.Buffer((N, OH, OW, K), out)):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-        blocks(x, wt, bias, y, m0, shift, None)
+    def kernel_q(x: T.Buffer(x_shape, "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
+                 bias: T.Buffer((k,), "int32"), m0: T.Buffer((k,), "int64"),
+                 shift: T.Buffer((k,), "int64"), y: T.Buffer(y_shape, out)):
+        T.func_attr(attrs)
+        body(x, wt, bias, y, m0, shift, None)
 
-    return conv_dot_q
+    return kernel_q.with_attr("global_symbol", f"{name}_q")
 
 
 def scale_dtype(out: str, requant: str = FIXED) -> str | None:
@@ -327,9 +338,9 @@ def fused_epilogue(T, out: str, v, c, m0, shift, scale, zero_point: int, lo: int
         # and fast-math folds the add-and-subtract-2**52 trick away
         r = T.max(T.min(T.Cast("float64", v) * scale[c], T.float64(hi - zero_point)),
                   T.float64(lo - zero_point))
-        rounded = T.call_llvm_pure_intrin("float64", T.llvm_lookup_intrinsic_id(
-            "llvm.roundeven"), r)
-        return T.Cast(out, T.Cast("int32", rounded) + T.int32(zero_point))
+        rounded = T.call_llvm_pure_intrin("int32", T.llvm_lookup_intrinsic_id(
+            "llvm.lrint"), r)
+        return T.Cast(out, rounded + T.int32(zero_point))
     return T.Cast(out, T.max(T.min(round_shift(T, T.Cast("int64", v) * m0[c], shift[c])
                                    + T.int64(zero_point), T.int64(hi)), T.int64(lo)))
 
@@ -339,60 +350,3 @@ def round_shift(T, p, n):
     one = T.int64(1)
     return T.shift_right(p + T.shift_left(one, n - one) - one
                          + T.bitwise_and(T.shift_right(p, n), one), n)
-
-
-def depthwise_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi: int = 255,
-                     requant: str = FIXED):
-    """Depthwise int8 conv (groups = C = K), NHWC: no reduction over channels, so no dot
-    product instruction; 16 channels per vector, int32 multiply-adds over the KH x KW taps,
-    the same fused epilogue. Args (x u8 [n,h,w,c] padded, w i8 [kh,kw,c], bias[c] i32, then
-    m0/shift i64 or scale f32, y[n,oh,ow,c])."""
-    from tvm.script import tirx as T
-
-    N, H, W, C, KH, KW = s.n, s.h, s.w, s.c, s.kh, s.kw
-    SH, SW = s.stride
-    DH, DW = s.dilation
-    OH, OW = s.oh, s.ow
-    CB = C // 16
-    U = UNROLL if OW % UNROLL == 0 else 1
-
-    def taps(x, w, n, oh, ow, c):
-        total = None
-        for kh in range(KH):
-            for kw in range(KW):
-                term = T.Cast("int32", x[n, oh * SH + kh * DH, ow * SW + kw * DW, c]) * \
-                    T.Cast("int32", w[kh, kw, c])
-                total = term if total is None else total + term
-        return total
-
-    @T.macro
-    def body(x, w, bias, y, m0, shift, scale):
-        # channel blocks outermost: a block's KH * KW weight vectors stay in registers over the
-        # whole image (15-25% faster than channels innermost); UNROLL pixels per step
-        for n, cb, oh, owo in T.grid(N, CB, OH, OW // U):
-            for u in T.unroll(U):
-                for lane in T.vectorized(16):
-                    y[n, oh, owo * U + u, cb * 16 + lane] = fused_epilogue(
-                        T, out, bias[cb * 16 + lane] + taps(x, w, n, oh, owo * U + u,
-                                                            cb * 16 + lane),
-                        cb * 16 + lane, m0, shift, scale, zero_point, lo, hi)
-
-    sdt = scale_dtype(out, requant)
-    if sdt is not None:
-        @T.prim_func
-        def dw_f(x: T.Buffer((N, H, W, C), "uint8"), w: T.Buffer((KH, KW, C), "int8"),
-                 bias: T.Buffer((C,), "int32"), scale: T.Buffer((C,), sdt),
-                 y: T.Buffer((N, OH, OW, C), out)):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-            body(x, w, bias, y, None, None, scale)
-
-        return dw_f
-
-    @T.prim_func
-    def dw_q(x: T.Buffer((N, H, W, C), "uint8"), w: T.Buffer((KH, KW, C), "int8"),
-             bias: T.Buffer((C,), "int32"), m0: T.Buffer((C,), "int64"),
-             shift: T.Buffer((C,), "int64"), y: T.Buffer((N, OH, OW, C), out)):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
-        body(x, w, bias, y, m0, shift, None)
-
-    return dw_q

@@ -21,6 +21,7 @@ the outputs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -321,7 +322,8 @@ class Int8Importer(ExportedProgramImporter):
         if self.vnni and _vnni_fits(la, attrs, node) and _bias_fits(
                 bias_eff + self._dot().bias_shift(w)):
             return self._vnni(node, la, w, bias_eff, attrs)
-        if self.vnni and not self.sdot and _depthwise_fits(la, attrs, w):
+        if self.vnni and _depthwise_fits(la, attrs, w) and _bias_fits(
+                bias_eff + self._dot().bias_shift(w)):
             return self._vnni(node, la, w, bias_eff, attrs, depthwise=True)
         x = self.as_int(node.args[0], qx, la.name)
         acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
@@ -374,19 +376,16 @@ class Int8Importer(ExportedProgramImporter):
               attrs: dict | None, depthwise: bool = False) -> relax.Expr:
         """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
         conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
-        NHWC depthwise kernel instead (same layout and epilogue, no dot product). Ternary and
+        NHWC depthwise kernel instead (kernels/int8_depthwise.py: the dot product over 4 taps
+        per channel lane, same layout and epilogue). Ternary and
         binary layers whose weights are in their value set keep them packed (2 / 1 bits).
         With self.amx, int8-weight layers where it pays (int8_amx.amx_pays) run on the AMX tile
         kernel instead (same arguments, input padded a few columns wider)."""
         from edgebench.kernels.int8_amx import INSTRUCTION as AMX_INSTRUCTION
         from edgebench.kernels.int8_amx import AmxPlan, amx_pays, conv_amx_kernel
         from edgebench.kernels.int8_amx import pack_weights as pack_amx
-        from edgebench.kernels.int8_conv import (
-            ConvShape,
-            conv_dot_kernel,
-            dense_weights,
-            depthwise_kernel,
-        )
+        from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel, dense_weights
+        from edgebench.kernels.int8_depthwise import depthwise_dot_kernel, pack_depthwise
         from edgebench.kernels.int8_quantize import quantize_fits
 
         (qx,) = la.inputs
@@ -434,12 +433,12 @@ class Int8Importer(ExportedProgramImporter):
                                     pad_value=float(qx.zero_point))
         x = self.emit(x)
         bias = np.zeros(kp, np.int64)
-        bias[:k] = bias_eff if depthwise else (
-            bias_eff + dot.bias_shift(dense_weights(w4, cp, kp, bits))[:k])
+        bias[:k] = bias_eff + (dot.bias_shift(w4) if depthwise else
+                               dot.bias_shift(dense_weights(w4, cp, kp, bits))[:k])
         if not _bias_fits(bias):  # binary's +1 padding adds to sdot's 128 * sum(w)
             raise Int8LoweringError(f"{la.name}: the kernel's folded bias overflows int32")
         if depthwise:
-            packed = np.ascontiguousarray(w4[:, 0].transpose(1, 2, 0)).astype(np.int8)
+            packed = pack_depthwise(w4)
         elif amx:
             packed = pack_amx(dense_weights(w4, cp, kp), kp)
         else:
@@ -451,7 +450,7 @@ class Int8Importer(ExportedProgramImporter):
 
         def build():
             if depthwise:
-                return depthwise_kernel(shape, out, zp, lo, hi, ep.requant)
+                return depthwise_dot_kernel(shape, out, zp, lo, hi, ep.requant, dot)
             if amx:
                 return conv_amx_kernel(shape, out, zp, lo, hi, ep.requant)
             return conv_dot_kernel(dot, shape, out, zp, lo, hi, bits, ep.requant)
@@ -467,7 +466,7 @@ class Int8Importer(ExportedProgramImporter):
         kind = "float-out" if la.output is None else "int8"
         self.lowered.append(LoweredLayer(
             node.name, la.op, kind, "dw" if depthwise else "amx" if amx else dot.name,
-            "" if depthwise else gv.name_hint,
+            gv.name_hint,
             instruction=AMX_INSTRUCTION if amx else dot.instruction, weights=_stored(la, bits),
             weight_bytes=packed.nbytes))
         if attrs is None:
@@ -710,6 +709,21 @@ def epilogue_args(la: LayerQuant, n: int, size: int | None = None,
     return Epilogue(out, zp, lo, hi, requant, padded)
 
 
+INTEGER_GLUE_TRIALS = 1
+_FLOAT_DTYPE = re.compile(r'"b?float\d+"|T\.b?float\d+\(')  # a float buffer or value in TVMScript
+
+
+def glue_trials(task_mod, trials: int) -> int:
+    """The MetaSchedule budget of one task of an int8 module (tuning.tune's task_trials). Our
+    kernels are not tuned at all; integer data movement around them (pads, requantized adds,
+    integer casts) gets 1 trial: MetaSchedule's search stalls on those (rounds of ~70 s without
+    a new candidate) and they cost little. Anything computing in float (the encoder's layer
+    norms, softmax, GELU and attention matmuls between int8 linears, the output dequantize)
+    gets the full budget: on one trial the encoder's softmax took 45 ms a call."""
+    floats = _FLOAT_DTYPE.search(task_mod.script()) is not None  # (no buffer_map in Python)
+    return trials if floats else min(trials, INTEGER_GLUE_TRIALS)
+
+
 def _bias_fits(bias: np.ndarray) -> bool:
     """The folded bias (with sdot's 128 * sum(w)) is still an int32."""
     return bool(np.all(bias >= INT32_MIN) and np.all(bias <= INT32_MAX))
@@ -729,9 +743,11 @@ def _vnni_fits(la: LayerQuant, attrs: dict | None, node: fx.Node) -> bool:
 def _depthwise_fits(la: LayerQuant, attrs: dict | None, w: np.ndarray) -> bool:
     """Depthwise (groups = C = K, one filter per channel), uint8 input, channels in vectors
     of 16."""
+    from edgebench.kernels.int8_depthwise import depthwise_fits
+
     (qx,) = la.inputs
     return (attrs is not None and qx is not None and qx.dtype == "uint8"
-            and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and w.shape[0] % 16 == 0)
+            and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and depthwise_fits(w.shape[0]))
 
 
 def _pool_args(node: fx.Node) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int],
@@ -800,3 +816,36 @@ def lower_int8(ep, description: QuantDescription, vnni: bool = False,
     importer = Int8Importer(description, vnni, sdot, sparse, amx)
     mod = importer.from_exported_program(ep, False, False, False, None)
     return Lowering(mod, importer.output_lsb, importer.lowered)
+
+
+def fast_gelu():
+    """A Relax pass: nn.gelu as x * (1 + erf(x / sqrt 2)) / 2 on topi's fast_erf (a rational
+    polynomial that LLVM vectorizes). TVM's GELU legalizes to topi.erf, which stays a scalar
+    call per element: the encoder's int8 row spent 14 ms a call (4 of its 68 ms of kernels) in
+    one fused GELU task after 8 tuning trials. The floats between int8 layers are verified
+    against the reference within the int8 tolerance, which fast_erf's few-ulp error keeps."""
+    import tvm
+    from tvm import topi
+    from tvm.relax import PyExprMutator, expr_functor
+
+    def te_gelu(x):
+        return x * (0.5 + topi.fast_erf(x * 0.5**0.5) * 0.5)
+
+    @expr_functor.mutator
+    class _Mutator(PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", "") == "relax.nn.gelu" and \
+                    str(call.args[0].ty.dtype) == "float32":
+                return self.builder_.call_te(te_gelu, call.args[0], primfunc_name_hint="gelu")
+            return call
+
+    @tvm.transform.module_pass(opt_level=0, name="FastGelu")
+    def transform(mod, _ctx):
+        mutator = _Mutator(mod)
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                mutator.builder_.update_func(gv, mutator.visit_expr(func))
+        return mutator.builder_.get()
+
+    return transform
