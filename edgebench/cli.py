@@ -103,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
                         "file.py:factory")
     r.add_argument("--target", default="x86-native",
                    help="target name (see `edgebench targets`) or .toml path")
-    r.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
-                   help="variant recipes, grammar below")
+    r.add_argument("--variants", nargs="+", default=None,
+                   help="variant recipes, grammar below (default: with no models named, the "
+                        f"main job's {' '.join(DEFAULT_VARIANTS)}; with models named, fp32)")
     r.add_argument("--runtimes", nargs="+", default=None,
                    help="subset of tvm pytorch onnxruntime executorch (default: all available)")
     r.add_argument("--no-peers", action="store_true", help="TVM only")
@@ -390,6 +391,9 @@ def _precheck_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.variants is None:  # the demo recipes fine-tune on digits: the main job's models
+        args.variants = (list(DEFAULT_VARIANTS) if args.models == list(DEFAULT_MODELS)
+                         else ["fp32"])
     _precheck_run(args)
     from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import RUNTIMES

@@ -13,7 +13,7 @@ USER_ERRORS = frozenset({
     "edgebench.run.board.BoardSetupError", "edgebench.runtimes.UnknownRuntime",
     "edgebench.targets.TargetError", "edgebench.variant.VariantError",
     "edgebench.errors.UsageError", "edgebench.paths.CacheError", "edgebench.run.rpc.BoardError",
-    "edgebench.export.ExportError",
+    "edgebench.export.ExportError", "edgebench.compile.toolchain.ToolchainError",
 })
 
 

@@ -19,6 +19,7 @@ from edgebench.cli import main
 from edgebench.report import ResultsWriter, load_results, read_rows
 from edgebench.report.tables import load
 from edgebench.run.local import core_lock
+from edgebench.targets import find_target
 from edgebench.verify import degenerate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +123,7 @@ def test_unreachable_board_fails_before_building_or_tuning(tmp_path: Path, capsy
     monkeypatch.setenv("EDGEBENCH_CACHE", str(cache))
     with socket_port() as port:
         target = tmp_path / "noboard.toml"
-        target.write_text((ROOT / "targets" / "rpi4.toml").read_text()
+        target.write_text(find_target("rpi4").path.read_text()
                           .replace("port = 9091", f"port = {port}\nconnect_timeout = 2")
                           .replace('"aarch64-linux-gnu-g++"', '"no-such-cross-g++"'))
         code = main(["run", "digits-mlp", "--target", str(target), "--trials", str(trials),

@@ -128,11 +128,12 @@ def _check_cross_compiler(target) -> None:
     if target.is_local:
         target.check_runnable_here()
         return
-    cc = target.cross_compiler
-    if not cc or shutil.which(cc) is None:
-        raise ExportError(f"target '{target.name}': cross compiler "
-                          f"'{cc or '(none in the target file)'}' not found on PATH; install it "
-                          "(e.g. apt-get install g++-aarch64-linux-gnu)")
+    from edgebench.compile.toolchain import available
+
+    missing = ("cross compiler '(none in the target file)' not found"
+               if not target.cross_compiler_name else available(target.cross_compiler_name))
+    if missing:
+        raise ExportError(f"target '{target.name}': {missing}")
 
 
 def _output_dir(output: Path) -> None:
