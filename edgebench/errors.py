@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Imported lazily so `edgebench models` does not pay for torch and TVM imports."""
+    from edgebench.data import DataError
     from edgebench.models import ModelError
     from edgebench.prune import PruneError
     from edgebench.quantize import QuantError
@@ -15,4 +16,4 @@ def user_errors() -> tuple[type[Exception], ...]:
     from edgebench.variant import VariantError
 
     return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
-            QuantError, BoardSetupError)
+            QuantError, BoardSetupError, DataError)
