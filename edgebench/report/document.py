@@ -75,7 +75,9 @@ def headline_section(df: pd.DataFrame) -> list[str]:
     rows = [[r["group"], r["model"], r["technique"], f"`{r['variant']}`", _cell(r["p50_ms"]),
              _ratio(r["speedup_vs_fp32"]), _ratio(r["vs_best_peer"]), _ratio(r["gzip_vs_fp32"]),
              f"{_cell(r['quality'], '{:.4f}')} ({_pts(r['quality_delta'])} pt)"
-             + ("" if r["quality_kind"] == "accuracy" else " agreement"),
+             + ("" if r["quality_kind"] == "accuracy" else
+                " agreement" + (f", {r['quality_kind']}" if r["quality_kind"].startswith(
+                    "fidelity") else "")),
              f"{r['rule']} of {r['candidates']}"] for _, r in h.iterrows()]
     return ["## Headline: what pruning and quantization buy (edgebench's TVM build)", "",
             *md_table(["where", "model", "technique", "best variant", "p50 ms",
