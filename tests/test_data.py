@@ -21,8 +21,9 @@ from edgebench.models.train import evaluate, predict
 from edgebench.pipeline import _ModelRun, _score
 from edgebench.prune import prune
 from edgebench.quantize import default_calibration, quantize
+from edgebench.report import ResultsWriter
 from edgebench.report.document import headline_section
-from edgebench.report.tables import derive
+from edgebench.report.tables import load
 
 USER = '''
 import numpy as np
@@ -324,7 +325,7 @@ def test_crepe_tiny_on_tvm_matches_pytorch(tmp_path: Path) -> None:
 
 # --- the report ------------------------------------------------------------------------------
 
-def _rows() -> pd.DataFrame:
+def _rows(tmp_path: Path) -> pd.DataFrame:
     common = {"threads": 1, "cores": "0", "status": "ok", "target": "x86-native",
               "machine": "m", "artifact_bytes": 1000, "artifact_gzip_bytes": 500,
               "params": 10, "nonzero_params": 10, "emulated": False}
@@ -338,13 +339,16 @@ def _rows() -> pd.DataFrame:
                          "p50_ms": p50, "metric": metric, "metric_value": value,
                          "metric_fp32": fp32_value, "metric_drop": fp32_value - value,
                          "evaluation": evaluation,
-                         "accuracy": value / 100 if metric == "top1" else np.nan,
+                         "accuracy": value / 100 if metric == "top1" else None,
                          "top1_agreement": value / 100 if metric != "top1" else 1.0})
-    return pd.DataFrame(rows)
+    writer = ResultsWriter(tmp_path / "r.csv")
+    for r in rows:
+        writer.append(r)
+    return load([writer.path]).rows
 
 
-def test_report_labels_random_weight_rows_as_fidelity() -> None:
-    df = derive(_rows())
+def test_report_labels_random_weight_rows_as_fidelity(tmp_path: Path) -> None:
+    df = _rows(tmp_path)
     kinds = df.groupby("model")["quality_kind"].first()
     assert kinds["resnet18"] == "fidelity (random weights)"
     assert kinds["resnet18-digits"] == kinds["crepe-tiny"] == "accuracy"

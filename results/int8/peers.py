@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgebench.data import DataOptions
 from edgebench.envinfo import host_environment
 from edgebench.measure import MeasureConfig
-from edgebench.models import get_model
+from edgebench.models import get_model, with_data
 from edgebench.pipeline import _ModelRun, _score, _size
 from edgebench.quantize import default_calibration
 from edgebench.report import ResultsWriter, write_markdown
@@ -138,6 +139,8 @@ def main() -> None:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--target", default="x86-native")
     p.add_argument("--peers", nargs="*", default=list(PEERS))
+    p.add_argument("--eval-samples", type=int, default=None,
+                   help="test samples scored (as `edgebench run --eval-samples`)")
     args = p.parse_args()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     target = find_target(args.target)
@@ -145,7 +148,7 @@ def main() -> None:
     writer = ResultsWriter(args.output, env)
     done = writer.finished()
     for name in args.models:
-        spec = get_model(name)
+        spec = with_data(get_model(name), DataOptions(eval_samples=args.eval_samples))
         run = _ModelRun(spec)
         example = run.xs[0]
         calib = default_calibration(spec)  # the very samples quant=static calibrates on
