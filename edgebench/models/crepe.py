@@ -69,7 +69,7 @@ class Crepe(nn.Module):
             x = F.pad(x, (0, 0, 254, 254) if i == 1 else (0, 0, 31, 32))
             x = getattr(self, f"conv{i}_BN")(F.relu(getattr(self, f"conv{i}")(x)))
             x = F.max_pool2d(x, (2, 1), (2, 1))
-        x = x.permute(0, 2, 1, 3).reshape(-1, self.in_features)
+        x = x.permute(0, 2, 1, 3).flatten(1)  # (B, in_features); channel pruning may shrink it
         return torch.sigmoid(self.classifier(x))
 
 
