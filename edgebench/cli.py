@@ -78,6 +78,34 @@ def _shape(text: str) -> tuple[int, ...]:
             f"input shape must be like 1,3,224,224, got {text!r}") from None
 
 
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    """--data and friends (run, prune, profile): the data calibration, fine-tuning and scoring
+    use instead of the model's own (or, for user models, seeded noise and agreement)."""
+    g = p.add_argument_group("data (calibration, fine-tuning, scoring)")
+    g.add_argument("--data", default=None,
+                   help="the model's data: file.npz (x_train, x_test, optional y_train, "
+                        "y_test) or file.py:fn / module:fn returning (train, test), each a "
+                        "torch Dataset of (input, label) or a pair (x, y); labels optional")
+    g.add_argument("--metric", default=None,
+                   help="top1 (default for integer labels), mse (default for float labels) "
+                        "or file.py:fn(outputs, labels) -> float, higher is better unless fn "
+                        "has higher_is_better = False")
+    g.add_argument("--loss", default=None,
+                   help="fine-tuning loss file.py:fn(outputs, labels) -> scalar tensor "
+                        "(default: cross-entropy for class ids, MSE otherwise)")
+    g.add_argument("--calib-samples", type=int, default=None,
+                   help="calibration samples drawn from the train part (default 256)")
+    g.add_argument("--eval-samples", type=int, default=None,
+                   help="test samples every runtime is scored on (default: all, up to 1000)")
+
+
+def _data_options(args: argparse.Namespace):
+    from edgebench.data import DataOptions
+
+    return DataOptions(args.data, args.metric, args.loss, args.calib_samples,
+                       args.eval_samples)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgebench", description=__doc__.splitlines()[0],
                                 formatter_class=_Help)
@@ -137,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--input-shape", type=_shape, default=None, help="user models: e.g. 1,3,224,224")
     r.add_argument("--input-dtype", default="float32", help="user models: input dtype")
     r.add_argument("--input-high", type=int, default=None, help="int inputs: exclusive upper bound")
+    _add_data_args(r)
     pr = add("prune", help="prune a model in PyTorch and show what it did, layer by "
                         "layer (no compiling)")
     pr.add_argument("model", help="built-in name or module:factory / file.py:factory")
@@ -144,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
                     "gradual:0.9, channel:0.5:ft30")
     pr.add_argument("--save", default=None, help="torch.save the pruned model here")
     pr.add_argument("--input-shape", type=_shape, default=None)
+    _add_data_args(pr)
     add("models", help="list built-in models")
     add("targets", help="list target files (shipped, and ./targets/*.toml)")
     rep = add("report", help="markdown report + PNG plots from results CSVs")
@@ -171,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="interleaved timing rounds, median kept (default 9)")
     pf.add_argument("--min-repeat-ms", type=int, default=None,
                     help="each timing runs a call for at least this long (default 10)")
+    _add_data_args(pf)
     pf.add_argument("--output", "-o", default=None,
                     help="write the per-kernel CSV here (and the markdown beside it)")
     ex = add("export", help="a deployable bundle: the compiled library, manifest.json "
@@ -234,7 +265,8 @@ def _cmd_models() -> int:
 
     for s in list_models():
         shape = "x".join(map(str, s.input_shape))
-        print(f"{s.name:<12} {shape:<14} {s.input_dtype:<8} {s.evaluation:<9} {s.description}")
+        print(f"{s.name:<18} {shape:<14} {s.input_dtype:<8} {s.evaluation:<25} "
+              f"{s.description}")
     return 0
 
 
@@ -250,10 +282,11 @@ def _cmd_targets() -> int:
 def _cmd_prune(args: argparse.Namespace) -> int:
     import torch
 
-    from edgebench.models import get_model
+    from edgebench.models import get_model, with_data
     from edgebench.prune import prune
 
-    spec = get_model(args.model, args.input_shape) if ":" in args.model else get_model(args.model)
+    spec = with_data(get_model(args.model, args.input_shape) if ":" in args.model
+                     else get_model(args.model), _data_options(args))
     result = prune(spec.build(), args.recipe, spec.example_input(), spec)
     print(f"{spec.name} {result.config.text}: {result.kind}")
     print(f"{'layer':<32} {'type':<8} {'shape':<18} {'params':>9} {'nonzero':>9} sparsity")
@@ -265,8 +298,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         print(f"skipped {name}: {why}")
     print(f"params {result.params_before} -> {result.params}, non-zero {result.nonzero}, "
           f"weight sparsity {result.sparsity:.3f}, MACs {result.macs_before} -> {result.macs}")
-    if result.accuracy_after is not None:
-        print(f"digits test accuracy {result.accuracy_before:.4f} -> {result.accuracy_after:.4f}")
+    if result.metric_after is not None:
+        print(f"test {result.metric} {result.metric_before:.4f} -> {result.metric_after:.4f}")
     if args.save:
         torch.save(result.model, args.save)
         print(f"saved {args.save}")
@@ -315,8 +348,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     timing = TimingConfig(**{k: v for k, v in (("rounds", args.rounds),
                                                 ("min_repeat_ms", args.min_repeat_ms))
                              if v is not None})
+    data = _data_options(args)
     profiles = [profile(ProfileConfig(args.model, v, args.target, args.trials, args.threads,
-                                      timing)) for v in args.variants]
+                                      timing, data=data)) for v in args.variants]
     text = "\n".join(p.markdown() for p in profiles)
     if len(profiles) > 1:
         text = by_kind_markdown(profiles) + "\n" + text
@@ -405,7 +439,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     runtimes=runtimes, trials=args.trials, threads=args.threads,
                     output=args.output, measure=measure, input_shape=args.input_shape,
                     input_dtype=args.input_dtype, input_high=args.input_high,
-                    resume=not args.no_resume,
+                    resume=not args.no_resume, data=_data_options(args),
                     tune_budget=TuneBudget(model_s=args.tune_budget, task_s=args.task_budget),
                     log=(lambda _m: None) if args.quiet else print)
     from edgebench.errors import on_interrupt

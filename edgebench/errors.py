@@ -14,6 +14,7 @@ USER_ERRORS = frozenset({
     "edgebench.targets.TargetError", "edgebench.variant.VariantError",
     "edgebench.errors.UsageError", "edgebench.paths.CacheError", "edgebench.run.rpc.BoardError",
     "edgebench.export.ExportError", "edgebench.compile.toolchain.ToolchainError",
+    "edgebench.data.DataError",
 })
 
 
@@ -25,6 +26,7 @@ def is_user_error(e: BaseException) -> bool:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The classes themselves (imports torch and TVM: for tests and the pytest plugin)."""
+    from edgebench.data import DataError
     from edgebench.export import ExportError
     from edgebench.models import ModelError
     from edgebench.paths import CacheError
@@ -38,7 +40,8 @@ def user_errors() -> tuple[type[Exception], ...]:
     from edgebench.variant import VariantError
 
     return (ModelError, TargetError, VariantError, OutputError, UnknownRuntime, PruneError,
-            QuantError, BoardSetupError, CacheError, BoardError, ExportError, UsageError)
+            QuantError, BoardSetupError, CacheError, BoardError, ExportError, UsageError,
+            DataError)
 
 
 _interrupted = False

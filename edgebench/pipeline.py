@@ -22,11 +22,12 @@ import torch
 from edgebench import progress, verify
 from edgebench.compile import CompileError, CompileResult, TuneBudget, compile_module
 from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
+from edgebench.data import AGREEMENT, DataOptions, Metric
 from edgebench.envinfo import host_environment
 from edgebench.errors import error_line, interrupted
 from edgebench.frontend import export_program, to_relax
 from edgebench.measure import MeasureConfig
-from edgebench.models import ModelSpec, get_model
+from edgebench.models import ModelSpec, get_model, with_data
 from edgebench.passes import SparsifyWeights
 from edgebench.passes.fp16 import check_fp16_asm, fp16_passes
 from edgebench.passes.int8 import Lowering, fast_gelu, glue_trials, lower_int8
@@ -64,6 +65,7 @@ class RunConfig:
     board_retries: int = 1  # farm: a row whose board died mid-run is measured once more
     log: Log = print
     tune_budget: TuneBudget = field(default_factory=TuneBudget)
+    data: DataOptions = field(default_factory=DataOptions)  # --data, --metric, --loss, ...
 
 
 def _count(model: torch.nn.Module) -> tuple[int, int]:
@@ -87,21 +89,42 @@ def reference_outputs(model: torch.nn.Module, xs: torch.Tensor) -> list[np.ndarr
     return [np.stack([o[i] for o in outs]) for i in range(len(outs[0]))]
 
 
+def batch_outputs(output: np.ndarray) -> torch.Tensor:
+    """Per-sample outputs stacked (N, 1, ...) as the model would return them for a batch of N."""
+    out = torch.from_numpy(np.asarray(output))
+    return out.flatten(0, 1) if out.dim() >= 2 and out.shape[1] == 1 else out
+
+
 class _ModelRun:
-    """State shared by the variants of one model: FP32 weights, eval data, FP32 reference."""
+    """State shared by the variants of one model: FP32 weights, eval data, FP32 reference and
+    FP32's score. Every runtime's own outputs are scored by the same metric on the same data
+    (the model's data; without, agreement with FP32's arg-max on seeded inputs)."""
 
     def __init__(self, spec: ModelSpec, base: torch.nn.Module | None = None) -> None:
         self.spec = spec
         self.base = base if base is not None else spec.build()
         self.xs, labels = spec.eval_data()
+        data = spec.dataset()
+        self.metric: Metric = data.metric if data is not None else AGREEMENT
         self.labels = labels.numpy() if labels is not None else None
         self.fp32_ref = reference_outputs(self.base, self.xs)
+        fp32 = batch_outputs(self.fp32_ref[0])
+        self.metric_labels = (labels if self.metric.needs_labels
+                              else fp32.reshape(len(fp32), -1).argmax(1))
+        self.metric_fp32 = self.metric.score(fp32, self.metric_labels)
         self.eval_warning = verify.degenerate(self.fp32_ref[0])
 
 
 def _score(row: dict, run: _ModelRun, outputs: list[np.ndarray]) -> None:
+    out = batch_outputs(outputs[0])
+    value = run.metric.score(out, run.metric_labels)
+    row.update(metric=run.metric.name, metric_value=value, metric_fp32=run.metric_fp32,
+               metric_drop=run.metric.drop(value, run.metric_fp32),
+               evaluation=run.spec.evaluation)
+    if run.metric.extras is not None:
+        row.update(run.metric.extras(out, run.metric_labels))
     row["eval_warning"] = run.eval_warning
-    if run.labels is not None:
+    if run.labels is not None and run.metric.name == "top1":
         row["accuracy"] = verify.accuracy(outputs[0], run.labels)
     row["top1_agreement"] = verify.top1_agreement(outputs[0], run.fp32_ref[0])
     row["max_abs_err"] = verify.max_abs_err(outputs[0], run.fp32_ref[0])
@@ -352,8 +375,9 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
     from edgebench.report import load_results
 
     cfg = cfg or RunConfig(**kwargs)
-    specs = [get_model(m, cfg.input_shape, cfg.input_dtype, cfg.input_high) if ":" in m
-             else get_model(m) for m in cfg.models]  # --input-shape is for user models
+    specs = [with_data(get_model(m, cfg.input_shape, cfg.input_dtype, cfg.input_high)
+                       if ":" in m else get_model(m), cfg.data)
+             for m in cfg.models]  # --input-shape is for user models
     variant_specs = [parse_variant(v) for v in cfg.variants]
     for r in cfg.runtimes:
         runtime_module(r)  # raises UnknownRuntime naming the known ones
@@ -381,13 +405,18 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
             cfg.log(f"skipping runtime {r}: {reason}")
             runtimes.remove(r)
     user_modules = [m.split(":")[0] for m in cfg.models if m.split(":")[0].endswith(".py")]
+    # the user's data is scored on FP32 now, so a metric that fails stops the run before
+    # anything compiles
+    model_runs = ({s.name: _ModelRun(s, bases[s.name]) for s in specs} if cfg.data.data
+                  else {})
     farm = for_target(target, cfg.measure, cfg.log, cfg.board_retries)
     try:
         with progress.bar("rows", len(specs) * len(variant_specs) * len(runtimes)) as rows:
             try:
                 for spec in specs:
                     run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
-                              user_modules, rows, bases.pop(spec.name), farm)
+                              user_modules, rows, bases.pop(spec.name), farm,
+                              model_runs.pop(spec.name, None))
             except BaseException:
                 if farm is not None:
                     farm.close(cancel=True)  # rows on a board finish; queued ones resume later
@@ -405,11 +434,11 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
 def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[str],
               target: Target, cfg: RunConfig, writer: ResultsWriter, done: set, env: dict,
               user_modules: list[str], rows: progress.Bar | None = None,
-              base: torch.nn.Module | None = None, farm: Farm | None = None) -> None:
+              base: torch.nn.Module | None = None, farm: Farm | None = None,
+              model_run: _ModelRun | None = None) -> None:
     """Every variant x runtime of one model, each row written as measured; with a `farm`
     (a tracker target) rows are compiled here and measured on its boards concurrently."""
     rows = rows or progress.Bar()
-    model_run: _ModelRun | None = None
     for vspec in variant_specs:
         variant = Variant(spec, vspec, target)
         transformed = reference = int8_reference = None

@@ -15,11 +15,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from edgebench.targets import Target
+
+if TYPE_CHECKING:
+    from edgebench.data import DataOptions
 
 KIND_ATTR = "edgebench.kernel"  # a prim func attr naming its kind ("sparse", "int8", ...)
 # Without the attr, the kernel's name says what it is (our passes name their kernels so) ...
@@ -231,6 +235,7 @@ class ProfileConfig:
     threads: int | None = None
     timing: TimingConfig = field(default_factory=TimingConfig)
     log: Callable[[str], None] = print
+    data: DataOptions | None = None  # --data etc.: calibration/fine-tuning data
 
 
 def _sparse_layer_names(sparse) -> dict[str, str]:
@@ -250,13 +255,13 @@ def build(cfg: ProfileConfig, out_dir: Path):
     row (integer variants lowered to int8 code, FP16 ones to float16): (CompileResult,
     example input, layer names, target)."""
     from edgebench.compile import compile_module
-    from edgebench.models import get_model
+    from edgebench.models import get_model, with_data
     from edgebench.passes import SparsifyWeights
     from edgebench.pipeline import RunConfig, lowers_to_int8, tvm_module
     from edgebench.targets import find_target
     from edgebench.variant import Variant, parse_variant
 
-    spec = get_model(cfg.model)
+    spec = with_data(get_model(cfg.model), cfg.data)
     target = find_target(cfg.target, cfg.threads)
     variant = Variant(spec, parse_variant(cfg.variant), target)
     transformed = variant.spec.apply(spec.build(), spec)

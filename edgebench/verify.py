@@ -1,7 +1,7 @@
 """Verify: a runtime's outputs against the PyTorch reference, before any timing is reported.
 
 Tolerance is per dtype and relative to the output's scale (max(1, max|ref|)), so logits of any
-magnitude are judged alike. Accuracy (digits) and top-1 agreement (fidelity models) are scored
+magnitude are judged alike. The model's metric (pipeline._score) and top-1 agreement are scored
 from the same outputs.
 """
 

@@ -14,13 +14,17 @@ from torch import nn
 
 from edgebench.data import digits_split, fixed_batch
 from edgebench.models import ModelError, get_model, import_user_module, list_models
-from edgebench.models import digits as digits_mod
+from edgebench.models import train as train_mod
 from edgebench.models.digits import evaluate_accuracy, steps_per_epoch, train_digits_model
 from edgebench.paths import cache_dir
 
 OUTPUT_SHAPES = {"digits-mlp": (1, 10), "digits-cnn": (1, 10), "mlp": (1, 10),
-                 "resnet18": (1, 1000), "mobilenetv2": (1, 1000), "encoder": (1, 10)}
-KNOWN = "digits-mlp, digits-cnn, mlp, resnet18, mobilenetv2, encoder"
+                 "crepe-tiny": (1, 360), "crepe-full": (1, 360), "resnet18-digits": (1, 10),
+                 "mobilenetv2-digits": (1, 10), "resnet18": (1, 1000),
+                 "mobilenetv2": (1, 1000), "encoder": (1, 10)}
+SLOW = {"crepe-full", "resnet18-digits", "mobilenetv2-digits"}  # 89 MB weights / training
+KNOWN = ("digits-mlp, digits-cnn, mlp, crepe-tiny, crepe-full, resnet18-digits, "
+         "mobilenetv2-digits, resnet18, mobilenetv2, encoder")
 
 USER_FILE = """
 import torch
@@ -75,16 +79,19 @@ def test_digits_split_and_fixed_batch() -> None:
     assert ids.shape == (4, 1, 7) and ids.dtype == torch.int64 and int(ids.max()) < 10
 
 
-@pytest.mark.parametrize("name", list(OUTPUT_SHAPES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in OUTPUT_SHAPES])
 def test_builtin_builds_runs_and_exports(name: str) -> None:
     spec = get_model(name)
     model = built(name)
     assert not model.training
     inputs, labels = spec.eval_data()
-    n = 360 if spec.evaluation == "digits" else spec.fidelity_samples
+    data = spec.dataset()
+    n = data.test(spec.eval_samples)[0].shape[0] if data else spec.fidelity_samples
+    assert n == {"crepe-tiny": 1000, "crepe-full": 256}.get(name, 360 if data else 64)
     assert inputs.shape == (n, *spec.input_shape)
     assert inputs.dtype == getattr(torch, spec.input_dtype)
-    assert (labels is None) == (spec.evaluation == "fidelity")
+    assert (labels is None) == (spec.evaluation == "fidelity (random weights)")
     x = spec.example_input()
     assert x.shape == spec.input_shape
     with torch.no_grad():
@@ -109,7 +116,7 @@ def test_digits_cache_is_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_training(*args: object, **kwargs: object) -> nn.Module:
         raise AssertionError("cached model was retrained")
 
-    monkeypatch.setattr(digits_mod, "train_digits_model", no_training)
+    monkeypatch.setattr(train_mod, "train_model", no_training)
     start = time.perf_counter()
     second = spec.build()
     assert time.perf_counter() - start < 1.0
@@ -132,7 +139,8 @@ def test_train_digits_model_fine_tunes_with_callbacks() -> None:
 def test_user_model_from_file(user_file: Path, tmp_path: Path) -> None:
     ref = f"{user_file}:make"
     spec = get_model(ref, input_shape=(1, 4))
-    assert spec.name == ref and spec.evaluation == "fidelity" and spec.image_size is None
+    assert spec.name == ref and spec.evaluation == "fidelity (no data)"
+    assert spec.image_size is None and spec.dataset() is None
     model = spec.build()
     assert not model.training and model(spec.example_input()).shape == (1, 2)
     assert torch.equal(model.fc.weight, spec.build().fc.weight)  # seeded init

@@ -140,10 +140,9 @@ class GRUNet(nn.Module):
     ("digits-cnn", ChannelConfig(0.5, include=("classifier",)),
      "layer 'classifier' cannot lose channels: its outputs are the model's outputs"),
     ("encoder", GradualConfig(UnstructuredConfig(0.5)),
-     "model 'encoder': gradual pruning fine-tunes on the digits training split, so it is only "
-     "for digits models"),
+     "model 'encoder': gradual pruning trains on the model's data and it has none"),
     ("resnet18", UnstructuredConfig(0.5, finetune_epochs=1),
-     "model 'resnet18': fine-tuning fine-tunes on the digits training split"),
+     "model 'resnet18': fine-tuning trains on the model's data and it has none"),
 ])
 def test_bad_requests_name_the_problem(name, config, message):
     spec, model, example = _built(name)
@@ -154,7 +153,7 @@ def test_bad_requests_name_the_problem(name, config, message):
 
 def test_gradual_without_spec_and_untraceable_model():
     _, model, example = _built("digits-mlp")
-    with pytest.raises(PruneError, match="pass the model's ModelSpec"):
+    with pytest.raises(PruneError, match="pass a ModelSpec that has data"):
         prune(model, "gradual:0.5", example)
     with pytest.raises(PruneError) as e:
         prune(GRUNet(), "channel:0.5", torch.randn(1, 3, 8))

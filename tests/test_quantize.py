@@ -532,6 +532,6 @@ def test_keep_fp32_by_request_and_unknown_name() -> None:
         quantize(TINY.build(), QuantConfig("static", keep_fp32=("nope",)), TINY)
 
 
-def test_training_methods_need_digits() -> None:
-    with pytest.raises(QuantError, match="not a digits model"):
+def test_training_methods_need_data() -> None:
+    with pytest.raises(QuantError, match="labelled training data; model 'tiny' has none"):
         quantize(TINY.build(), parse_quant("qat"), TINY)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["BUILTIN_NAMES", "ModelError", "ModelSpec", "check_model_ref", "get_model",
-           "import_user_module", "list_models"]
+           "import_user_module", "list_models", "with_data"]
 
-BUILTIN_NAMES = ("digits-mlp", "digits-cnn", "mlp", "resnet18", "mobilenetv2", "encoder")
+BUILTIN_NAMES = ("digits-mlp", "digits-cnn", "mlp", "crepe-tiny", "crepe-full", "resnet18-digits",
+                 "mobilenetv2-digits", "resnet18", "mobilenetv2", "encoder")
 
 
 class ModelError(ValueError):

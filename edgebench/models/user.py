@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import operator
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -56,3 +58,28 @@ def import_dotted_module(name: str) -> ModuleType:
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
     return importlib.import_module(name)
+
+
+def load_callable(ref: str, kind: str, error: type[Exception]) -> Callable[..., object]:
+    """The callable `attr` of `file.py:attr` or `package.module:attr`; `error` (one line
+    naming `kind` and `ref`) if the module or attribute cannot be had."""
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr:
+        raise error(f"{kind} '{ref}': expected package.module:name or file.py:name")
+    try:
+        module = import_user_module(target) if is_file_target(target) else (
+            import_dotted_module(target))
+    except FileNotFoundError as e:
+        raise error(f"{kind} '{ref}': file not found: {target}") from e
+    except ModuleNotFoundError as e:
+        raise error(f"{kind} '{ref}': cannot import module '{target}': {e}") from e
+    except Exception as e:
+        raise error(f"{kind} '{ref}': importing '{target}' failed: "
+                    f"{type(e).__name__}: {e}") from e
+    try:
+        fn = operator.attrgetter(attr)(module)
+    except AttributeError as e:
+        raise error(f"{kind} '{ref}': '{target}' has no attribute '{attr}'") from e
+    if not callable(fn):
+        raise error(f"{kind} '{ref}': '{attr}' in '{target}' is not callable")
+    return fn

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edgebench.models import ModelSpec
-from edgebench.models.digits import evaluate_accuracy
+from edgebench.models.train import evaluate
 from edgebench.prune.block import BlockPruner
 from edgebench.prune.config import (
     BlockConfig,
@@ -23,7 +23,7 @@ from edgebench.prune.config import (
     UnstructuredConfig,
     parse_prune,
 )
-from edgebench.prune.gradual import finetune, gradual_prune, require_digits
+from edgebench.prune.gradual import finetune, gradual_prune, require_data
 from edgebench.prune.layers import Layer, execution_order, prunable_layers, select_layers
 from edgebench.prune.magnitude import MagnitudePruner, ThresholdPruner
 from edgebench.prune.masks import MaskPruner, apply_masks
@@ -39,8 +39,9 @@ class PruneResult:
     kind is "masked" (same architecture, zeros in the weights: unstructured, threshold,
     block, nm, gradual) or "structured" (a smaller dense network: channel). params/nonzero
     count every parameter; macs are dense MACs for one example (zeros still cost MACs).
-    skipped lists (layer, reason) for selected layers left dense. Accuracies are on the
-    digits test split, for digits models only.
+    skipped lists (layer, reason) for selected layers left dense. metric_before/after are
+    the model's data metric (PyTorch, test part) for models with data; accuracy_* is the
+    same as a fraction when that metric is top1.
     """
 
     model: nn.Module
@@ -53,8 +54,20 @@ class PruneResult:
     params_before: int
     macs_before: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    accuracy_before: float | None = None
-    accuracy_after: float | None = None
+    metric: str | None = None
+    metric_before: float | None = None
+    metric_after: float | None = None
+
+    @property
+    def accuracy_before(self) -> float | None:
+        return self._fraction(self.metric_before)
+
+    @property
+    def accuracy_after(self) -> float | None:
+        return self._fraction(self.metric_after)
+
+    def _fraction(self, value: float | None) -> float | None:
+        return value / 100 if value is not None and self.metric == "top1" else None
 
     @property
     def sparsity(self) -> float:
@@ -100,12 +113,11 @@ def _fit(pruner: MaskPruner, layers: list[Layer], config: PruneConfig
     return fit, skipped
 
 
-def _digits_accuracy(model: nn.Module, spec: ModelSpec | None) -> float | None:
-    if spec is None or spec.evaluation != "digits":
+def _metric(model: nn.Module, spec: ModelSpec | None) -> float | None:
+    data = spec.dataset() if spec is not None else None
+    if data is None or (data.metric.needs_labels and data.y_test is None):
         return None
-    inputs, labels = spec.eval_data()
-    assert labels is not None
-    return evaluate_accuracy(model, inputs, labels)
+    return evaluate(model, data, spec.eval_samples)
 
 
 def _plan(model: nn.Module, config: PruneConfig, example: torch.Tensor,
@@ -117,9 +129,9 @@ def _plan(model: nn.Module, config: PruneConfig, example: torch.Tensor,
     selection = config.target if isinstance(config, GradualConfig) else config
     assert isinstance(selection, LayerSelection)
     if isinstance(config, GradualConfig):  # fail before any work, not after
-        require_digits(spec, "gradual pruning", name)
+        require_data(spec, "gradual pruning", name)
     elif selection.finetune_epochs:
-        require_digits(spec, "fine-tuning", name)
+        require_data(spec, "fine-tuning", name)
     order = execution_order(model, example)
     layers, skipped = select_layers(model, selection, order)
     if isinstance(config, ChannelConfig):
@@ -163,7 +175,8 @@ def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
     order, layers, skipped, pruner = _plan(work, config, example, spec, name)
     params_before = count_params(work)[0]
     macs_before = count_macs(work, example)
-    accuracy_before = _digits_accuracy(work, spec)
+    data = spec.dataset() if spec is not None else None
+    metric_before = _metric(work, spec)
 
     if isinstance(config, ChannelConfig):
         shapes = {n: m.weight.shape for n, m in prunable_layers(work)}
@@ -191,5 +204,5 @@ def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
                        layers=layer_stats(work, pruned), params=params, nonzero=nonzero,
                        macs=count_macs(work, example), params_before=params_before,
                        macs_before=macs_before, skipped=skipped,
-                       accuracy_before=accuracy_before,
-                       accuracy_after=_digits_accuracy(work, spec))
+                       metric=data.metric.name if data is not None else None,
+                       metric_before=metric_before, metric_after=_metric(work, spec))

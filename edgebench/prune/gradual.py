@@ -1,7 +1,8 @@
 """Gradual pruning (Zhu & Gupta 2017, TF-MOT's PolynomialDecay) and masked fine-tuning.
 
-Both run through train_digits_model's per-step callbacks, so they train exactly like the FP32
-digits models (Adam, cosine LR, seeded shuffles). Masks are re-applied after every optimizer
+Both run through train_model's per-step callbacks on the model's own data (digits, CREPE's
+tones, the user's --data), so they train exactly like the trained built-ins (Adam, cosine LR,
+seeded shuffles). Masks are re-applied after every optimizer
 step: Adam's momentum would otherwise revive pruned weights between pruning steps.
 """
 
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from edgebench.data import Dataset
 from edgebench.models import ModelSpec
-from edgebench.models.digits import steps_per_epoch, train_digits_model
+from edgebench.models.train import train_model
 from edgebench.prune.config import GradualConfig, PruneError
 from edgebench.prune.layers import Layer
 from edgebench.prune.masks import MaskPruner, Masks, apply_masks
@@ -46,24 +48,32 @@ class PolynomialDecay:
         return (step - self.begin_step) % self.frequency == 0 or step == self.end_step
 
 
-def require_digits(spec: ModelSpec | None, what: str, name: str) -> None:
-    if spec is None:
-        raise PruneError(f"model '{name}': {what} fine-tunes on the digits training split; pass "
-                         "the model's ModelSpec (digits models only)")
-    if spec.evaluation != "digits":
-        raise PruneError(f"model '{name}': {what} fine-tunes on the digits training split, so "
-                         f"it is only for digits models (this one is evaluated by "
-                         f"{spec.evaluation})")
+def require_data(spec: ModelSpec | None, what: str, name: str) -> Dataset:
+    """The labelled data `what` trains on, or PruneError saying why there is none."""
+    data = spec.dataset() if spec is not None else None
+    if data is None:
+        raise PruneError(f"model '{name}': {what} trains on the model's data and it has none "
+                         "(give --data with a train part, or pass a ModelSpec that has data)")
+    if data.y_train is None:
+        raise PruneError(f"model '{name}': {what} needs labels and the train part of data "
+                         f"'{data.name}' has none")
+    return data
 
 
-def schedule_for(config: GradualConfig) -> PolynomialDecay:
-    """The schedule over this config's run; end_step defaults to end_fraction of the steps."""
-    total = config.epochs * steps_per_epoch(config.batch_size)
+def schedule_for(config: GradualConfig, data: Dataset | None = None) -> PolynomialDecay:
+    """The schedule over this config's run on `data` (default digits); end_step defaults to
+    end_fraction of the steps."""
+    if data is None:
+        from edgebench.data import digits_dataset
+
+        data = digits_dataset()
+    per_epoch = data.steps_per_epoch(config.batch_size)
+    total = config.epochs * per_epoch
     end = config.end_step if config.end_step is not None else max(
         config.begin_step + 1, round(config.end_fraction * total))
     if end > total:
         raise PruneError(f"end_step {end} is past the last training step {total} "
-                         f"({config.epochs} epochs x {steps_per_epoch(config.batch_size)})")
+                         f"({config.epochs} epochs x {per_epoch})")
     return PolynomialDecay(config.initial_sparsity, config.target.sparsity, config.begin_step,
                            end, config.frequency, config.power)
 
@@ -71,8 +81,8 @@ def schedule_for(config: GradualConfig) -> PolynomialDecay:
 def gradual_prune(model: nn.Module, config: GradualConfig, pruner: MaskPruner,
                   layers: Sequence[Layer], spec: ModelSpec | None, name: str) -> Masks:
     """Prune `model` in place along the schedule while fine-tuning; returns the final masks."""
-    require_digits(spec, "gradual pruning", name)
-    sched = schedule_for(config)
+    data = require_data(spec, "gradual pruning", name)
+    sched = schedule_for(config, data)
     masks: Masks = {}
     if sched.begin_step == 0:
         masks = pruner.masks(layers, sched(0))
@@ -84,14 +94,14 @@ def gradual_prune(model: nn.Module, config: GradualConfig, pruner: MaskPruner,
             masks = pruner.masks(layers, sched(t))
         apply_masks(layers, masks)
 
-    train_digits_model(model, spec, epochs=config.epochs, seed=config.seed, lr=config.lr,
-                       batch_size=config.batch_size, callbacks=[step])
+    train_model(model, data, epochs=config.epochs, seed=config.seed, lr=config.lr,
+                batch_size=config.batch_size, callbacks=[step])
     return masks
 
 
 def finetune(model: nn.Module, spec: ModelSpec | None, epochs: int, lr: float, name: str,
              layers: Sequence[Layer] = (), masks: Masks | None = None) -> None:
-    """Fine-tune in place on digits; with masks, pruned weights are held at zero."""
-    require_digits(spec, "fine-tuning", name)
+    """Fine-tune in place on the model's data; with masks, pruned weights are held at zero."""
+    data = require_data(spec, "fine-tuning", name)
     callbacks = [lambda _t, _m: apply_masks(layers, masks)] if masks else []
-    train_digits_model(model, spec, epochs=epochs, lr=lr, callbacks=callbacks)
+    train_model(model, data, epochs=epochs, lr=lr, callbacks=callbacks)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from edgebench.data import digits_split, fixed_batch, torch_dtype
+from edgebench.data import fixed_batch, torch_dtype
 from edgebench.models import ModelSpec
 from edgebench.quantize.config import QuantConfig, QuantError, parse_quant
 from edgebench.quantize.describe import describe
@@ -29,7 +29,6 @@ from edgebench.quantize.reference import IntegerReference
 from edgebench.quantize.scheme import LayerQuant, QuantDescription
 from edgebench.quantize.size import SizeReport, size_report
 
-DIGITS_CALIBRATION = 256
 FIDELITY_CALIBRATION = 32
 
 
@@ -65,19 +64,17 @@ class FP16Model(nn.Module):
 
 
 def default_calibration(spec: ModelSpec, samples: int | None = None) -> torch.Tensor:
-    """Digits: a seeded sample of the training split; others: fixed_batch with seed 1.
+    """A seeded sample of the model's training data (digits, CREPE's tones, --data); without
+    data, fixed_batch with seed 1 (apart from the seed-0 evaluation batch).
 
-    Seed 1 keeps calibration inputs apart from the evaluation batch (fixed_batch seed 0).
-    Returned batched: (N, *input_shape[1:]).
+    samples: the config's count, else spec.calib_samples (--calib-samples), else the data's
+    default (256) or 32 seeded inputs. Returned batched: (N, *input_shape[1:]).
     """
-    if spec.evaluation == "digits":
-        assert spec.image_size is not None
-        x = digits_split(spec.image_size).x_train
-        n = min(samples or DIGITS_CALIBRATION, len(x))
-        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]
-        return x[idx].reshape(n, *spec.input_shape[1:])
-    n = samples or FIDELITY_CALIBRATION
-    return fixed_batch(spec.input_shape, n, spec.input_dtype, seed=1,
+    n = samples or spec.calib_samples
+    data = spec.dataset()
+    if data is not None:
+        return data.calibration(n).reshape(-1, *spec.input_shape[1:])
+    return fixed_batch(spec.input_shape, n or FIDELITY_CALIBRATION, spec.input_dtype, seed=1,
                        high=spec.input_high).flatten(0, 1)
 
 
@@ -126,13 +123,16 @@ def quantize(model: nn.Module, config: QuantConfig | str, spec: ModelSpec,
 
     BatchNorm is folded into the preceding conv first. calibration: (N, *input_shape[1:])
     inputs for the activation ranges (None: default_calibration). qat/ternary/binary also
-    fine-tune on the digits training split, so they need a digits model.
+    fine-tune on the model's training data, so they need a model with labelled data.
     """
     if isinstance(config, str):
         config = parse_quant(config)
-    if config.trained and spec.evaluation != "digits":
-        raise QuantError(f"quant '{config.text}' fine-tunes on the digits training split; "
-                         f"model '{spec.name}' is not a digits model (use quant=static)")
+    if config.trained:
+        data = spec.dataset()
+        if data is None or data.y_train is None:
+            raise QuantError(f"quant '{config.text}' fine-tunes on the model's labelled training "
+                             f"data; model '{spec.name}' has none (give --data, or use "
+                             "quant=static)")
     cal: torch.Tensor | None = None
     if calibration is not None:
         cal = check_calibration(spec, calibration)

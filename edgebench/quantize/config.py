@@ -44,10 +44,10 @@ class QuantError(ValueError):
 class QuantConfig:
     """One quantization recipe. `weight_bits=None` means the method's default.
 
-    calibration_samples: size of the default calibration set (a seeded sample of the digits
-    training split, or fixed_batch(seed=1) for fidelity models). epochs/lr: fine-tuning for
-    qat/ternary/binary (None: TRAIN_DEFAULTS). keep_fp32: layer or node names to leave in
-    FP32 on purpose (listed with reason "kept FP32 by request").
+    calibration_samples: size of the default calibration set (a seeded sample of the model's
+    training data, or fixed_batch(seed=1) for models without data). epochs/lr: fine-tuning
+    for qat/ternary/binary on the model's data (None: TRAIN_DEFAULTS). keep_fp32: layer or
+    node names to leave in FP32 on purpose (listed with reason "kept FP32 by request").
     """
 
     method: str

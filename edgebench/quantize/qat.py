@@ -1,4 +1,4 @@
-"""Fine-tuning through the fake-quant graph (QAT, ternary, binary) on the digits training split.
+"""Fine-tuning through the fake-quant graph (QAT, ternary, binary) on the model's training data.
 
 Weights are quantized on the fly with straight-through gradients (torch's fake-quant ops for
 int, detach-STE for ternary/binary); activations use the calibrated qparams, frozen. Weights
@@ -8,11 +8,16 @@ prune-then-QAT keeps its sparsity.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import fx
 
-from edgebench.models.digits import train_digits_model
+from edgebench.models.train import train_model
 from edgebench.quantize.fakequant import act_quants
+
+if TYPE_CHECKING:
+    from edgebench.models import ModelSpec
 
 
 def zero_masks(gm: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -26,9 +31,9 @@ def zero_masks(gm: torch.nn.Module) -> dict[str, torch.Tensor]:
     return masks
 
 
-def finetune(gm: fx.GraphModule, source: object, epochs: int, lr: float,
+def finetune(gm: fx.GraphModule, spec: ModelSpec, epochs: int, lr: float,
              seed: int = 0) -> fx.GraphModule:
-    """Train `gm` in place (Adam, cosine decay) with its quantizers active."""
+    """Train `gm` in place on spec's data (Adam, cosine decay) with its quantizers active."""
     for a in act_quants(gm).values():
         a.mode = "quant"
     masks = zero_masks(gm)
@@ -39,7 +44,7 @@ def finetune(gm: fx.GraphModule, source: object, epochs: int, lr: float,
             for name, mask in masks.items():
                 params[name].masked_fill_(mask, 0.0)
 
-    if epochs > 0:
-        train_digits_model(gm, source, epochs=epochs, lr=lr, seed=seed,  # type: ignore[arg-type]
-                           callbacks=[keep_zeros])
+    data = spec.dataset()
+    if epochs > 0 and data is not None:
+        train_model(gm, data, epochs=epochs, lr=lr, seed=seed, callbacks=[keep_zeros])
     return gm.eval()

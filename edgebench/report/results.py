@@ -23,7 +23,8 @@ COLUMNS = [
     "model", "variant", "runtime", "target", "threads", "cores", "status", "error",
     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "runs", "first_ms", "load_s",
     "peak_rss_mb", "model_rss_mb", "artifact_bytes", "artifact_gzip_bytes", "params",
-    "nonzero_params", "accuracy", "top1_agreement", "max_abs_err", "verify_err",
+    "nonzero_params", "accuracy", "top1_agreement", "metric", "metric_value", "metric_fp32",
+    "metric_drop", "evaluation", "cents_error", "max_abs_err", "verify_err",
     "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
     "kernels_ms", "tuning_cut",
     "prune_kind", "sparsity", "macs", "layer_sparsity", "sparse_layers", "quant_kind",
@@ -239,6 +240,10 @@ def markdown(df: pd.DataFrame, env: dict | None = None, title: str = "edgebench 
                                if len(pr) and p != r["runtime"] else "")
             quality = (_num(r["accuracy"], "{:.4f}") if pd.notna(r.get("accuracy"))
                        else _num(r.get("top1_agreement"), "{:.4f}"))
+            if pd.notna(r.get("metric_value")) and r.get("metric") not in ("top1", "agreement"):
+                quality = f"{r['metric']} {_num(r['metric_value'], '{:.4g}')}"
+            if str(r.get("evaluation", "")).startswith("fidelity"):
+                quality += f" ({r['evaluation']})"
             size = (f"{r['artifact_bytes'] / 1024:.0f} ({r['artifact_gzip_bytes'] / 1024:.0f})"
                     if pd.notna(r["artifact_bytes"]) else "")
             trials = ("untuned" if r["runtime"] == "tvm" and r["tuned_trials"] == 0

@@ -148,8 +148,18 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     speedup_vs_fp32 (same runtime's FP32), vs_<peer> (peer on the same variant, else its FP32),
     weights_removed (vs the FP32 parameter count), size ratios and accuracy change."""
     df = df.copy()
-    df["quality"] = df["accuracy"].where(df["accuracy"].notna(), df["top1_agreement"])
-    df["quality_kind"] = np.where(df["accuracy"].notna(), "accuracy", "top-1 agreement")
+    # a percent metric on real data (top1, CREPE's rpa) is an accuracy; fidelity rows (random
+    # weights, no data) say so, whatever their agreement
+    evaluation = df.get("evaluation", pd.Series(np.nan, index=df.index))
+    metric = (df["metric_value"] / 100 if "metric_value" in df else np.nan)
+    real = evaluation.eq("accuracy") & df.get("metric", pd.Series("", index=df.index)).isin(
+        ["top1", "rpa"])
+    acc = df["accuracy"].where(df["accuracy"].notna(), metric.where(real) if real.any()
+                               else np.nan)
+    df["quality"] = acc.where(acc.notna(), df["top1_agreement"])
+    df["quality_kind"] = np.where(acc.notna(), "accuracy",
+                                  np.where(evaluation.fillna("").str.startswith("fidelity"),
+                                           evaluation.fillna(""), "top-1 agreement"))
     df["technique"] = df.apply(technique, axis=1)
     df["method"] = df["variant"].map(prune_method)
     df["precision"] = df.apply(precision, axis=1)

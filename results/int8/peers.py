@@ -2,8 +2,9 @@
 
 edgebench's own peer rows run the variant's fake-quant graph (quant_kind = simulated): no peer
 runs real int8 there. This script builds each peer's own int8 artifact with that peer's own
-quantizer, calibrated on the same inputs edgebench's static quantizer uses
-(`default_calibration`), and times it with edgebench's worker (same pinned core, 1 thread,
+quantizer, calibrated on the same samples edgebench's static quantizer uses
+(`default_calibration`: the model's own training data, e.g. 256 digits images or CREPE
+tones), and times it with edgebench's worker (same pinned core, 1 thread,
 same evaluation inputs, same run rule), appending rows to the CSV the TVM rows are in:
 
   int8:executorch-pt2e   ExecuTorch XNNPACK, PT2E XNNPACKQuantizer (symmetric, per-channel)
@@ -12,7 +13,8 @@ same evaluation inputs, same run rule), appending rows to the CSV the TVM rows a
   int8:torch-dynamic     torch.ao quantize_dynamic on nn.Linear (convs stay FP32)
 
 Their outputs are not verified against edgebench's integer oracle (a different quantizer):
-they are scored against the FP32 model (accuracy, top-1 agreement, max error) like every row.
+they are scored like every row (pipeline._score: the model's metric on its test data, drop vs
+FP32, top-1 agreement, max error).
 
     python results/int8/peers.py resnet18 digits-cnn -o results/int8/int8.csv
 """
@@ -31,18 +33,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgebench import verify
+from edgebench.data import DataOptions
 from edgebench.envinfo import host_environment
 from edgebench.measure import MeasureConfig
-from edgebench.models import get_model
-from edgebench.pipeline import _ModelRun, _size
+from edgebench.models import get_model, with_data
+from edgebench.pipeline import _ModelRun, _score, _size
 from edgebench.quantize import default_calibration
 from edgebench.report import ResultsWriter, write_markdown
 from edgebench.run.local import run_worker
 from edgebench.runtimes import onnxruntime_rt
 from edgebench.targets import find_target
-
-CALIBRATION = 32  # samples for the peers' calibration (digits: edgebench uses 256)
 
 
 def executorch_pt2e(model, example, calib, out: Path) -> Path:
@@ -139,6 +139,8 @@ def main() -> None:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--target", default="x86-native")
     p.add_argument("--peers", nargs="*", default=list(PEERS))
+    p.add_argument("--eval-samples", type=int, default=None,
+                   help="test samples scored (as `edgebench run --eval-samples`)")
     args = p.parse_args()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     target = find_target(args.target)
@@ -146,10 +148,10 @@ def main() -> None:
     writer = ResultsWriter(args.output, env)
     done = writer.finished()
     for name in args.models:
-        spec = get_model(name)
+        spec = with_data(get_model(name), DataOptions(eval_samples=args.eval_samples))
         run = _ModelRun(spec)
         example = run.xs[0]
-        calib = default_calibration(spec)[:CALIBRATION]
+        calib = default_calibration(spec)  # the very samples quant=static calibrates on
         for variant in args.peers:
             runtime, build = PEERS[variant]
             key = (spec.name, variant, runtime, target.name, str(target.threads))
@@ -171,13 +173,9 @@ def main() -> None:
                 row.update({k: result.stats[k] for k in (
                     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "runs",
                     "first_ms", "load_s", "peak_rss_mb", "model_rss_mb")})
-                out = result.outputs[0]
-                if run.labels is not None:
-                    row["accuracy"] = verify.accuracy(out, run.labels)
-                row["top1_agreement"] = verify.top1_agreement(out, run.fp32_ref[0])
-                row["max_abs_err"] = verify.max_abs_err(out, run.fp32_ref[0])
-                if not np.all(np.isfinite(out)):
+                if not np.all(np.isfinite(result.outputs[0])):
                     raise RuntimeError("outputs have NaN or Inf")
+                _score(row, run, result.outputs)
                 row["status"] = "ok"
                 print(f"{spec.name} {variant}: p50 {row['p50_ms']:.4f} ms")
             except Exception as e:

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Accuracy of pruning and quantization on trained models (issue 15): CREPE tiny/full (pitch,
+# trained weights), ResNet-18 / MobileNetV2 trained on digits 3x32x32, digits-cnn.
+# Every row is scored from that runtime's own outputs on the model's test data (metric,
+# metric_value, metric_fp32, metric_drop). Speed is not the point here: TVM is untuned
+# (--trials 0) and timings are --quick on a shared, heavily loaded 2-core host. Untuned TVM
+# FP32 takes ~0.6 s a CREPE-tiny frame there, so CREPE is scored on fewer frames (same frames
+# for every runtime and variant of a model: the drops are paired).
+# Run from the repo root with edgebench's venv: ./results/accuracy/run.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OUT=results/accuracy/accuracy.csv
+TARGET=results/accuracy/x86-core1.toml
+EB="python -m edgebench.cli run --target $TARGET --trials 0 --quick -o $OUT"
+MODELS="${MODELS:-crepe-tiny resnet18-digits digits-cnn mobilenetv2-digits}"
+VARIANTS="fp32 quant=static quant=static:percentile quant=qat prune=channel:0.5:ft5
+  prune=unstructured:0.8:ft5 prune=unstructured:0.9:ft5 prune=unstructured:0.8:ft5+sparse"
+for m in $MODELS; do
+    n=$([ "$m" = crepe-tiny ] && echo 200 || echo 360)  # digits: the whole test split
+    # shellcheck disable=SC2086
+    $EB "$m" --variants $VARIANTS --runtimes tvm pytorch --eval-samples "$n"
+    $EB "$m" --variants fp32 --runtimes onnxruntime executorch --eval-samples "$n"
+    # the peers' own int8, calibrated on the very samples quant=static uses, same metric
+    python results/int8/peers.py "$m" --target "$TARGET" --eval-samples "$n" \
+        --peers int8:ort-static-qdq int8:executorch-pt2e -o "$OUT"
+done
+# crepe-full (22 M params, ResNet-18 class): 64 frames, no fine-tuning, FP32 not on untuned TVM
+$EB crepe-full --variants fp32 --runtimes pytorch onnxruntime --eval-samples 64
+$EB crepe-full --variants quant=static --runtimes tvm pytorch --eval-samples 64
+python results/int8/peers.py crepe-full --target "$TARGET" --eval-samples 64 \
+    --peers int8:ort-static-qdq int8:executorch-pt2e -o "$OUT"
+python -m edgebench.cli report "$OUT" --out results/accuracy/report
