@@ -1,0 +1,118 @@
+"""Depthwise FP32 conv (groups = C = K) on NHWC activations: no reduction over channels, so a
+vector of 16 channels (8 on AVX2) is both the input operand and the output; the KH x KW taps
+are unrolled, U output pixels per step keep U independent FMA chains, and the channel block is
+the outer loop so its KH * KW weight vectors stay in registers over the whole image (the
+int8 depthwise kernel's order). Bias first, ReLU/ReLU6 (and a residual add) in the epilogue.
+
+The input arrives padded (spatially) with C a multiple of the lanes (extra channels have zero
+weights and bias: they stay 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgebench.kernels.fp32_conv import OPAQUE, Epilogue, activation, fma
+
+PIXELS = 4  # output pixels per step (independent FMA chains over the taps)
+
+
+@dataclass(frozen=True)
+class Depthwise:
+    """Geometry of one depthwise conv on its padded NHWC input."""
+
+    n: int
+    h: int
+    w: int
+    c: int  # a multiple of lanes
+    kh: int
+    kw: int
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    lanes: int = 16
+
+    @property
+    def oh(self) -> int:
+        return (self.h - (self.kh - 1) * self.dilation[0] - 1) // self.stride[0] + 1
+
+    @property
+    def ow(self) -> int:
+        return (self.w - (self.kw - 1) * self.dilation[1] - 1) // self.stride[1] + 1
+
+    @property
+    def macs(self) -> int:
+        return self.n * self.oh * self.ow * self.c * self.kh * self.kw
+
+
+def pack_weights(w: np.ndarray, s: Depthwise) -> np.ndarray:
+    """[C, 1, KH, KW] -> [KH, KW, s.c] (zero channels as padding)."""
+    out = np.zeros((s.kh, s.kw, s.c), np.float32)
+    out[:, :, : w.shape[0]] = w[:, 0].transpose(1, 2, 0)
+    return out
+
+
+def depthwise_kernel(s: Depthwise, ep: Epilogue = Epilogue()):
+    """TIR PrimFunc: args (x[n,h,w,c] padded, w[kh,kw,c], bias[c], [residual[n,oh,ow,c]],
+    y[n,oh,ow,c])."""
+    from tvm.script import tirx as T
+
+    N, H, W, C, KH, KW = s.n, s.h, s.w, s.c, s.kh, s.kw
+    SH, SW = s.stride
+    DH, DW = s.dilation
+    OH, OW, L = s.oh, s.ow, s.lanes
+    U = min(PIXELS, OW)
+    TAIL = OW % U
+    vec = f"float32x{L}"
+
+    def tile(u: int):
+        @T.macro
+        def block(x, w, bias, y, res, n, cb, oh, ow0):
+            acc = T.alloc_buffer((u * L,), "float32", scope="global")
+            for p in T.unroll(u):
+                acc[T.ramp(p * L, 1, L)] = bias.vload([cb * L], vec)
+            for kh in T.unroll(KH):
+                for kw in T.unroll(KW):
+                    for p in T.unroll(u):
+                        acc[T.ramp(p * L, 1, L)] = fma(
+                            T, acc.vload([p * L], vec),
+                            x.vload([n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW, cb * L],
+                                    vec),
+                            w.vload([kh, kw, cb * L], vec), L)
+            for p in T.unroll(u):
+                for lane in T.vectorized(L):
+                    y[n, oh, ow0 + p, cb * L + lane] = activation(
+                        T, acc[p * L + lane]
+                        + (res[n, oh, ow0 + p, cb * L + lane] if ep.residual
+                           else T.float32(0)), ep.act)
+
+        return block
+
+    main, tail = tile(U), tile(max(TAIL, 1))
+
+    @T.macro
+    def body(x, w, bias, y, res):
+        for n, cb, oh in T.grid(N, C // L, OH):
+            for owo in range(OW // U):
+                main(x, w, bias, y, res, n, cb, oh, owo * U)
+            if TAIL > 0:
+                tail(x, w, bias, y, res, n, cb, oh, OW - TAIL)
+
+    if ep.residual:
+        @T.prim_func
+        def dw_f32_res(x: T.Buffer((N, H, W, C), "float32"), w: T.Buffer((KH, KW, C), "float32"),
+                       bias: T.Buffer((C,), "float32"), res: T.Buffer((N, OH, OW, C), "float32"),
+                       y: T.Buffer((N, OH, OW, C), "float32")):
+            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+            body(x, w, bias, y, res)
+
+        return dw_f32_res
+
+    @T.prim_func
+    def dw_f32(x: T.Buffer((N, H, W, C), "float32"), w: T.Buffer((KH, KW, C), "float32"),
+               bias: T.Buffer((C,), "float32"), y: T.Buffer((N, OH, OW, C), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+        body(x, w, bias, y, None)
+
+    return dw_f32
