@@ -23,25 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgebench.kernels.layer import Epilogue, Layer, round_up, vector_lanes
+
+NAME = "fp32_conv"
+INSTRUCTION = "vfmadd231ps"
+
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge other ops into our kernels
 MAX_ACCUMULATORS = 28  # of 32 zmm: accumulators + NK weight vectors (broadcasts from memory)
-ACTIVATIONS = (None, "relu", "relu6")
-
-
-@dataclass(frozen=True)
-class Epilogue:
-    """What follows the accumulation in registers: + residual (same NHWC shape), then act."""
-
-    act: str | None = None
-    residual: bool = False
-
-    def __post_init__(self) -> None:
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.act!r} (known: {ACTIVATIONS})")
-
-    @property
-    def tag(self) -> str:
-        return (self.act or "none") + ("_res" if self.residual else "")
 
 
 @dataclass(frozen=True)
@@ -59,6 +47,7 @@ class Conv:
     dilation: tuple[int, int] = (1, 1)
     lanes: int = 16
     tile: tuple[int, int] | None = None  # (PB, NK) instead of blocking()'s choice
+    rows: bool = False  # x, y (and residual) are 2-D [w, c] / [w, k] (a linear's rows)
 
     @property
     def oh(self) -> int:
@@ -95,13 +84,14 @@ class Conv:
 
 
 def pack_weights(w: np.ndarray, s: Conv) -> np.ndarray:
-    """[K, C, KH, KW] float -> the kernel's [K/(NK*L), KH, KW, C, NK*L] (zero output rows as
-    padding up to s.k)."""
+    """[K, C, KH, KW] float -> the kernel's [K/(NK*L), KH, KW, s.c, NK*L] (zero output rows and
+    input columns as padding up to s.k, s.c)."""
     k, c = w.shape[:2]
-    full = np.zeros((s.k, c, s.kh, s.kw), np.float32)
-    full[:k] = w
+    full = np.zeros((s.k, s.c, s.kh, s.kw), np.float32)
+    full[:k, :c] = w
     g = s.weight_shape()
-    return np.ascontiguousarray(full.reshape(g[0], g[4], c, s.kh, s.kw).transpose(0, 3, 4, 2, 1))
+    return np.ascontiguousarray(full.reshape(g[0], g[4], s.c, s.kh, s.kw)
+                                .transpose(0, 3, 4, 2, 1))
 
 
 def pad_bias(b: np.ndarray | None, k: int, size: int) -> np.ndarray:
@@ -138,6 +128,16 @@ def conv_kernel(s: Conv, ep: Epilogue = Epilogue()):
     G = K // (NK * L)
     TAIL = OW % PB  # pixels of the narrower last block (a Python int: unrolled away)
     vec = f"float32x{L}"
+    xs, ys = ((W, C), (OW, K)) if s.rows else ((N, H, W, C), (N, OH, OW, K))
+
+    def at(buf, n, h, w, c):
+        """buf[n, h, w, c], or buf[w, c] for a linear's 2-D rows."""
+        return buf[w, c] if s.rows else buf[n, h, w, c]
+
+    def result(v, res, n, h, w, c):
+        """The epilogue on accumulator v: + residual, then the clamp (one expression: TVM
+        spills let-bound temporaries to the stack)."""
+        return activation(T, v + at(res, n, h, w, c) if ep.residual else v, ep.act)
 
     def tile(pb: int):
         @T.macro
@@ -150,14 +150,18 @@ def conv_kernel(s: Conv, ep: Epilogue = Epilogue()):
                     for j in T.unroll(NK):
                         acc[T.ramp((p * NK + j) * L, 1, L)] = fma(
                             T, acc.vload([(p * NK + j) * L], vec),
-                            T.broadcast(x[n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW, c], L),
+                            T.broadcast(at(x, n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW, c), L),
                             wt.vload([g, kh, kw, c, j * L], vec), L)
             for p, j in T.grid(pb, NK):
                 for lane in T.vectorized(L):
-                    y[n, oh, ow0 + p, (g * NK + j) * L + lane] = activation(
-                        T, acc[(p * NK + j) * L + lane]
-                        + (res[n, oh, ow0 + p, (g * NK + j) * L + lane] if ep.residual
-                           else T.float32(0)), ep.act)
+                    if s.rows:
+                        y[ow0 + p, (g * NK + j) * L + lane] = result(
+                            acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
+                            (g * NK + j) * L + lane)
+                    else:
+                        y[n, oh, ow0 + p, (g * NK + j) * L + lane] = result(
+                            acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
+                            (g * NK + j) * L + lane)
 
         return block
 
@@ -173,22 +177,51 @@ def conv_kernel(s: Conv, ep: Epilogue = Epilogue()):
 
     if ep.residual:
         @T.prim_func
-        def conv_f32_res(x: T.Buffer((N, H, W, C), "float32"),
+        def conv_f32_res(x: T.Buffer(xs, "float32"),
                          wt: T.Buffer(s.weight_shape(), "float32"),
                          bias: T.Buffer((K,), "float32"),
-                         res: T.Buffer((N, OH, OW, K), "float32"),
-                         y: T.Buffer((N, OH, OW, K), "float32")):
+                         res: T.Buffer(ys, "float32"),
+                         y: T.Buffer(ys, "float32")):
             T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
             body(x, wt, bias, y, res)
 
         return conv_f32_res
 
     @T.prim_func
-    def conv_f32(x: T.Buffer((N, H, W, C), "float32"),
+    def conv_f32(x: T.Buffer(xs, "float32"),
                  wt: T.Buffer(s.weight_shape(), "float32"),
                  bias: T.Buffer((K,), "float32"),
-                 y: T.Buffer((N, OH, OW, K), "float32")):
+                 y: T.Buffer(ys, "float32")):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
         body(x, wt, bias, y, None)
 
     return conv_f32
+
+
+# ---- the registry's interface (kernels/registry.py) ----
+
+def shape(layer: Layer, target) -> Conv:
+    """The kernel geometry of a groups-1 conv layer: padded input, K padded to the lanes."""
+    lanes = vector_lanes(target)
+    ph, pw = layer.padding
+    return Conv(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, layer.in_channels,
+                round_up(layer.k, lanes), *layer.kernel, layer.stride, layer.dilation, lanes)
+
+
+def fits(layer: Layer, target) -> str | None:
+    if layer.kind != "conv2d" or layer.groups != 1:
+        return "not a groups-1 conv2d"
+    if layer.dtype != "float32":
+        return f"{layer.dtype}, not float32"
+    if not vector_lanes(target):
+        return f"no FP32 FMA vectors on {target.arch} (x86 AVX2/AVX-512 only)"
+    return None
+
+
+def emit(layer: Layer, target):
+    return conv_kernel(shape(layer, target), layer.epilogue)
+
+
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    s = shape(layer, target)
+    return [pack_weights(weight, s), pad_bias(bias, layer.k, s.k)]

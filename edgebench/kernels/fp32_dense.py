@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import Conv, Epilogue, conv_kernel
+from edgebench.kernels.fp32_conv import Conv, conv_kernel, pad_bias
 from edgebench.kernels.fp32_conv import pack_weights as pack_conv
+from edgebench.kernels.layer import Epilogue, Layer, vector_lanes
+
+NAME = "fp32_dense"
+INSTRUCTION = "vfmadd231ps"
 
 
-def dense_shape(m: int, c: int, k: int, lanes: int = 16) -> Conv:
+def dense_shape(m: int, c: int, k: int, lanes: int = 16, rows: bool = False) -> Conv:
     """The conv geometry of y[m, k] = x[m, c] @ w.T: K padded to a multiple of NK vectors,
     the most (8, 4, 2, 1) that waste at most 1/8 of the work on zero columns (a GEMV needs
     several independent FMA chains: 1000 classes -> 1024 = 8 x 128)."""
     for nk in (8, 4, 2, 1):
         kp = -(-k // (nk * lanes)) * nk * lanes
         if nk == 1 or (kp - k) * 8 <= k:
-            return Conv(1, 1, m, c, kp, 1, 1, lanes=lanes)
+            return Conv(1, 1, m, c, kp, 1, 1, lanes=lanes, rows=rows)
     raise AssertionError("unreachable")
 
 
@@ -32,5 +36,31 @@ def pack_weights(w: np.ndarray, s: Conv) -> np.ndarray:
 
 def dense_kernel(s: Conv, ep: Epilogue = Epilogue()):
     """TIR PrimFunc: args (x[1, 1, m, c], packed w, bias[kp], [residual[1, 1, m, kp]],
-    y[1, 1, m, kp])."""
+    y[1, 1, m, kp]); with s.rows x[m, c], residual and y [m, kp]."""
     return conv_kernel(s, ep)
+
+
+# ---- the registry's interface (kernels/registry.py) ----
+
+def shape(layer: Layer, target) -> Conv:
+    """A linear's rows (layer.w) as 2-D [m, c] -> [m, kp] tensors."""
+    return dense_shape(layer.w, layer.in_channels, layer.k, vector_lanes(target), rows=True)
+
+
+def fits(layer: Layer, target) -> str | None:
+    if layer.kind != "linear":
+        return "not a linear"
+    if layer.dtype != "float32":
+        return f"{layer.dtype}, not float32"
+    if not vector_lanes(target):
+        return f"no FP32 FMA vectors on {target.arch} (x86 AVX2/AVX-512 only)"
+    return None
+
+
+def emit(layer: Layer, target):
+    return dense_kernel(shape(layer, target), layer.epilogue)
+
+
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    s = shape(layer, target)
+    return [pack_weights(weight, s), pad_bias(bias, layer.k, s.k)]

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import OPAQUE, Epilogue, activation, fma
+from edgebench.kernels.fp32_conv import OPAQUE, activation, fma
+from edgebench.kernels.layer import Epilogue, Layer, round_up, vector_lanes
+
+NAME = "fp32_depthwise"
+INSTRUCTION = "vfmadd231ps"
 
 PIXELS = 4  # output pixels per step (independent FMA chains over the taps)
 
@@ -116,3 +120,36 @@ def depthwise_kernel(s: Depthwise, ep: Epilogue = Epilogue()):
         body(x, w, bias, y, None)
 
     return dw_f32
+
+
+# ---- the registry's interface (kernels/registry.py) ----
+
+def shape(layer: Layer, target) -> Depthwise:
+    """The kernel geometry: padded input, channels padded to whole vectors."""
+    lanes = vector_lanes(target)
+    ph, pw = layer.padding
+    return Depthwise(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, round_up(layer.c, lanes),
+                     *layer.kernel, layer.stride, layer.dilation, lanes)
+
+
+def fits(layer: Layer, target) -> str | None:
+    if not layer.depthwise:
+        return "not a depthwise conv2d (groups = in = out channels)"
+    if layer.dtype != "float32":
+        return f"{layer.dtype}, not float32"
+    if not vector_lanes(target):
+        return f"no FP32 FMA vectors on {target.arch} (x86 AVX2/AVX-512 only)"
+    if layer.cp not in (None, round_up(layer.c, vector_lanes(target))):
+        return f"input carries {layer.cp} channels, the kernel reads whole vectors"
+    return None
+
+
+def emit(layer: Layer, target):
+    return depthwise_kernel(shape(layer, target), layer.epilogue)
+
+
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    from edgebench.kernels.fp32_conv import pad_bias
+
+    s = shape(layer, target)
+    return [pack_weights(weight, s), pad_bias(bias, layer.c, s.c)]
