@@ -123,8 +123,11 @@ def test_glue_kernels_match_torch():
         ref = F.max_pool2d(a, kernel, stride, pad, ceil_mode=ceil)
         got = _call(glue.max_pool_kernel(s), nhwc, out=(1, s.oh, s.ow, 32))
         np.testing.assert_array_equal(got[..., :20], _nhwc(ref, 20))
-    mean = _call(glue.global_mean_kernel(1, 9, 9, 32, 20), nhwc, out=(1, 20, 1, 1))
-    np.testing.assert_allclose(mean, a.mean((2, 3), keepdim=True).numpy(), rtol=1e-5, atol=1e-6)
+    mean = _call(glue.global_mean_kernel(1, 9, 9, 32, 20), nhwc, out=(1, 20))
+    np.testing.assert_allclose(mean, a.mean((2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    rows = np.random.default_rng(0).standard_normal((3, 32)).astype(np.float32)
+    np.testing.assert_array_equal(_call(glue.crop_kernel(3, 32, 20), rows, out=(3, 20)),
+                                  rows[:, :20])
 
 
 def zmm_fma_functions(asm: str) -> set[str]:

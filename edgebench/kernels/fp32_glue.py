@@ -143,25 +143,39 @@ def max_pool_kernel(s: Pool):
 
 
 def global_mean_kernel(n: int, h: int, w: int, cp: int, c: int):
-    """x[n, h, w, cp] -> y[n, c, 1, 1], the mean over h and w (the first c channels): NCHW and
-    NHWC are the same layout at 1 x 1, so the result feeds TVM's ops directly."""
+    """x[n, h, w, cp] -> y[n, c], the mean over h and w (the first c channels): the flattened
+    result of a global average pool, in the same order in NCHW and NHWC."""
     from tvm.script import tirx as T
 
     L = _lanes(c)
     inv = 1.0 / (h * w)
 
     @T.prim_func(check_well_formed=False)
-    def global_mean(x: T.Buffer((n, h, w, cp), "float32"), y: T.Buffer((n, c, 1, 1), "float32")):
+    def global_mean(x: T.Buffer((n, h, w, cp), "float32"), y: T.Buffer((n, c), "float32")):
         T.func_attr(ATTRS)
         with T.sblock("root"):
             for b, cb in T.grid(n, c // L):
                 for lane in T.vectorized(L):
-                    y[b, cb * L + lane, 0, 0] = T.float32(0)
+                    y[b, cb * L + lane] = T.float32(0)
                 for i, j in T.grid(h, w):
                     for lane in T.vectorized(L):
-                        y[b, cb * L + lane, 0, 0] = y[b, cb * L + lane, 0, 0] + x[
+                        y[b, cb * L + lane] = y[b, cb * L + lane] + x[
                             b, i, j, cb * L + lane]
                 for lane in T.vectorized(L):
-                    y[b, cb * L + lane, 0, 0] = y[b, cb * L + lane, 0, 0] * T.float32(inv)
+                    y[b, cb * L + lane] = y[b, cb * L + lane] * T.float32(inv)
 
     return global_mean
+
+
+def crop_kernel(m: int, cp: int, c: int):
+    """x[m, cp] -> y[m, c]: a linear's rows without the padded columns."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(check_well_formed=False)
+    def crop(x: T.Buffer((m, cp), "float32"), y: T.Buffer((m, c), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for i, j in T.grid(m, c):
+                y[i, j] = x[i, j]
+
+    return crop
