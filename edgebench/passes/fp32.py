@@ -310,9 +310,8 @@ class Lowerer:
         top, left, bottom, right = _ints(a.padding)
         if (top, left) != (bottom, right):
             return None
-        src = self.value(call.args[0])
         n, c, h, wd = _ints(call.args[0].ty.shape)
-        cp = src.shape[-1] if isinstance(src, Nhwc) and not src.rows else None
+        cp = self.carried(call.args[0], rows=False)
         layer = Layer("conv2d", c, int(w.shape[0]), h, wd, n, _ints(w.shape[2:]),
                       _ints(a.strides),
                       (top, left), _ints(a.dilation), int(a.groups), cp=cp)
@@ -330,8 +329,7 @@ class Lowerer:
         x_shape = _ints(call.args[0].ty.shape)
         if w is None or w.ndim != 2 or len(x_shape) != 2:
             return None
-        src = self.value(call.args[0])
-        cp = src.shape[-1] if isinstance(src, Nhwc) and src.rows else None
+        cp = self.carried(call.args[0], rows=True)
         layer = Layer("linear", int(w.shape[0]), int(w.shape[1]), 1, x_shape[0], cp=cp)
         family = registry.choose(layer, self.target)
         if family is None:
@@ -339,6 +337,17 @@ class Lowerer:
         return Pending(layer, family, call.args[0], np.ascontiguousarray(w.T, np.float32),
                        np.zeros(w.shape[1], np.float32), var.name,
                        out_shape=_ints(var.ty.shape))
+
+    def carried(self, expr: relax.Expr, rows: bool) -> int | None:
+        """The channels the value of expr carries in our layout (NHWC, or a linear's rows),
+        padding included, once our kernels produce it; None if it is in torch layout."""
+        v = self.value(expr)
+        if isinstance(v, Pending) and (v.layer.kind == "linear") == rows:
+            s = v.family.shape(v.layer, self.target)
+            return getattr(s, "k", None) or s.c
+        if isinstance(v, Nhwc) and v.rows == rows:
+            return v.shape[-1]
+        return None
 
     def _fusable(self, expr) -> Pending | None:
         if not isinstance(expr, relax.Var) or self.uses.get(expr, 0) != 1:
