@@ -71,11 +71,17 @@ class Fp32Lowering:
             if k.instruction is None:
                 continue
             lines = bodies.get(k.symbol, [])
-            k.fma = any(mnemonic(ln).startswith(k.instruction[:7]) and k.register in ln
+            k.fma = any(_is_fma(mnemonic(ln), k.instruction) and k.register in ln
                         for ln in lines)
             if not k.fma:
                 missing.append(k)
         return missing
+
+
+def _is_fma(m: str, instruction: str) -> bool:
+    """vfmadd231ps and its operand-order twins (132/213: LLVM picks by register reuse)."""
+    return m == instruction or (m.startswith("vfmadd") and m.endswith("ps")
+                                and instruction.startswith("vfmadd"))
 
 
 class FallBack(Exception):
