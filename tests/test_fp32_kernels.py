@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from edgebench.compile.asm import function_bodies, mnemonic
 from edgebench.kernels import fp32_glue as glue
 from edgebench.kernels.fp32_conv import Conv, conv_kernel, pack_weights, pad_bias
-from edgebench.kernels.layer import Epilogue
 from edgebench.kernels.fp32_dense import dense_kernel, dense_shape
 from edgebench.kernels.fp32_dense import pack_weights as pack_dense
 from edgebench.kernels.fp32_depthwise import Depthwise, depthwise_kernel
 from edgebench.kernels.fp32_depthwise import pack_weights as pack_dw
+from edgebench.kernels.layer import Epilogue
 from edgebench.targets import find_target
 
 TARGET = find_target("x86-native")

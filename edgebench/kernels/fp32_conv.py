@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.layer import Epilogue, Layer, round_up, vector_lanes
+from edgebench.kernels.layer import NO_EPILOGUE, Epilogue, Layer, round_up, vector_lanes
 
 NAME = "fp32_conv"
 INSTRUCTION = "vfmadd231ps"
@@ -115,7 +115,7 @@ def fma(T, acc, a, b, lanes: int):
                                    a, b, acc)
 
 
-def conv_kernel(s: Conv, ep: Epilogue = Epilogue()):
+def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     """TIR PrimFunc: args (x[n,h,w,c] f32 padded, wt = pack_weights(w, s), bias[k],
     [residual[n,oh,ow,k]], y[n,oh,ow,k])."""
     from tvm.script import tirx as T
@@ -150,7 +150,8 @@ def conv_kernel(s: Conv, ep: Epilogue = Epilogue()):
                     for j in T.unroll(NK):
                         acc[T.ramp((p * NK + j) * L, 1, L)] = fma(
                             T, acc.vload([(p * NK + j) * L], vec),
-                            T.broadcast(at(x, n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW, c), L),
+                            T.broadcast(at(x, n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW,
+                                           c), L),
                             wt.vload([g, kh, kw, c, j * L], vec), L)
             for p, j in T.grid(pb, NK):
                 for lane in T.vectorized(L):

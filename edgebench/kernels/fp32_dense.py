@@ -12,7 +12,7 @@ import numpy as np
 
 from edgebench.kernels.fp32_conv import Conv, conv_kernel, pad_bias
 from edgebench.kernels.fp32_conv import pack_weights as pack_conv
-from edgebench.kernels.layer import Epilogue, Layer, vector_lanes
+from edgebench.kernels.layer import NO_EPILOGUE, Epilogue, Layer, vector_lanes
 
 NAME = "fp32_dense"
 INSTRUCTION = "vfmadd231ps"
@@ -34,7 +34,7 @@ def pack_weights(w: np.ndarray, s: Conv) -> np.ndarray:
     return pack_conv(w.reshape(*w.shape, 1, 1), s)
 
 
-def dense_kernel(s: Conv, ep: Epilogue = Epilogue()):
+def dense_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     """TIR PrimFunc: args (x[1, 1, m, c], packed w, bias[kp], [residual[1, 1, m, kp]],
     y[1, 1, m, kp]); with s.rows x[m, c], residual and y [m, kp]."""
     return conv_kernel(s, ep)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgebench.kernels.fp32_conv import OPAQUE, activation, fma
-from edgebench.kernels.layer import Epilogue, Layer, round_up, vector_lanes
+from edgebench.kernels.layer import NO_EPILOGUE, Epilogue, Layer, round_up, vector_lanes
 
 NAME = "fp32_depthwise"
 INSTRUCTION = "vfmadd231ps"
@@ -57,7 +57,7 @@ def pack_weights(w: np.ndarray, s: Depthwise) -> np.ndarray:
     return out
 
 
-def depthwise_kernel(s: Depthwise, ep: Epilogue = Epilogue()):
+def depthwise_kernel(s: Depthwise, ep: Epilogue = NO_EPILOGUE):
     """TIR PrimFunc: args (x[n,h,w,c] padded, w[kh,kw,c], bias[c], [residual[n,oh,ow,c]],
     y[n,oh,ow,c])."""
     from tvm.script import tirx as T

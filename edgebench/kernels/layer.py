@@ -23,6 +23,9 @@ class Epilogue:
         return (self.act or "none") + ("_res" if self.residual else "")
 
 
+NO_EPILOGUE = Epilogue()
+
+
 @dataclass(frozen=True)
 class Layer:
     """One conv2d or linear as the lowering sees it. A linear is `kind="linear"` with its rows
@@ -41,7 +44,7 @@ class Layer:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     dtype: str = "float32"
-    epilogue: Epilogue = Epilogue()
+    epilogue: Epilogue = NO_EPILOGUE
     cp: int | None = None
 
     @property

@@ -37,6 +37,7 @@ class KernelUse:
     instruction: str | None = None  # what its assembly must contain (None: glue)
     register: str = "zmm"
     fma: bool | None = None  # the check's result
+    macs: int = 0  # multiply-adds per call (padded channels included: the kernel's work)
 
 
 @dataclass
@@ -243,7 +244,7 @@ class Lowerer:
                          lambda: family.emit(layer, self.target))
         self.record.kernels.append(KernelUse(p.node, family.NAME, gv.name_hint,
                                              family.INSTRUCTION,
-                                             "zmm" if self.lanes == 16 else "ymm"))
+                                             "zmm" if self.lanes == 16 else "ymm", macs=s.macs))
         return Nhwc(self.call(gv, args, out), layer.k, rows=layer.kind == "linear")
 
     # ---- the walk ----
