@@ -23,12 +23,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.layer import NO_EPILOGUE, Epilogue, Layer, round_up, vector_lanes
+from edgebench.kernels.layer import (
+    NO_EPILOGUE,
+    Epilogue,
+    Layer,
+    fp32_reason,
+    out_size,
+    round_up,
+    vector_lanes,
+)
 
 NAME = "fp32_conv"
 INSTRUCTION = "vfmadd231ps"
 
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge other ops into our kernels
+# every kernel of ours: noalias pointers, hand-scheduled (MetaSchedule leaves it), opaque
+ATTRS = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
 MAX_ACCUMULATORS = 28  # of 32 zmm: accumulators + NK weight vectors (broadcasts from memory)
 
 
@@ -51,11 +61,11 @@ class Conv:
 
     @property
     def oh(self) -> int:
-        return (self.h - (self.kh - 1) * self.dilation[0] - 1) // self.stride[0] + 1
+        return out_size(self.h, self.kh, self.stride[0], self.dilation[0])
 
     @property
     def ow(self) -> int:
-        return (self.w - (self.kw - 1) * self.dilation[1] - 1) // self.stride[1] + 1
+        return out_size(self.w, self.kw, self.stride[1], self.dilation[1])
 
     @property
     def macs(self) -> int:
@@ -183,7 +193,7 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
                          bias: T.Buffer((K,), "float32"),
                          res: T.Buffer(ys, "float32"),
                          y: T.Buffer(ys, "float32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+            T.func_attr(ATTRS)
             body(x, wt, bias, y, res)
 
         return conv_f32_res
@@ -193,7 +203,7 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
                  wt: T.Buffer(s.weight_shape(), "float32"),
                  bias: T.Buffer((K,), "float32"),
                  y: T.Buffer(ys, "float32")):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+        T.func_attr(ATTRS)
         body(x, wt, bias, y, None)
 
     return conv_f32
@@ -212,11 +222,7 @@ def shape(layer: Layer, target) -> Conv:
 def fits(layer: Layer, target) -> str | None:
     if layer.kind != "conv2d" or layer.groups != 1:
         return "not a groups-1 conv2d"
-    if layer.dtype != "float32":
-        return f"{layer.dtype}, not float32"
-    if not vector_lanes(target):
-        return f"no FP32 FMA vectors on {target.arch} (x86 AVX2/AVX-512 only)"
-    return None
+    return fp32_reason(layer, target)
 
 
 def emit(layer: Layer, target):
@@ -224,5 +230,11 @@ def emit(layer: Layer, target):
 
 
 def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
-    s = shape(layer, target)
-    return [pack_weights(weight, s), pad_bias(bias, layer.k, s.k)]
+    return packed(shape(layer, target), layer, weight, bias)
+
+
+def packed(s: Conv, layer: Layer, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    """The constant arguments of the kernel of geometry s: packed weights ([K, C, KH, KW], or
+    a linear's [K, C]) and the padded bias."""
+    w4 = weight.reshape(*weight.shape[:2], s.kh, s.kw)
+    return [pack_weights(w4, s), pad_bias(bias, layer.k, s.k)]

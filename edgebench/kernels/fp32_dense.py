@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import Conv, conv_kernel, pad_bias
+from edgebench.kernels.fp32_conv import Conv, conv_kernel, packed
 from edgebench.kernels.fp32_conv import pack_weights as pack_conv
-from edgebench.kernels.layer import NO_EPILOGUE, Epilogue, Layer, vector_lanes
+from edgebench.kernels.layer import NO_EPILOGUE, Epilogue, Layer, fp32_reason, vector_lanes
 
 NAME = "fp32_dense"
 INSTRUCTION = "vfmadd231ps"
@@ -48,13 +48,7 @@ def shape(layer: Layer, target) -> Conv:
 
 
 def fits(layer: Layer, target) -> str | None:
-    if layer.kind != "linear":
-        return "not a linear"
-    if layer.dtype != "float32":
-        return f"{layer.dtype}, not float32"
-    if not vector_lanes(target):
-        return f"no FP32 FMA vectors on {target.arch} (x86 AVX2/AVX-512 only)"
-    return None
+    return "not a linear" if layer.kind != "linear" else fp32_reason(layer, target)
 
 
 def emit(layer: Layer, target):
@@ -62,5 +56,4 @@ def emit(layer: Layer, target):
 
 
 def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
-    s = shape(layer, target)
-    return [pack_weights(weight, s), pad_bias(bias, layer.k, s.k)]
+    return packed(shape(layer, target), layer, weight, bias)

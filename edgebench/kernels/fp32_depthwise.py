@@ -14,8 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import OPAQUE, activation, fma
-from edgebench.kernels.layer import NO_EPILOGUE, Epilogue, Layer, round_up, vector_lanes
+from edgebench.kernels.fp32_conv import ATTRS, activation, fma
+from edgebench.kernels.layer import (
+    NO_EPILOGUE,
+    Epilogue,
+    Layer,
+    fp32_reason,
+    out_size,
+    round_up,
+    vector_lanes,
+)
 
 NAME = "fp32_depthwise"
 INSTRUCTION = "vfmadd231ps"
@@ -39,11 +47,11 @@ class Depthwise:
 
     @property
     def oh(self) -> int:
-        return (self.h - (self.kh - 1) * self.dilation[0] - 1) // self.stride[0] + 1
+        return out_size(self.h, self.kh, self.stride[0], self.dilation[0])
 
     @property
     def ow(self) -> int:
-        return (self.w - (self.kw - 1) * self.dilation[1] - 1) // self.stride[1] + 1
+        return out_size(self.w, self.kw, self.stride[1], self.dilation[1])
 
     @property
     def macs(self) -> int:
@@ -108,7 +116,7 @@ def depthwise_kernel(s: Depthwise, ep: Epilogue = NO_EPILOGUE):
         def dw_f32_res(x: T.Buffer((N, H, W, C), "float32"), w: T.Buffer((KH, KW, C), "float32"),
                        bias: T.Buffer((C,), "float32"), res: T.Buffer((N, OH, OW, C), "float32"),
                        y: T.Buffer((N, OH, OW, C), "float32")):
-            T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+            T.func_attr(ATTRS)
             body(x, w, bias, y, res)
 
         return dw_f32_res
@@ -116,7 +124,7 @@ def depthwise_kernel(s: Depthwise, ep: Epilogue = NO_EPILOGUE):
     @T.prim_func
     def dw_f32(x: T.Buffer((N, H, W, C), "float32"), w: T.Buffer((KH, KW, C), "float32"),
                bias: T.Buffer((C,), "float32"), y: T.Buffer((N, OH, OW, C), "float32")):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+        T.func_attr(ATTRS)
         body(x, w, bias, y, None)
 
     return dw_f32
@@ -135,13 +143,9 @@ def shape(layer: Layer, target) -> Depthwise:
 def fits(layer: Layer, target) -> str | None:
     if not layer.depthwise:
         return "not a depthwise conv2d (groups = in = out channels)"
-    if layer.dtype != "float32":
-        return f"{layer.dtype}, not float32"
-    if not vector_lanes(target):
-        return f"no FP32 FMA vectors on {target.arch} (x86 AVX2/AVX-512 only)"
-    if layer.cp not in (None, round_up(layer.c, vector_lanes(target))):
+    if layer.cp not in (None, round_up(layer.c, vector_lanes(target) or 1)):
         return f"input carries {layer.cp} channels, the kernel reads whole vectors"
-    return None
+    return fp32_reason(layer, target)
 
 
 def emit(layer: Layer, target):

@@ -12,11 +12,9 @@ accept (the build lowers it like any TE function).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from edgebench.kernels.fp32_conv import OPAQUE
-
-ATTRS = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
+from edgebench.kernels.fp32_conv import ATTRS
+from edgebench.kernels.int8_pool import PoolShape, pool_fits
 
 
 def _lanes(c: int) -> int:
@@ -77,45 +75,14 @@ def pad_kernel(n: int, h: int, w: int, c: int, ph: int, pw: int):
     return pad_nhwc
 
 
-@dataclass(frozen=True)
-class Pool:
-    """An NHWC max pool: input n, h, w, c; window, stride, padding (each side), ceil_mode."""
-
-    n: int
-    h: int
-    w: int
-    c: int
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int] = (0, 0)
-    ceil_mode: bool = False
-
-    def _out(self, size: int, k: int, s: int, p: int) -> int:
-        span = size + 2 * p - k
-        out = (span + (s - 1 if self.ceil_mode else 0)) // s + 1
-        if self.ceil_mode and (out - 1) * s >= size + p:  # aten: the last window starts inside
-            out -= 1
-        return out
-
-    @property
-    def oh(self) -> int:
-        return self._out(self.h, self.kernel[0], self.stride[0], self.padding[0])
-
-    @property
-    def ow(self) -> int:
-        return self._out(self.w, self.kernel[1], self.stride[1], self.padding[1])
-
-    def fits(self) -> bool:
-        """Padding at most half the window (aten's rule): a window always holds a real
-        element, so clamping an outside row/column to the edge leaves the max unchanged."""
-        return all(2 * p <= k for p, k in zip(self.padding, self.kernel, strict=True))
+Pool = PoolShape  # the NHWC max pool geometry is the int8 kernel's (kernels/int8_pool.py)
 
 
 def max_pool_kernel(s: Pool):
     """x[n, h, w, c] -> y[n, oh, ow, c]: the max over each window (dilation 1)."""
     from tvm.script import tirx as T
 
-    if not s.fits():
+    if not pool_fits(s):
         raise ValueError(f"max_pool_kernel: {s} needs padding <= kernel / 2")
     N, H, W, C, OH, OW = s.n, s.h, s.w, s.c, s.oh, s.ow
     (KH, KW), (SH, SW), (PH, PW) = s.kernel, s.stride, s.padding

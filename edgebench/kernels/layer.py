@@ -67,5 +67,19 @@ def vector_lanes(target) -> int:
     return 8 if target.has("avx2") and target.has("fma") else 0
 
 
+def fp32_reason(layer: Layer, target) -> str | None:
+    """Why no FP32 kernel family of ours takes the layer on this target, whatever its op."""
+    if layer.dtype != "float32":
+        return f"{layer.dtype}, not float32"
+    if not vector_lanes(target):
+        return f"no FP32 FMA vectors on {target.arch} (x86 AVX2/AVX-512 only)"
+    return None
+
+
+def out_size(size: int, k: int, stride: int, dilation: int) -> int:
+    """Output rows/columns of a window k (dilated) sliding with stride over a padded size."""
+    return (size - (k - 1) * dilation - 1) // stride + 1
+
+
 def round_up(v: int, m: int) -> int:
     return -(-v // m) * m

@@ -9,7 +9,7 @@ any x86 core) busy with register operands only, so nothing but FMA throughput li
 
 from __future__ import annotations
 
-from edgebench.kernels.fp32_conv import OPAQUE, fma
+from edgebench.kernels.fp32_conv import ATTRS, fma
 
 ACCUMULATORS = 24
 STEPS = 4096  # FMA rounds per call: ~100k FMAs, long enough to time, short enough to repeat
@@ -26,7 +26,7 @@ def fma_probe_kernel(lanes: int = 16, steps: int = STEPS):
 
     @T.prim_func
     def fma_probe(a: T.Buffer((L,), "float32"), y: T.Buffer((L,), "float32")):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE})
+        T.func_attr(ATTRS)
         acc = T.alloc_buffer((A * L,), "float32", scope="global")
         for i in T.unroll(A):
             acc[T.ramp(i * L, 1, L)] = a.vload([0], vec) + T.broadcast(T.Cast("float32", i), L)

@@ -429,7 +429,7 @@ class Lowerer:
         n, h, w, cp = src.shape
         s = glue.Pool(n, h, w, cp, _ints(a.pool_size), _ints(a.strides), (top, left),
                       bool(a.ceil_mode))
-        if not s.fits():
+        if not glue.pool_fits(s):
             return None
         y = self.glue(("max_pool", s), lambda: glue.max_pool_kernel(s), [src.expr],
                       (n, s.oh, s.ow, cp), var.name)
