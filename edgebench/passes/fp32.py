@@ -46,9 +46,12 @@ class Fp32Lowering:
 
     kernels: list[KernelUse] = field(default_factory=list)
     relax_ops: list[str] = field(default_factory=list)  # ops left to TVM (MetaSchedule)
+    not_lowered: str = ""  # why the whole graph stayed on TVM's ops (none of ours ran)
 
     def summary(self) -> str:
         """`family:count` per family, then the ops TVM kept: the fp32_layers column."""
+        if self.not_lowered:
+            return f"not lowered ({self.not_lowered}): all on TVM's ops"
         counts: dict[str, int] = {}
         for k in self.kernels:
             counts[k.family] = counts.get(k.family, 0) + 1
@@ -492,8 +495,8 @@ class Fp32Kernels:
         lowerer = Lowerer(mod, self.target, self.record)
         try:
             func = lowerer.run(mod["main"])
-        except FallBack:
-            self.record = Fp32Lowering()
+        except Exception as e:
+            self.record = Fp32Lowering(not_lowered=f"{type(e).__name__}: {e}"[:200])
             return mod
         out = lowerer.bb.get()
         funcs = {gv: f for gv, f in out.functions_items() if gv.name_hint != "fp32_main"}
