@@ -23,6 +23,7 @@ from edgebench.compile import CompileError, CompileResult, compile_module
 from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
 from edgebench.envinfo import host_environment
 from edgebench.frontend import export_program, to_relax
+from edgebench.kernels.layer import vector_lanes
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model
 from edgebench.passes import SparsifyWeights
@@ -175,7 +176,9 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
     sparse = _sparse_pass(variant, cfg)
     if sparse is not None:
         return TvmModule(mod, passes=[sparse], chooser=sparse)
-    if variant.spec.metaschedule:  # TVM's own ops, tuned by MetaSchedule (for the record)
+    if variant.spec.metaschedule or not vector_lanes(variant.target):
+        # TVM's own ops tuned by MetaSchedule: asked for (the record), or no FP32 kernels of
+        # ours for this target yet (aarch64)
         return TvmModule(mod)
     # FP32 (also pruned-but-dense models): our kernels where the registry has one
     fp32 = Fp32Kernels(variant.target)
