@@ -26,10 +26,12 @@ from edgebench.data import AGREEMENT, DataOptions, Metric
 from edgebench.envinfo import host_environment
 from edgebench.errors import error_line, interrupted
 from edgebench.frontend import export_program, to_relax
+from edgebench.kernels.layer import vector_lanes
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model, with_data
 from edgebench.passes import SparsifyWeights
 from edgebench.passes.fp16 import check_fp16_asm, fp16_passes
+from edgebench.passes.fp32 import Fp32Kernels
 from edgebench.passes.int8 import Lowering, fast_gelu, glue_trials, lower_int8
 from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
@@ -142,10 +144,11 @@ class TvmModule:
     fp16: bool = False
     lsb: list[float | None] = field(default_factory=list)  # int8: tolerance per output
     task_trials: Callable[[object, int], int] | None = None  # per-task tuning budget
+    fp32: Fp32Kernels | None = None  # FP32 on our kernels (passes/fp32.py)
 
     @property
     def keep_asm(self) -> bool:
-        return self.lowering is not None or self.fp16
+        return self.lowering is not None or self.fp16 or self.fp32 is not None
 
     def check(self, result: CompileResult, target: Target, row: dict) -> None:
         """Fill the row's per-layer columns from the built code; raise CompileError if a
@@ -162,6 +165,13 @@ class TvmModule:
                 raise CompileError("int8 kernels built without their dot-product instruction: "
                                    + ", ".join(f"{la.node} (no {la.instruction})"
                                                for la in missing))
+        if self.fp32 is not None:
+            missing = self.fp32.record.check_asm(result.asm)
+            row["fp32_layers"] = self.fp32.record.summary()
+            if missing:
+                raise CompileError("FP32 kernels built without their FMA: " + ", ".join(
+                    f"{k.node} ({k.symbol}: no {k.instruction} on {k.register})"
+                    for k in missing))
         if self.chooser is not None:
             row["sparse_layers"] = "; ".join(la.describe() for la in self.chooser.layers)
             if any(la.converted for la in self.chooser.layers):
@@ -195,9 +205,17 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
         return TvmModule(to_relax(export_program(quantized_float_model(variant, model),
                                                  example, name), name),
                          passes=fp16_passes(), fp16=True)
+    mod = to_relax(export_program(model, example, name), name)
     sparse = _sparse_pass(variant, cfg)
-    return TvmModule(to_relax(export_program(model, example, name), name),
-                     passes=[sparse] if sparse else [], chooser=sparse)
+    if sparse is not None:
+        return TvmModule(mod, passes=[sparse], chooser=sparse)
+    if variant.spec.metaschedule or not vector_lanes(variant.target):
+        # TVM's own ops tuned by MetaSchedule: asked for (the record), or no FP32 kernels of
+        # ours for this target yet (aarch64)
+        return TvmModule(mod)
+    # FP32 (also pruned-but-dense models): our kernels where the registry has one
+    fp32 = Fp32Kernels(variant.target)
+    return TvmModule(mod, passes=[fp32], fp32=fp32)
 
 
 def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: torch.Tensor,

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 KIND_ATTR = "edgebench.kernel"  # a prim func attr naming its kind ("sparse", "int8", ...)
 # Without the attr, the kernel's name says what it is (our passes name their kernels so) ...
 NAME_KINDS = ((re.compile(r"(^|_)sparse_"), "sparse"),
+              (re.compile(r"^fp32_glue_"), "glue"),  # passes/fp32.py: our FP32 glue ...
+              (re.compile(r"^fp32_"), "fp32"),  # ... and our FP32 conv/depthwise/dense
               (re.compile(r"(^|_)(int8|qnn|qdense|qconv|quantized)_"), "int8"))
 INT8_DTYPES = ("int8", "uint8")  # ... else integer 8-bit inputs make it an int8 kernel
 COVERAGE_BAND = (0.5, 1.5)  # the kernels' sum vs the whole VM call, see Profile.adds_up
@@ -151,6 +153,8 @@ class Profile:
     whole_ms: float
     board: str = ""
     emulated: bool = False
+    macs: dict[str, int] = field(default_factory=dict)  # per kernel name: MACs per call
+    peak_gmacs: float | None = None  # the measured FP32 FMA peak of one core (kernels/peak)
 
     @property
     def sum_ms(self) -> float:
@@ -174,10 +178,17 @@ class Profile:
 
     def frame(self) -> pd.DataFrame:
         total = self.sum_ms or 1.0
-        return pd.DataFrame([{
+        f = pd.DataFrame([{
             "index": k.index, "kernel": k.name, "kind": k.kind, "layer": k.layer,
             "output": k.out_shape, "ms": t, "share": t / total,
         } for k, t in zip(self.kernels, self.ms, strict=True)])
+        if self.macs:
+            gmacs = [self.macs.get(k.name, 0) / (t * 1e6) if t else 0.0
+                     for k, t in zip(self.kernels, self.ms, strict=True)]
+            f["gmac_s"] = [g or None for g in gmacs]
+            if self.peak_gmacs:
+                f["of_peak"] = [g / self.peak_gmacs if g else None for g in gmacs]
+        return f
 
     def by_kind(self) -> pd.DataFrame:
         f = self.frame()
@@ -197,13 +208,27 @@ class Profile:
                     f", **outside {COVERAGE_BAND[0]}-{COVERAGE_BAND[1]}: the parts do not "
                     "add up**") + f"); outside the kernels: {self.outside_us_per_call:.2g} us "
                  f"per kernel call ({len(self.kernels)} calls: VM dispatch, allocation).", ""]
+        if self.peak_gmacs:
+            lines += [f"Measured FP32 FMA peak of one core (kernels/peak.py): "
+                      f"{self.peak_gmacs:.1f} GMAC/s; `of peak` = a kernel's MACs per second "
+                      "against it.", ""]
         kinds = self.by_kind()
         lines += [*md_table(["kind", "kernels", "ms", "share"], [
             [k, str(int(r["kernels"])), f"{r['ms']:.4g}", f"{r['share']:.0%}"]
             for k, r in kinds.iterrows()]), ""]
-        lines += md_table(["#", "kernel", "kind", "layer", "output", "ms", "share"], [
+        frame = self.frame()
+        eff = "of_peak" in frame
+
+        def rate(r) -> list[str]:
+            if not eff:
+                return []
+            return ["" if pd.isna(r["gmac_s"]) else f"{r['gmac_s']:.1f}",
+                    "" if pd.isna(r["of_peak"]) else f"{r['of_peak']:.0%}"]
+
+        lines += md_table(["#", "kernel", "kind", "layer", "output", "ms", "share",
+                           *(["GMAC/s", "of peak"] if eff else [])], [
             [str(r["index"]), f"`{r['kernel']}`", r["kind"], r["layer"], r["output"],
-             f"{r['ms']:.4g}", f"{r['share']:.1%}"] for _, r in self.frame().iterrows()])
+             f"{r['ms']:.4g}", f"{r['share']:.1%}", *rate(r)] for _, r in frame.iterrows()])
         return "\n".join([*lines, ""])
 
 
@@ -275,11 +300,17 @@ def build(cfg: ProfileConfig, out_dir: Path):
     built.check(result, target, {})
     names = _sparse_layer_names(built.chooser if isinstance(built.chooser, SparsifyWeights)
                                 else None)
+    macs: dict[str, int] = {}
+    if built.fp32 is not None:  # our FP32 kernels by the Relax bindings they replaced
+        for k in built.fp32.record.kernels:
+            names[k.symbol] = ",".join(filter(None, [names.get(k.symbol), k.node]))
+            if k.macs:
+                macs[k.symbol] = k.macs
     if built.lowering is not None:  # our int8 kernels by the torch.export nodes they compute
         for la in built.lowering.layers:
             if la.symbol:  # one kernel serves every layer of the same shape
                 names[la.symbol] = ",".join(filter(None, [names.get(la.symbol), la.node]))
-    return result, example.numpy(), names, target, spec.name, variant.name
+    return result, example.numpy(), names, target, spec.name, variant.name, macs
 
 
 def _profile_local(result, x: np.ndarray, target: Target, calls, timing: TimingConfig):
@@ -352,14 +383,31 @@ def profile(cfg: ProfileConfig, out_dir: Path | None = None) -> Profile:
     os.environ.update(thread_env(cfg.threads or _target_threads(cfg.target)))
     out_dir = out_dir or (cache_dir() / "profile" / Path(str(cfg.target)).stem / cfg.model
                           / re.sub(r"[^\w.=:+-]", "_", cfg.variant))
-    result, x, names, target, model, variant = build(cfg, out_dir)
+    result, x, names, target, model, variant, macs = build(cfg, out_dir)
     calls = kernel_calls(result.module, names)
     cfg.log(f"timing {len(calls)} kernels and the whole on "
             f"{'the board' if target.rpc else 'cores ' + str(target.cores)}")
     board, emulated = "", target.emulated
+    peak = None
     if target.rpc is None:
         times, whole = _profile_local(result, x, target, calls, cfg.timing)
+        if macs:
+            peak = _local_peak(target)
     else:
         times, whole, b = _profile_remote(result, x, target, calls, cfg.timing, cfg.log)
         board, emulated = b.name, b.emulated
-    return Profile(model, variant, target.name, calls, times, whole, board, emulated)
+    return Profile(model, variant, target.name, calls, times, whole, board, emulated, macs,
+                   peak)
+
+
+def _local_peak(target: Target) -> float:
+    """The FP32 FMA peak of one of the target's cores, measured pinned like the kernels."""
+    from edgebench.kernels.layer import vector_lanes
+    from edgebench.kernels.peak import measure_peak
+
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(target.cores) & old or old)
+    try:
+        return measure_peak(target.tvm_target(), vector_lanes(target) or 16)
+    finally:
+        os.sched_setaffinity(0, old)

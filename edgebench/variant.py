@@ -39,6 +39,9 @@ class VariantSpec:
     # "auto" (measured per layer) or "all" (every layer >= threshold); with quant= the int8
     # BSR kernel (passes/int8_sparse.py), else the FP32 ones (passes/sparse_weights.py)
     sparse: str | None = None
+    # FP32 on TVM's own ops tuned by MetaSchedule instead of our kernels (passes/fp32.py):
+    # the old build, kept for the record
+    metaschedule: bool = False
 
     @property
     def name(self) -> str:
@@ -46,6 +49,8 @@ class VariantSpec:
         parts += [f"quant={self.quant}"] if self.quant else []
         parts += [{"auto": "sparse"}.get(self.sparse, f"sparse={self.sparse}")] \
             if self.sparse else []
+        if self.metaschedule:
+            parts = (parts or ["fp32"]) + ["metaschedule"]
         return "+".join(parts) or "fp32"
 
     @property
@@ -117,13 +122,19 @@ def parse_variant(text: str) -> VariantSpec:
     if text in ("fp32", ""):
         return VariantSpec()
     fields: dict[str, str] = {}
+    metaschedule = False
     for part in text.split("+"):
+        if part == "fp32":
+            continue
+        if part == "metaschedule":
+            metaschedule = True
+            continue
         if part == "sparse":
             part = "sparse=auto"
         kind, sep, value = part.partition("=")
         if not sep or kind not in _KNOWN or not value:
             raise VariantError(f"variant '{text}': '{part}' is not of the form prune=..., "
-                               "quant=... or sparse (or fp32)")
+                               "quant=..., sparse or metaschedule (or fp32)")
         method = value.split(":", 1)[0]
         if method not in _KNOWN[kind]:
             known = ", ".join(_KNOWN[kind]) or "none in this version"
@@ -147,7 +158,10 @@ def parse_variant(text: str) -> VariantSpec:
             and parse_quant(fields["quant"]).method == "fp16":
         raise VariantError(f"variant '{text}': sparse kernels run FP32 or int8 weights, not "
                            "fp16; drop quant=fp16 or sparse")
-    return VariantSpec(**fields)
+    if metaschedule and ("quant" in fields or "sparse" in fields):
+        raise VariantError(f"variant '{text}': metaschedule selects the FP32 dense build "
+                           "(TVM's ops instead of our kernels); drop quant=/sparse or it")
+    return VariantSpec(**fields, metaschedule=metaschedule)
 
 
 @dataclass(frozen=True)

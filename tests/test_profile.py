@@ -33,11 +33,15 @@ def test_profile_of_digits_cnn_adds_up(tmp_path: Path, capsys) -> None:
     assert main(["profile", "digits-cnn", "--trials", "0", "-o", str(out)]) == 0
     assert "sum / whole" in capsys.readouterr().out
     df = pd.read_csv(out)
-    assert len(df) == 7 and set(df["kind"]) == {"dense"}
+    # fp32 runs on our kernels (passes/fp32.py): 3 convs + the linear, and their glue
+    assert len(df) == 10 and set(df["kind"]) == {"fp32", "glue"}
     assert (df["ms"] > 0).all()
     assert df["share"].sum() == pytest.approx(1.0)
-    # The slowest kernel is a convolution (untuned convs dwarf pooling and reshape).
-    assert "conv2d" in df.loc[df["ms"].idxmax(), "kernel"]
+    # The slowest kernel is a convolution (convs dwarf pooling and layout changes), and each
+    # of our compute kernels has a rate against the measured FMA peak.
+    assert "conv" in df.loc[df["ms"].idxmax(), "kernel"]
+    ours = df[df["kind"] == "fp32"]
+    assert (ours["gmac_s"] > 0).all() and (ours["of_peak"] > 0).all()
     assert out.with_suffix(".md").read_text().startswith("# profile: digits-cnn `fp32`")
 
 
@@ -53,7 +57,7 @@ def test_sparse_variant_profile_lists_sparse_kernels(tmp_path: Path, capsys) -> 
     assert "ms per kernel kind" in side_by_side and "| speedup vs first | 1.00x |" in side_by_side
     both = pd.read_csv(out)
     assert set(both["variant"]) == {"fp32", variant}
-    assert set(both[both["variant"] == "fp32"]["kind"]) == {"dense"}
+    assert set(both[both["variant"] == "fp32"]["kind"]) == {"fp32", "glue"}
     f = both[both["variant"] == variant].reset_index(drop=True)
     prof = profile(ProfileConfig("digits-cnn", variant, trials=0, log=lambda _m: None))
     assert list(prof.frame()["kernel"]) == list(f["kernel"])  # the same build both times

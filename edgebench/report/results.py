@@ -28,7 +28,7 @@ COLUMNS = [
     "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
     "kernels_ms", "tuning_cut",
     "prune_kind", "sparsity", "macs", "layer_sparsity", "sparse_layers", "quant_kind",
-    "int8_layers", "fp16_kernels", "weight_bytes",
+    "int8_layers", "fp32_layers", "fp16_kernels", "weight_bytes",
     "kept_fp32", "board", "emulated", "machine", "timestamp", "eval_warning",
 ]
 KEY = ("model", "variant", "runtime", "target", "threads")

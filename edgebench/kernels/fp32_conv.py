@@ -1,0 +1,240 @@
+"""Direct FP32 conv2d (groups 1) on NHWC activations: the int8 builder's register tile with a
+dot width of 1 (one FMA per lane), the recipe MLAS/XNNPACK/oneDNN share.
+
+Layout (why): output channels are the vector axis (16 per zmm on AVX-512, 8 per ymm on AVX2),
+so an output pixel's channels are contiguous and one input element, broadcast to every lane
+(an embedded-broadcast memory operand of vfmadd231ps), multiplies one weight vector. Weights
+are packed once at build time in the order the micro-kernel reads them,
+[K / (NK*L), KH, KW, C, NK*L]: the NK weight vectors of a channel group are one contiguous
+stream. A register block of PB output pixels x NK channel vectors keeps PB*NK accumulators (a
+constant-size stack array LLVM keeps in registers), starts from the bias and runs over
+(kh, kw, c); the epilogue adds the residual and clamps (ReLU / ReLU6) in registers. A row
+width that PB does not divide ends in a narrower tail block, so PB is free to be the best tile.
+
+The input arrives already padded (kernels/fp32_glue.py pads in one NHWC copy); C is any count;
+K is padded to a multiple of the lanes (extra output channels have zero weights and bias, so
+they hold 0 after ReLU and after a residual add of zero channels: the lowering keeps them).
+Hand-scheduled (`tirx.is_scheduled`): MetaSchedule leaves it alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgebench.kernels.layer import (
+    NO_EPILOGUE,
+    Epilogue,
+    Layer,
+    fp32_reason,
+    out_size,
+    round_up,
+    vector_lanes,
+)
+
+NAME = "fp32_conv"
+INSTRUCTION = "vfmadd231ps"
+
+OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge other ops into our kernels
+# every kernel of ours: noalias pointers, hand-scheduled (MetaSchedule leaves it), opaque
+ATTRS = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
+MAX_ACCUMULATORS = 28  # of 32 zmm: accumulators + NK weight vectors (broadcasts from memory)
+
+
+@dataclass(frozen=True)
+class Conv:
+    """Geometry of one FP32 NHWC conv on its padded input."""
+
+    n: int
+    h: int  # padded input height/width
+    w: int
+    c: int
+    k: int  # output channels, a multiple of lanes
+    kh: int
+    kw: int
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    lanes: int = 16
+    tile: tuple[int, int] | None = None  # (PB, NK) instead of blocking()'s choice
+    rows: bool = False  # x, y (and residual) are 2-D [w, c] / [w, k] (a linear's rows)
+
+    @property
+    def oh(self) -> int:
+        return out_size(self.h, self.kh, self.stride[0], self.dilation[0])
+
+    @property
+    def ow(self) -> int:
+        return out_size(self.w, self.kw, self.stride[1], self.dilation[1])
+
+    @property
+    def macs(self) -> int:
+        return self.n * self.oh * self.ow * self.k * self.c * self.kh * self.kw
+
+    def blocking(self) -> tuple[int, int]:
+        """(PB pixels, NK channel vectors) per register block: the widest channel group
+        (up to 4 vectors, 64 channels) dividing K, then as many pixels as fit the
+        accumulators, at most the row width. A batch-1 linear (one pixel) streams up to 8
+        vectors instead, for 8 independent FMA chains."""
+        if self.tile is not None:
+            return self.tile
+        kb = self.k // self.lanes
+        if self.ow == 1 and self.oh == 1:
+            return 1, max(d for d in (1, 2, 4, 8) if kb % d == 0)
+        nk = max(d for d in (1, 2, 4) if kb % d == 0)
+        pb = min(self.ow, MAX_ACCUMULATORS // nk, 6 if nk == 4 else 12)
+        # a row of 7 (ResNet's last stage) fits whole; else 6 x 4 (MLAS's tile)
+        if self.ow == 7 and nk == 4:
+            pb = 7
+        return pb, nk
+
+    def weight_shape(self) -> tuple[int, ...]:
+        _, nk = self.blocking()
+        return (self.k // (nk * self.lanes), self.kh, self.kw, self.c, nk * self.lanes)
+
+
+def pack_weights(w: np.ndarray, s: Conv) -> np.ndarray:
+    """[K, C, KH, KW] float -> the kernel's [K/(NK*L), KH, KW, s.c, NK*L] (zero output rows and
+    input columns as padding up to s.k, s.c)."""
+    k, c = w.shape[:2]
+    full = np.zeros((s.k, s.c, s.kh, s.kw), np.float32)
+    full[:k, :c] = w
+    g = s.weight_shape()
+    return np.ascontiguousarray(full.reshape(g[0], g[4], s.c, s.kh, s.kw)
+                                .transpose(0, 3, 4, 2, 1))
+
+
+def pad_bias(b: np.ndarray | None, k: int, size: int) -> np.ndarray:
+    out = np.zeros(size, np.float32)
+    if b is not None:
+        out[:k] = b
+    return out
+
+
+def activation(T, v, act: str | None):
+    """The fused clamp on a float32 vector expression."""
+    if act is None:
+        return v
+    v = T.max(v, T.float32(0))
+    return T.min(v, T.float32(6)) if act == "relu6" else v
+
+
+def fma(T, acc, a, b, lanes: int):
+    """acc + a * b as one fused multiply-add (llvm.fma: vfmadd231ps, not a rounded product)."""
+    return T.call_llvm_pure_intrin(f"float32x{lanes}", T.llvm_lookup_intrinsic_id("llvm.fma"),
+                                   a, b, acc)
+
+
+def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
+    """TIR PrimFunc: args (x[n,h,w,c] f32 padded, wt = pack_weights(w, s), bias[k],
+    [residual[n,oh,ow,k]], y[n,oh,ow,k])."""
+    from tvm.script import tirx as T
+
+    N, H, W, C, K, KH, KW = s.n, s.h, s.w, s.c, s.k, s.kh, s.kw
+    SH, SW = s.stride
+    DH, DW = s.dilation
+    OH, OW, L = s.oh, s.ow, s.lanes
+    PB, NK = s.blocking()
+    G = K // (NK * L)
+    TAIL = OW % PB  # pixels of the narrower last block (a Python int: unrolled away)
+    vec = f"float32x{L}"
+    xs, ys = ((W, C), (OW, K)) if s.rows else ((N, H, W, C), (N, OH, OW, K))
+
+    def at(buf, n, h, w, c):
+        """buf[n, h, w, c], or buf[w, c] for a linear's 2-D rows."""
+        return buf[w, c] if s.rows else buf[n, h, w, c]
+
+    def result(v, res, n, h, w, c):
+        """The epilogue on accumulator v: + residual, then the clamp (one expression: TVM
+        spills let-bound temporaries to the stack)."""
+        return activation(T, v + at(res, n, h, w, c) if ep.residual else v, ep.act)
+
+    def tile(pb: int):
+        @T.macro
+        def block(x, wt, bias, y, res, n, g, oh, ow0):
+            acc = T.alloc_buffer((pb * NK * L,), "float32", scope="global")
+            for p, j in T.grid(pb, NK):
+                acc[T.ramp((p * NK + j) * L, 1, L)] = bias.vload([(g * NK + j) * L], vec)
+            for kh, kw, c in T.grid(KH, KW, C):
+                for p in T.unroll(pb):
+                    for j in T.unroll(NK):
+                        acc[T.ramp((p * NK + j) * L, 1, L)] = fma(
+                            T, acc.vload([(p * NK + j) * L], vec),
+                            T.broadcast(at(x, n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW,
+                                           c), L),
+                            wt.vload([g, kh, kw, c, j * L], vec), L)
+            for p, j in T.grid(pb, NK):
+                for lane in T.vectorized(L):
+                    if s.rows:
+                        y[ow0 + p, (g * NK + j) * L + lane] = result(
+                            acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
+                            (g * NK + j) * L + lane)
+                    else:
+                        y[n, oh, ow0 + p, (g * NK + j) * L + lane] = result(
+                            acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
+                            (g * NK + j) * L + lane)
+
+        return block
+
+    main, tail = tile(PB), tile(max(TAIL, 1))
+
+    @T.macro
+    def body(x, wt, bias, y, res):
+        for n, g, oh in T.grid(N, G, OH):
+            for owo in range(OW // PB):
+                main(x, wt, bias, y, res, n, g, oh, owo * PB)
+            if TAIL > 0:
+                tail(x, wt, bias, y, res, n, g, oh, OW - TAIL)
+
+    if ep.residual:
+        @T.prim_func
+        def conv_f32_res(x: T.Buffer(xs, "float32"),
+                         wt: T.Buffer(s.weight_shape(), "float32"),
+                         bias: T.Buffer((K,), "float32"),
+                         res: T.Buffer(ys, "float32"),
+                         y: T.Buffer(ys, "float32")):
+            T.func_attr(ATTRS)
+            body(x, wt, bias, y, res)
+
+        return conv_f32_res
+
+    @T.prim_func
+    def conv_f32(x: T.Buffer(xs, "float32"),
+                 wt: T.Buffer(s.weight_shape(), "float32"),
+                 bias: T.Buffer((K,), "float32"),
+                 y: T.Buffer(ys, "float32")):
+        T.func_attr(ATTRS)
+        body(x, wt, bias, y, None)
+
+    return conv_f32
+
+
+# ---- the registry's interface (kernels/registry.py) ----
+
+def shape(layer: Layer, target) -> Conv:
+    """The kernel geometry of a groups-1 conv layer: padded input, K padded to the lanes."""
+    lanes = vector_lanes(target)
+    ph, pw = layer.padding
+    return Conv(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, layer.in_channels,
+                round_up(layer.k, lanes), *layer.kernel, layer.stride, layer.dilation, lanes)
+
+
+def fits(layer: Layer, target) -> str | None:
+    if layer.kind != "conv2d" or layer.groups != 1:
+        return "not a groups-1 conv2d"
+    return fp32_reason(layer, target)
+
+
+def emit(layer: Layer, target):
+    return conv_kernel(shape(layer, target), layer.epilogue)
+
+
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    return packed(shape(layer, target), layer, weight, bias)
+
+
+def packed(s: Conv, layer: Layer, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    """The constant arguments of the kernel of geometry s: packed weights ([K, C, KH, KW], or
+    a linear's [K, C]) and the padded bias."""
+    w4 = weight.reshape(*weight.shape[:2], s.kh, s.kw)
+    return [pack_weights(w4, s), pad_bias(bias, layer.k, s.k)]

@@ -1,0 +1,159 @@
+"""Depthwise FP32 conv (groups = C = K) on NHWC activations: no reduction over channels, so a
+vector of 16 channels (8 on AVX2) is both the input operand and the output; the KH x KW taps
+are unrolled, U output pixels per step keep U independent FMA chains, and the channel block is
+the outer loop so its KH * KW weight vectors stay in registers over the whole image (the
+int8 depthwise kernel's order). Bias first, ReLU/ReLU6 (and a residual add) in the epilogue.
+
+The input arrives padded (spatially) with C a multiple of the lanes (extra channels have zero
+weights and bias: they stay 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgebench.kernels.fp32_conv import ATTRS, activation, fma
+from edgebench.kernels.layer import (
+    NO_EPILOGUE,
+    Epilogue,
+    Layer,
+    fp32_reason,
+    out_size,
+    round_up,
+    vector_lanes,
+)
+
+NAME = "fp32_depthwise"
+INSTRUCTION = "vfmadd231ps"
+
+PIXELS = 4  # output pixels per step (independent FMA chains over the taps)
+
+
+@dataclass(frozen=True)
+class Depthwise:
+    """Geometry of one depthwise conv on its padded NHWC input."""
+
+    n: int
+    h: int
+    w: int
+    c: int  # a multiple of lanes
+    kh: int
+    kw: int
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    lanes: int = 16
+
+    @property
+    def oh(self) -> int:
+        return out_size(self.h, self.kh, self.stride[0], self.dilation[0])
+
+    @property
+    def ow(self) -> int:
+        return out_size(self.w, self.kw, self.stride[1], self.dilation[1])
+
+    @property
+    def macs(self) -> int:
+        return self.n * self.oh * self.ow * self.c * self.kh * self.kw
+
+
+def pack_weights(w: np.ndarray, s: Depthwise) -> np.ndarray:
+    """[C, 1, KH, KW] -> [KH, KW, s.c] (zero channels as padding)."""
+    out = np.zeros((s.kh, s.kw, s.c), np.float32)
+    out[:, :, : w.shape[0]] = w[:, 0].transpose(1, 2, 0)
+    return out
+
+
+def depthwise_kernel(s: Depthwise, ep: Epilogue = NO_EPILOGUE):
+    """TIR PrimFunc: args (x[n,h,w,c] padded, w[kh,kw,c], bias[c], [residual[n,oh,ow,c]],
+    y[n,oh,ow,c])."""
+    from tvm.script import tirx as T
+
+    N, H, W, C, KH, KW = s.n, s.h, s.w, s.c, s.kh, s.kw
+    SH, SW = s.stride
+    DH, DW = s.dilation
+    OH, OW, L = s.oh, s.ow, s.lanes
+    U = min(PIXELS, OW)
+    TAIL = OW % U
+    vec = f"float32x{L}"
+
+    def tile(u: int):
+        @T.macro
+        def block(x, w, bias, y, res, n, cb, oh, ow0):
+            acc = T.alloc_buffer((u * L,), "float32", scope="global")
+            for p in T.unroll(u):
+                acc[T.ramp(p * L, 1, L)] = bias.vload([cb * L], vec)
+            for kh in T.unroll(KH):
+                for kw in T.unroll(KW):
+                    for p in T.unroll(u):
+                        acc[T.ramp(p * L, 1, L)] = fma(
+                            T, acc.vload([p * L], vec),
+                            x.vload([n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW, cb * L],
+                                    vec),
+                            w.vload([kh, kw, cb * L], vec), L)
+            for p in T.unroll(u):
+                for lane in T.vectorized(L):
+                    y[n, oh, ow0 + p, cb * L + lane] = activation(
+                        T, acc[p * L + lane]
+                        + (res[n, oh, ow0 + p, cb * L + lane] if ep.residual
+                           else T.float32(0)), ep.act)
+
+        return block
+
+    main, tail = tile(U), tile(max(TAIL, 1))
+
+    @T.macro
+    def body(x, w, bias, y, res):
+        for n, cb, oh in T.grid(N, C // L, OH):
+            for owo in range(OW // U):
+                main(x, w, bias, y, res, n, cb, oh, owo * U)
+            if TAIL > 0:
+                tail(x, w, bias, y, res, n, cb, oh, OW - TAIL)
+
+    if ep.residual:
+        @T.prim_func
+        def dw_f32_res(x: T.Buffer((N, H, W, C), "float32"), w: T.Buffer((KH, KW, C), "float32"),
+                       bias: T.Buffer((C,), "float32"), res: T.Buffer((N, OH, OW, C), "float32"),
+                       y: T.Buffer((N, OH, OW, C), "float32")):
+            T.func_attr(ATTRS)
+            body(x, w, bias, y, res)
+
+        return dw_f32_res
+
+    @T.prim_func
+    def dw_f32(x: T.Buffer((N, H, W, C), "float32"), w: T.Buffer((KH, KW, C), "float32"),
+               bias: T.Buffer((C,), "float32"), y: T.Buffer((N, OH, OW, C), "float32")):
+        T.func_attr(ATTRS)
+        body(x, w, bias, y, None)
+
+    return dw_f32
+
+
+# ---- the registry's interface (kernels/registry.py) ----
+
+def shape(layer: Layer, target) -> Depthwise:
+    """The kernel geometry: padded input, channels padded to whole vectors."""
+    lanes = vector_lanes(target)
+    ph, pw = layer.padding
+    return Depthwise(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, round_up(layer.c, lanes),
+                     *layer.kernel, layer.stride, layer.dilation, lanes)
+
+
+def fits(layer: Layer, target) -> str | None:
+    if not layer.depthwise:
+        return "not a depthwise conv2d (groups = in = out channels)"
+    if layer.cp not in (None, round_up(layer.c, vector_lanes(target) or 1)):
+        return f"input carries {layer.cp} channels, the kernel reads whole vectors"
+    return fp32_reason(layer, target)
+
+
+def emit(layer: Layer, target):
+    return depthwise_kernel(shape(layer, target), layer.epilogue)
+
+
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    from edgebench.kernels.fp32_conv import pad_bias
+
+    s = shape(layer, target)
+    return [pack_weights(weight, s), pad_bias(bias, layer.c, s.c)]

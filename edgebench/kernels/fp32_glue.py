@@ -1,0 +1,148 @@
+"""The FP32 glue between our NHWC kernels, so a model whose layers all run on our kernels
+needs no MetaSchedule task at all: NCHW -> padded NHWC at the model's input, an NHWC pad in
+front of a padded conv, max pool, global average pool, NHWC -> NCHW at the outputs.
+
+Channels are the vector axis (a power of two dividing C, up to 16 lanes) wherever the layout
+allows; the transposes at the boundaries are scalar (they touch a model's input or output once).
+Every kernel here has one input and one output, so (as kernels/int8_pool.py explains) its loops
+sit in a root block for Relax's reshape detection, which the parse-time verifier does not
+accept (the build lowers it like any TE function).
+"""
+
+from __future__ import annotations
+
+import math
+
+from edgebench.kernels.fp32_conv import ATTRS
+from edgebench.kernels.int8_pool import PoolShape, pool_fits
+
+
+def _lanes(c: int) -> int:
+    return math.gcd(c, 16)
+
+
+def to_nhwc_kernel(n: int, c: int, h: int, w: int, ph: int, pw: int, cp: int):
+    """x[n, c, h, w] (NCHW) -> y[n, h + 2ph, w + 2pw, cp]: zero rows/columns around, zero
+    channels c..cp."""
+    from tvm.script import tirx as T
+
+    OH, OW = h + 2 * ph, w + 2 * pw
+
+    @T.prim_func(check_well_formed=False)
+    def to_nhwc(x: T.Buffer((n, c, h, w), "float32"), y: T.Buffer((n, OH, OW, cp), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for b, i, j, k in T.grid(n, OH, OW, cp):
+                y[b, i, j, k] = T.if_then_else(
+                    i >= ph and i < ph + h and j >= pw and j < pw + w and k < c,
+                    x[b, T.min(k, c - 1), T.max(T.min(i - ph, h - 1), 0),
+                      T.max(T.min(j - pw, w - 1), 0)], T.float32(0))
+
+    return to_nhwc
+
+
+def to_nchw_kernel(n: int, h: int, w: int, cp: int, c: int):
+    """x[n, h, w, cp] (NHWC, padded channels) -> y[n, c, h, w]."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(check_well_formed=False)
+    def to_nchw(x: T.Buffer((n, h, w, cp), "float32"), y: T.Buffer((n, c, h, w), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for b, k, i, j in T.grid(n, c, h, w):
+                y[b, k, i, j] = x[b, i, j, k]
+
+    return to_nchw
+
+
+def pad_kernel(n: int, h: int, w: int, c: int, ph: int, pw: int):
+    """x[n, h, w, c] -> y[n, h + 2ph, w + 2pw, c] with zeros around (NHWC, vector over c)."""
+    from tvm.script import tirx as T
+
+    OH, OW, L = h + 2 * ph, w + 2 * pw, _lanes(c)
+
+    @T.prim_func(check_well_formed=False)
+    def pad_nhwc(x: T.Buffer((n, h, w, c), "float32"), y: T.Buffer((n, OH, OW, c), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for b, i, j, cb in T.grid(n, OH, OW, c // L):
+                for lane in T.vectorized(L):
+                    y[b, i, j, cb * L + lane] = T.if_then_else(
+                        i >= ph and i < ph + h and j >= pw and j < pw + w,
+                        x[b, T.max(T.min(i - ph, h - 1), 0), T.max(T.min(j - pw, w - 1), 0),
+                          cb * L + lane], T.float32(0))
+
+    return pad_nhwc
+
+
+Pool = PoolShape  # the NHWC max pool geometry is the int8 kernel's (kernels/int8_pool.py)
+
+
+def max_pool_kernel(s: Pool):
+    """x[n, h, w, c] -> y[n, oh, ow, c]: the max over each window (dilation 1)."""
+    from tvm.script import tirx as T
+
+    if not pool_fits(s):
+        raise ValueError(f"max_pool_kernel: {s} needs padding <= kernel / 2")
+    N, H, W, C, OH, OW = s.n, s.h, s.w, s.c, s.oh, s.ow
+    (KH, KW), (SH, SW), (PH, PW) = s.kernel, s.stride, s.padding
+    L = _lanes(C)
+
+    def window(x, n, oh, ow, c):
+        best = None
+        for kh in range(KH):
+            ih = T.max(T.min(oh * SH + (kh - PH), H - 1), 0)
+            for kw in range(KW):
+                iw = T.max(T.min(ow * SW + (kw - PW), W - 1), 0)
+                best = x[n, ih, iw, c] if best is None else T.max(best, x[n, ih, iw, c])
+        return best
+
+    @T.prim_func(check_well_formed=False)
+    def max_pool_f32(x: T.Buffer((N, H, W, C), "float32"),
+                     y: T.Buffer((N, OH, OW, C), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for n, oh, ow, cb in T.grid(N, OH, OW, C // L):
+                for lane in T.vectorized(L):
+                    y[n, oh, ow, cb * L + lane] = window(x, n, oh, ow, cb * L + lane)
+
+    return max_pool_f32
+
+
+def global_mean_kernel(n: int, h: int, w: int, cp: int, c: int):
+    """x[n, h, w, cp] -> y[n, c], the mean over h and w (the first c channels): the flattened
+    result of a global average pool, in the same order in NCHW and NHWC."""
+    from tvm.script import tirx as T
+
+    L = _lanes(c)
+    inv = 1.0 / (h * w)
+
+    @T.prim_func(check_well_formed=False)
+    def global_mean(x: T.Buffer((n, h, w, cp), "float32"), y: T.Buffer((n, c), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for b, cb in T.grid(n, c // L):
+                for lane in T.vectorized(L):
+                    y[b, cb * L + lane] = T.float32(0)
+                for i, j in T.grid(h, w):
+                    for lane in T.vectorized(L):
+                        y[b, cb * L + lane] = y[b, cb * L + lane] + x[
+                            b, i, j, cb * L + lane]
+                for lane in T.vectorized(L):
+                    y[b, cb * L + lane] = y[b, cb * L + lane] * T.float32(inv)
+
+    return global_mean
+
+
+def crop_kernel(m: int, cp: int, c: int):
+    """x[m, cp] -> y[m, c]: a linear's rows without the padded columns."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(check_well_formed=False)
+    def crop(x: T.Buffer((m, cp), "float32"), y: T.Buffer((m, c), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for i, j in T.grid(m, c):
+                y[i, j] = x[i, j]
+
+    return crop

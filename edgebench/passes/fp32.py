@@ -1,0 +1,506 @@
+"""Lower a BN-folded FP32 Relax graph onto our kernels (kernels/registry.py): conv2d,
+depthwise conv and linear become call_tir of our hand-scheduled kernels with prepacked
+constant weights; the per-channel affine ops after them (bias, an unfolded BatchNorm),
+ReLU/ReLU6 and a residual add are fused into the kernel's epilogue; activations stay NHWC
+(channels padded to whole vectors) between our kernels, converted only at the boundaries, and
+the glue between them (pad, max pool, global mean) runs on small kernels of ours. Everything
+else stays TVM's op (then MetaSchedule's task), on the torch layout.
+
+How: one walk over `main`'s dataflow block in order. A conv/linear is kept pending (not yet
+emitted) while the ops that follow it fold into it: constants into its weights and bias (only
+while the pending value has a single use), an activation or a residual into its epilogue. A
+value is emitted the first time something needs it in a form (NHWC for our kernels, torch
+layout for TVM's ops and the outputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from edgebench.compile.asm import function_bodies, mnemonic
+from edgebench.kernels import fp32_glue as glue
+from edgebench.kernels import registry
+from edgebench.kernels.layer import Epilogue, Layer, vector_lanes
+
+
+@dataclass
+class KernelUse:
+    """One layer our lowering put on a kernel (for the fp32_layers column and the asm check)."""
+
+    node: str  # the Relax binding it replaced
+    family: str  # registry family name, or "glue"
+    symbol: str  # its function in the built library
+    instruction: str | None = None  # what its assembly must contain (None: glue)
+    register: str = "zmm"
+    fma: bool | None = None  # the check's result
+    macs: int = 0  # multiply-adds per call (padded channels included: the kernel's work)
+
+
+@dataclass
+class Fp32Lowering:
+    """What the pass did to one module."""
+
+    kernels: list[KernelUse] = field(default_factory=list)
+    relax_ops: list[str] = field(default_factory=list)  # ops left to TVM (MetaSchedule)
+    not_lowered: str = ""  # why the whole graph stayed on TVM's ops (none of ours ran)
+
+    def summary(self) -> str:
+        """`family:count` per family, then the ops TVM kept: the fp32_layers column."""
+        if self.not_lowered:
+            return f"not lowered ({self.not_lowered}): all on TVM's ops"
+        counts: dict[str, int] = {}
+        for k in self.kernels:
+            counts[k.family] = counts.get(k.family, 0) + 1
+        text = " ".join(f"{f}:{n}" for f, n in counts.items())
+        missing = [k.node for k in self.kernels if k.fma is False]
+        if missing:
+            text += " NO-FMA:" + ",".join(missing)
+        if self.relax_ops:
+            ops: dict[str, int] = {}
+            for op in self.relax_ops:
+                ops[op] = ops.get(op, 0) + 1
+            text += " | tvm " + " ".join(f"{o}:{n}" for o, n in ops.items())
+        return text
+
+    def check_asm(self, asm: str) -> list[KernelUse]:
+        """Mark each compute kernel by whether its body has the FMA on its vector registers;
+        return those that lack it."""
+        bodies = function_bodies(asm)
+        missing = []
+        for k in self.kernels:
+            if k.instruction is None:
+                continue
+            lines = bodies.get(k.symbol, [])
+            k.fma = any(_is_fma(mnemonic(ln), k.instruction) and k.register in ln
+                        for ln in lines)
+            if not k.fma:
+                missing.append(k)
+        return missing
+
+
+def _is_fma(m: str, instruction: str) -> bool:
+    """vfmadd231ps and its operand-order twins (132/213: LLVM picks by register reuse)."""
+    return m == instruction or (m.startswith("vfmadd") and m.endswith("ps")
+                                and instruction.startswith("vfmadd"))
+
+
+class FallBack(Exception):
+    """This binding stays TVM's op."""
+
+
+@dataclass
+class Nhwc:
+    """A value our kernels produced: NHWC [n, h, w, cp] (or a linear's rows [m, cp]) with c
+    real channels (the rest are 0)."""
+
+    expr: relax.Expr
+    c: int
+    rows: bool = False
+    plain: relax.Expr | None = None  # its torch-layout form, once emitted
+
+    @property
+    def shape(self) -> list[int]:
+        return [int(d) for d in self.expr.ty.shape]
+
+
+@dataclass
+class Pending:
+    """A conv/linear not yet emitted, and what has been folded into it so far."""
+
+    layer: Layer
+    family: object
+    src: object  # the input value (Nhwc or a relax expr in torch layout)
+    weight: np.ndarray  # [K, C, KH, KW] (conv) or [K, C] (linear)
+    bias: np.ndarray
+    node: str
+    act: str | None = None
+    residual: Nhwc | None = None
+    out_shape: tuple[int, ...] = ()  # torch layout
+
+
+def _ints(v) -> tuple[int, ...]:
+    return tuple(int(x) for x in v)
+
+
+def _const(expr) -> np.ndarray | None:
+    return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
+
+
+def _op(call) -> str:
+    return call.op.name if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) \
+        else ""
+
+
+class Lowerer:
+    def __init__(self, mod: tvm.IRModule, target, record: Fp32Lowering) -> None:
+        self.bb = relax.BlockBuilder(mod)
+        self.target = target
+        self.lanes = vector_lanes(target)
+        self.record = record
+        self.vals: dict[relax.Var, object] = {}
+        self.uses: dict[relax.Var, int] = {}
+        self.kernels: dict[tuple, relax.GlobalVar] = {}
+
+    # ---- emission helpers ----
+    def emit(self, expr: relax.Expr) -> relax.Expr:
+        return self.bb.emit(expr)
+
+    def kernel(self, key: tuple, kind: str, build) -> relax.GlobalVar:
+        if key not in self.kernels:
+            name = f"fp32_{kind}_{len(self.kernels)}"
+            self.kernels[key] = self.bb.add_func(build().with_attr("global_symbol", name), name)
+        return self.kernels[key]
+
+    def call(self, gv, args, shape) -> relax.Expr:
+        return self.emit(relax.call_tir(gv, args, relax.TensorType(list(shape), "float32")))
+
+    def glue(self, key: tuple, build, args, shape, node: str) -> relax.Expr:
+        gv = self.kernel(key, "glue", build)
+        self.record.kernels.append(KernelUse(node, "glue", gv.name_hint))
+        return self.call(gv, args, shape)
+
+    # ---- forms of a value ----
+    def value(self, expr: relax.Expr):
+        return self.vals.get(expr, expr) if isinstance(expr, relax.Var) else expr
+
+    def resolve(self, expr: relax.Expr):
+        """The value of expr with a pending conv/linear emitted (once)."""
+        v = self.value(expr)
+        if isinstance(v, Pending):
+            v = self.emit_pending(v)
+            self.vals[expr] = v
+        return v
+
+    def plain(self, expr: relax.Expr) -> relax.Expr:
+        """The value of `expr` in torch layout (emitting conversions as needed)."""
+        v = self.resolve(expr)
+        if isinstance(v, _Flat):
+            if v.plain is None:
+                v.plain = self.emit(relax.op.reshape(v.expr, v.shape4))
+            return v.plain
+        if not isinstance(v, Nhwc):
+            return v
+        if v.plain is None:
+            shape = v.shape
+            if v.rows:
+                m, cp = shape
+                v.plain = v.expr if cp == v.c else self.glue(
+                    ("crop", m, cp, v.c), lambda: glue.crop_kernel(m, cp, v.c), [v.expr],
+                    (m, v.c), "crop")
+            else:
+                n, h, w, cp = shape
+                v.plain = self.glue(("to_nchw", n, h, w, cp, v.c),
+                                    lambda: glue.to_nchw_kernel(n, h, w, cp, v.c), [v.expr],
+                                    (n, v.c, h, w), "to_nchw")
+        return v.plain
+
+    def nhwc(self, expr: relax.Expr, cp: int | None = None, pad: tuple[int, int] = (0, 0),
+             node: str = "") -> relax.Expr:
+        """An NHWC (padded) tensor of the value for one of our kernels: channels cp (default
+        whatever it carries), `pad` zero rows/columns around."""
+        v = self.resolve(expr)
+        ph, pw = pad
+        if isinstance(v, Nhwc) and not v.rows:
+            n, h, w, have = v.shape
+            if cp is not None and cp != have:
+                raise FallBack(f"channels {have} != {cp}")
+            if not (ph or pw):
+                return v.expr
+            return self.glue(("pad", n, h, w, have, ph, pw),
+                             lambda: glue.pad_kernel(n, h, w, have, ph, pw), [v.expr],
+                             (n, h + 2 * ph, w + 2 * pw, have), node)
+        x = self.plain(expr)
+        shape = [int(d) for d in x.ty.shape]
+        if len(shape) != 4:
+            raise FallBack("not a 4-D tensor")
+        n, c, h, w = shape
+        cp = c if cp is None else cp
+        return self.glue(("to_nhwc", n, c, h, w, ph, pw, cp),
+                         lambda: glue.to_nhwc_kernel(n, c, h, w, ph, pw, cp), [x],
+                         (n, h + 2 * ph, w + 2 * pw, cp), node)
+
+    # ---- our kernels ----
+    def emit_pending(self, p: Pending) -> Nhwc:
+        layer = Layer(**{**p.layer.__dict__, "epilogue": Epilogue(p.act, p.residual is not None)})
+        family = p.family
+        packed = family.pack(layer, self.target, p.weight, p.bias)
+        s = family.shape(layer, self.target)
+        if layer.kind == "linear":
+            v = self.resolve(p.src)
+            x = v.expr if isinstance(v, Nhwc) and v.rows else self.plain(p.src)
+            out = (layer.w, s.k)
+        else:
+            src = p.src
+            x = self.nhwc(src, layer.cp if not layer.depthwise else s.c, layer.padding, p.node)
+            out = (layer.n, s.oh, s.ow, s.k if hasattr(s, "k") else s.c)
+        args = [x, *(relax.const(a, "float32") for a in packed)]
+        if p.residual is not None:
+            if p.residual.shape != list(out):
+                raise FallBack("residual shape")
+            args.append(p.residual.expr)
+        key = (family.NAME, s, layer.epilogue)
+        gv = self.kernel(key, family.NAME.removeprefix("fp32_"),
+                         lambda: family.emit(layer, self.target))
+        self.record.kernels.append(KernelUse(p.node, family.NAME, gv.name_hint,
+                                             family.INSTRUCTION,
+                                             "zmm" if self.lanes == 16 else "ymm", macs=s.macs))
+        return Nhwc(self.call(gv, args, out), layer.k, rows=layer.kind == "linear")
+
+    # ---- the walk ----
+    def run(self, func: relax.Function) -> relax.Function:
+        body = func.body
+        if not isinstance(body, relax.SeqExpr) or len(body.blocks) != 1 or \
+                not isinstance(body.blocks[0], relax.DataflowBlock):
+            raise FallBack("main is not one dataflow block")
+        block = body.blocks[0]
+        for b in block.bindings:
+            for var in relax.analysis.free_vars(b.value):
+                self.uses[var] = self.uses.get(var, 0) + 1
+        for var in relax.analysis.free_vars(body.body):
+            self.uses[var] = self.uses.get(var, 0) + 1
+        with self.bb.function("fp32_main", list(func.params)):
+            with self.bb.dataflow():
+                for b in block.bindings:
+                    if not isinstance(b, relax.VarBinding):
+                        raise FallBack("match_cast binding")
+                    self.binding(b.var, b.value)
+                result = self.substitute(body.body)
+                gv = self.bb.emit_output(result)
+            self.bb.emit_func_output(gv)
+        mod = self.bb.get()
+        return mod["fp32_main"]
+
+    def binding(self, var: relax.Var, value: relax.Expr) -> None:
+        if isinstance(value, tvm.ir.expr.Constant):
+            self.vals[var] = value
+            return
+        op = _op(value)
+        handler = {"relax.nn.conv2d": self.conv2d, "relax.matmul": self.matmul,
+                   "relax.add": self.arith, "relax.subtract": self.arith,
+                   "relax.multiply": self.arith, "relax.divide": self.arith,
+                   "relax.nn.relu": self.act, "relax.clip": self.act,
+                   "relax.nn.max_pool2d": self.max_pool, "relax.mean": self.mean,
+                   "relax.reshape": self.reshape}.get(op)
+        if handler is not None:
+            try:
+                out = handler(var, value)
+            except FallBack:
+                out = None
+            if out is not None:
+                self.vals[var] = out
+                return
+        if op:
+            self.record.relax_ops.append(op.removeprefix("relax."))
+        self.vals[var] = self.emit(self.substitute(value))
+
+    def substitute(self, expr: relax.Expr) -> relax.Expr:
+        """expr with every variable replaced by its torch-layout value."""
+        if isinstance(expr, relax.Var):
+            return self.plain(expr) if expr in self.vals else expr
+        if isinstance(expr, relax.Tuple):
+            return relax.Tuple([self.substitute(f) for f in expr.fields])
+        if isinstance(expr, relax.TupleGetItem):
+            return relax.TupleGetItem(self.substitute(expr.tuple_value), expr.index)
+        if isinstance(expr, relax.Call):
+            return relax.Call(expr.op, [self.substitute(a) for a in expr.args], expr.attrs,
+                              expr.sinfo_args)
+        return expr
+
+    # ---- handlers: return the new value of the binding, or None / raise FallBack ----
+    def conv2d(self, var, call):
+        a = call.attrs
+        w = _const(self.value(call.args[1]))
+        if w is None or a.data_layout != "NCHW" or a.kernel_layout != "OIHW" or \
+                a.out_layout != "NCHW":
+            return None
+        top, left, bottom, right = _ints(a.padding)
+        if (top, left) != (bottom, right):
+            return None
+        n, c, h, wd = _ints(call.args[0].ty.shape)
+        cp = self.carried(call.args[0], rows=False)
+        layer = Layer("conv2d", c, int(w.shape[0]), h, wd, n, _ints(w.shape[2:]),
+                      _ints(a.strides),
+                      (top, left), _ints(a.dilation), int(a.groups), cp=cp)
+        if layer.groups != 1 and not layer.depthwise:
+            return None
+        family = registry.choose(layer, self.target)
+        if family is None:
+            return None
+        return Pending(layer, family, call.args[0], w.astype(np.float32),
+                       np.zeros(w.shape[0], np.float32), var.name,
+                       out_shape=_ints(var.ty.shape))
+
+    def matmul(self, var, call):
+        w = _const(self.value(call.args[1]))
+        x_shape = _ints(call.args[0].ty.shape)
+        if w is None or w.ndim != 2 or len(x_shape) != 2:
+            return None
+        cp = self.carried(call.args[0], rows=True)
+        layer = Layer("linear", int(w.shape[0]), int(w.shape[1]), 1, x_shape[0], cp=cp)
+        family = registry.choose(layer, self.target)
+        if family is None:
+            return None
+        return Pending(layer, family, call.args[0], np.ascontiguousarray(w.T, np.float32),
+                       np.zeros(w.shape[1], np.float32), var.name,
+                       out_shape=_ints(var.ty.shape))
+
+    def carried(self, expr: relax.Expr, rows: bool) -> int | None:
+        """The channels the value of expr carries in our layout (NHWC, or a linear's rows),
+        padding included, once our kernels produce it; None if it is in torch layout."""
+        v = self.value(expr)
+        if isinstance(v, Pending) and (v.layer.kind == "linear") == rows:
+            s = v.family.shape(v.layer, self.target)
+            return getattr(s, "k", None) or s.c
+        if isinstance(v, Nhwc) and v.rows == rows:
+            return v.shape[-1]
+        return None
+
+    def _fusable(self, expr) -> Pending | None:
+        if not isinstance(expr, relax.Var) or self.uses.get(expr, 0) != 1:
+            return None
+        v = self.vals.get(expr)
+        return v if isinstance(v, Pending) else None
+
+    def _per_channel(self, p: Pending, const: np.ndarray) -> np.ndarray | None:
+        """const as one value per output channel, if it broadcasts that way over the output."""
+        k = p.layer.k
+        shape = const.shape
+        nd = len(p.out_shape)
+        if const.size == 1:
+            return np.full(k, float(const.reshape(-1)[0]), np.float32)
+        full = (1,) * (nd - len(shape)) + shape
+        axis = 1 if p.layer.kind == "conv2d" else nd - 1
+        if full[axis] != k or any(d != 1 for i, d in enumerate(full) if i != axis):
+            return None
+        return const.reshape(k).astype(np.float32)
+
+    def arith(self, var, call):
+        op = _op(call)
+        a, b = call.args
+        for pend_expr, other, first in ((a, b, True), (b, a, False)):
+            p = self._fusable(pend_expr)
+            if p is None or p.act is not None:
+                continue
+            const = _const(self.value(other))
+            if const is not None:
+                vals = self._per_channel(p, const)
+                if vals is None or p.residual is not None:
+                    return None
+                if op == "relax.add":
+                    return _replace(p, bias=p.bias + vals)
+                if op == "relax.subtract" and first:
+                    return _replace(p, bias=p.bias - vals)
+                if op == "relax.multiply":
+                    return _scaled(p, vals)
+                if op == "relax.divide" and first:
+                    return _scaled(p, 1.0 / vals)
+                return None
+            if op == "relax.add" and p.residual is None and p.layer.kind == "conv2d" \
+                    and _ints(other.ty.shape) == p.out_shape:
+                s = p.family.shape(p.layer, self.target)
+                kp = getattr(s, "k", None) or s.c
+                r = self.nhwc(other, kp, node=var.name)
+                return _replace(p, residual=Nhwc(r, p.layer.k))
+        return None
+
+    def act(self, var, call):
+        p = self._fusable(call.args[0])
+        if p is None or p.act is not None:
+            return None
+        if _op(call) == "relax.nn.relu":
+            return _replace(p, act="relu")
+        lo, hi = (float(getattr(x.value, "value", x.value)) for x in call.args[1:3])
+        if (lo, hi) == (0.0, 6.0):
+            return _replace(p, act="relu6")
+        if (lo, hi) == (0.0, float("inf")):
+            return _replace(p, act="relu")
+        return None
+
+    def max_pool(self, var, call):
+        a = call.attrs
+        src = self.resolve(call.args[0])
+        if not isinstance(src, Nhwc) or src.rows or a.layout != "NCHW" or \
+                _ints(a.dilation) != (1, 1):
+            return None
+        top, left, bottom, right = _ints(a.padding)
+        if (top, left) != (bottom, right):
+            return None
+        n, h, w, cp = src.shape
+        s = glue.Pool(n, h, w, cp, _ints(a.pool_size), _ints(a.strides), (top, left),
+                      bool(a.ceil_mode))
+        if not glue.pool_fits(s):
+            return None
+        y = self.glue(("max_pool", s), lambda: glue.max_pool_kernel(s), [src.expr],
+                      (n, s.oh, s.ow, cp), var.name)
+        return Nhwc(y, src.c)
+
+    def mean(self, var, call):
+        src = self.resolve(call.args[0])
+        axes = sorted(int(x) % 4 for x in call.attrs.axis) if call.attrs.axis else []
+        if not isinstance(src, Nhwc) or src.rows or axes != [2, 3]:
+            return None
+        n, h, w, cp = src.shape
+        y = self.glue(("mean", n, h, w, cp, src.c),
+                      lambda: glue.global_mean_kernel(n, h, w, cp, src.c), [src.expr],
+                      (n, src.c), var.name)
+        if call.attrs.keepdims:
+            return _Flat(y, (n, src.c, 1, 1))
+        return y
+
+    def reshape(self, var, call):
+        src = self.value(call.args[0])
+        if isinstance(src, _Flat) and _ints(var.ty.shape) == _ints(src.expr.ty.shape):
+            return src.expr
+        return None
+
+
+@dataclass
+class _Flat:
+    """A global mean's [n, c] result standing for its keepdims [n, c, 1, 1] shape: a
+    following flatten is free; anything else gets the 4-D reshape."""
+
+    expr: relax.Expr
+    shape4: tuple[int, ...]
+    plain: relax.Expr | None = None
+
+
+def _replace(p: Pending, **changes) -> Pending:
+    return Pending(**{**p.__dict__, **changes})
+
+
+def _scaled(p: Pending, vals: np.ndarray) -> Pending:
+    shape = (-1,) + (1,) * (p.weight.ndim - 1)
+    return _replace(p, weight=p.weight * vals.reshape(shape), bias=p.bias * vals)
+
+
+@tvm.transform.module_pass(opt_level=0, name="Fp32Kernels")
+class Fp32Kernels:
+    """The Relax pass: `main` rewritten onto our FP32 kernels where the registry has one;
+    `record` says what ran where (filled when the pass runs)."""
+
+    def __init__(self, target) -> None:
+        self.target = target
+        self.record = Fp32Lowering()
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        self.record = Fp32Lowering()
+        if not vector_lanes(self.target):
+            return mod
+        mod = relax.transform.FoldConstant()(mod)
+        mod = relax.transform.DeadCodeElimination(["main"])(mod)
+        lowerer = Lowerer(mod, self.target, self.record)
+        try:
+            func = lowerer.run(mod["main"])
+        except Exception as e:
+            self.record = Fp32Lowering(not_lowered=f"{type(e).__name__}: {e}"[:200])
+            return mod
+        out = lowerer.bb.get()
+        funcs = {gv: f for gv, f in out.functions_items() if gv.name_hint != "fp32_main"}
+        result = tvm.IRModule({gv: (func.with_attrs(mod["main"].attrs) if mod["main"].attrs
+                                    else func) if gv.name_hint == "main" else f
+                               for gv, f in funcs.items()})
+        return relax.transform.DeadCodeElimination(["main"])(result)

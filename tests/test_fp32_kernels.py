@@ -1,0 +1,147 @@
+"""Our FP32 kernels (kernels/fp32_*.py) against PyTorch on random data, and their FMAs in the
+built assembly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgebench.compile.asm import function_bodies, mnemonic
+from edgebench.kernels import fp32_glue as glue
+from edgebench.kernels.fp32_conv import Conv, conv_kernel, pack_weights, pad_bias
+from edgebench.kernels.fp32_dense import dense_kernel, dense_shape
+from edgebench.kernels.fp32_dense import pack_weights as pack_dense
+from edgebench.kernels.fp32_depthwise import Depthwise, depthwise_kernel
+from edgebench.kernels.fp32_depthwise import pack_weights as pack_dw
+from edgebench.kernels.layer import Epilogue
+from edgebench.targets import find_target
+
+TARGET = find_target("x86-native")
+
+
+def _build(func):
+    import tvm
+
+    return tvm.compile(tvm.IRModule({"main": func}), target=TARGET.tvm_target())
+
+
+def _call(func, *arrays: np.ndarray, out: tuple[int, ...]) -> np.ndarray:
+    import tvm
+
+    lib = _build(func)
+    y = tvm.runtime.tensor(np.zeros(out, np.float32))
+    lib["main"](*(tvm.runtime.tensor(np.ascontiguousarray(a, np.float32)) for a in arrays), y)
+    return y.numpy()
+
+
+def _act(y: torch.Tensor, act: str | None) -> torch.Tensor:
+    return {None: y, "relu": y.relu(), "relu6": y.clamp(0, 6)}[act]
+
+
+def _nhwc(t: torch.Tensor, channels: int) -> np.ndarray:
+    a = t.permute(0, 2, 3, 1).numpy()
+    return np.pad(a, [(0, 0)] * 3 + [(0, channels - a.shape[3])])
+
+
+@pytest.mark.parametrize("c,k,hw,ks,stride,pad,dil,act,res", [
+    (3, 5, 9, 3, 1, 1, 1, "relu", False),       # odd channels, K not a multiple of 16
+    (16, 24, 10, 3, 1, 1, 1, "relu", True),     # residual add fused, tail block
+    (7, 33, 11, 5, 2, 1, 2, None, False),       # 5x5, stride 2, dilation 2
+    (3, 64, 23, 7, 2, 3, 1, "relu", False),     # ResNet's stem shape, smaller
+    (32, 64, 14, 1, 1, 0, 1, "relu6", True),    # 1x1, 4 vectors x 6 pixels with a tail
+    (64, 32, 13, 1, 2, 0, 1, None, False),      # 1x1 stride 2 (downsample)
+    (24, 48, 7, 3, 1, 1, 1, "relu", False),     # a row of 7
+])
+def test_conv_matches_torch(c, k, hw, ks, stride, pad, dil, act, res):
+    torch.manual_seed(c * 100 + k)
+    x, w, b = torch.randn(1, c, hw, hw), torch.randn(k, c, ks, ks) * 0.2, torch.randn(k)
+    ref = F.conv2d(x, w, b, stride, pad, dil)
+    r = torch.randn_like(ref)
+    ref = _act(ref + r if res else ref, act)
+    kp = -(-k // 16) * 16
+    xp = _nhwc(F.pad(x, (pad,) * 4), c)
+    s = Conv(1, xp.shape[1], xp.shape[2], c, kp, ks, ks, (stride, stride), (dil, dil))
+    args = [xp, pack_weights(w.numpy(), s), pad_bias(b.numpy(), k, kp)]
+    if res:
+        args.append(_nhwc(r, kp))
+    y = _call(conv_kernel(s, Epilogue(act, res)), *args, out=(1, s.oh, s.ow, kp))
+    np.testing.assert_allclose(y[..., :k], _nhwc(ref, k), rtol=1e-4, atol=1e-4)
+    assert not y[..., k:].any()  # padded output channels hold 0 (the lowering relies on it)
+
+
+@pytest.mark.parametrize("c,hw,ks,stride,pad,act,res", [
+    (32, 12, 3, 1, 1, "relu6", False),
+    (20, 9, 3, 2, 1, "relu", False),    # channels padded to 32, stride 2, odd width
+    (16, 7, 5, 1, 2, None, True),       # 5x5 with a residual, row of 7 (tail)
+])
+def test_depthwise_matches_torch(c, hw, ks, stride, pad, act, res):
+    torch.manual_seed(c)
+    x, w, b = torch.randn(1, c, hw, hw), torch.randn(c, 1, ks, ks), torch.randn(c)
+    ref = F.conv2d(x, w, b, stride, pad, groups=c)
+    r = torch.randn_like(ref)
+    ref = _act(ref + r if res else ref, act)
+    cp = -(-c // 16) * 16
+    xp = _nhwc(F.pad(x, (pad,) * 4), cp)
+    s = Depthwise(1, xp.shape[1], xp.shape[2], cp, ks, ks, (stride, stride))
+    args = [xp, pack_dw(w.numpy(), s), pad_bias(b.numpy(), c, cp)]
+    if res:
+        args.append(_nhwc(r, cp))
+    y = _call(depthwise_kernel(s, Epilogue(act, res)), *args, out=(1, s.oh, s.ow, cp))
+    np.testing.assert_allclose(y[..., :c], _nhwc(ref, c), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("m,c,k,act", [(1, 784, 200, "relu"), (1, 64, 10, None),
+                                       (13, 96, 40, "relu"), (128, 64, 64, None)])
+def test_dense_matches_torch(m, c, k, act):
+    torch.manual_seed(m + c)
+    x, w, b = torch.randn(m, c), torch.randn(k, c) * 0.1, torch.randn(k)
+    ref = _act(F.linear(x, w, b), act).numpy()
+    s = dense_shape(m, c, k)
+    y = _call(dense_kernel(s, Epilogue(act)), x.numpy().reshape(1, 1, m, c), pack_dense(
+        w.numpy(), s), pad_bias(b.numpy(), k, s.k), out=(1, 1, m, s.k))
+    np.testing.assert_allclose(y[0, 0, :, :k], ref, rtol=1e-4, atol=1e-4)
+    if m == 1 and k >= 64:
+        assert s.blocking()[1] > 1  # a GEMV streams several weight vectors per step
+
+
+def test_glue_kernels_match_torch():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 9, 10)
+    y = _call(glue.to_nhwc_kernel(1, 3, 9, 10, 2, 1, 16), x.numpy(), out=(1, 13, 12, 16))
+    np.testing.assert_array_equal(y, _nhwc(F.pad(x, (1, 1, 2, 2)), 16))
+    a = torch.randn(1, 20, 9, 9)
+    nhwc = _nhwc(a, 32)
+    back = _call(glue.to_nchw_kernel(1, 9, 9, 32, 20), nhwc, out=(1, 20, 9, 9))
+    np.testing.assert_array_equal(back, a.numpy())
+    padded = _call(glue.pad_kernel(1, 9, 9, 32, 1, 2), nhwc, out=(1, 11, 13, 32))
+    np.testing.assert_array_equal(padded, _nhwc(F.pad(a, (2, 2, 1, 1)), 32))
+    for kernel, stride, pad, ceil in [((3, 3), (2, 2), (1, 1), False), ((2, 2), (2, 2), (0, 0),
+                                                                      True)]:
+        s = glue.Pool(1, 9, 9, 32, kernel, stride, pad, ceil)
+        ref = F.max_pool2d(a, kernel, stride, pad, ceil_mode=ceil)
+        got = _call(glue.max_pool_kernel(s), nhwc, out=(1, s.oh, s.ow, 32))
+        np.testing.assert_array_equal(got[..., :20], _nhwc(ref, 20))
+    mean = _call(glue.global_mean_kernel(1, 9, 9, 32, 20), nhwc, out=(1, 20))
+    np.testing.assert_allclose(mean, a.mean((2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    rows = np.random.default_rng(0).standard_normal((3, 32)).astype(np.float32)
+    np.testing.assert_array_equal(_call(glue.crop_kernel(3, 32, 20), rows, out=(3, 20)),
+                                  rows[:, :20])
+
+
+def zmm_fma_functions(asm: str) -> set[str]:
+    return {name for name, lines in function_bodies(asm).items()
+            if any(mnemonic(ln).startswith("vfmadd") and "zmm" in ln for ln in lines)}
+
+
+@pytest.mark.skipif(not TARGET.avx512, reason="needs an AVX-512 host")
+def test_kernels_compute_with_zmm_fmas():
+    s = Conv(1, 10, 10, 32, 64, 3, 3)
+    d = Depthwise(1, 10, 10, 32, 3, 3)
+    for func in (conv_kernel(s, Epilogue("relu")), depthwise_kernel(d),
+                 dense_kernel(dense_shape(1, 256, 256))):
+        lib = _build(func.with_attr("global_symbol", "k"))
+        asm = "\n".join(m.inspect_source("asm") for m in lib.mod.imports
+                        if getattr(m, "kind", "") == "llvm") or lib.mod.inspect_source("asm")
+        assert "k" in zmm_fma_functions(asm)

@@ -1,0 +1,126 @@
+"""The FP32 lowering onto our kernels (passes/fp32.py) and the kernel registry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgebench.compile import compile_module
+from edgebench.frontend import import_model
+from edgebench.kernels import registry
+from edgebench.kernels.fp32_conv import Conv, conv_kernel, pack_weights, pad_bias
+from edgebench.kernels.layer import Epilogue, Layer
+from edgebench.measure import QUICK
+from edgebench.passes.fp32 import Fp32Kernels
+from edgebench.pipeline import RunConfig, run
+from edgebench.targets import find_target
+
+X86 = find_target("x86-native")
+AVX2 = dataclasses.replace(X86, name="x86-avx2", tvm={"kind": "llvm", "mcpu": "haswell"})
+ARM = find_target("arm-dotprod")
+needs_avx512 = pytest.mark.skipif(not X86.avx512, reason="needs an AVX-512 host")
+
+CONV = Layer("conv2d", 64, 64, 56, 56, kernel=(3, 3), padding=(1, 1))
+DEPTHWISE = Layer("conv2d", 32, 32, 28, 28, kernel=(3, 3), padding=(1, 1), groups=32)
+LINEAR = Layer("linear", 512, 1000, 1, 1)
+GROUPED = Layer("conv2d", 32, 64, 8, 8, groups=2)
+
+
+@needs_avx512
+def test_registry_picks_the_family_per_layer_and_target():
+    names = {la: getattr(registry.choose(la, X86), "NAME", None)
+             for la in (CONV, DEPTHWISE, LINEAR, GROUPED)}
+    assert names == {CONV: "fp32_conv", DEPTHWISE: "fp32_depthwise", LINEAR: "fp32_dense",
+                     GROUPED: None}
+    assert registry.choose(CONV, X86).shape(CONV, X86).lanes == 16
+    # AVX2 + FMA (no AVX-512): the same families on 8-lane vectors
+    family = registry.choose(CONV, AVX2)
+    assert family.NAME == "fp32_conv" and family.shape(CONV, AVX2).lanes == 8
+    # aarch64: no FP32 kernels of ours yet (NEON is future work), every reason says why
+    assert registry.choose(CONV, ARM) is None
+    assert all("aarch64" in why for why in registry.reasons(LINEAR, ARM).values()
+               if why and "not a" not in why)
+
+
+def test_avx2_kernel_matches_torch():
+    """The 8-lane (ymm) build of the conv kernel, run on this host (every AVX-512 host has
+    AVX2)."""
+    import tvm
+
+    torch.manual_seed(0)
+    x, w, b = torch.randn(1, 5, 9, 9), torch.randn(20, 5, 3, 3), torch.randn(20)
+    ref = torch.nn.functional.conv2d(x, w, b, padding=1).relu()
+    s = Conv(1, 11, 11, 5, 24, 3, 3, lanes=8)
+    lib = tvm.compile(tvm.IRModule({"main": conv_kernel(s, Epilogue("relu"))}),
+                      target=AVX2.tvm_target())
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous().numpy()
+    y = tvm.runtime.tensor(np.zeros((1, 9, 9, 24), np.float32))
+    lib["main"](tvm.runtime.tensor(xp), tvm.runtime.tensor(pack_weights(w.numpy(), s)),
+                tvm.runtime.tensor(pad_bias(b.numpy(), 20, 24)), y)
+    np.testing.assert_allclose(y.numpy()[..., :20], ref.permute(0, 2, 3, 1).numpy(),
+                               rtol=1e-4, atol=1e-4)
+
+
+class Net(nn.Module):
+    """Every fusion the lowering does: BN folded, ReLU/ReLU6, a residual add, depthwise,
+    odd channel counts (20 -> padded to 32), max pool, a dilated 5x5, global mean, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 20, 3, padding=1), nn.BatchNorm2d(20), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(20, 20, 3, padding=1, groups=20), nn.ReLU6())
+        self.pw = nn.Sequential(nn.Conv2d(20, 20, 1, bias=False), nn.BatchNorm2d(20))
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.wide = nn.Conv2d(20, 36, 5, padding=4, dilation=2)
+        self.head = nn.Linear(36, 10)
+        for m in self.modules():  # non-trivial BN statistics
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.data.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        h = self.stem(x)
+        h = torch.relu(self.pw(self.dw(h)) + h)
+        h = self.wide(self.pool(h))
+        return self.head(h.mean((2, 3)))
+
+
+@needs_avx512
+def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
+    import tvm
+    from tvm import relax
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(1, 3, 15, 15)
+    lowering = Fp32Kernels(X86)
+    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
+                            extra_passes=[lowering], keep_asm=True)
+    record = lowering.record
+    assert [k.family for k in record.kernels if k.family != "glue"] == [
+        "fp32_conv", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
+    assert record.relax_ops == [] and record.check_asm(result.asm) == []
+    # nothing left for MetaSchedule: every PrimFunc is one of our scheduled kernels
+    funcs = [f for _, f in result.module.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert funcs and all(f.attrs["tirx.is_scheduled"] for f in funcs)
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@needs_avx512
+def test_digits_models_build_without_tuning_tasks(tmp_path):
+    df = run(RunConfig(models=["digits-cnn", "digits-mlp"], runtimes=["tvm"], trials=32,
+                       output=tmp_path / "r.csv", measure=QUICK, log=lambda _m: None))
+    assert set(df["status"]) == {"ok"}, df["error"].tolist()
+    assert (df["tasks"] == 0).all() and (df["tasks_tuned_now"] == 0).all()
+    assert (df["accuracy"] > 0.9).all()
+    cnn = df.set_index("model").loc["digits-cnn", "fp32_layers"]
+    assert "fp32_conv:3" in cnn and "fp32_dense:1" in cnn and "tvm" not in cnn
