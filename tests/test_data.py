@@ -23,7 +23,7 @@ from edgebench.prune import prune
 from edgebench.quantize import default_calibration, quantize
 from edgebench.report import ResultsWriter
 from edgebench.report.document import headline_section
-from edgebench.report.tables import load
+from edgebench.report.tables import load, metric_text
 
 USER = '''
 import numpy as np
@@ -359,6 +359,9 @@ def test_report_labels_random_weight_rows_as_fidelity(tmp_path: Path) -> None:
     assert kinds["resnet18-digits"] == kinds["crepe-tiny"] == "accuracy"
     crepe = df[(df["model"] == "crepe-tiny") & (df["variant"] == "quant=static")].iloc[0]
     assert crepe["quality"] == pytest.approx(0.973)  # its rpa, not the bin agreement
+    resnet = df[(df["model"] == "resnet18") & (df["runtime"] == "tvm")].iloc[0]
+    assert metric_text(resnet).endswith("[fidelity (random weights)]")
+    assert "[" not in metric_text(crepe)  # an accuracy is not labelled fidelity
     text = "\n".join(headline_section(df))
     line = next(ln for ln in text.splitlines() if ln.startswith("|") and "| resnet18 |" in ln)
-    assert "agreement, fidelity (random weights)" in line
+    assert "top1" not in line  # a random net's agreement is never shown as an accuracy

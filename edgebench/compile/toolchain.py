@@ -69,7 +69,7 @@ def resolve(compiler: str) -> str:
     if os.sep in compiler or shutil.which(compiler):
         return compiler
     triple = _triple(compiler)
-    if triple and zig_available():
+    if triple in INSTALL_HINT and zig_available():  # a triple zig is known to serve here
         return str(_zig_wrapper(triple))
     apt = INSTALL_HINT.get(triple or "", "your distribution's cross compiler package")
     raise ToolchainError(f"cross compiler '{compiler}' not found: `{apt}`, or `pip install "

@@ -150,16 +150,16 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     # a percent metric on real data (top1, CREPE's rpa) is an accuracy; fidelity rows (random
     # weights, no data) say so, whatever their agreement
-    evaluation = df.get("evaluation", pd.Series(np.nan, index=df.index))
+    labels = df.get("evaluation", pd.Series(np.nan, index=df.index))
     metric = (df["metric_value"] / 100 if "metric_value" in df else np.nan)
-    real = evaluation.eq("accuracy") & df.get("metric", pd.Series("", index=df.index)).isin(
+    real = labels.eq("accuracy") & df.get("metric", pd.Series("", index=df.index)).isin(
         ["top1", "rpa"])
     acc = df["accuracy"].where(df["accuracy"].notna(), metric.where(real) if real.any()
                                else np.nan)
     df["quality"] = acc.where(acc.notna(), df["top1_agreement"])
     df["quality_kind"] = np.where(acc.notna(), "accuracy",
-                                  np.where(evaluation.fillna("").str.startswith("fidelity"),
-                                           evaluation.fillna(""), "top-1 agreement"))
+                                  np.where(labels.fillna("").str.startswith("fidelity"),
+                                           labels.fillna(""), "top-1 agreement"))
     df["technique"] = df.apply(technique, axis=1)
     df["method"] = df["variant"].map(prune_method)
     df["precision"] = df.apply(precision, axis=1)
