@@ -140,7 +140,8 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
                            "-o", str(tmp_path / "x.csv")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("edgebench: error: unknown model 'no-such-model'; known "
-                                   "models: digits-mlp, digits-cnn, mlp, resnet18, "
+                                   "models: digits-mlp, digits-cnn, mlp, crepe-tiny, crepe-full, "
+                                   "resnet18-digits, mobilenetv2-digits, resnet18, "
                                    "mobilenetv2, encoder")
 
 
