@@ -301,6 +301,7 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
     def finish(result: WorkerResult, board: Board | None = None) -> None:
         if board is not None:
             row.update(board=board.name, emulated=board.emulated)
+        cfg.log("verify")
         _verify_score(result, row, run, reference, variant, quantized, lsb)
 
     if farm is not None and done is not None:

@@ -105,7 +105,13 @@ def _env(**values: str) -> Iterator[None]:
 def _quiet_metaschedule() -> None:
     """MetaSchedule logs every task table to the console; keep that in its log files only."""
     for name in ("tvm.s_tir.meta_schedule", "tvm.meta_schedule"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        # MetaSchedule's logging set-up re-lists its logger's handlers by name and fails
+        # ('NoneType' object has no attribute 'format') on one attached without a name (seen
+        # when a test harness attaches one): such a handler is not ours to keep there.
+        for handler in [h for h in logger.handlers if h.get_name() is None]:
+            logger.removeHandler(handler)
 
 
 def rpc_runner(rpc, session_timeout: int | None = None):
