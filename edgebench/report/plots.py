@@ -32,6 +32,13 @@ class Plot:
     rows: pd.Index  # the result rows drawn
 
 
+def untuned(row: pd.Series) -> bool:
+    """A TVM row built with `--trials 0` although it had tuning tasks: untuned Relax code
+    (~50x slower), a correctness or accuracy row, never a speed comparison."""
+    return (row.get("runtime") == "tvm" and pd.notna(row.get("tasks"))
+            and row.get("tasks", 0) > 0 and row.get("tuned_trials") == 0)
+
+
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["status"] == "ok") & df["p50_ms"].notna()]
 
@@ -141,7 +148,7 @@ def runtimes(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
     ok = _ok(ok)
     if "precision" not in ok:  # rows not passed through tables.derive
         ok = ok.assign(precision=ok.apply(precision, axis=1) if len(ok) else [])
-    real = ok[ok["precision"] != "simulated"]
+    real = ok[(ok["precision"] != "simulated") & ~ok.apply(untuned, axis=1)]
     tables = {}
     for model in sorted(real["model"].unique()):
         g = real[real["model"] == model]
