@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from edgebench.kernels.fp32_conv import ATTRS
-from edgebench.kernels.int8_pool import PoolShape, pool_fits
+from edgebench.kernels.int8_pool import PoolShape, max_window, pool_fits
 
 
 def _lanes(c: int) -> int:
@@ -85,17 +85,10 @@ def max_pool_kernel(s: Pool):
     if not pool_fits(s):
         raise ValueError(f"max_pool_kernel: {s} needs padding <= kernel / 2")
     N, H, W, C, OH, OW = s.n, s.h, s.w, s.c, s.oh, s.ow
-    (KH, KW), (SH, SW), (PH, PW) = s.kernel, s.stride, s.padding
     L = _lanes(C)
 
     def window(x, n, oh, ow, c):
-        best = None
-        for kh in range(KH):
-            ih = T.max(T.min(oh * SH + (kh - PH), H - 1), 0)
-            for kw in range(KW):
-                iw = T.max(T.min(ow * SW + (kw - PW), W - 1), 0)
-                best = x[n, ih, iw, c] if best is None else T.max(best, x[n, ih, iw, c])
-        return best
+        return max_window(T, s, x, n, oh, ow, c)
 
     @T.prim_func(check_well_formed=False)
     def max_pool_f32(x: T.Buffer((N, H, W, C), "float32"),

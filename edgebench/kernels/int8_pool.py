@@ -50,6 +50,21 @@ class PoolShape:
         return self._out(self.w, self.kernel[1], self.stride[1], self.padding[1])
 
 
+def max_window(T, s: PoolShape, x, n, oh, ow, c):
+    """The max of NHWC x over output pixel (oh, ow)'s window at channel c, as a TIR expression
+    built when the kernel is parsed (the integer and the FP32 max pool share it). Taps are
+    clamped into the image, not padded: a clamped tap repeats a pixel inside the same window
+    (pool_fits), which leaves the max unchanged."""
+    (KH, KW), (SH, SW), (PH, PW) = s.kernel, s.stride, s.padding
+    best = None
+    for kh in range(KH):
+        ih = T.max(T.min(oh * SH + (kh - PH), s.h - 1), 0)
+        for kw in range(KW):
+            iw = T.max(T.min(ow * SW + (kw - PW), s.w - 1), 0)
+            best = x[n, ih, iw, c] if best is None else T.max(best, x[n, ih, iw, c])
+    return best
+
+
 def pool_fits(s: PoolShape, dilation: tuple[int, int] = (1, 1)) -> bool:
     """Dilation 1 (contiguous windows, see the module doc) and padding at most half the
     window (aten's own rule, checked again here)."""
@@ -66,17 +81,10 @@ def max_pool_kernel(s: PoolShape, dtype: str):
         raise ValueError(f"max_pool_kernel: {s} needs padding <= kernel / 2")
     N, H, W, C = s.n, s.h, s.w, s.c
     OH, OW = s.oh, s.ow
-    (KH, KW), (SH, SW), (PH, PW) = s.kernel, s.stride, s.padding
     VL = math.gcd(C, VECTOR_BYTES)  # channels per vector: the largest power of 2 dividing C
 
     def window(x, n, oh, ow, c):
-        best = None
-        for kh in range(KH):
-            ih = T.max(T.min(oh * SH + (kh - PH), H - 1), 0)
-            for kw in range(KW):
-                iw = T.max(T.min(ow * SW + (kw - PW), W - 1), 0)
-                best = x[n, ih, iw, c] if best is None else T.max(best, x[n, ih, iw, c])
-        return best
+        return max_window(T, s, x, n, oh, ow, c)
 
     # One input, one output: Relax's reshape detection (RewriteDataflowReshape) analyses such
     # a call_tir and asserts its body is a block, so the loops sit in a root block, which the
