@@ -186,27 +186,33 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
             if TAIL > 0:
                 tail(x, wt, bias, y, res, n, g, oh, OW - TAIL)
 
-    if ep.residual:
+    return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K, ys, ep.residual)
+
+
+def fp32_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, k: int, y_shape: tuple,
+                residual: bool):
+    """The PrimFunc of one of our FP32 kernels (conv, depthwise): (x, wt, bias[k], y), or
+    (x, wt, bias[k], res, y) with a residual to add in the epilogue. body: a T.macro(x, wt,
+    bias, y, res). Hand-scheduled, noalias, opaque to FuseOps; named `<name>` / `<name>_res`."""
+    from tvm.script import tirx as T
+
+    if residual:
         @T.prim_func
-        def conv_f32_res(x: T.Buffer(xs, "float32"),
-                         wt: T.Buffer(s.weight_shape(), "float32"),
-                         bias: T.Buffer((K,), "float32"),
-                         res: T.Buffer(ys, "float32"),
-                         y: T.Buffer(ys, "float32")):
+        def kernel_res(x: T.Buffer(x_shape, "float32"), wt: T.Buffer(wt_shape, "float32"),
+                       bias: T.Buffer((k,), "float32"), res: T.Buffer(y_shape, "float32"),
+                       y: T.Buffer(y_shape, "float32")):
             T.func_attr(ATTRS)
             body(x, wt, bias, y, res)
 
-        return conv_f32_res
+        return kernel_res.with_attr("global_symbol", f"{name}_res")
 
     @T.prim_func
-    def conv_f32(x: T.Buffer(xs, "float32"),
-                 wt: T.Buffer(s.weight_shape(), "float32"),
-                 bias: T.Buffer((K,), "float32"),
-                 y: T.Buffer(ys, "float32")):
+    def kernel(x: T.Buffer(x_shape, "float32"), wt: T.Buffer(wt_shape, "float32"),
+               bias: T.Buffer((k,), "float32"), y: T.Buffer(y_shape, "float32")):
         T.func_attr(ATTRS)
         body(x, wt, bias, y, None)
 
-    return conv_f32
+    return kernel.with_attr("global_symbol", name)
 
 
 # ---- the registry's interface (kernels/registry.py) ----

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import ATTRS, activation, fma
+from edgebench.kernels.fp32_conv import activation, fma, fp32_kernel
 from edgebench.kernels.layer import (
     NO_EPILOGUE,
     Epilogue,
@@ -111,23 +111,8 @@ def depthwise_kernel(s: Depthwise, ep: Epilogue = NO_EPILOGUE):
             if TAIL > 0:
                 tail(x, w, bias, y, res, n, cb, oh, OW - TAIL)
 
-    if ep.residual:
-        @T.prim_func
-        def dw_f32_res(x: T.Buffer((N, H, W, C), "float32"), w: T.Buffer((KH, KW, C), "float32"),
-                       bias: T.Buffer((C,), "float32"), res: T.Buffer((N, OH, OW, C), "float32"),
-                       y: T.Buffer((N, OH, OW, C), "float32")):
-            T.func_attr(ATTRS)
-            body(x, w, bias, y, res)
-
-        return dw_f32_res
-
-    @T.prim_func
-    def dw_f32(x: T.Buffer((N, H, W, C), "float32"), w: T.Buffer((KH, KW, C), "float32"),
-               bias: T.Buffer((C,), "float32"), y: T.Buffer((N, OH, OW, C), "float32")):
-        T.func_attr(ATTRS)
-        body(x, w, bias, y, None)
-
-    return dw_f32
+    return fp32_kernel("dw_f32", body, (N, H, W, C), (KH, KW, C), C, (N, OH, OW, C),
+                       ep.residual)
 
 
 # ---- the registry's interface (kernels/registry.py) ----
