@@ -394,21 +394,10 @@ def _check_inputs(paths: list[str]) -> None:
         raise UsageError(f"no such file: {', '.join(missing)}")
 
 
-def _check_output(path: Path) -> None:
-    """The results file (and its siblings) can be written: said before anything runs."""
-    from edgebench.errors import UsageError
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a"):
-            pass
-    except OSError as e:
-        raise UsageError(f"cannot write results to {path}: {e.strerror}") from None
-
-
 def _precheck_run(args: argparse.Namespace) -> None:
     """Every argument the run needs, checked without torch or TVM (one line, exit 2)."""
     from edgebench.models import check_model_ref
+    from edgebench.report.results import check_writable
     from edgebench.runtimes import RUNTIMES, UnknownRuntime
     from edgebench.targets import target_path
     from edgebench.variant import parse_variant
@@ -421,7 +410,7 @@ def _precheck_run(args: argparse.Namespace) -> None:
     for r in args.runtimes or ():
         if r not in RUNTIMES:
             raise UnknownRuntime(f"unknown runtime '{r}'; known runtimes: {', '.join(RUNTIMES)}")
-    _check_output(Path(args.output))
+    check_writable(Path(args.output))  # the writer's own check, before anything runs
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

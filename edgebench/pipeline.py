@@ -37,6 +37,16 @@ from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
 from edgebench.quantize import FP16Model, QuantResult, parse_quant
 from edgebench.report import ResultsWriter, write_markdown
+from edgebench.report.row import (
+    Artifact,
+    BuildFacts,
+    Fp16Kernels,
+    ResultRow,
+    Scores,
+    SparseLayers,
+    Timing,
+    Where,
+)
 from edgebench.run.farm import Farm, Job, for_target
 from edgebench.run.local import WorkerResult, run_worker
 from edgebench.run.rpc import Board, run_remote
@@ -76,9 +86,9 @@ def _count(model: torch.nn.Module) -> tuple[int, int]:
     return params, nonzero
 
 
-def _size(path: Path) -> tuple[int, int]:
+def _artifact(path: Path, export_s: float) -> Artifact:
     raw = path.read_bytes()
-    return len(raw), len(gzip.compress(raw, compresslevel=6))
+    return Artifact(export_s, len(raw), len(gzip.compress(raw, compresslevel=6)))
 
 
 def reference_outputs(model: torch.nn.Module, xs: torch.Tensor) -> list[np.ndarray]:
@@ -117,19 +127,17 @@ class _ModelRun:
         self.eval_warning = verify.degenerate(self.fp32_ref[0])
 
 
-def _score(row: dict, run: _ModelRun, outputs: list[np.ndarray]) -> None:
+def _score(run: _ModelRun, outputs: list[np.ndarray]) -> Scores:
     out = batch_outputs(outputs[0])
     value = run.metric.score(out, run.metric_labels)
-    row.update(metric=run.metric.name, metric_value=value, metric_fp32=run.metric_fp32,
-               metric_drop=run.metric.drop(value, run.metric_fp32),
-               evaluation=run.spec.evaluation)
-    if run.metric.extras is not None:
-        row.update(run.metric.extras(out, run.metric_labels))
-    row["eval_warning"] = run.eval_warning
-    if run.labels is not None and run.metric.name == "top1":
-        row["accuracy"] = verify.accuracy(outputs[0], run.labels)
-    row["top1_agreement"] = verify.top1_agreement(outputs[0], run.fp32_ref[0])
-    row["max_abs_err"] = verify.max_abs_err(outputs[0], run.fp32_ref[0])
+    extras = run.metric.extras(out, run.metric_labels) if run.metric.extras is not None else {}
+    return Scores(metric=run.metric.name, metric_value=value, metric_fp32=run.metric_fp32,
+                  metric_drop=run.metric.drop(value, run.metric_fp32),
+                  evaluation=run.spec.evaluation, eval_warning=run.eval_warning,
+                  accuracy=(verify.accuracy(outputs[0], run.labels)
+                            if run.labels is not None and run.metric.name == "top1" else None),
+                  top1_agreement=verify.top1_agreement(outputs[0], run.fp32_ref[0]),
+                  max_abs_err=verify.max_abs_err(outputs[0], run.fp32_ref[0]), **extras)
 
 
 @dataclass
@@ -145,46 +153,48 @@ class TvmModule:
     lsb: list[float | None] = field(default_factory=list)  # int8: tolerance per output
     task_trials: Callable[[object, int], int] | None = None  # per-task tuning budget
     fp32: Fp32Kernels | None = None  # FP32 on our kernels (passes/fp32.py)
+    facts: BuildFacts = field(default_factory=BuildFacts)  # the row's build part
 
     @property
     def keep_asm(self) -> bool:
         return self.lowering is not None or self.fp16 or self.fp32 is not None
 
-    def check(self, result: CompileResult, target: Target, row: dict) -> None:
-        """Fill the row's per-layer columns from the built code; raise CompileError if a
+    def check(self, result: CompileResult, target: Target) -> None:
+        """Fill the build facts' per-layer fields from the built code; raise CompileError if a
         kernel lacks the instructions its row would claim (int8 dot product, FP16 math)."""
+        facts = self.facts
         if self.fp16:
             check = check_fp16_asm(result.module, result.asm, target.arch)
-            row["fp16_kernels"] = check.summary()
+            facts.fp16_kernels = Fp16Kernels.parse(check.summary())
             if check.missing:
                 raise CompileError(check.error())
         if self.lowering is not None:
             missing = self.lowering.check_asm(result.asm)
-            row["int8_layers"] = self.lowering.summary()
+            facts.int8_layers = self.lowering.layer_facts()
             if missing:
                 raise CompileError("int8 kernels built without their dot-product instruction: "
                                    + ", ".join(f"{la.node} (no {la.instruction})"
                                                for la in missing))
         if self.fp32 is not None:
             missing = self.fp32.record.check_asm(result.asm)
-            row["fp32_layers"] = self.fp32.record.summary()
+            facts.fp32_layers = self.fp32.record.layer_facts()
             if missing:
                 raise CompileError("FP32 kernels built without their FMA: " + ", ".join(
                     f"{k.node} ({k.symbol}: no {k.instruction} on {k.register})"
                     for k in missing))
         if self.chooser is not None:
-            row["sparse_layers"] = "; ".join(la.describe() for la in self.chooser.layers)
+            facts.sparse_layers = SparseLayers(tuple(
+                (la.label, la.describe().removeprefix(la.label + " "))
+                for la in self.chooser.layers))
             if any(la.converted for la in self.chooser.layers):
-                row["prune_kind"] = "sparse-kernel"
+                facts.prune_kind = "sparse-kernel"
 
 
 def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
-               cfg: RunConfig, quantized: QuantResult | None = None,
-               row: dict | None = None) -> TvmModule:
+               cfg: RunConfig, quantized: QuantResult | None = None) -> TvmModule:
     """The Relax module of a variant: with `quantized` (an integer variant) the integer
     lowering of the quantizer's description, not the fake-quant graph; FP16 variants as the
     FP32 graph made float16 in Relax; everything else the variant's PyTorch model."""
-    row = {} if row is None else row
     name = variant.model.name
     if quantized is not None:
         int8_sparse = _int8_sparse(variant)
@@ -192,19 +202,19 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
                               quantized.description, vnni=variant.target.vnni,
                               sdot=variant.target.dotprod, sparse=int8_sparse,
                               amx=variant.target.amx)
-        row.update(quant_kind="int8", int8_layers=lowering.summary())
         return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
                          lsb=_int8_tolerance(quantized, lowering.output_lsb),
-                         passes=[fast_gelu()], task_trials=glue_trials)
+                         passes=[fast_gelu()], task_trials=glue_trials,
+                         facts=BuildFacts(quant_kind="int8",
+                                          int8_layers=lowering.layer_facts()))
     if is_fp16(variant):
         refusal = fp16_refusal(variant.target)
         if refusal:
             raise CompileError(refusal)
         # the FP32 (BN-folded) graph, made float16 in Relax (passes/fp16.py)
-        row["quant_kind"] = "fp16"
         return TvmModule(to_relax(export_program(quantized_float_model(variant, model),
                                                  example, name), name),
-                         passes=fp16_passes(), fp16=True)
+                         passes=fp16_passes(), fp16=True, facts=BuildFacts(quant_kind="fp16"))
     mod = to_relax(export_program(model, example, name), name)
     sparse = _sparse_pass(variant, cfg)
     if sparse is not None:
@@ -219,42 +229,43 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
 
 
 def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: torch.Tensor,
-            out_dir: Path, cfg: RunConfig, row: dict,
+            out_dir: Path, cfg: RunConfig, row: ResultRow,
             quantized: QuantResult | None = None) -> tuple[Path, list[float | None]]:
-    """The deployable artifact for one runtime; TVM compiles (and tunes) here. Also returned:
-    for an integer variant on TVM, per output, the integer LSB its verification allows (see
-    _int8_tolerance)."""
+    """The deployable artifact for one runtime (the row's artifact part; TVM compiles and
+    tunes here: its build part). Also returned: for an integer variant on TVM, per output,
+    the integer LSB its verification allows (see _int8_tolerance)."""
     lsb: list[float | None] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     cfg.log("export")
     if runtime == "tvm":
-        built, result = build_tvm(variant, model, example, out_dir / "model.so", cfg, row,
-                                  quantized)
+        built, result = build_tvm(variant, model, example, out_dir / "model.so", cfg, quantized)
+        row.build = built.facts
         lsb = built.lsb
         path = result.path
     else:
         path = runtime_module(runtime).export(model, example, out_dir)
-    row["export_s"] = time.perf_counter() - start
+    row.artifact = _artifact(path, time.perf_counter() - start)
     return path, lsb
 
 
 def build_tvm(variant: Variant, model: torch.nn.Module, example: torch.Tensor, out_path: Path,
-              cfg: RunConfig, row: dict, quantized: QuantResult | None = None
+              cfg: RunConfig, quantized: QuantResult | None = None
               ) -> tuple[TvmModule, CompileResult]:
     """Compile (and tune) a variant's TVM library to out_path and check its code: what `run`
-    measures and `edgebench export` ships."""
-    built = tvm_module(variant, model, example, cfg, quantized, row)
+    measures and `edgebench export` ships (`built.facts`: the row's build part)."""
+    built = tvm_module(variant, model, example, cfg, quantized)
     result = compile_module(built.mod, variant.target, out_path, cfg.trials,
                             extra_passes=[*cfg.extra_passes, *built.passes],
                             progress=cfg.log, keep_asm=built.keep_asm, budget=cfg.tune_budget,
                             task_trials=built.task_trials)
-    built.check(result, variant.target, row)
-    row.update(tuned_trials=result.tuning.trials_per_task, tasks=result.tuning.tasks,
-               tasks_tuned_now=result.tuning.tuned_now if cfg.trials else 0,
-               tuning_s=result.tuning.seconds, compile_s=result.compile_s,
-               kernels_ms=result.tuning.estimated_ms or None,
-               tuning_cut="; ".join(result.tuning.cut) or None)
+    built.check(result, variant.target)
+    tuning = result.tuning
+    built.facts = dataclasses.replace(
+        built.facts, tuned_trials=tuning.trials_per_task, tasks=tuning.tasks,
+        tasks_tuned_now=tuning.tuned_now if cfg.trials else 0, tuning_s=tuning.seconds,
+        compile_s=result.compile_s, kernels_ms=tuning.estimated_ms or None,
+        tuning_cut="; ".join(tuning.cut) or None)
     return built, result
 
 
@@ -284,7 +295,7 @@ def artifact_dir(variant: Variant, runtime: str) -> Path:
 
 
 def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,
-                 reference: list[np.ndarray], cfg: RunConfig, row: dict,
+                 reference: list[np.ndarray], cfg: RunConfig, row: ResultRow,
                  user_modules: list[str], quantized: QuantResult | None = None,
                  farm: Farm | None = None, done: Callable[[str | None], None] | None = None
                  ) -> bool:
@@ -296,11 +307,10 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
     target = variant.target
     path, lsb = _export(runtime, variant, model, run.xs[0], artifact_dir(variant, runtime), cfg,
                         row, quantized)
-    row["artifact_bytes"], row["artifact_gzip_bytes"] = _size(path)
 
     def finish(result: WorkerResult, board: Board | None = None) -> None:
         if board is not None:
-            row.update(board=board.name, emulated=board.emulated)
+            row.where.board, row.where.emulated = board.name, board.emulated
         cfg.log("verify")
         _verify_score(result, row, run, reference, variant, quantized, lsb)
 
@@ -318,22 +328,20 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
     return False
 
 
-def _verify_score(result: WorkerResult, row: dict, run: _ModelRun, reference: list[np.ndarray],
-                  variant: Variant, quantized: QuantResult | None, lsb: list[float | None]
-                  ) -> None:
-    """Verify a runtime's outputs (VerificationError if they differ), then fill its timing
-    and scores."""
+def _verify_score(result: WorkerResult, row: ResultRow, run: _ModelRun,
+                  reference: list[np.ndarray], variant: Variant, quantized: QuantResult | None,
+                  lsb: list[float | None]) -> None:
+    """Verify a runtime's outputs (VerificationError if they differ), then fill the row's
+    timing and scores."""
     if quantized is not None:
         check = verify.compare_lsb(result.outputs, reference, lsb)
     else:
         check = verify.compare(result.outputs, reference, variant.spec.dtype)
-    row["verify_err"] = check.max_abs_err
+    row.verify_err = check.max_abs_err
     if not check.ok:
         raise VerificationError(check.message)
-    row.update({k: result.stats[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms",
-                                              "min_ms", "runs", "first_ms", "load_s",
-                                              "peak_rss_mb", "model_rss_mb")})
-    _score(row, run, result.outputs)
+    row.timing = Timing.from_stats(result.stats)
+    row.scores = _score(run, result.outputs)
 
 
 def is_fp16(variant: Variant) -> bool:
@@ -468,11 +476,10 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 cfg.log(f"{spec.name} {variant.name} {runtime}: already measured, skipped")
                 rows.advance()
                 continue
-            row = {"model": spec.name, "variant": variant.name, "runtime": runtime,
-                   "target": target.name, "threads": target.threads,
-                   "cores": " ".join(map(str, target.cores)), "machine": env["machine"],
-                   "emulated": target.emulated,
-                   "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
+            row = ResultRow(spec.name, variant.name, runtime, Where(
+                target.name, target.threads, cores=" ".join(map(str, target.cores)),
+                machine=env["machine"], emulated=target.emulated,
+                timestamp=datetime.now(UTC).isoformat(timespec="seconds")))
             if model_run is None:
                 model_run = _ModelRun(spec, base)
                 if model_run.eval_warning:
@@ -488,14 +495,13 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                         raise KeyboardInterrupt from None
                     failure = f"variant '{variant.name}' failed: {error_line(e)}"
             if failure is not None:
-                row.update(status="failed", error=failure)
+                row.error = failure
                 cfg.log(f"{spec.name} {variant.name} {runtime}: FAILED {failure}")
                 writer.append(row)
                 rows.advance()
                 continue
             model = transformed.model
-            params, nonzero = _count(model)
-            row.update(params=params, nonzero_params=nonzero, **transformed.row_fields())
+            row.model_facts = transformed.facts(*_count(model))
             quantized = None
             if lowers_to_int8(variant, transformed, runtime):
                 quantized = transformed.quantized
@@ -503,14 +509,14 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                     int8_reference = reference_outputs(quantized.reference, model_run.xs)
             row_name = f"{spec.name} {variant.name} {runtime}"
 
-            def record(error: str | None, row: dict = row, what: str = row_name) -> None:
+            def record(error: str | None, row: ResultRow = row, what: str = row_name) -> None:
                 """Write the row as measured (here, or by a farm's board thread)."""
                 if error is None:
-                    row["status"] = "ok"
-                    cfg.log(f"{what}: p50 {row['p50_ms']:.4f} ms"
-                            + (f" on {row['board']}" if farm is not None else ""))
+                    row.status = "ok"
+                    cfg.log(f"{what}: p50 {row.timing.p50_ms:.4f} ms"
+                            + (f" on {row.where.board}" if farm is not None else ""))
                 else:
-                    row.update(status="failed", error=error)
+                    row.status, row.error = "failed", error
                     cfg.log(f"{what}: FAILED {error}")
                 writer.append(row)
                 rows.advance()

@@ -297,7 +297,7 @@ def build(cfg: ProfileConfig, out_dir: Path):
     result = compile_module(built.mod, target, out_dir / "model.so", cfg.trials,
                             extra_passes=built.passes, progress=cfg.log,
                             keep_asm=built.keep_asm, task_trials=built.task_trials)
-    built.check(result, target, {})
+    built.check(result, target)
     names = _sparse_layer_names(built.chooser if isinstance(built.chooser, SparsifyWeights)
                                 else None)
     macs: dict[str, int] = {}

@@ -14,6 +14,7 @@ from edgebench.prune import METHODS as PRUNE_METHODS
 from edgebench.prune import PruneError, parse_prune
 from edgebench.quantize import METHODS as QUANT_METHODS
 from edgebench.quantize import QuantError, parse_quant
+from edgebench.report.row import KeptFp32, LayerSparsity, ModelFacts
 from edgebench.targets import Target
 
 if TYPE_CHECKING:  # parsing a variant needs no torch (the CLI checks them before loading it)
@@ -98,20 +99,22 @@ class Transformed:
     pruned: PruneResult | None = None
     quantized: QuantResult | None = None
 
-    def row_fields(self) -> dict:
-        fields: dict = {}
+    def facts(self, params: int, nonzero_params: int) -> ModelFacts:
+        """The row's model part: parameter counts (of the variant's model) and what pruning
+        and quantization made of it."""
+        facts = ModelFacts(params=params, nonzero_params=nonzero_params)
         if self.pruned is not None:
             p = self.pruned
-            fields.update(prune_kind=self.prune_kind, sparsity=p.sparsity, macs=p.macs,
-                          layer_sparsity=";".join(f"{s.name}={s.sparsity:.3f}"
-                                                  for s in p.layers if s.pruned))
+            facts.prune_kind, facts.sparsity, facts.macs = self.prune_kind, p.sparsity, p.macs
+            facts.layer_sparsity = LayerSparsity.of((s.name, f"{s.sparsity:.3f}")
+                                                    for s in p.layers if s.pruned)
         if self.quantized is not None:
             q = self.quantized
             # Peers execute the fake-quant graph in float: the row must not pass for integer
-            # code. The pipeline relabels TVM rows it lowered to integer code ("int8").
-            fields.update(quant_kind="simulated", weight_bytes=q.size.weight_bytes,
-                          kept_fp32=";".join(f"{name}: {why}" for name, _op, why in q.kept_fp32))
-        return fields
+            # code. A TVM build that lowers it to integer code says "int8" (BuildFacts).
+            facts.quant_kind, facts.weight_bytes = "simulated", q.size.weight_bytes
+            facts.kept_fp32 = KeptFp32.of((name, why) for name, _op, why in q.kept_fp32)
+        return facts
 
 
 _KNOWN = {"prune": tuple(PRUNE_METHODS), "quant": tuple(QUANT_METHODS), "sparse": SPARSE_MODES}

@@ -65,7 +65,7 @@ def test_two_boards_measure_two_rows_at_once(farm, tmp_path):
     reference = reference_outputs(model, xs)
     variant = Variant(spec, parse_variant("fp32"), target)
     _, compiled = build_tvm(variant, model, xs[0], tmp_path / "model.so",
-                         RunConfig(trials=0, log=lambda _m: None), {})
+                         RunConfig(trials=0, log=lambda _m: None))
     farm = Farm(target, QUICK, lambda _m: None, boards=2, retries=0)
     checks, errors = [], []
     for i in range(2):

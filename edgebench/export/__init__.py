@@ -106,22 +106,21 @@ def measured_row(path: Path, model: str, variant: str, target: str, threads: int
     """The last ok TVM row of this model, variant, target and threads in a results CSV."""
     from edgebench.report.results import read_rows
 
-    rows = [r for r in read_rows(path)
-            if (r.get("model"), r.get("variant"), r.get("runtime"), r.get("target"),
-                r.get("threads"), r.get("status"))
-            == (model, variant, "tvm", target, str(threads), "ok")]
-    if not rows:
+    rows = [r for r in read_rows(path) if r.status == "ok"
+            and r.key == (model, variant, "tvm", target, str(threads))]
+    if not rows or rows[-1].timing is None or rows[-1].scores is None:
         return None
     r = rows[-1]
-    if r.get("metric") and r.get("metric_value"):
-        metric, value = r["metric"], float(r["metric_value"])
-    elif r.get("accuracy"):
-        metric, value = "top1", 100 * float(r["accuracy"])
+    s = r.scores
+    if s.metric and s.metric_value is not None:
+        metric, value = s.metric, s.metric_value
+    elif s.accuracy is not None:
+        metric, value = "top1", 100 * s.accuracy
     else:
-        metric, value = "agreement", 100 * float(r["top1_agreement"])
-    return {"results": str(path), "p50_ms": float(r["p50_ms"]), "metric": metric,
-            "metric_value": round(value, 4), "board": r.get("board") or None,
-            "machine": r.get("machine"), "timestamp": r.get("timestamp")}
+        metric, value = "agreement", 100 * (s.top1_agreement or 0.0)
+    return {"results": str(path), "p50_ms": r.timing.p50_ms, "metric": metric,
+            "metric_value": round(value, 4), "board": r.where.board or None,
+            "machine": r.where.machine, "timestamp": r.where.timestamp}
 
 
 def _check_cross_compiler(target) -> None:
@@ -178,9 +177,8 @@ def export(cfg: ExportConfig | str | None = None, **kwargs) -> Bundle:
         stage, clean = Path(tmp) / "bundle", Path(tmp) / "clean"
         stage.mkdir()
         cfg.log(f"export: building {what}")
-        row: dict = {}
         try:
-            built, _ = pipeline.build_tvm(variant, model, run.xs[0], stage / LIBRARY, rcfg, row,
+            built, _ = pipeline.build_tvm(variant, model, run.xs[0], stage / LIBRARY, rcfg,
                                           quantized)
         except CompileError as e:
             raise ExportError(f"{what}: build failed: {str(e).strip().splitlines()[0]}") from None
@@ -196,7 +194,7 @@ def export(cfg: ExportConfig | str | None = None, **kwargs) -> Bundle:
             measured = measured_row(source, spec.name, variant.name, target.name, target.threads)
             cfg.log(f"export: measured row from {source}: "
                     + (f"p50 {measured['p50_ms']:.4g} ms" if measured else "none matches"))
-        manifest = _manifest(spec, variant, target, run, model, quantized, built, row,
+        manifest = _manifest(spec, variant, target, run, model, quantized, built,
                              measured, reference, stage / LIBRARY, edgebench.__version__)
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
@@ -284,7 +282,7 @@ def _quantization(quantized, built, inputs: list[dict]) -> dict | None:
             "note": "the library takes and returns float32; these are the int8 scales inside"}
 
 
-def _manifest(spec, variant, target, run, model, quantized, built, row, measured, reference,
+def _manifest(spec, variant, target, run, model, quantized, built, measured, reference,
               lib: Path, version: str) -> dict:
     runner = _runner()
     inputs, outputs = _io(spec, run.base, reference)
@@ -303,9 +301,10 @@ def _manifest(spec, variant, target, run, model, quantized, built, row, measured
         "inputs": inputs,
         "outputs": outputs,
         "quantization": _quantization(quantized, built, inputs),
-        "build": {k: row.get(k) for k in ("quant_kind", "int8_layers", "fp16_kernels",
-                                          "sparse_layers", "prune_kind", "tuned_trials")
-                  if row.get(k) is not None},
+        "build": {k: v.text() if hasattr(v, "text") else v
+                  for k in ("quant_kind", "int8_layers", "fp16_kernels", "sparse_layers",
+                            "prune_kind", "tuned_trials")
+                  if (v := getattr(built.facts, k)) is not None},
         "versions": {"edgebench": version, "apache-tvm": importlib.metadata.version("apache-tvm"),
                      "apache-tvm-ffi": importlib.metadata.version("apache-tvm-ffi")},
         "library": {"file": lib.name, "sha256": runner.sha256_file(lib),

@@ -25,6 +25,7 @@ from edgebench.compile.asm import function_bodies, mnemonic
 from edgebench.kernels import fp32_glue as glue
 from edgebench.kernels import registry
 from edgebench.kernels.layer import Epilogue, Layer, vector_lanes
+from edgebench.report.row import Fp32Layers
 
 
 @dataclass
@@ -48,23 +49,15 @@ class Fp32Lowering:
     relax_ops: list[str] = field(default_factory=list)  # ops left to TVM (MetaSchedule)
     not_lowered: str = ""  # why the whole graph stayed on TVM's ops (none of ours ran)
 
+    def layer_facts(self) -> Fp32Layers:
+        """Layers per kernel family, those without their FMA and the ops TVM kept: the row's
+        fp32_layers."""
+        return Fp32Layers.of((k.family for k in self.kernels),
+                             [k.node for k in self.kernels if k.fma is False],
+                             self.relax_ops, self.not_lowered)
+
     def summary(self) -> str:
-        """`family:count` per family, then the ops TVM kept: the fp32_layers column."""
-        if self.not_lowered:
-            return f"not lowered ({self.not_lowered}): all on TVM's ops"
-        counts: dict[str, int] = {}
-        for k in self.kernels:
-            counts[k.family] = counts.get(k.family, 0) + 1
-        text = " ".join(f"{f}:{n}" for f, n in counts.items())
-        missing = [k.node for k in self.kernels if k.fma is False]
-        if missing:
-            text += " NO-FMA:" + ",".join(missing)
-        if self.relax_ops:
-            ops: dict[str, int] = {}
-            for op in self.relax_ops:
-                ops[op] = ops.get(op, 0) + 1
-            text += " | tvm " + " ".join(f"{o}:{n}" for o, n in ops.items())
-        return text
+        return self.layer_facts().text()
 
     def check_asm(self, asm: str) -> list[KernelUse]:
         """Mark each compute kernel by whether its body has the FMA on its vector registers;

@@ -42,6 +42,7 @@ from edgebench.quantize.arith import (
     inv_scale,
 )
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
+from edgebench.report.row import Int8Layers
 
 if TYPE_CHECKING:
     from edgebench.passes.int8_sparse import Int8Sparse
@@ -70,7 +71,11 @@ class LoweredLayer:
     weight_bytes: int = 0  # bytes of the layer's weight constant in the artifact
 
     def describe(self) -> str:
-        text = f"{self.node}={self.kind}"
+        return f"{self.node}={self.fact()}"
+
+    def fact(self) -> str:
+        """`kind[/kernel(instruction check)][:weights]`: its int8_layers entry."""
+        text = self.kind
         if self.kernel != "relax":
             text += f"/{self.kernel}"
             if self.dot_product is not None:
@@ -88,10 +93,14 @@ class Lowering:
     output_lsb: list[float | None]
     layers: list[LoweredLayer] = field(default_factory=list)
 
+    def layer_facts(self) -> Int8Layers:
+        """(node, kind[/kernel(instruction check)]) per conv/linear/add/pool: the row's
+        int8_layers."""
+        return Int8Layers.of((la.node, la.fact()) for la in self.layers
+                             if la.kind != "int8-move")
+
     def summary(self) -> str:
-        """`node=kind[/kernel(instruction check)]` per conv/linear/add/pool: the int8_layers
-        column."""
-        return ";".join(la.describe() for la in self.layers if la.kind != "int8-move")
+        return self.layer_facts().text()
 
     def check_asm(self, asm: str) -> list[LoweredLayer]:
         """Mark each layer on our kernels by whether its function's assembly contains its

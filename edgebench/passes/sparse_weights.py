@@ -49,12 +49,15 @@ class SparseLayer:
     def label(self) -> str:
         return f"{self.op}#{self.index}[{'x'.join(map(str, self.shape))}]"
 
-    def describe(self) -> str:
+    def fact(self) -> str:
+        """What the pass made of it (its sparse_layers entry after the label)."""
         t = (f" sparse {self.sparse_us:.1f}us vs dense {self.dense_us:.1f}us"
              if self.sparse_us is not None and self.dense_us is not None else "")
         kind = f"sparse {self.block[0]}x{self.block[1]}" if self.converted else "dense"
-        return f"{self.label} s={self.sparsity:.3f} {kind}{t}" + (
-            f" ({self.reason})" if self.reason else "")
+        return f"s={self.sparsity:.3f} {kind}{t}" + (f" ({self.reason})" if self.reason else "")
+
+    def describe(self) -> str:
+        return f"{self.label} {self.fact()}"
 
 
 @dataclass

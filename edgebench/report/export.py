@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from edgebench.report.results import read_rows
 
 
 def write_json(csv_path: Path) -> Path:
     """`results.json` beside the CSV: {"environment": .env.json, "rows": [...]} with the same
-    rows as the CSV (missing values as null), for scripts and dashboards."""
+    rows as the CSV, typed (numbers as numbers, missing values as null, per-layer facts in
+    their column text), for scripts and dashboards."""
     env_path = csv_path.with_suffix(".env.json")
     env = json.loads(env_path.read_text()) if env_path.exists() else {}
-    rows = pd.DataFrame(read_rows(csv_path))
-    records = rows.replace({"": None}).to_dict(orient="records")
+    records = [r.json_fields() for r in read_rows(csv_path)]
     out = csv_path.with_suffix(".json")
     out.write_text(json.dumps({"environment": env, "rows": records}, indent=1, default=str))
     return out

@@ -13,29 +13,30 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from edgebench.report.row import COLUMNS, DTYPES, KEY, ResultRow
 
-COLUMNS = [
-    "model", "variant", "runtime", "target", "threads", "cores", "status", "error",
-    "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "runs", "first_ms", "load_s",
-    "peak_rss_mb", "model_rss_mb", "artifact_bytes", "artifact_gzip_bytes", "params",
-    "nonzero_params", "accuracy", "top1_agreement", "metric", "metric_value", "metric_fp32",
-    "metric_drop", "evaluation", "cents_error", "max_abs_err", "verify_err",
-    "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
-    "kernels_ms", "tuning_cut",
-    "prune_kind", "sparsity", "macs", "layer_sparsity", "sparse_layers", "quant_kind",
-    "int8_layers", "fp32_layers", "fp16_kernels", "weight_bytes",
-    "kept_fp32", "board", "emulated", "machine", "timestamp", "eval_warning",
-]
-KEY = ("model", "variant", "runtime", "target", "threads")
+if TYPE_CHECKING:  # pandas loads only where a file is read: the CLI checks `-o` without it
+    import pandas as pd
+
 
 
 class OutputError(ValueError):
     """The results path cannot be written."""
+
+
+def check_writable(path: Path) -> None:
+    """The results file can be created and appended to (OutputError naming it if not)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", newline=""):
+            pass
+    except OSError as e:
+        raise OutputError(f"cannot write results to {path}: {e.strerror}") from None
 
 
 class ResultsWriter:
@@ -49,12 +50,7 @@ class ResultsWriter:
                  log: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()  # a farm's board threads append concurrently
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", newline=""):
-                pass
-        except OSError as e:
-            raise OutputError(f"cannot write results to {self.path}: {e.strerror}") from None
+        check_writable(self.path)
         self._set_aside_bad_lines(log or print)
         self._check_header()
         if env is not None:
@@ -95,7 +91,7 @@ class ResultsWriter:
                               "of edgebench?); choose another output file")
         # An older edgebench wrote a subset of today's columns: upgrade the file in place so
         # its measured rows are kept and new rows append under one header.
-        rows = read_rows(self.path)
+        rows = _read_dicts(self.path)  # text kept as written
         tmp = self.path.with_suffix(".upgrade.tmp")
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
@@ -105,25 +101,20 @@ class ResultsWriter:
 
     def finished(self) -> set[tuple[str, ...]]:
         """Keys of rows already measured ok (a re-run skips them)."""
-        return {tuple(str(r[k]) for k in KEY) for r in read_rows(self.path)
-                if r.get("status") == "ok"}
+        return {r.key for r in read_rows(self.path) if r.status == "ok"}
 
-    def append(self, row: dict) -> None:
-        unknown = set(row) - set(COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown result columns: {sorted(unknown)}")
+    def append(self, row: ResultRow | Mapping[str, object]) -> None:
+        """Write one row and fsync it. A mapping (column -> value: tests, tools) is read
+        into a ResultRow first, so it is written exactly as the pipeline's rows are."""
+        if not isinstance(row, ResultRow):
+            unknown = set(row) - set(COLUMNS)
+            if unknown:
+                raise ValueError(f"unknown result columns: {sorted(unknown)}")
+            row = ResultRow.from_columns(row)
         with self._lock, open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, COLUMNS).writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+            csv.DictWriter(fh, COLUMNS).writerow(row.csv_fields())
             fh.flush()
             os.fsync(fh.fileno())
-
-
-def _fmt(v: object) -> object:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return v
 
 
 def _text(path: str | Path) -> str:
@@ -160,26 +151,36 @@ def split_records(text: str) -> tuple[list[str], list[str]]:
 
 
 def read_csv(path: str | Path) -> tuple[pd.DataFrame, int]:
-    """A results CSV as a DataFrame of its well-formed rows, and how many lines were not."""
+    """A results CSV as a DataFrame of its well-formed rows, and how many lines were not.
+    Columns are typed by ResultRow's fields: text columns stay text (a board or machine
+    name that looks like a number is not one), measured figures are floats."""
+    import pandas as pd
+
     good, bad = split_records(_text(path))
     if not good:
         raise pd.errors.EmptyDataError(f"{path} is empty")
-    return pd.read_csv(io.StringIO("".join(good)), keep_default_na=False, na_values=[""]), \
-        len(bad)
+    return pd.read_csv(io.StringIO("".join(good)), keep_default_na=False, na_values=[""],
+                       dtype=DTYPES), len(bad)
 
 
-def read_rows(path: str | Path) -> list[dict[str, str]]:
-    """The well-formed rows of a results CSV (malformed lines are left out)."""
+def _read_dicts(path: str | Path) -> list[dict[str, str]]:
     good, _bad = split_records(_text(path))
     return list(csv.DictReader(io.StringIO("".join(good))))
 
 
-def row_key(row: dict) -> tuple[str, ...]:
+def read_rows(path: str | Path) -> list[ResultRow]:
+    """The well-formed rows of a results CSV as records (malformed lines are left out)."""
+    return [ResultRow.from_columns(r) for r in _read_dicts(path)]
+
+
+def row_key(row: Mapping[str, object]) -> tuple[str, ...]:
     return tuple(str(row.get(k, "")) for k in KEY)
 
 
 def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     """All rows of the given CSVs; for a key measured twice, the last row wins."""
+    import pandas as pd
+
     frames = []
     for p in paths:
         df, bad = read_csv(p)
@@ -191,11 +192,15 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _num(v: object, fmt: str = "{:.3f}") -> str:
+    import pandas as pd
+
     return "" if v is None or pd.isna(v) else fmt.format(v)
 
 
 def markdown(df: pd.DataFrame, env: dict | None = None, title: str = "edgebench results") -> str:
     """Markdown: environment header, then per machine and model a table of every row."""
+    import pandas as pd
+
     lines = [f"# {title}", ""]
     if env:
         v = env.get("versions", {})
