@@ -72,7 +72,7 @@ def test_cut_last_line_is_set_aside_and_the_rest_resumed(tmp_path: Path, capsys)
     backup = Path(logged[0].split(" set aside in ")[1].split(" ")[0])
     assert backup.exists() and backup.read_text().startswith("m,v2,")
     writer.append(_rows(3)[2])  # the re-measured row lands on a line of its own
-    assert [r["variant"] for r in read_rows(csv)] == ["v0", "v1", "v2"]
+    assert [r.variant for r in read_rows(csv)] == ["v0", "v1", "v2"]
     assert list(load_results([csv])["p50_ms"]) == [1.0, 2.0, 3.0]
 
 
@@ -161,7 +161,8 @@ def test_degenerate_evaluation_set_is_flagged(tmp_path: Path, capsys,
     assert code == 0
     assert "warning: " in capsys.readouterr().out
     (row,) = read_rows(out)
-    assert row["top1_agreement"] == "1" and "gives class 5 to all" in row["eval_warning"]
+    assert row.scores.top1_agreement == 1.0
+    assert "gives class 5 to all" in row.scores.eval_warning
 
 
 def _hold(lock, held, release) -> None:

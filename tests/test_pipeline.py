@@ -42,8 +42,8 @@ def test_tvm_and_peers_match_pytorch_on_digits(tmp_path):
         assert (rows["artifact_gzip_bytes"] < rows["artifact_bytes"]).all()
         assert (rows["params"] == rows["nonzero_params"]).all()
     csv_rows = read_rows(tmp_path / "r.csv")
-    assert list(csv_rows[0]) == COLUMNS and len(csv_rows) == 6
-    assert all(r["machine"] and r["timestamp"] for r in csv_rows)
+    assert list(csv_rows[0].csv_fields()) == COLUMNS and len(csv_rows) == 6
+    assert all(r.where.machine and r.where.timestamp for r in csv_rows)
     md = (tmp_path / "r.md").read_text()
     assert "## digits-cnn on x86-native" in md and "vs onnxruntime" in md
     assert (tmp_path / "r.env.json").exists()
@@ -201,7 +201,8 @@ def test_results_file_from_an_older_version_is_upgraded_not_lost(tmp_path):
          "threads": "1", "status": "ok", "p50_ms": "1.5"}.get(c, "") for c in old) + "\n")
     writer = ResultsWriter(path)
     rows = read_rows(path)
-    assert list(rows[0]) == COLUMNS and rows[0]["p50_ms"] == "1.5"
+    assert rows[0].timing.p50_ms == 1.5 and rows[0].build is None
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
     assert ("mlp", "fp32", "tvm", "x86-native", "1") in writer.finished()
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(OutputError, match="different columns"):
