@@ -135,7 +135,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="variant recipes, grammar below (default: with no models named, the "
                         f"main job's {' '.join(DEFAULT_VARIANTS)}; with models named, fp32)")
     r.add_argument("--runtimes", nargs="+", default=None,
-                   help="subset of tvm pytorch onnxruntime executorch (default: all available)")
+                   help="any of tvm pytorch onnxruntime executorch (the default, those "
+                        "available) and the int8 peers onnxruntime-int8 executorch-int8 (each "
+                        "peer's own int8 build of the unquantized variants, calibrated on "
+                        "quant=static's samples)")
     r.add_argument("--no-peers", action="store_true", help="TVM only")
     r.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                    help="MetaSchedule trials per task (every task gets this many; 0 = untuned)")
@@ -419,9 +422,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          else ["fp32"])
     _precheck_run(args)
     from edgebench.pipeline import RunConfig, run
-    from edgebench.runtimes import RUNTIMES
+    from edgebench.runtimes import DEFAULT_RUNTIMES
 
-    runtimes = ["tvm"] if args.no_peers else (args.runtimes or list(RUNTIMES))
+    runtimes = ["tvm"] if args.no_peers else (args.runtimes or list(DEFAULT_RUNTIMES))
     measure = QUICK if args.quick else MeasureConfig(min_runs=args.min_runs,
                                                      min_time_s=args.min_time)
     cfg = RunConfig(models=args.models, target=args.target, variants=args.variants,

@@ -154,20 +154,19 @@ def test_score_comes_from_the_runtime_outputs(user: Path) -> None:
     run = _ModelRun(spec)
     labels = spec.dataset().y_test.numpy()
     exact = run.fp32_ref[0].copy()
-    row: dict = {}
-    _score(row, run, [exact])
-    assert row["metric"] == "top1" and row["metric_value"] == pytest.approx(run.metric_fp32)
-    assert row["metric_drop"] == pytest.approx(0.0) and row["evaluation"] == "accuracy"
+    row = _score(run, [exact])
+    assert row.metric == "top1" and row.metric_value == pytest.approx(run.metric_fp32)
+    assert row.metric_drop == pytest.approx(0.0) and row.evaluation == "accuracy"
     # a runtime whose outputs are right on exactly the first 150 samples scores 50%
     perfect = np.zeros_like(exact)
     perfect[np.arange(len(labels)), 0, labels] = 1.0
     perfect[150:, 0, :] = np.roll(perfect[150:, 0, :], 1, axis=1)
-    _score(row, run, [perfect])
-    assert row["metric_value"] == pytest.approx(50.0)
-    assert row["metric_drop"] == pytest.approx(run.metric_fp32 - 50.0)
+    row = _score(run, [perfect])
+    assert row.metric_value == pytest.approx(50.0)
+    assert row.metric_drop == pytest.approx(run.metric_fp32 - 50.0)
     nodata = _ModelRun(get_model(f"{user}:make", input_shape=(1, 64)))
-    _score(row, nodata, [nodata.fp32_ref[0]])
-    assert (row["metric"], row["metric_value"], row["evaluation"]) == (
+    row = _score(nodata, [nodata.fp32_ref[0]])
+    assert (row.metric, row.metric_value, row.evaluation) == (
         "agreement", 100.0, "fidelity (no data)")
 
 
@@ -354,7 +353,7 @@ def _rows(tmp_path: Path) -> pd.DataFrame:
 
 def test_report_labels_random_weight_rows_as_fidelity(tmp_path: Path) -> None:
     df = _rows(tmp_path)
-    kinds = df.groupby("model")["quality_kind"].first()
+    kinds = df.groupby("model")["evaluation_kind"].first()
     assert kinds["resnet18"] == "fidelity (random weights)"
     assert kinds["resnet18-digits"] == kinds["crepe-tiny"] == "accuracy"
     crepe = df[(df["model"] == "crepe-tiny") & (df["variant"] == "quant=static")].iloc[0]

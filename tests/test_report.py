@@ -10,7 +10,7 @@ from PIL import Image
 
 from edgebench.report import COLUMNS, ResultsWriter, plots
 from edgebench.report.document import write_report
-from edgebench.report.tables import headline, load, pareto_mask, prune_method
+from edgebench.report.tables import headline, load, pareto_mask, prune_method, summary
 
 ENV = {"machine": "aaaa1111", "cpu": "Test CPU 9000", "arch": "x86_64", "isa": "avx2 fma",
        "logical_cpus": 4, "os": "Linux", "python": "3.11",
@@ -103,6 +103,23 @@ def test_headline_picks_fastest_within_one_point(results_csv: Path) -> None:
     assert a.loc["pruning + sparse kernels", "vs_best_peer"] == pytest.approx(2.0)  # ORT
     b = h[h["group"].str.startswith("x86-native @bbbb2222")]
     assert list(b["speedup_vs_fp32"]) == [pytest.approx(0.25)]
+
+
+@pytest.mark.parametrize("ours", [False, True])
+def test_untuned_tvm_rows_are_never_best(results_csv: Path, ours: bool) -> None:
+    """A `--trials 0` TVM row on TVM's own ops is no speed figure: never best in the headline
+    or the run's summary, however fast; on our FP32 kernels (no tuning needed) it is."""
+    fast = _row(variant="prune=unstructured:0.95+sparse", p50=0.01, accuracy=0.99,
+                nonzero_params=50, prune_kind="sparse-kernel", sparsity=0.95, tuned_trials=0,
+                fp32_layers="fp32_conv:3 glue:2" if ours else None)
+    ResultsWriter(results_csv).append(fast)
+    df = load([results_csv]).rows
+    best = "prune=unstructured:0.95+sparse" if ours else "prune=unstructured:0.9+sparse"
+    h = headline(df)
+    a = h[h["group"].str.startswith("x86-native @aaaa1111")].set_index("technique")
+    assert a.loc["pruning + sparse kernels", "variant"] == best
+    s = summary(df)
+    assert s[s["group"].str.startswith("x86-native @aaaa1111")]["variant"].tolist() == [best]
 
 
 def test_report_files_rows_and_failed(results_csv: Path, tmp_path: Path) -> None:

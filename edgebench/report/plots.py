@@ -19,10 +19,11 @@ matplotlib.use("Agg")  # files only: no display on servers or in CI
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from edgebench.report.tables import pareto_mask, precision
+from edgebench.report.tables import accuracy, pareto_mask, precision, untuned
 
 RUNTIME_COLORS = {"tvm": "tab:blue", "pytorch": "tab:red", "onnxruntime": "tab:green",
-                  "executorch": "tab:purple"}
+                  "executorch": "tab:purple", "onnxruntime-int8": "yellowgreen",
+                  "executorch-int8": "orchid"}
 DPI = 100
 
 
@@ -30,14 +31,6 @@ DPI = 100
 class Plot:
     path: Path
     rows: pd.Index  # the result rows drawn
-
-
-def untuned(row: pd.Series) -> bool:
-    """A TVM row built with `--trials 0` on TVM's own ops (not on our FP32 or int8 kernels):
-    untuned Relax code (~50x slower), a correctness or accuracy row, never a speed bar."""
-    ours = (isinstance(row.get("fp32_layers"), str) and row["fp32_layers"]) or (
-        row.get("quant_kind") == "int8")
-    return row.get("runtime") == "tvm" and row.get("tuned_trials") == 0 and not ours
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -88,8 +81,9 @@ def accuracy_latency(ok: pd.DataFrame, path: Path, title: str) -> Plot | None:
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xlim(left=0)
         ax.set_xlabel("p50 latency (ms)")
-        kind = g["quality_kind"].iloc[0]
-        ax.set_ylabel(kind if kind == "accuracy" else f"{kind} (fidelity, not accuracy)")
+        kind = g["evaluation_kind"].iloc[0]
+        ax.set_ylabel("accuracy" if accuracy(g).notna().all()
+                      else f"top-1 agreement with FP32 ({kind}, not accuracy)")
         ax.set_title(model, fontsize=9)
         ax.legend(fontsize=6)
     return _save(fig, path, f"accuracy vs latency: {title}", ok)

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from edgebench.report.results import COLUMNS, KEY, OutputError, read_csv
+from edgebench.runtimes import PEERS
 
 GROUP = ["machine", "target", "threads", "emulated", "board_kind"]
-PEERS = ("pytorch", "onnxruntime", "executorch")
 # Columns agreed between helpers (metric_* from the data work); read when a file has them.
 CONTRACT = ("metric", "metric_value", "metric_fp32", "metric_drop", "evaluation")
 REQUIRED = {"model", "variant", "runtime", "target", "status", "p50_ms", "machine"}
@@ -148,22 +148,14 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     speedup_vs_fp32 (same runtime's FP32), vs_<peer> (peer on the same variant, else its FP32),
     weights_removed (vs the FP32 parameter count), size ratios and accuracy change."""
     df = df.copy()
-    # a percent metric on real data (top1, CREPE's rpa) is an accuracy; fidelity rows (random
-    # weights, no data) say so, whatever their agreement
-    labels = df.get("evaluation", pd.Series(np.nan, index=df.index))
-    metric = (df["metric_value"] / 100 if "metric_value" in df else np.nan)
-    real = labels.eq("accuracy") & df.get("metric", pd.Series("", index=df.index)).isin(
-        ["top1", "rpa"])
-    acc = df["accuracy"].where(df["accuracy"].notna(), metric.where(real) if real.any()
-                               else np.nan)
+    # one label per row: "accuracy" (real data, trained weights) or a fidelity kind (random
+    # weights, no data), whatever its agreement; `quality` is the accuracy where there is one
+    df["evaluation_kind"] = df.apply(evaluation, axis=1) if len(df) else pd.Series(dtype=str)
+    acc = accuracy(df)
     df["quality"] = acc.where(acc.notna(), df["top1_agreement"])
-    df["quality_kind"] = np.where(acc.notna(), "accuracy",
-                                  np.where(labels.fillna("").str.startswith("fidelity"),
-                                           labels.fillna(""), "top-1 agreement"))
     df["technique"] = df.apply(technique, axis=1)
     df["method"] = df["variant"].map(prune_method)
     df["precision"] = df.apply(precision, axis=1)
-    df["evaluation_kind"] = df.apply(evaluation, axis=1)
     fp32_params = (df[df["variant"] == "fp32"].groupby("model")["params"].max())
     base_params = df["model"].map(fp32_params)
     df["weights_removed"] = 1 - df["nonzero_params"] / base_params
@@ -206,6 +198,17 @@ def pareto_mask(latency: pd.Series, quality: pd.Series) -> pd.Series:
 
 MAX_DROP_PTS = 1.0  # default --max-drop: a variant losing more is never "best"
 FIDELITY_MODELS = ("resnet18", "mobilenetv2", "encoder")  # 224x224 / random-init built-ins
+
+
+def accuracy(df: pd.DataFrame) -> pd.Series:
+    """Per row, its accuracy as a fraction, on rows evaluated as accuracy only: the accuracy
+    column, else a percent metric on real data (top1, CREPE's rpa); NaN elsewhere (the row's
+    quality is then its top-1 agreement with FP32)."""
+    real = df["evaluation_kind"].eq("accuracy")
+    metric = df["metric_value"] / 100 if "metric_value" in df else np.nan
+    percent = df.get("metric", pd.Series("", index=df.index)).isin(["top1", "rpa"])
+    acc = df["accuracy"].where(df["accuracy"].notna(), metric.where(percent))
+    return acc.where(real)
 
 
 def evaluation(row: pd.Series) -> str:
@@ -262,6 +265,19 @@ def _within(df: pd.DataFrame, max_drop: float) -> pd.Series:
     return df["drop_pts"].notna() & (df["drop_pts"] <= max_drop + 1e-9)
 
 
+def untuned(row: pd.Series) -> bool:
+    """A TVM row built with `--trials 0` on TVM's own ops (not on our FP32 or int8 kernels):
+    untuned Relax code (~50x slower), a correctness or accuracy row, never a speed figure
+    (no bar, never "best")."""
+    ours = (isinstance(row.get("fp32_layers"), str) and row["fp32_layers"]) or (
+        row.get("quant_kind") == "int8")
+    return row.get("runtime") == "tvm" and row.get("tuned_trials") == 0 and not ours
+
+
+def _tuned(df: pd.DataFrame) -> pd.Series:
+    return ~df.apply(untuned, axis=1).astype(bool) if len(df) else pd.Series(True, df.index)
+
+
 def fastest_real_peer(g: pd.DataFrame, prec: str, max_drop: float) -> pd.Series | None:
     """The fastest ok peer row of one group and model computing in `prec` (never a simulated
     fake-quant row) and itself within the allowed drop; None if there is none."""
@@ -280,10 +296,11 @@ def headline(df: pd.DataFrame, max_drop: float = MAX_DROP_PTS) -> pd.DataFrame:
     """Per comparable group, model and technique: edgebench's (TVM) fastest variant among
     those losing at most `max_drop` points of their metric against FP32. A technique with no
     such variant is listed as having none (never its least-bad collapse). Speedups: vs our
-    FP32 and vs the fastest real peer of the same precision."""
+    FP32 and vs the fastest real peer of the same precision. An untuned TVM row (`untuned`) is
+    never best: its time is not a speed figure."""
     ok = df[df["status"] == "ok"]
     tvm = ok[(ok["runtime"] == "tvm") & (ok["variant"] != "fp32")
-             & ok["speedup_vs_fp32"].notna()]
+             & ok["speedup_vs_fp32"].notna() & _tuned(ok)]
     out = []
     machines = df["machine"].nunique()
     for key, g in tvm.groupby([*GROUP, "model", "technique"], sort=True, dropna=False):
@@ -320,7 +337,7 @@ def summary(df: pd.DataFrame, max_drop: float = MAX_DROP_PTS) -> pd.DataFrame:
     out = []
     machines = df["machine"].nunique()
     for key, g in ok.groupby([*GROUP, "model"], sort=False, dropna=False):
-        tvm = g[(g["runtime"] == "tvm") & _within(g, max_drop)]
+        tvm = g[(g["runtime"] == "tvm") & _within(g, max_drop) & _tuned(g)]
         if tvm.empty:
             continue
         best = tvm.loc[tvm["p50_ms"].idxmin()]
