@@ -35,7 +35,7 @@ from edgebench.passes.fp32 import Fp32Kernels
 from edgebench.passes.int8 import Lowering, fast_gelu, glue_trials, lower_int8
 from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.paths import cache_dir
-from edgebench.quantize import FP16Model, QuantResult, parse_quant
+from edgebench.quantize import FP16Model, QuantResult, default_calibration, parse_quant
 from edgebench.report import ResultsWriter, write_markdown
 from edgebench.report.row import (
     Artifact,
@@ -50,7 +50,7 @@ from edgebench.report.row import (
 from edgebench.run.farm import Farm, Job, for_target
 from edgebench.run.local import WorkerResult, run_worker
 from edgebench.run.rpc import Board, run_remote
-from edgebench.runtimes import PEERS, runtime_module, unavailable_reason
+from edgebench.runtimes import DEFAULT_RUNTIMES, INT8_PEERS, runtime_module, unavailable_reason
 from edgebench.targets import Target, find_target
 from edgebench.variant import Transformed, Variant, VariantSpec, parse_variant
 
@@ -64,7 +64,7 @@ class RunConfig:
     models: Sequence[str] = ("digits-mlp", "digits-cnn")
     target: str | Path = "x86-native"
     variants: Sequence[str] = ("fp32",)
-    runtimes: Sequence[str] = ("tvm", *PEERS)
+    runtimes: Sequence[str] = DEFAULT_RUNTIMES
     trials: int = 32
     threads: int | None = None
     output: str | Path = "results/latest.csv"
@@ -243,6 +243,10 @@ def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: tor
         row.build = built.facts
         lsb = built.lsb
         path = result.path
+    elif runtime in INT8_PEERS:  # the peer's own int8 build, calibrated as quant=static is
+        path = runtime_module(runtime).export(model, example, out_dir,
+                                              default_calibration(variant.model))
+        row.build = BuildFacts(quant_kind="int8-peer")
     else:
         path = runtime_module(runtime).export(model, example, out_dir)
     row.artifact = _artifact(path, time.perf_counter() - start)
@@ -336,7 +340,8 @@ def _verify_score(result: WorkerResult, row: ResultRow, run: _ModelRun,
     if quantized is not None:
         check = verify.compare_lsb(result.outputs, reference, lsb)
     else:
-        check = verify.compare(result.outputs, reference, variant.spec.dtype)
+        check = verify.compare(result.outputs, reference,
+                               "int8-peer" if row.runtime in INT8_PEERS else variant.spec.dtype)
     row.verify_err = check.max_abs_err
     if not check.ok:
         raise VerificationError(check.message)
@@ -474,6 +479,11 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
             key = (spec.name, variant.name, runtime, target.name, str(target.threads))
             if key in done:
                 cfg.log(f"{spec.name} {variant.name} {runtime}: already measured, skipped")
+                rows.advance()
+                continue
+            if runtime in INT8_PEERS and vspec.quant:
+                cfg.log(f"{spec.name} {variant.name} {runtime}: skipped (an int8 peer quantizes "
+                        "the float model itself: its row is on the unquantized variant)")
                 rows.advance()
                 continue
             row = ResultRow(spec.name, variant.name, runtime, Where(

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 # Relative tolerance on max|out - ref| / max(1, max|ref|), by the dtype the variant computes in.
-TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8": 5e-2}
+# A peer's own int8 build (another quantizer) has no elementwise bound against FP32: only its
+# outputs' count, shape and finiteness are checked; its score (metric drop vs FP32) judges it.
+TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8": 5e-2, "int8-peer": float("inf")}
 
 
 @dataclass(frozen=True)

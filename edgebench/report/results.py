@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgebench.report.row import COLUMNS, DTYPES, KEY, ResultRow
+from edgebench.runtimes import PEERS
 
 if TYPE_CHECKING:  # pandas loads only where a file is read: the CLI checks `-o` without it
     import pandas as pd
@@ -221,8 +222,7 @@ def markdown(df: pd.DataFrame, env: dict | None = None, title: str = "edgebench 
             lines += [f"Board(s): {', '.join(boards)}" + (
                 ". **EMULATED** (qemu-user on an x86 host): these times are not a real "
                 "board's; use them for correctness only." if emulated else "."), ""]
-        peers = [r for r in ("pytorch", "onnxruntime", "executorch")
-                 if r in set(group["runtime"])]
+        peers = [r for r in PEERS if r in set(group["runtime"])]
         head = ["variant", "runtime", "status", "p50 ms", "p90 ms", "p99 ms", "runs",
                 "speedup vs fp32", *[f"vs {p}" for p in peers], "accuracy / agreement",
                 "max abs err", "size KiB (gzip)", "peak RSS MB", "trials/task"]

@@ -12,8 +12,12 @@ from typing import Protocol
 
 import numpy as np
 
-RUNTIMES = ("tvm", "pytorch", "onnxruntime", "executorch")
-PEERS = ("pytorch", "onnxruntime", "executorch")
+# The int8 peers build their own int8 artifact from the variant's float model, calibrated on
+# quant=static's samples (rows with quant_kind `int8-peer`): opt-in, `--runtimes ...`.
+INT8_PEERS = ("onnxruntime-int8", "executorch-int8")
+RUNTIMES = ("tvm", "pytorch", "onnxruntime", "executorch", *INT8_PEERS)
+PEERS = ("pytorch", "onnxruntime", "executorch", *INT8_PEERS)
+DEFAULT_RUNTIMES = ("tvm", "pytorch", "onnxruntime", "executorch")
 
 
 class Session(Protocol):
@@ -33,7 +37,7 @@ class UnknownRuntime(ValueError):
 def runtime_module(name: str):
     if name not in RUNTIMES:
         raise UnknownRuntime(f"unknown runtime '{name}'; known runtimes: {', '.join(RUNTIMES)}")
-    return importlib.import_module(f"edgebench.runtimes.{name}_rt")
+    return importlib.import_module(f"edgebench.runtimes.{name.replace('-', '_')}_rt")
 
 
 def unavailable_reason(name: str) -> str | None:
