@@ -1,7 +1,7 @@
 """The accuracy table of results/accuracy/README.md from accuracy.csv: per model and variant,
 every runtime's metric, its drop vs FP32 (same samples), latency and artifact size.
 
-    python results/accuracy/table.py results/accuracy/accuracy.csv
+    python benchmarks/accuracy_table.py results/accuracy/accuracy.csv
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ variants, untuned, QUICK timing) measured by 1, 2 and 4 boards under one tracker
 
 Starts its OWN tracker (127.0.0.1:9290) and servers (9201-9204, key 'arm') on the emulated
 board's root fs and stops exactly those (the shared boards on 9091/9190 are never touched).
-Command (README.md): EDGEBENCH_BOARD_DIR=DIR python results/farm/bench.py
+Command (README.md): EDGEBENCH_BOARD_DIR=DIR python benchmarks/farm.py
 DIR holds `rootfs-arm64` (a symlink to a built root fs is fine) and this run's process records.
 """
 
@@ -37,7 +37,7 @@ VARIANTS = ["fp32", "prune=unstructured:0.9", "prune=unstructured:0.5", "prune=n
             "prune=channel:0.5", "prune=block:16x1:0.9+sparse", "quant=static",
             "quant=static:percentile"]
 TRACKER, FIRST_SERVER = 9290, 9201
-OUT = Path(__file__).parent
+OUT = Path(__file__).resolve().parents[1] / "results" / "farm"
 
 
 def log(msg: str) -> None:

@@ -3,7 +3,7 @@
 (`ToMixedPrecision(out_dtype="float32")`: not an FP16 build, a diagnostic), both against
 PyTorch's FP16 model and FP32 model, natively on this host (needs AVX512-FP16), untuned.
 
-    python results/fp16/accumulation.py resnet18 --inputs 4 > results/fp16/accumulation.md
+    python benchmarks/fp16_accumulation.py resnet18 --inputs 4 > results/fp16/accumulation.md
 """
 
 from __future__ import annotations

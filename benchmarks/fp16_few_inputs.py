@@ -3,7 +3,7 @@ spec whose evaluation batch is cut to --inputs samples, with a minimal timing (c
 only: `edgebench run` has no option for the evaluation size, and under qemu one untuned
 ResNet-18 inference takes minutes).
 
-    python results/fp16/few_inputs.py resnet18 mobilenetv2 --target arm-dotprod --inputs 2 \
+    python benchmarks/fp16_few_inputs.py resnet18 mobilenetv2 --target arm-dotprod --inputs 2 \
         --variants quant=fp16 -o results/fp16/large-emulated.csv
 """
 

@@ -1,7 +1,9 @@
 """Each ResNet-18 / MobileNetV2 conv shape on our FP32 kernels, timed alone on one pinned core
-(best of 150 single calls: on a shared machine the one that ran without being preempted), against the FMA peak measured by kernels/peak.py in the same run.
+(best of 150 single calls: on a shared machine the one that ran without being preempted),
+against the FMA peak measured by kernels/peak.py in the same run.
 
-Run: EDGEBENCH_CACHE=... taskset -c 1 python results/fp32/conv_efficiency.py > conv_efficiency.md
+Run: EDGEBENCH_CACHE=... taskset -c 1 python benchmarks/fp32_conv_efficiency.py \
+    > results/fp32/conv_efficiency.md
 """
 
 import numpy as np

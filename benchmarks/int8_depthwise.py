@@ -4,7 +4,7 @@ here as the baseline, as it was at commit b944c03), both with the same f64 requa
 epilogue, uint8 out; bit exact against an int64 reference first, then timed interleaved
 (best of 7 x 20 calls each), 1 thread, pinned by the caller:
 
-    taskset -c 0 python results/int8/depthwise_bench.py > results/int8/depthwise-zen4.txt
+    taskset -c 0 python benchmarks/int8_depthwise.py > results/int8/depthwise-zen4.txt
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ an int8 MatMulInteger (u8 256x1024 by s8 1024x1024) timed in this process, then 
 with deny_amx.so preloaded (Linux refuses the tile permission, so MLAS cannot use AMX);
 also whether the process holds the AMX permission (ARCH_GET_XCOMP_PERM) after ORT ran.
 
-    python results/int8/amx/ort_amx.py
+    python benchmarks/int8_ort_amx.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "results" / "int8" / "amx"
 M, K, N = 256, 1024, 1024
 
 

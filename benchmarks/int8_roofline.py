@@ -11,7 +11,7 @@ quoting a data sheet:
 Both are best-of-many (the host is shared: the best run is the one least disturbed), on one
 pinned core. The floor is the model's conv MACs at the peak; nothing but these convs counted.
 
-    python results/int8/roofline.py resnet18 --core 1 > results/int8/roofline.md
+    python benchmarks/int8_roofline.py resnet18 --core 1 > results/int8/roofline.md
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """int8.csv -> the markdown table of results/int8/README.md (one block per model).
 
-    python results/int8/table.py results/int8/int8.csv
+    python benchmarks/int8_table.py results/int8/int8.csv
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ ternary / binary weights, with NK = 4 accumulators (the blocking now) and NK = 1
 before 71f8988, which halved NK for one-pixel blocks), timed in interleaved rounds on this
 process's core; each output checked against numpy first.
 
-    taskset -c 0 python results/lowbit/linear_layer.py > results/lowbit/linear_layer.txt
+    taskset -c 0 python benchmarks/lowbit_linear_layer.py > results/lowbit/linear_layer.txt
 """
 
 from __future__ import annotations

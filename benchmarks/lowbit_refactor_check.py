@@ -3,7 +3,7 @@ the three-prim-func kernels it replaced (read from git at BASE): the same TIR (m
 names) and the same assembly (modulo debug line info) for both ISAs, and the ResNet-18
 3x3 64->64 56x56 layer timed old/new side by side (interleaved rounds, this process's core).
 
-    python results/lowbit/refactor_check.py [BASE]   (default 48364fe, main before the refactor)
+    python benchmarks/lowbit_refactor_check.py [BASE]   (default 48364fe, main before the refactor)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from edgebench.kernels.int8_conv import ConvShape
 from edgebench.targets import find_target
 
 BASE = sys.argv[1] if len(sys.argv) > 1 else "48364fe"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_old(name: str, path: str):

@@ -9,7 +9,7 @@ HEADER = ("| model | variant | params | MACs | TVM p50 ms | TVM vs dense TVM | P
 
 
 def main() -> None:
-    d = pd.read_csv(Path(__file__).with_name("structured.csv"))
+    d = pd.read_csv(Path(__file__).resolve().parents[1] / "results" / "pruning" / "structured.csv")
     d = d[d.status == "ok"]
     print(HEADER)
     print("|---" * 11 + "|")

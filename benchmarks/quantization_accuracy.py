@@ -7,7 +7,7 @@ agreement and max error vs FP32 on 32 fixed inputs (fixed_batch seed 0; calibrat
 seed 1). Every int8 row also runs the integer reference (the oracle for TVM's int8 kernels)
 and reports how closely it matches the fake-quant model.
 
-    taskset -c 1 python results/quantization/accuracy.py      # ~10 minutes on one core
+    taskset -c 1 python benchmarks/quantization_accuracy.py      # ~10 minutes on one core
 
 Writes accuracy.csv row by row (flushed) and accuracy.md next to this file; --markdown-only
 rewrites accuracy.md from an existing accuracy.csv.
@@ -34,7 +34,7 @@ from edgebench.quantize import QuantResult, parse_quant, quantize
 from edgebench.quantize.check import per_op_agreement
 from edgebench.quantize.size import state_bytes
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "results" / "quantization"
 CSV = HERE / "accuracy.csv"
 MD = HERE / "accuracy.md"
 FIDELITY_INPUTS = 32
@@ -53,7 +53,7 @@ COLUMNS = ["model", "variant", "accuracy", "accuracy_delta_pts", "nll", "top1_ag
 NOTES = """## Notes
 
 - Why static int8 agreement is low on ResNet-18 and MobileNetV2 (measured in
-  `diagnosis.md`, `taskset -c 1 python results/quantization/diagnose.py`): not a bug in the
+  `diagnosis.md`, `taskset -c 1 python benchmarks/quantization_diagnose.py`): not a bug in the
   quantizer, and no calibration or observer choice moves it much. Every quantized tensor gets
   the SQNR 8 bits can give it (37-45 dB locally, min-max ranges; depthwise weights are per
   channel, 47.8 dB), BN folding is exact, and calibrating on the evaluation inputs themselves,
@@ -285,7 +285,7 @@ def markdown(df: pd.DataFrame) -> str:
         return "" if pd.isna(v) else format(v, fmt)
 
     lines = ["# Quantization: accuracy, fidelity and size (issue 4)", "",
-             "Produced by `taskset -c 1 python results/quantization/accuracy.py` (one core).",
+             "Produced by `taskset -c 1 python benchmarks/quantization_accuracy.py` (one core).",
              "Digits models: accuracy on the 360-image test split (one image = 0.28 points).",
              "Other models: top-1 agreement and max |error| of the logits vs FP32 on 32 fixed "
              "inputs (fixed_batch seed 0); calibration uses 32 other inputs (seed 1), digits "

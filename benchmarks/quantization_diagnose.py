@@ -9,7 +9,7 @@ For ResNet-18, MobileNetV2 and the encoder (32 fixed inputs, as in accuracy.py):
    first conv kept FP32;
 3. the integer oracle vs the simulator, op by op (check.py) and end to end.
 
-    taskset -c 1 python results/quantization/diagnose.py     # ~5 minutes on one core
+    taskset -c 1 python benchmarks/quantization_diagnose.py     # ~5 minutes on one core
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from edgebench.quantize import QuantConfig, parse_quant, quantize
 from edgebench.quantize.check import capture, per_op_agreement
 from edgebench.quantize.fakequant import ActQuant
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "results" / "quantization"
 INPUTS = 32
 CONCLUSION = """## Conclusion
 
@@ -116,7 +116,7 @@ def variants(name: str, model: nn.Module, result, x: torch.Tensor) -> list[str]:
 def main() -> None:
     torch.set_num_threads(1)
     text = ["# Why static int8 loses fidelity on the random-init models (issue 4)", "",
-            "Produced by `taskset -c 1 python results/quantization/diagnose.py`; "
+            "Produced by `taskset -c 1 python benchmarks/quantization_diagnose.py`; "
             f"{INPUTS} fixed inputs (fixed_batch seed 0), calibration on 32 others (seed 1). "
             "SQNR in dB vs the BN-folded FP32 graph.", ""]
     for name in ("resnet18", "mobilenetv2", "encoder"):

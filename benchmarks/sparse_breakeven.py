@@ -6,7 +6,7 @@ sparsities 10-95%: the sparse kernel's time (compiled alone, timed on the target
 the MetaSchedule-tuned dense layer (best time in the tuning database, tuned first if missing).
 The same measurement decides, layer by layer, which layers of a `+sparse` variant go sparse.
 
-    python results/sparse/breakeven.py [target.toml] -> results/sparse/breakeven.{csv,md}
+    python benchmarks/sparse_breakeven.py [target.toml] -> results/sparse/breakeven.{csv,md}
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from edgebench.compile.sparse_choice import MeasuredChoice
-from edgebench.passes.sparse_weights import SparseLayer, _Chain
+from edgebench.passes.sparse_weights import LayerChain, SparseLayer
 from edgebench.targets import find_target
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "results" / "sparse"
 SPARSITIES = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 LAYERS = [  # name, op, x shape, weight shape, conv attrs, blocks
     ("mlp 2048x2048", "dense", (1, 2048), (2048, 2048), {}, [(1, 1), (4, 1), (8, 1), (16, 1)]),
@@ -63,7 +63,7 @@ def main() -> None:
         for block in blocks:
             for s in SPARSITIES:
                 w = _weight(rng, wshape, block, s)
-                chain = _Chain(_X(xshape), w, op, np.zeros(wshape[0], "float32"), "relu",
+                chain = LayerChain(_X(xshape), w, op, np.zeros(wshape[0], "float32"), "relu",
                                attrs, bias_first=op == "dense",
                                bias_shape=(wshape[0],) if op == "dense" else (1, wshape[0], 1, 1))
                 if dense is None:

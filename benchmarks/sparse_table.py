@@ -1,6 +1,6 @@
 """Tables and the speedup-vs-sparsity plot of results/sparse/README.md, from sparse.csv.
 
-    python results/sparse/table.py -> prints the markdown tables, writes speedup_vs_sparsity.png
+    python benchmarks/sparse_table.py -> prints the markdown tables, writes speedup_vs_sparsity.png
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "results" / "sparse"
 
 
 def _kind(variant: str) -> tuple[str, float | None]:

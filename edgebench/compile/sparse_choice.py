@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from edgebench.compile.tuning import Progress, apply_database, tune
-from edgebench.passes.sparse_weights import SparseLayer, _Chain, _static_shape
+from edgebench.passes.sparse_weights import LayerChain, SparseLayer, _static_shape
 from edgebench.targets import Target
 
 
@@ -30,7 +30,7 @@ def _pinned(cores: tuple[int, ...]) -> Iterator[None]:
         os.sched_setaffinity(0, old)
 
 
-def _layer_module(chain: _Chain):
+def _layer_module(chain: LayerChain):
     """The dense layer alone as a Relax module: the same fused task as in the whole model."""
     from tvm import relax
 
@@ -72,7 +72,7 @@ class MeasuredChoice:
         self.lanes = lanes
         self.progress = progress
 
-    def _timed(self, chain: _Chain, passes: list) -> float:
+    def _timed(self, chain: LayerChain, passes: list) -> float:
         """Microseconds per call of the layer module after `passes`, tuned and built."""
         import tvm
         from tvm import relax
@@ -94,15 +94,15 @@ class MeasuredChoice:
             timer(arg)  # warm-up
             return timer(arg).median * 1e6
 
-    def dense_us(self, chain: _Chain) -> float:
+    def dense_us(self, chain: LayerChain) -> float:
         return self._timed(chain, [])
 
-    def sparse_us(self, layer: SparseLayer, chain: _Chain) -> float:
+    def sparse_us(self, layer: SparseLayer, chain: LayerChain) -> float:
         from edgebench.passes.sparse_weights import SparsifyWeights
 
         return self._timed(chain, [SparsifyWeights(0.0, block=layer.block, lanes=self.lanes)])
 
-    def __call__(self, layer: SparseLayer, chain: _Chain) -> bool:
+    def __call__(self, layer: SparseLayer, chain: LayerChain) -> bool:
         if self.target.rpc is not None or self.target.cross_compiler_name:
             layer.reason = "remote target: chosen by sparsity threshold, not timed"
             return True

@@ -61,7 +61,10 @@ class SparseLayer:
 
 
 @dataclass
-class _Chain:
+class LayerChain:
+    """One Linear/conv layer as the sparse choice sees it: input, PyTorch-layout weight, bias
+    and activation (what the rewrite replaces and MeasuredChoice times both ways)."""
+
     x: relax.Expr
     weight: np.ndarray  # PyTorch layout, see SparseLayer.shape
     op: str
@@ -100,14 +103,14 @@ def _static_shape(expr) -> tuple[int, ...] | None:
         return None
 
 
-def find_chains(func: relax.Function) -> dict[relax.Var, _Chain]:
+def find_chains(func: relax.Function) -> dict[relax.Var, LayerChain]:
     """Layer chains (head op + single-use bias add + activation) keyed by their last var."""
     uses: Counter = Counter()
     bindings = [b for block in func.body.blocks for b in block.bindings]
     for b in bindings:
         uses.update(relax.analysis.free_vars(b.value))
     uses.update(relax.analysis.free_vars(func.body.body))
-    chains: dict[relax.Var, _Chain] = {}
+    chains: dict[relax.Var, LayerChain] = {}
     for b in bindings:
         v = b.value
         if not isinstance(v, relax.Call) or not isinstance(v.op, tvm.ir.Op):
@@ -118,7 +121,7 @@ def find_chains(func: relax.Function) -> dict[relax.Var, _Chain]:
             xs = _static_shape(v.args[0])
             if w is not None and w.ndim == 2 and w.dtype == np.float32 and xs is not None \
                     and str(v.ty.dtype) == "float32":
-                chains[b.var] = _Chain(v.args[0], np.ascontiguousarray(w.T), "dense")
+                chains[b.var] = LayerChain(v.args[0], np.ascontiguousarray(w.T), "dense")
         elif name == "relax.nn.conv2d":
             w = _const(v.args[1])
             a = v.attrs
@@ -126,7 +129,7 @@ def find_chains(func: relax.Function) -> dict[relax.Var, _Chain]:
                     and a.data_layout == "NCHW" and a.kernel_layout == "OIHW" \
                     and all(int(d) == 1 for d in a.dilation) and _static_shape(v.args[0]) \
                     and str(v.ty.dtype) == "float32":
-                chains[b.var] = _Chain(v.args[0], w, "conv2d", attrs={
+                chains[b.var] = LayerChain(v.args[0], w, "conv2d", attrs={
                     "strides": tuple(int(s) for s in a.strides),
                     "padding": tuple(int(p) for p in a.padding)})
         elif name == "relax.add" and len(v.args) == 2:
@@ -174,7 +177,7 @@ class SparsifyWeights:
     """
 
     def __init__(self, min_sparsity: float = MIN_SPARSITY,
-                 select: Callable[[SparseLayer, _Chain], bool] | None = None,
+                 select: Callable[[SparseLayer, LayerChain], bool] | None = None,
                  block: tuple[int, int] | None = None, lanes: int = 16) -> None:
         self.min_sparsity = min_sparsity
         self.select = select
@@ -182,7 +185,7 @@ class SparsifyWeights:
         self.lanes = lanes
         self.layers: list[SparseLayer] = []
 
-    def candidates(self, mod: tvm.IRModule) -> list[tuple[SparseLayer, _Chain, relax.Var]]:
+    def candidates(self, mod: tvm.IRModule) -> list[tuple[SparseLayer, LayerChain, relax.Var]]:
         """Every layer the pass could convert, in program order, with its sparsity and the
         var its chain ends in (the binding the rewrite replaces)."""
         out = []
@@ -244,11 +247,11 @@ class _Rewriter(relax.PyExprMutator):
     def _add(self, kernel, name: str):
         return self.builder_.add_func(kernel.with_attr("global_symbol", name), name)
 
-    def _bias(self, chain: _Chain) -> relax.Constant:
+    def _bias(self, chain: LayerChain) -> relax.Constant:
         n = chain.weight.shape[0]
         return relax.const(chain.bias if chain.bias is not None else np.zeros(n, "float32"))
 
-    def _dense(self, layer: SparseLayer, chain: _Chain, x: relax.Expr) -> relax.Expr:
+    def _dense(self, layer: SparseLayer, chain: LayerChain, x: relax.Expr) -> relax.Expr:
         shape = _static_shape(x)
         n, k = chain.weight.shape
         m = int(np.prod(shape[:-1]))
@@ -266,7 +269,7 @@ class _Rewriter(relax.PyExprMutator):
             out = relax.op.reshape(self.builder_.emit(out), (*shape[:-1], n))
         return out
 
-    def _tokens_as_pixels(self, layer: SparseLayer, chain: _Chain, x: relax.Expr, m: int):
+    def _tokens_as_pixels(self, layer: SparseLayer, chain: LayerChain, x: relax.Expr, m: int):
         """Many rows of x (a transformer's tokens): run the layer as a 1x1 sparse conv over
         x^T, so the tokens are the vector lanes and no gather is needed (the 1x1 gather kernel
         measured 3-25x slower than dense at 128 tokens)."""
@@ -278,7 +281,7 @@ class _Rewriter(relax.PyExprMutator):
         y = self.builder_.emit(self._conv(layer, conv, xt))  # (1, n, 1, m)
         return relax.op.permute_dims(relax.op.reshape(y, (n, m)))
 
-    def _conv(self, layer: SparseLayer, chain: _Chain, x: relax.Expr) -> relax.Expr:
+    def _conv(self, layer: SparseLayer, chain: LayerChain, x: relax.Expr) -> relax.Expr:
         shape = _static_shape(x)
         geo = conv_geometry(shape, chain.weight.shape, chain.attrs["strides"],
                             chain.attrs["padding"])

@@ -22,12 +22,12 @@ for m in $MODELS; do
     $EB "$m" --variants $VARIANTS --runtimes tvm pytorch --eval-samples "$n"
     $EB "$m" --variants fp32 --runtimes onnxruntime executorch --eval-samples "$n"
     # the peers' own int8, calibrated on the very samples quant=static uses, same metric
-    python results/int8/peers.py "$m" --target "$TARGET" --eval-samples "$n" \
-        --peers int8:ort-static-qdq int8:executorch-pt2e -o "$OUT"
+    edgebench run "$m" --target "$TARGET" --eval-samples "$n" \
+        --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
 done
 # crepe-full (22 M params, ResNet-18 class): 64 frames, no fine-tuning, FP32 not on untuned TVM
 $EB crepe-full --variants fp32 --runtimes pytorch onnxruntime --eval-samples 64
 $EB crepe-full --variants quant=static --runtimes tvm pytorch --eval-samples 64
-python results/int8/peers.py crepe-full --target "$TARGET" --eval-samples 64 \
-    --peers int8:ort-static-qdq int8:executorch-pt2e -o "$OUT"
+edgebench run crepe-full --target "$TARGET" --eval-samples 64 \
+    --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
 python -m edgebench.cli report "$OUT" --out results/accuracy/report

@@ -17,12 +17,12 @@ $EB digits-cnn digits-mlp mlp --target arm --variants quant=fp16 -o "$OUT/refuse
 $EB digits-cnn digits-mlp mlp --target x86-avx512 --variants quant=fp16 -o "$OUT/refused.csv"
 # ResNet-18 and MobileNetV2 FP16 on the emulated board, correctness only: 2 evaluation inputs
 # (one untuned inference takes minutes under qemu), verified against PyTorch's FP16 model
-taskset -c 0 python results/fp16/few_inputs.py resnet18 mobilenetv2 --target arm-dotprod \
+taskset -c 0 python benchmarks/fp16_few_inputs.py resnet18 mobilenetv2 --target arm-dotprod \
     --inputs 2 --variants quant=fp16 -o "$OUT/large-emulated.csv"
 # Where ResNet-18's and MobileNetV2's FP16 error comes from (float16 vs float32 accumulation,
 # natively on this AVX512-FP16 host, 4 inputs)
-taskset -c 0 python results/fp16/accumulation.py resnet18 --inputs 4 > "$OUT/accumulation.md"
-taskset -c 0 python results/fp16/accumulation.py mobilenetv2 --inputs 4 \
+taskset -c 0 python benchmarks/fp16_accumulation.py resnet18 --inputs 4 > "$OUT/accumulation.md"
+taskset -c 0 python benchmarks/fp16_accumulation.py mobilenetv2 --inputs 4 \
     > "$OUT/accumulation-mobilenetv2.md"
 # This host (Intel Xeon with AVX512-FP16, so x86-native has FP16 arithmetic): FP32 vs FP16
 # natively, untuned (correctness, accuracy, size; a tuned comparison did not fit the time: one

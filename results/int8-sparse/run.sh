@@ -21,4 +21,4 @@ for p in block:8x1:0.9:ft10 block:4x1:0.9:ft10; do
 done
 taskset -c 0 python -m edgebench.cli run mlp --target x86-native --runtimes tvm --trials 8 \
   -o "$out" --variants "${v[@]}"
-python results/int8-sparse/table.py "$out" > results/int8-sparse/table.md
+python benchmarks/int8_sparse_table.py "$out" > results/int8-sparse/table.md

@@ -7,5 +7,5 @@ OUT=results/int8/recheck-noalias.csv
 T=results/sparse/x86-core1.toml
 edgebench run resnet18 --target "$T" --runtimes tvm --variants fp32 --trials 32 -o "$OUT"
 edgebench run resnet18 --target "$T" --runtimes tvm --variants quant=static --trials 1 -o "$OUT"
-python results/int8/peers.py resnet18 --target "$T" --peers int8:executorch-pt2e int8:ort-static-qdq -o "$OUT"
+edgebench run resnet18 --target "$T" --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
 edgebench run resnet18 --target "$T" --runtimes tvm --variants quant=static --trials 1 -o results/int8/recheck-noalias-again.csv

@@ -25,5 +25,5 @@ for m in ${MODELS:-resnet18 mobilenetv2 digits-cnn mlp encoder}; do
     if [ "$m" = encoder ]; then
         edgebench run "$m" --target $T --runtimes tvm -o "$OUT" --variants quant=dynamic --trials 1
     fi
-    python results/int8/peers.py "$m" --target $T -o "$OUT"
+    edgebench run "$m" --target $T --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
 done

@@ -21,5 +21,5 @@ for m in ${MODELS:-mobilenetv2}; do
     $EB "$m" --variants fp32 --trials 32
     $EB "$m" --variants quant=static --trials 1
     [ "$m" = encoder ] && $EB "$m" --variants quant=dynamic --trials 1
-    python results/int8/peers.py "$m" --target "$T" -o "$OUT"
+    edgebench run "$m" --target "$T" --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
 done

@@ -4,7 +4,8 @@
 # run: per model the peers' FP32 (PyTorch eager, ONNX Runtime), TVM int8 (`quant=static`: our
 # vpdpbusd conv/linear and depthwise kernels; glue tuned by the int8 per-task policy: integer
 # data movement 1 MetaSchedule trial, float glue $TRIALS), then the peers' own int8 builds
-# (peers.py: ExecuTorch XNNPACK PT2E, ONNX Runtime static QDQ and dynamic, PyTorch dynamic),
+# (runtimes executorch-int8: XNNPACK PT2E, onnxruntime-int8: static QDQ; the committed rows
+# also have ORT and PyTorch dynamic, built by the former results/int8/peers.py),
 # then `edgebench profile` of the TVM int8 build (which kernel the time goes to).
 #   EDGEBENCH_CACHE=... bash results/int8/run-zen4.sh   (tuning cached after one run)
 # Committed: MODELS="mobilenetv2 resnet18 digits-cnn mlp" TRIALS=1 PROFILE=mobilenetv2 and,
@@ -18,7 +19,7 @@ T=results/sparse/x86-core1.toml
 for m in ${MODELS:-mobilenetv2 encoder resnet18 digits-cnn mlp}; do
     edgebench run "$m" --target $T --runtimes pytorch onnxruntime -o "$OUT" --variants fp32
     edgebench run "$m" --target $T --runtimes tvm -o "$OUT" --variants quant=static --trials "${TRIALS:-32}"
-    python results/int8/peers.py "$m" --target $T -o "$OUT"
+    edgebench run "$m" --target $T --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
 done
 for m in ${PROFILE:-mobilenetv2 encoder}; do
     edgebench profile "$m" --target $T --variants quant=static --trials "${TRIALS:-32}" \

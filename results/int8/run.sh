@@ -19,9 +19,10 @@ for m in $MODELS; do
     # (rounds of 0 new candidates, ~70 s each) and 8 trials did not finish in 15 minutes
     $EB "$m" --variants quant=static --trials 1 -o "$OUT"
 done
-# the peers' own int8 builds (ExecuTorch PT2E, ORT static QDQ and dynamic, PyTorch dynamic)
-taskset -c 0 python results/int8/peers.py $MODELS -o "$OUT"
-python results/int8/table.py "$OUT" > results/int8/table.md
+# the peers' own int8 builds (ExecuTorch PT2E, ORT static QDQ; the committed rows also have ORT
+# and PyTorch dynamic, built by the former results/int8/peers.py)
+edgebench run $MODELS --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
+python benchmarks/int8_table.py "$OUT" > results/int8/table.md
 # ResNet-18's TVM rows again, minutes later (the FP32 figure moved 142 -> 84 ms on this
 # shared, loaded host: see README.md)
 $EB resnet18 --variants fp32 --trials 32 -o results/int8/recheck.csv

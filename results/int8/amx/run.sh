@@ -15,8 +15,7 @@ EB="taskset -c 0 python -m edgebench.cli run --runtimes tvm --variants quant=sta
 for m in $MODELS; do
     $EB "$m" --target x86-native -o "$OUT"
     $EB "$m" --target x86-vnni -o "$OUT"
-    taskset -c 0 python results/int8/peers.py "$m" --target x86-native \
-        --peers int8:executorch-pt2e int8:ort-static-qdq -o "$OUT"
+    edgebench run "$m" --target x86-native --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
     $EB "$m" --target x86-native -o "$AGAIN"
     $EB "$m" --target x86-vnni -o "$AGAIN"
     # per-kernel times (edgebench profile: interleaved rounds, median) on both targets
@@ -26,4 +25,4 @@ for m in $MODELS; do
     done
 done
 # does ONNX Runtime's MLAS take the AMX path here? (it asks Linux for the tile state first)
-taskset -c 0 python results/int8/amx/ort_amx.py | tee results/int8/amx/ort_amx.txt
+taskset -c 0 python benchmarks/int8_ort_amx.py | tee results/int8/amx/ort_amx.txt
