@@ -82,7 +82,8 @@ def test_csv_record_csv_round_trip(tmp_path: Path) -> None:
     first = next(csv.DictReader(io.StringIO(text)))
     assert first["quant_kind"] == "int8" and first["prune_kind"] == "sparse-kernel"
     assert first["int8_layers"] == "conv2d=int8/vnni(vpdpbusd);linear=int8/vnni-bsr16x1(vpdpbusd)"
-    assert first["sparse_layers"] == "dense#0[10x64] s=0.900 dense; dense#1[64x64] s=0.875 sparse 16x1"
+    assert first["sparse_layers"] == ("dense#0[10x64] s=0.900 dense; "
+                                      "dense#1[64x64] s=0.875 sparse 16x1")
     assert first["layer_sparsity"] == "conv1=0.900;fc=0.875"
     assert first["kept_fp32"] == "fc2: output layer"
     peer = back[1]
