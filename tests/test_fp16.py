@@ -29,8 +29,7 @@ from edgebench.run.rpc import board_hwcaps, connect_board
 from edgebench.targets import cpu_flags, find_target
 from edgebench.variant import VariantError, parse_variant
 from edgebench.verify import TOLERANCE, accuracy
-from tests.test_pipeline import _run
-from tests.test_rpc import _need
+from tests.helpers import need_board, run_pipeline
 
 
 def _build(model, target, out: Path, passes=None, example=None):
@@ -136,12 +135,12 @@ def test_rows_refused_without_fp16_arithmetic(tmp_path) -> None:
     """znver4 (no avx512fp16) and Cortex-A72 (no fullfp16): a failed TVM row naming the
     feature, never an FP32 build labelled FP16; the PyTorch FP16 row beside it still runs.
     (The A72 row fails before any board is contacted.)"""
-    df = _run(tmp_path, models=("digits-cnn",), runtimes=("tvm", "pytorch"),
+    df = run_pipeline(tmp_path, models=("digits-cnn",), runtimes=("tvm", "pytorch"),
               variants=("quant=fp16",), target="x86-avx512").set_index("runtime")
     assert df.loc["tvm", "status"] == "failed"
     assert "has no FP16 arithmetic (no avx512fp16)" in df.loc["tvm", "error"]
     assert df.loc["pytorch", "status"] == "ok"
-    arm = _run(tmp_path, models=("digits-cnn",), variants=("quant=fp16",), target="arm",
+    arm = run_pipeline(tmp_path, models=("digits-cnn",), variants=("quant=fp16",), target="arm",
                name="arm.csv").iloc[0]
     assert arm["status"] == "failed"
     assert "target 'arm' has no FP16 arithmetic (no fullfp16)" in arm["error"]
@@ -168,7 +167,7 @@ def _check_fp16_row(df) -> None:
 @pytest.mark.skipif("avx512_fp16" not in cpu_flags(), reason="host has no AVX512-FP16")
 def test_digits_cnn_fp16_on_this_host(tmp_path) -> None:
     """x86 hosts with AVX512-FP16 run the FP16 build natively, verified against PyTorch."""
-    _check_fp16_row(_run(tmp_path, models=("digits-cnn",), variants=("quant=fp16",),
+    _check_fp16_row(run_pipeline(tmp_path, models=("digits-cnn",), variants=("quant=fp16",),
                          target="x86-native"))
 
 
@@ -177,12 +176,12 @@ def test_digits_cnn_fp16_on_the_a76_board(tmp_path) -> None:
     """On the (emulated) Cortex-A76: the board grants FP16 arithmetic (HWCAP fphp, asimdhp:
     qemu's CPU model max has FEAT_FP16), and FP16 outputs match PyTorch's FP16 model with the
     accuracy kept."""
-    target = _need(find_target("arm-dotprod"))
+    target = need_board(find_target("arm-dotprod"))
     board = connect_board(target)
     try:
         assert {"fphp", "asimdhp"} <= board_hwcaps(board.session, target)
     finally:
         del board
         gc.collect()  # the board serves one session at a time
-    _check_fp16_row(_run(tmp_path, models=("digits-cnn",), variants=("quant=fp16",),
+    _check_fp16_row(run_pipeline(tmp_path, models=("digits-cnn",), variants=("quant=fp16",),
                          target="arm-dotprod"))

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 import torch
 import tvm
-from test_quantize import ENCODER, TINY
 from torch import nn
 from tvm import relax
 
@@ -24,44 +21,14 @@ from edgebench.passes.int8 import (
 from edgebench.pipeline import run
 from edgebench.quantize import QuantConfig, parse_quant, quantize
 from edgebench.quantize.arith import requantize
-from edgebench.targets import find_target
+from tests.helpers import ENCODER, KERNELS, TINY, VNNI, build_vm, oracle, run_vm, x86_target
 
-
-@functools.cache
-def _target():
-    return find_target("x86-native").tvm_target()
-
-
-def _build(mod, low: Lowering | None = None) -> relax.VirtualMachine:
-    """Compile; with `low`, also check every layer on our kernels has vpdpbusd in its code."""
-    with _target():
-        mod = relax.get_pipeline("zero")(mod)
-    ex = tvm.compile(mod, target=_target())
-    if low is not None:
-        assert low.check_asm(ex.mod.imports[0].inspect_source("asm")) == []
-    return relax.VirtualMachine(ex, tvm.cpu())
-
-
-VNNI = find_target("x86-native").vnni
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
-
-
-def _run(vm: relax.VirtualMachine, xs: torch.Tensor) -> np.ndarray:
-    outs = []
-    for x in xs:
-        y = vm["main"](tvm.runtime.tensor(x.numpy()))
-        outs.append((y if hasattr(y, "numpy") else y[0]).numpy())
-    return np.stack(outs)
 
 
 def _lower(result, spec: ModelSpec, vnni: bool = False) -> Lowering:
     return lower_int8(export_float(result.float_model, spec.example_input()),
                       result.description, vnni)
-
-
-def _oracle(result, xs: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        return np.stack([result.reference(x).numpy() for x in xs])
 
 
 def _relax_ops(mod) -> list[tuple[str, str]]:
@@ -87,7 +54,7 @@ def _requantize_tvm(acc: np.ndarray, m0: np.ndarray, n: np.ndarray, zp: int, lo:
         with bb.dataflow():
             y = bb.emit_output(requantize_expr(x, m0, n, zp, lo, hi, dtype))
         bb.emit_func_output(y)
-    vm = _build(bb.get())
+    vm = build_vm(bb.get())
     return vm["main"](tvm.runtime.tensor(acc)).numpy()
 
 
@@ -137,7 +104,7 @@ def _epilogue_f64(acc: np.ndarray, scale: np.ndarray, zp: int, lo: int, hi: int,
                 y[i * 16 + lane] = fused_epilogue(T, out, a[i * 16 + lane], i * 16 + lane,
                                                   None, None, sc, zp, lo, hi)
 
-    lib = tvm.compile(tvm.IRModule({"main": epilogue}), target=_target())
+    lib = tvm.compile(tvm.IRModule({"main": epilogue}), target=x86_target())
     y = tvm.runtime.empty((n,), out, tvm.cpu())
     lib["main"](tvm.runtime.tensor(acc), tvm.runtime.tensor(scale), y)
     return y.numpy()
@@ -187,38 +154,6 @@ def test_compare_lsb_fails_beyond_one_step() -> None:
 # ---------------------------------------------------- integer kernels on random data
 
 
-class KernelNet(nn.Module):
-    """Every integer kernel shape the models use: strided, padded, grouped, depthwise and 1x1
-    convs, dilation, a residual add with ReLU, ReLU6 clamps, max/avg pools, linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1 = nn.Conv2d(3, 16, 3, stride=2, padding=1)
-        self.c2 = nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=4)
-        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
-        self.pw = nn.Conv2d(16, 16, 1)
-        self.c3 = nn.Conv2d(16, 24, (3, 1), stride=(2, 1), padding=(1, 0))
-        self.fc1 = nn.Linear(24 * 2 * 4, 32)
-        self.fc2 = nn.Linear(32, 7)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.c1(x))
-        y = nn.functional.relu6(self.c2(x))
-        x = torch.relu(x + self.pw(nn.functional.relu6(self.dw(y))))
-        x = nn.functional.max_pool2d(torch.relu(self.c3(x)), 2)
-        x = torch.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x)
-
-
-def _kernel_net() -> nn.Module:
-    torch.manual_seed(1)
-    return KernelNet().eval()
-
-
-KERNELS = ModelSpec(name="kernels", description="test net", input_shape=(1, 3, 16, 16),
-                    evaluation="fidelity", fidelity_samples=8, build=_kernel_net)
-
-
 @pytest.mark.parametrize("vnni", [False, pytest.param(True, marks=needs_vnni)])
 @pytest.mark.parametrize("text", ["static", "static:minmax:act-int8",
                                   "static:minmax:per-tensor"])
@@ -245,7 +180,7 @@ def test_integer_kernels_bit_exact_on_random_data(text: str, vnni: bool) -> None
     else:
         assert ours == [] and convs == ["int32"] * 5  # int8 x int8 accumulated in int32
     xs = torch.randn(8, 1, 3, 16, 16) * 2
-    got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+    got, want = run_vm(build_vm(low.mod, low), xs), oracle(result, xs)
     np.testing.assert_array_equal(got, want)
     assert np.abs(want).max() > 0.1  # not a degenerate all-zero net
 
@@ -272,7 +207,7 @@ def test_layers_kept_fp32_stay_fp32(keep: tuple[str, ...]) -> None:
         assert all(kinds[n] == "int8" for n in ("conv2d", "add", "avg_pool2d", "mean"))
         assert convs == ["int32"] * 3
     xs = TINY.eval_data()[0]
-    got, want = _run(_build(low.mod), xs), _oracle(result, xs)
+    got, want = run_vm(build_vm(low.mod), xs), oracle(result, xs)
     # FP32 ops feed int8 ones here: an ulp of float rounding may flip one quantization step
     assert verify.compare([got], [want], "int8").ok
     assert np.mean(np.abs(got - want) < 1e-6) > 0.9
@@ -290,8 +225,8 @@ def test_digits_cnn_int8_bit_exact_and_within_one_point(vnni: bool) -> None:
     assert all(la.kind in ("int8", "float-out", "int8-move") for la in low.layers)
     assert sum(la.kernel == "vnni" for la in low.layers) == (4 if vnni else 0)
     xs, labels = spec.eval_data()
-    got = _run(_build(low.mod, low), xs)
-    np.testing.assert_array_equal(got, _oracle(result, xs))
+    got = run_vm(build_vm(low.mod, low), xs)
+    np.testing.assert_array_equal(got, oracle(result, xs))
     with torch.no_grad():
         ref = np.stack([fp32(x).numpy() for x in xs])
     acc_int8 = verify.accuracy(got, labels.numpy())
@@ -335,7 +270,7 @@ def test_dynamic_linear_matches_oracle(vnni: bool) -> None:
     assert all(la.kernel == ("vnni" if vnni else "relax") for la in low.layers
                if la.op == "linear")
     xs, labels = spec.eval_data()
-    got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+    got, want = run_vm(build_vm(low.mod, low), xs), oracle(result, xs)
     exact = (np.abs(got - want) <= 1e-5 * np.abs(want).max()).reshape(len(xs), -1).all(1)
     assert exact.mean() >= 0.99, f"{(~exact).sum()} of {len(xs)} samples off the oracle"
     assert verify.compare([got], [want], "int8").ok
@@ -355,7 +290,7 @@ def test_small_encoder_static_and_dynamic() -> None:
         assert "relax.nn.gelu" in dict(_relax_ops(low.mod))
         mod = fast_gelu()(low.mod)
         assert "relax.nn.gelu" not in dict(_relax_ops(mod))
-        got, want = _run(_build(mod, low), xs), _oracle(result, xs)
+        got, want = run_vm(build_vm(mod, low), xs), oracle(result, xs)
         assert verify.compare([got], [want], "int8").ok, text
         assert verify.top1_agreement(got, want) == 1.0, text
 
@@ -370,8 +305,8 @@ def test_glue_trials_give_float_glue_the_budget_and_integer_glue_one_trial() -> 
     from edgebench.passes.int8 import glue_trials
 
     result = quantize(ENCODER.build(), parse_quant("static"), ENCODER)
-    fused = _prepare(_lower(result, ENCODER, VNNI).mod, _target(), [])
-    tasks = ms.relax_integration.extract_tasks(fused, _target())
+    fused = _prepare(_lower(result, ENCODER, VNNI).mod, x86_target(), [])
+    tasks = ms.relax_integration.extract_tasks(fused, x86_target())
     budget = {t.task_name: glue_trials(t.dispatched[0], 32) for t in tasks}
     floats = [n for n, b in budget.items() if b == 32]
     assert set(budget.values()) == {1, 32}
@@ -440,7 +375,7 @@ def test_depthwise_kernel_bit_exact(shape: tuple[int, ...], out: str, requant: s
     else:
         want, extra = acc.astype(np.float32) * scale, [scale]
     mod = tvm.IRModule({"main": depthwise_dot_kernel(s, out, 3, 0, 255, requant)})
-    lib = tvm.compile(mod, target=_target())
+    lib = tvm.compile(mod, target=x86_target())
     assert any(f.startswith("dw_dot_") for f in
                functions_using(lib.mod.inspect_source("asm"), "vpdpbusd"))
     y = tvm.runtime.empty(want.shape, out, tvm.cpu())
@@ -483,4 +418,4 @@ def test_wide_float_input_falls_back_to_relax_quantize() -> None:
     assert not any(n.startswith("int8_quantize_") for n in names)
     assert [la.kernel for la in low.layers if la.op == "conv2d"] == ["vnni"]
     xs = torch.randn(4, 1, 20, 16, 16)
-    np.testing.assert_array_equal(_run(_build(low.mod, low), xs), _oracle(result, xs))
+    np.testing.assert_array_equal(run_vm(build_vm(low.mod, low), xs), oracle(result, xs))

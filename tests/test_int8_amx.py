@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from test_int8 import _build, _oracle, _run
 
 from edgebench.compile.asm import functions_using
 from edgebench.kernels.int8_amx import (
@@ -29,6 +28,7 @@ from edgebench.pipeline import run
 from edgebench.quantize import parse_quant, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.targets import find_target
+from tests.helpers import build_vm, oracle, run_vm
 
 AMX = find_target("x86-native").amx
 pytestmark = pytest.mark.skipif(not AMX, reason="this host has no AMX-INT8")
@@ -152,7 +152,7 @@ def test_digits_cnn_on_amx_bit_exact() -> None:
     # the two convs (3 x 1 and 3 x 16 bytes per kernel row) stay on vpdpbusd, the linears
     assert [la.kernel for la in low.layers if la.kernel != "relax"] == ["vnni"] * 2 + ["amx"] * 2
     xs = spec.eval_data()[0][:64]
-    np.testing.assert_array_equal(_run(_build(low.mod, low), xs), _oracle(result, xs))
+    np.testing.assert_array_equal(run_vm(build_vm(low.mod, low), xs), oracle(result, xs))
     summary = low.summary()  # (after _build's assembly check)
     assert summary.count("/amx(tdpbusd)") == 2 and summary.count("/vnni(vpdpbusd)") == 2
 

@@ -4,8 +4,6 @@ integer reference. Without a board these skip, except under CI=true (.ci/run sta
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +13,23 @@ import torch
 from edgebench.kernels.int8_conv import ConvShape
 from edgebench.kernels.int8_conv_arm import bias_shift, conv_sdot_kernel, pack_weights
 from edgebench.measure import QUICK
-from edgebench.passes.int8 import Lowering, export_float, functions_using, lower_int8
+from edgebench.passes.int8 import export_float, functions_using, lower_int8
 from edgebench.pipeline import RunConfig, run
 from edgebench.quantize import parse_quant, quantize
 from edgebench.quantize.arith import requantize
-from edgebench.run.rpc import connect_board
 from edgebench.targets import find_target
-from tests.test_rpc import _need
+from tests.helpers import (
+    ARM_DOTPROD,
+    KERNELS,
+    board_session,
+    build_lowering_arm,
+    conv_ref,
+    need_board,
+    run_on_board,
+)
 
 pytestmark = pytest.mark.arm
-TARGET = "arm-dotprod"
+TARGET = ARM_DOTPROD
 
 # (shape, out dtype, zero point, clamp): 3x3 with ReLU6-like clamp, strided int8 output with
 # odd width and C not a multiple of 16, a linear as 1x1 (float out), raw int32 accumulators
@@ -38,31 +43,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def target():
-    return _need(find_target(TARGET))
-
-
-@contextmanager
-def _session(target):
-    """A session on the board, freed on exit: the board serves one session at a time and a
-    session closes only when its last reference (modules, VMs, tensors) is gone."""
-    holder = [connect_board(target).session]
-    try:
-        yield holder[0]
-    finally:
-        holder.clear()
-        gc.collect()
-
-
-def _conv_ref(x: np.ndarray, w: np.ndarray, s: ConvShape) -> np.ndarray:
-    """int64 NHWC conv of padded x [n,h,w,c] with w [k,c,kh,kw]: the accumulator sum(x * w)."""
-    y = np.zeros((s.n, s.oh, s.ow, w.shape[0]), np.int64)
-    for kh in range(s.kh):
-        for kw in range(s.kw):
-            h0, w0 = kh * s.dilation[0], kw * s.dilation[1]
-            patch = x[:, h0:h0 + (s.oh - 1) * s.stride[0] + 1:s.stride[0],
-                      w0:w0 + (s.ow - 1) * s.stride[1] + 1:s.stride[1]].astype(np.int64)
-            y += patch @ w[:, :, kh, kw].T.astype(np.int64)
-    return y
+    return need_board(find_target(TARGET))
 
 
 def _case_data(s: ConvShape, out: str, zp: int, clamp: tuple[int, int], seed: int):
@@ -73,7 +54,7 @@ def _case_data(s: ConvShape, out: str, zp: int, clamp: tuple[int, int], seed: in
     w = rng.integers(-128, 128, (s.k, s.c, s.kh, s.kw)).astype(np.int8)
     w[0, :, 0, 0] = -128
     bias = rng.integers(-5000, 5000, s.k).astype(np.int64)
-    acc = _conv_ref(x, w, s) + bias
+    acc = conv_ref(x, w, s) + bias
     args = [x, pack_weights(w, s.c, s.k), (bias + bias_shift(w)).astype(np.int32)]
     if out == "int32":
         return args, acc.astype(np.int32)
@@ -116,7 +97,7 @@ def test_sdot_kernel_bit_exact_on_the_board(target, tmp_path):
 
     path, _ = _build(tmp_path)
     results = []
-    with _session(target) as sess:
+    with board_session(target) as sess:
         sess.upload(str(path))
         lib = sess.load_module(path.name)
         dev = sess.cpu()
@@ -176,7 +157,7 @@ def test_depthwise_sdot_bit_exact_on_the_board(target, tmp_path):
         cases.append(([x, pack_depthwise(w), (bias + SDOT.bias_shift(w)).astype(np.int32), m0,
                        shift], want))
     got = []
-    with _session(target) as sess:
+    with board_session(target) as sess:
         sess.upload(str(path))
         mod = sess.load_module(path.name)
         dev = sess.cpu()
@@ -207,48 +188,11 @@ def test_digits_cnn_static_int8_on_the_board_with_sdot(target, tmp_path):
 def _kernel_net_lowered(text: str = "static"):
     """test_int8's KernelNet (C=3 and K=24/7 padded, strided, residual add, depthwise, max
     pool, linears) quantized and lowered with sdot."""
-    from test_int8 import KERNELS
 
     result = quantize(KERNELS.build(), parse_quant(text), KERNELS)
     low = lower_int8(export_float(result.float_model, KERNELS.example_input()),
                      result.description, sdot=True)
     return result, low
-
-
-def _run_on_board(target, path: Path, xs: torch.Tensor) -> np.ndarray:
-    """Upload a built library and run its main on every input through the Relax VM on the
-    board; the outputs stacked."""
-    import tvm
-    from tvm import relax
-
-    got = []
-    with _session(target) as sess:
-        sess.upload(str(path))
-        vm = relax.VirtualMachine(sess.load_module(path.name), sess.cpu())
-        for x in xs:
-            vm.set_input("main", tvm.runtime.tensor(x.numpy(), sess.cpu()))
-            vm.invoke_stateful("main")
-            y = vm.get_outputs("main")
-            got.append((y if hasattr(y, "numpy") else y[0]).numpy())
-        del vm, y, sess  # nothing may keep the session open (see _session)
-    return np.stack(got)
-
-
-def _build_lowering(low: Lowering, tmp_path: Path) -> Path:
-    """Cross-compile the lowered module for the target; every sdot layer's asm checked."""
-    import tvm
-    from tvm import relax
-    from tvm.support import cc
-
-    t = find_target(TARGET)
-    with t.tvm_target():
-        mod = relax.get_pipeline("zero")(low.mod)
-    ex = tvm.compile(mod, target=t.tvm_target())
-    assert low.check_asm("\n".join(m.inspect_source("asm") for m in ex.mod.imports
-                                    if getattr(m, "kind", "") == "llvm")) == []
-    path = tmp_path / "net.so"
-    ex.export_library(str(path), fcompile=cc.cross_compiler(t.cross_compiler))
-    return path
 
 
 def test_lowering_puts_conv_and_linear_on_sdot(tmp_path):
@@ -258,16 +202,16 @@ def test_lowering_puts_conv_and_linear_on_sdot(tmp_path):
     assert ours == ["conv2d", "conv2d_3", "conv2d_4", "linear", "linear_1"]
     assert [la.node for la in low.layers if la.kernel == "dw"] == ["conv2d_2"]  # depthwise
     assert not any(la.kernel == "vnni" for la in low.layers)
-    _build_lowering(low, tmp_path)
+    build_lowering_arm(low, tmp_path)
     assert low.summary().count("/sdot(sdot)") == 5 and "=int8/dw(sdot)" in low.summary()
 
 
 @pytest.mark.parametrize("text", ["static", "static:minmax:per-tensor"])
 def test_kernel_net_bit_exact_on_the_board(target, tmp_path, text):
     result, low = _kernel_net_lowered(text)
-    path = _build_lowering(low, tmp_path)
+    path = build_lowering_arm(low, tmp_path)
     xs = torch.randn(8, 1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2
-    got = _run_on_board(target, path, xs)
+    got = run_on_board(target, path, xs)
     with torch.no_grad():
         want = np.stack([result.reference(x).numpy() for x in xs])
     np.testing.assert_array_equal(got, want)

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from test_int8 import VNNI, _build, _oracle, _run
-from test_int8_arm import _build_lowering, _run_on_board, _session
 
 from edgebench.compile.sparse_choice import Int8MeasuredChoice
 from edgebench.kernels.int8_sparse import bias_shift, int8_bsr_kernel, to_int8_bsr
@@ -22,7 +20,16 @@ from edgebench.quantize.arith import requantize
 from edgebench.targets import find_target
 from edgebench.variant import VariantError, parse_variant
 from edgebench.verify import TOLERANCE
-from tests.test_rpc import _need
+from tests.helpers import (
+    VNNI,
+    board_session,
+    build_lowering_arm,
+    build_vm,
+    need_board,
+    oracle,
+    run_on_board,
+    run_vm,
+)
 
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
 
@@ -163,7 +170,7 @@ def test_pruned_digits_mlp_on_int8_bsr_bit_exact(block: str) -> None:
         cols = np.any(w.reshape(-1, r, w.shape[1]) != 0, axis=1).sum(axis=1)
         assert to_int8_bsr(w, r).tiles == int(np.sum(-(-cols // 4)))  # only blocks stored
     xs = spec.eval_data()[0]
-    np.testing.assert_array_equal(_run(_build(low.mod, low), xs), _oracle(result, xs))
+    np.testing.assert_array_equal(run_vm(build_vm(low.mod, low), xs), oracle(result, xs))
 
 
 @needs_vnni
@@ -179,7 +186,7 @@ def test_dynamic_int8_on_int8_bsr_matches_oracle() -> None:
     assert [la.kernel for la in low.layers if la.op == "linear"] == (
         ["vnni-bsr16x1"] * 2 + ["vnni"])
     xs = spec.eval_data()[0]
-    got, want = _run(_build(low.mod, low), xs), _oracle(result, xs)
+    got, want = run_vm(build_vm(low.mod, low), xs), oracle(result, xs)
     scale = np.abs(want).max()
     per_sample = np.abs(got - want).reshape(len(xs), -1).max(axis=1)
     assert (per_sample <= 1e-5 * scale).mean() >= 0.9
@@ -206,7 +213,7 @@ def test_unstructured_and_rejected_layers_stay_dense_with_a_reason() -> None:
                                                                     "vnni"]
     assert sparse.layers[0].reason == "dense int8 measured faster"
     xs = spec.eval_data()[0]
-    np.testing.assert_array_equal(_run(_build(low.mod, low), xs), _oracle(result, xs))
+    np.testing.assert_array_equal(run_vm(build_vm(low.mod, low), xs), oracle(result, xs))
 
 
 @needs_vnni
@@ -281,10 +288,10 @@ def test_sdot_bsr_kernel_assembly_has_sdot(tmp_path) -> None:
 
 @pytest.mark.arm
 def test_sdot_bsr_kernel_bit_exact_on_the_board(tmp_path) -> None:
-    target = _need(find_target("arm-dotprod"))
+    target = need_board(find_target("arm-dotprod"))
     path, _ = _sdot_library(tmp_path)
     results = []
-    with _session(target) as sess:
+    with board_session(target) as sess:
         sess.upload(str(path))
         lib = sess.load_module(path.name)
         dev = sess.cpu()
@@ -310,8 +317,8 @@ def test_pruned_digits_mlp_on_sdot_bsr_bit_exact_on_the_board(tmp_path) -> None:
                      result.description, sdot=True, sparse=sparse)
     assert [la.kernel for la in low.layers if la.op == "linear"] == (
         ["sdot-bsr4x1"] * 2 + ["sdot"])
-    path = _build_lowering(low, tmp_path)  # asserts sdot in every layer's code
+    path = build_lowering_arm(low, tmp_path)  # asserts sdot in every layer's code
     assert low.summary().count("-bsr4x1(sdot)") == 2
-    target = _need(find_target("arm-dotprod"))
+    target = need_board(find_target("arm-dotprod"))
     xs = spec.eval_data()[0][:64]
-    np.testing.assert_array_equal(_run_on_board(target, path, xs), _oracle(result, xs))
+    np.testing.assert_array_equal(run_on_board(target, path, xs), oracle(result, xs))

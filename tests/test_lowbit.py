@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from test_int8_arm import _conv_ref
 from tvm import relax
 
 from edgebench.kernels.int8_conv import (
@@ -30,6 +29,7 @@ from edgebench.quantize import QuantConfig, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.quantize.scheme import LayerQuant
 from edgebench.targets import find_target
+from tests.helpers import ARM_DOTPROD, board_session, conv_ref, need_board
 
 VNNI = find_target("x86-native").vnni
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
@@ -57,7 +57,7 @@ def _case(isa: DotIsa, bits: int, i: int):
     if bits == 1:
         w[w == 0] = 1
     bias = rng.integers(-5000, 5000, k).astype(np.int64)
-    acc = _conv_ref(x[..., :c], w, s) + bias
+    acc = conv_ref(x[..., :c], w, s) + bias
     kbias = np.zeros(s.k, np.int64)
     kbias[:k] = bias + isa.bias_shift(dense_weights(w, s.c, s.k, bits))[:k]
     args = [x, isa.pack_weights(w, s.c, s.k, bits), kbias.astype(np.int32)]
@@ -245,17 +245,15 @@ def test_packed_sdot_kernel_bit_exact_on_the_board(bits: int, tmp_path) -> None:
     over the padded dense weights), run on the emulated board."""
     from tvm.support import cc
 
-    from tests.test_int8_arm import TARGET, _session
-    from tests.test_rpc import _need
 
-    target = _need(find_target(TARGET))
+    target = need_board(find_target(ARM_DOTPROD))
     lib = _library(SDOT, bits, target.tvm_target())
     assert functions_using(lib.inspect_source("asm"), "sdot") == {
         f"k{i}" for i in range(len(CASES))}
     path = tmp_path / f"sdot_w{bits}.so"
     lib.export_library(str(path), fcompile=cc.cross_compiler(target.cross_compiler))
     results = []
-    with _session(target) as sess:
+    with board_session(target) as sess:
         sess.upload(str(path))
         remote = sess.load_module(path.name)
         dev = sess.cpu()

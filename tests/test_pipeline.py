@@ -17,18 +17,11 @@ from edgebench.prune.stats import count_macs
 from edgebench.report import COLUMNS, OutputError, read_rows
 from edgebench.targets import TargetError
 from edgebench.variant import VariantError
-from tests.helpers import UNSUPPORTED_MODEL
-
-
-def _run(tmp_path, models=("digits-mlp",), runtimes=("tvm",), name="r.csv", **kw):
-    kw.setdefault("trials", 0)
-    cfg = RunConfig(models=list(models), runtimes=list(runtimes), output=tmp_path / name,
-                    measure=QUICK, log=kw.pop("log", lambda _m: None), **kw)
-    return run(cfg)
+from tests.helpers import UNSUPPORTED_MODEL, run_pipeline
 
 
 def test_tvm_and_peers_match_pytorch_on_digits(tmp_path):
-    df = _run(tmp_path, models=("digits-mlp", "digits-cnn"),
+    df = run_pipeline(tmp_path, models=("digits-mlp", "digits-cnn"),
               runtimes=("tvm", "pytorch", "onnxruntime"))
     assert len(df) == 6 and set(df["status"]) == {"ok"}, df[["runtime", "error"]]
     for model in ("digits-mlp", "digits-cnn"):
@@ -51,11 +44,11 @@ def test_tvm_and_peers_match_pytorch_on_digits(tmp_path):
 
 def test_resume_skips_finished_rows(tmp_path):
     logs: list[str] = []
-    _run(tmp_path)
-    _run(tmp_path, log=logs.append)
+    run_pipeline(tmp_path)
+    run_pipeline(tmp_path, log=logs.append)
     assert len(read_rows(tmp_path / "r.csv")) == 1
     assert any("already measured, skipped" in m for m in logs)
-    _run(tmp_path, resume=False)
+    run_pipeline(tmp_path, resume=False)
     assert len(read_rows(tmp_path / "r.csv")) == 2
 
 
@@ -78,7 +71,7 @@ def drop_relu(mod, _ctx):
 
 
 def test_wrong_compiled_output_is_a_failed_row_without_timing(tmp_path):
-    df = _run(tmp_path, extra_passes=[drop_relu])
+    df = run_pipeline(tmp_path, extra_passes=[drop_relu])
     row = df.iloc[0]
     assert row["status"] == "failed"
     assert "outputs differ from PyTorch" in row["error"]
@@ -89,20 +82,20 @@ def test_wrong_compiled_output_is_a_failed_row_without_timing(tmp_path):
 def test_tuning_is_cached_per_target(tmp_path):
     # (plain fp32 runs on our kernels and has no task to tune: TVM's ops with +metaschedule)
     ms = ["fp32+metaschedule"]
-    first = _run(tmp_path, name="a.csv", trials=2, variants=ms).iloc[0]
+    first = run_pipeline(tmp_path, name="a.csv", trials=2, variants=ms).iloc[0]
     assert first["status"] == "ok" and first["tasks_tuned_now"] == first["tasks"] > 0
-    second = _run(tmp_path, name="b.csv", trials=2, variants=ms).iloc[0]
+    second = run_pipeline(tmp_path, name="b.csv", trials=2, variants=ms).iloc[0]
     assert second["status"] == "ok"
     assert second["tasks_tuned_now"] == 0 and second["tuning_s"] == 0
     # Asking for fewer trials re-tunes nothing, and the row says what the build really used.
-    third = _run(tmp_path, name="c.csv", trials=1, variants=ms).iloc[0]
+    third = run_pipeline(tmp_path, name="c.csv", trials=1, variants=ms).iloc[0]
     assert third["tasks_tuned_now"] == 0 and third["tuned_trials"] == 2
 
 
 def test_unsupported_op_names_op_and_layer(tmp_path):
     path = tmp_path / "odd.py"
     path.write_text(UNSUPPORTED_MODEL)
-    df = _run(tmp_path, models=(f"{path}:factory",), input_shape=(1, 8),
+    df = run_pipeline(tmp_path, models=(f"{path}:factory",), input_shape=(1, 8),
               runtimes=("tvm", "pytorch"))
     rows = df.set_index("runtime")
     assert rows.loc["tvm", "status"] == "failed"
@@ -115,7 +108,7 @@ def test_failing_factory_fails_before_anything_is_measured(tmp_path):
     path = tmp_path / "odd.py"
     path.write_text(UNSUPPORTED_MODEL)
     with pytest.raises(ModelError, match="factory raised RuntimeError: no weights here"):
-        _run(tmp_path, models=("digits-mlp", f"{path}:broken"), input_shape=(1, 8))
+        run_pipeline(tmp_path, models=("digits-mlp", f"{path}:broken"), input_shape=(1, 8))
     assert read_rows(tmp_path / "r.csv") == []
 
 
@@ -171,7 +164,7 @@ def test_pytest_plugin_fixture_runs_on_the_session_target(edgebench_run, edgeben
 
 
 def test_pruned_variants_flow_through_the_pipeline(tmp_path):
-    df = _run(tmp_path, variants=("fp32", "prune=unstructured:0.9", "prune=channel:0.5"),
+    df = run_pipeline(tmp_path, variants=("fp32", "prune=unstructured:0.9", "prune=channel:0.5"),
               runtimes=("tvm", "pytorch"))
     assert set(df["status"]) == {"ok"}, df[["variant", "runtime", "error"]]
     rows = df[df["runtime"] == "tvm"].set_index("variant")

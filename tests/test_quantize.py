@@ -15,7 +15,6 @@ from torch.nn.utils import prune as torch_prune
 from edgebench.data import fixed_batch
 from edgebench.models import ModelSpec, get_model
 from edgebench.models.digits import evaluate_accuracy
-from edgebench.models.encoder import EncoderClassifier
 from edgebench.quantize import (
     ActQParams,
     QuantConfig,
@@ -37,58 +36,9 @@ from edgebench.quantize.check import per_op_agreement
 from edgebench.quantize.fakequant import ActQuant, WeightQuant
 from edgebench.quantize.fold import fold_batchnorm
 from edgebench.quantize.lowbit import binarize, packed_bytes, ternarize
+from tests.helpers import ENCODER, TINY, tiny_net
 
 # ---------------------------------------------------------------- helpers and shared results
-
-
-class Tiny(nn.Module):
-    """Every int8 op the big models use, small: conv-BN-ReLU6, depthwise, residual add + ReLU,
-    max/avg pools, mean, flatten, linear; plus a sigmoid, which has no int8 form."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6())
-        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
-                                nn.BatchNorm2d(8), nn.ReLU6())
-        self.pw = nn.Sequential(nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8))
-        self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.avg = nn.AvgPool2d(2)
-        self.fc = nn.Linear(8, 5)
-        self.gate = nn.Linear(8, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        x = self.relu(x + self.pw(self.dw(x)))
-        x = self.avg(self.pool(x)).mean(dim=(2, 3))
-        return self.fc(x * torch.sigmoid(self.gate(x)))
-
-
-def _tiny_build() -> nn.Module:
-    torch.manual_seed(0)
-    model = Tiny()
-    for m in model.modules():  # non-trivial BN statistics so folding matters
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
-
-
-TINY = ModelSpec(name="tiny", description="test net", input_shape=(1, 3, 8, 8),
-                 evaluation="fidelity", fidelity_samples=16, build=_tiny_build)
-
-
-def _small_encoder() -> nn.Module:
-    torch.manual_seed(0)
-    return EncoderClassifier(vocab=50, seq_len=16, dim=32, heads=2, layers=1, ffn_dim=64,
-                             num_classes=4).eval()
-
-
-ENCODER = ModelSpec(name="small-encoder", description="test encoder", input_shape=(1, 16),
-                    input_dtype="int64", input_high=50, evaluation="fidelity",
-                    fidelity_samples=16, build=_small_encoder)
 
 
 @functools.cache
@@ -260,7 +210,7 @@ def test_quantize_multiplier_precision() -> None:
 
 
 def test_batchnorm_folding_preserves_outputs() -> None:
-    model = _tiny_build()
+    model = tiny_net()
     x = fixed_batch((1, 3, 8, 8), 4, seed=3).flatten(0, 1)
     with torch.no_grad():
         ref = model(x)

@@ -28,19 +28,18 @@ pytestmark = pytest.mark.arm
 BOARD_DIR = str(board.board_dir())  # read before conftest points EDGEBENCH_CACHE elsewhere
 
 
-_need = need_board
 
 
 @pytest.fixture(scope="module")
 def board_target(request):
     """The session's board (--target / --rpc-*), else the emulated board on 127.0.0.1:9091."""
     target = session_target(request.config)
-    return _need(target if target.rpc is not None else find_target("arm"))
+    return need_board(target if target.rpc is not None else find_target("arm"))
 
 
 @pytest.fixture(scope="module")
 def farm_target():
-    return _need(find_target("arm-farm"))
+    return need_board(find_target("arm-farm"))
 
 
 def _run(target, tmp_path: Path, models, variants=("fp32",), runtimes=("tvm",), logs=None,

@@ -18,7 +18,7 @@ from edgebench.passes import SparsifyWeights
 from edgebench.passes.sparse_weights import pick_block
 from edgebench.targets import find_target
 from edgebench.variant import VariantError, parse_variant
-from tests.test_pipeline import _run
+from tests.helpers import run_pipeline
 
 TARGET = tvm.target.Target({"kind": "llvm", "num-cores": 1})
 DEV = tvm.cpu()
@@ -176,8 +176,8 @@ def test_sparse_variant_grammar():
 
 
 def test_pruned_digits_mlp_keeps_its_accuracy_on_sparse_kernels(tmp_path):
-    df = _run(tmp_path, variants=("prune=unstructured:0.9", "prune=unstructured:0.9+sparse=all"),
-              runtimes=("tvm",))
+    df = run_pipeline(tmp_path, runtimes=("tvm",),
+                      variants=("prune=unstructured:0.9", "prune=unstructured:0.9+sparse=all"))
     assert set(df["status"]) == {"ok"}, df[["variant", "error"]]
     rows = df.set_index("variant")
     sparse = rows.loc["prune=unstructured:0.9+sparse=all"]

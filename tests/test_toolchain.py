@@ -11,6 +11,7 @@ import pytest
 
 from edgebench.compile import toolchain
 from edgebench.targets import find_target
+from tests.helpers import need_board
 
 GNU = "aarch64-linux-gnu-g++"
 
@@ -69,10 +70,9 @@ def test_zig_built_library_runs_on_the_board(monkeypatch, tmp_path) -> None:
     from tvm.support import cc
 
     from edgebench.run.rpc import connect_board
-    from tests.test_rpc import _need
 
     _hide_apt_compiler(monkeypatch, tmp_path)
-    target = _need(find_target("arm"))
+    target = need_board(find_target("arm"))
     a = te.placeholder((16,), name="a")
     b = te.compute((16,), lambda i: a[i] * 2.0 + 1.0, name="b")
     func = te.create_prim_func([a, b]).with_attr("global_symbol", "axpb")
