@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from edgebench.execute import board
+from edgebench.execute.farm import Farm, Job
 from edgebench.measure import QUICK
 from edgebench.models import get_model
 from edgebench.pipeline import RunConfig, artifact_dir, run
-from edgebench.run import board
-from edgebench.run.farm import Farm, Job
 from edgebench.targets import RPCConfig, find_target
 from edgebench.variant import Variant, parse_variant
 

@@ -1,6 +1,9 @@
 """edgebench: prune and quantize PyTorch models, compile them with TVM, and prove the gain.
 
-Imports are lazy so that `edgebench models` and the measuring workers stay light.
+Imports are lazy so that `edgebench models` and the measuring workers stay light. The API
+verbs `edgebench.run(...)` and `edgebench.export(...)` are plain functions (pipeline.run,
+bundle.export); the stages doing the work are the subpackages `execute` and `bundle`, so no
+subpackage shadows a verb.
 """
 
 from __future__ import annotations
@@ -27,31 +30,11 @@ def __getattr__(name: str):
 
         return getattr(models, name)
     if name in ("export", "ExportConfig"):
-        from edgebench import export as ship
+        from edgebench import bundle
 
-        return getattr(ship, name)
+        return getattr(bundle, name)
     if name == "find_target":
         from edgebench.targets import find_target
 
         return find_target
     raise AttributeError(name)
-
-
-def _callable_module(name: str, verb: str) -> None:
-    """Make the subpackage `name` callable as the API verb `verb` ("module:function").
-
-    `edgebench.run` and `edgebench.export` are both subpackages (the pipeline's run/ and
-    export/ stages) and the Python API's verbs; once anything imports the subpackage, Python
-    binds it to the package attribute, so `edgebench.run(...)` must work on the module too."""
-    import importlib
-    import sys
-    import types
-
-    module_name, _, func = verb.partition(":")
-
-    class _Verb(types.ModuleType):
-        def __call__(self, *args, **kwargs):
-            return getattr(importlib.import_module(module_name), func)(*args, **kwargs)
-
-    sys.modules[name].__class__ = _Verb
-

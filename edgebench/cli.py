@@ -238,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_board(args: argparse.Namespace) -> int:
     import time
 
-    from edgebench.run import board
+    from edgebench.execute import board
 
     if args.action == "build":
         print(board.build(force=args.rebuild))
@@ -380,7 +380,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     check_model_ref(args.model)  # bad names answered before torch and TVM load
     target_path(args.target)
     parse_variant(args.variant)
-    from edgebench.export import ExportConfig, export
+    from edgebench.bundle import ExportConfig, export
 
     bundle = export(ExportConfig(args.model, args.variant, args.target, args.output, args.trials,
                                  args.threads, args.from_results))

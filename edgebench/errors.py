@@ -10,10 +10,10 @@ class UsageError(ValueError):
 USER_ERRORS = frozenset({
     "edgebench.models.ModelError", "edgebench.prune.config.PruneError",
     "edgebench.quantize.config.QuantError", "edgebench.report.results.OutputError",
-    "edgebench.run.board.BoardSetupError", "edgebench.runtimes.UnknownRuntime",
+    "edgebench.execute.board.BoardSetupError", "edgebench.runtimes.UnknownRuntime",
     "edgebench.targets.TargetError", "edgebench.variant.VariantError",
-    "edgebench.errors.UsageError", "edgebench.paths.CacheError", "edgebench.run.rpc.BoardError",
-    "edgebench.export.ExportError", "edgebench.compile.toolchain.ToolchainError",
+    "edgebench.errors.UsageError", "edgebench.paths.CacheError", "edgebench.execute.rpc.BoardError",
+    "edgebench.bundle.ExportError", "edgebench.compile.toolchain.ToolchainError",
     "edgebench.data.DataError",
 })
 
@@ -26,15 +26,15 @@ def is_user_error(e: BaseException) -> bool:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The classes themselves (imports torch and TVM: for tests and the pytest plugin)."""
+    from edgebench.bundle import ExportError
     from edgebench.data import DataError
-    from edgebench.export import ExportError
+    from edgebench.execute.board import BoardSetupError
+    from edgebench.execute.rpc import BoardError
     from edgebench.models import ModelError
     from edgebench.paths import CacheError
     from edgebench.prune import PruneError
     from edgebench.quantize import QuantError
     from edgebench.report import OutputError
-    from edgebench.run.board import BoardSetupError
-    from edgebench.run.rpc import BoardError
     from edgebench.runtimes import UnknownRuntime
     from edgebench.targets import TargetError
     from edgebench.variant import VariantError

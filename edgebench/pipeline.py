@@ -25,6 +25,9 @@ from edgebench.compile.sparse_choice import Int8MeasuredChoice, MeasuredChoice
 from edgebench.data import AGREEMENT, DataOptions, Metric
 from edgebench.envinfo import host_environment
 from edgebench.errors import error_line, interrupted
+from edgebench.execute.farm import Farm, Job, for_target
+from edgebench.execute.local import WorkerResult, run_worker
+from edgebench.execute.rpc import Board, run_remote
 from edgebench.frontend import export_program, to_relax
 from edgebench.kernels.layer import vector_lanes
 from edgebench.measure import MeasureConfig
@@ -47,9 +50,6 @@ from edgebench.report.row import (
     Timing,
     Where,
 )
-from edgebench.run.farm import Farm, Job, for_target
-from edgebench.run.local import WorkerResult, run_worker
-from edgebench.run.rpc import Board, run_remote
 from edgebench.runtimes import DEFAULT_RUNTIMES, INT8_PEERS, runtime_module, unavailable_reason
 from edgebench.targets import Target, find_target
 from edgebench.variant import Transformed, Variant, VariantSpec, parse_variant
@@ -417,7 +417,7 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
     target.check_runnable_here()
     cache_dir()  # CacheError (one line naming it) before anything is built
     if target.rpc is not None:  # an unreachable board fails now, not after tuning for it
-        from edgebench.run.rpc import probe_board
+        from edgebench.execute.rpc import probe_board
 
         probe_board(target)
     env = host_environment()

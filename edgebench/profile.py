@@ -340,7 +340,7 @@ def _profile_remote(result, x: np.ndarray, target: Target, calls, timing: Timing
     from tvm.runtime.vm import VirtualMachine
     from tvm.support import cc
 
-    from edgebench.run.rpc import check_artifact_arch, connect_board
+    from edgebench.execute.rpc import check_artifact_arch, connect_board
 
     kernels = result.path.with_name("kernels.so")
     result.executable.mod.imports[0].export_library(
@@ -374,8 +374,8 @@ def _target_threads(name: str | Path) -> int:
 def profile(cfg: ProfileConfig, out_dir: Path | None = None) -> Profile:
     """Compile the variant and time each of its kernels and the whole, locally or on the
     target's board."""
+    from edgebench.execute.local import thread_env
     from edgebench.paths import cache_dir
-    from edgebench.run.local import thread_env
 
     # TVM sizes its thread pool from TVM_NUM_THREADS when a parallel kernel first runs in this
     # process, and ignores the affinity mask: two threads fighting over one pinned core made

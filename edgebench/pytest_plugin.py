@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except (TargetError, ValueError) as e:
         raise pytest.UsageError(f"edgebench: {e}") from None
     if target.rpc is not None:
-        from edgebench.run.rpc import BoardError, probe_board
+        from edgebench.execute.rpc import BoardError, probe_board
 
         try:
             probe_board(target)

@@ -62,7 +62,7 @@ def free_port() -> int:
 
 def need_board(target):
     """The target if its board answers; else skip (fail under CI, where .ci/run starts it)."""
-    from edgebench.run.rpc import BoardError, probe_board
+    from edgebench.execute.rpc import BoardError, probe_board
 
     try:
         probe_board(target)
@@ -76,7 +76,7 @@ def need_board(target):
 def need_rootfs() -> None:
     """Skip (fail under CI) unless the emulated board's root fs is built: tests that start
     boards of their own need it."""
-    from edgebench.run import board
+    from edgebench.execute import board
 
     if not (board.rootfs() / ".edgebench-recipe").exists():
         if IN_CI:
@@ -219,7 +219,7 @@ def oracle(result, xs: torch.Tensor) -> np.ndarray:
 def board_session(target):
     """A session on the board, freed on exit: the board serves one session at a time and a
     session closes only when its last reference (modules, VMs, tensors) is gone."""
-    from edgebench.run.rpc import connect_board
+    from edgebench.execute.rpc import connect_board
 
     holder = [connect_board(target).session]
     try:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from edgebench import cli, verify
-from edgebench.export import ExportConfig, ExportError, export
+from edgebench.bundle import ExportConfig, ExportError, export
+from edgebench.execute import board
 from edgebench.models import get_model
 from edgebench.pipeline import reference_outputs
-from edgebench.run import board
 from edgebench.targets import find_target
 from edgebench.variant import parse_variant
 from tests.helpers import need_board
@@ -141,7 +141,7 @@ def test_missing_cross_compiler_and_foreign_directory_are_refused(tmp_path):
 
 
 def test_measured_row_is_taken_from_results(tmp_path):
-    from edgebench.export import measured_row
+    from edgebench.bundle import measured_row
     from edgebench.report.results import ResultsWriter
 
     writer = ResultsWriter(tmp_path / "r.csv")

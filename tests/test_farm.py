@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from edgebench import verify
+from edgebench.execute import board
+from edgebench.execute.farm import Farm, Job
 from edgebench.measure import QUICK
 from edgebench.models import get_model
 from edgebench.pipeline import RunConfig, build_tvm, reference_outputs, run
-from edgebench.run import board
-from edgebench.run.farm import Farm, Job
 from edgebench.targets import RPCConfig, find_target
 from edgebench.variant import Variant, parse_variant
 from tests.helpers import free_port, need_rootfs

@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from edgebench.cli import main
+from edgebench.execute.local import core_lock
 from edgebench.report import ResultsWriter, load_results, read_rows
 from edgebench.report.tables import load
-from edgebench.run.local import core_lock
 from edgebench.targets import find_target
 from edgebench.verify import degenerate
 
@@ -220,7 +220,7 @@ WORKER_PARENT = '''
 import sys, numpy as np, torch
 from pathlib import Path
 from edgebench.measure import MeasureConfig
-from edgebench.run.local import run_worker
+from edgebench.execute.local import run_worker
 from edgebench.runtimes import runtime_module
 net = torch.nn.Linear(4, 4).eval()
 x = torch.zeros(1, 4)
@@ -235,9 +235,9 @@ def test_sigkill_of_the_parent_leaves_no_orphan_worker(tmp_path: Path) -> None:
                               env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         proc = psutil.Process(parent.pid)
-        assert _wait_for(lambda: any("edgebench.run.worker" in " ".join(c.cmdline())
+        assert _wait_for(lambda: any("edgebench.execute.worker" in " ".join(c.cmdline())
                                      for c in proc.children()), 60)
-        (worker,) = [c for c in proc.children() if "edgebench.run.worker" in " ".join(
+        (worker,) = [c for c in proc.children() if "edgebench.execute.worker" in " ".join(
             c.cmdline())]
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)

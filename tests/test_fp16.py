@@ -14,6 +14,7 @@ import torch
 from tvm import relax
 
 from edgebench.compile import compile_module
+from edgebench.execute.rpc import board_hwcaps, connect_board
 from edgebench.frontend import import_model
 from edgebench.models import get_model
 from edgebench.passes.fp16 import (
@@ -25,7 +26,6 @@ from edgebench.passes.fp16 import (
 )
 from edgebench.pipeline import fp16_refusal, reference_outputs
 from edgebench.quantize import parse_quant, quantize
-from edgebench.run.rpc import board_hwcaps, connect_board
 from edgebench.targets import cpu_flags, find_target
 from edgebench.variant import VariantError, parse_variant
 from edgebench.verify import TOLERANCE, accuracy

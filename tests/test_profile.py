@@ -96,7 +96,7 @@ def test_rpc_profile_on_the_board_lists_sparse_kernels() -> None:
     """The same profile over RPC on the emulated board (skips when none runs, fails in CI)."""
     import os
 
-    from edgebench.run.rpc import BoardError, probe_board
+    from edgebench.execute.rpc import BoardError, probe_board
     from edgebench.targets import find_target
 
     target = find_target("arm")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from edgebench.execute import board
+from edgebench.execute.rpc import BoardError, check_artifact_arch, request_board
 from edgebench.measure import QUICK
 from edgebench.pipeline import RunConfig, run
 from edgebench.pytest_plugin import session_target
 from edgebench.report import read_rows
-from edgebench.run import board
-from edgebench.run.rpc import BoardError, check_artifact_arch, request_board
 from edgebench.targets import RPCConfig, find_target
 from tests.helpers import free_port, need_board, need_rootfs
 

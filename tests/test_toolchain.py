@@ -69,7 +69,7 @@ def test_zig_built_library_runs_on_the_board(monkeypatch, tmp_path) -> None:
     from tvm import te
     from tvm.support import cc
 
-    from edgebench.run.rpc import connect_board
+    from edgebench.execute.rpc import connect_board
 
     _hide_apt_compiler(monkeypatch, tmp_path)
     target = need_board(find_target("arm"))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebench.execute.local import WorkerResult
 from edgebench.measure import MeasureConfig, latency_stats
-from edgebench.run.local import WorkerResult
 from edgebench.targets import RPCConfig, Target
 
 _ELF_MACHINE = {"x86_64": 62, "aarch64": 183, "armv7": 40}  # e_machine of each arch's ELF

@@ -106,7 +106,7 @@ def run_worker(runtime: str, artifact: Path, inputs: np.ndarray, threads: int,
         try:
             with core_lock(cores, log):
                 proc = subprocess.run(
-                    [sys.executable, "-m", "edgebench.run.worker", str(tmpdir / "job.json")],
+                    [sys.executable, "-m", "edgebench.execute.worker", str(tmpdir / "job.json")],
                     env=env, capture_output=True, text=True, timeout=timeout_s,
                     preexec_fn=start,
                 )

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from edgebench.errors import error_line
+from edgebench.execute.local import WorkerResult
+from edgebench.execute.rpc import Board, BoardError, run_remote
 from edgebench.measure import MeasureConfig
-from edgebench.run.local import WorkerResult
-from edgebench.run.rpc import Board, BoardError, run_remote
 from edgebench.targets import Target
 
 Log = Callable[[str], None]
@@ -118,8 +118,8 @@ class Farm:
 def free_boards(target: Target) -> int:
     """Boards of the target's key the tracker has free now (at least 1: rows then wait for
     one, up to session_timeout)."""
-    from edgebench.run.board import tracker_free
-    from edgebench.run.rpc import probe_board
+    from edgebench.execute.board import tracker_free
+    from edgebench.execute.rpc import probe_board
 
     probe_board(target)
     return max(1, tracker_free(target.rpc.tracker or "").get(target.rpc.key or "", 0))

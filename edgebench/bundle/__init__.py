@@ -3,7 +3,7 @@
 The bundle is the TVM library built exactly as `edgebench run` builds it (pipeline.build_tvm;
 cross-compiled for a board), a manifest.json (model and weights hashes, variant, target and its
 features, input/output names, shapes and dtypes, int8 scales, versions, the library's sha256,
-the measured p50 and metric of the matching results row) and run.py (edgebench/export/runner.py
+the measured p50 and metric of the matching results row) and run.py (edgebench/bundle/runner.py
 verbatim: numpy + tvm.runtime only). Nothing is written to the output until the bundle, copied
 to a clean directory, has been re-verified on the target: locally by run.py in a Python that
 cannot import torch or edgebench, on a board by loading the bundle's library over RPC; its
@@ -227,8 +227,8 @@ def _run_bundle(bundle: Path, target, xs: np.ndarray, log: Log) -> tuple[list[np
         raise ExportError(str(e)) from None
     if target.is_local:
         return run_isolated(bundle, xs, target.threads), "x86 host (run.py, tvm + numpy only)"
+    from edgebench.execute.rpc import BoardError, run_remote
     from edgebench.measure import QUICK
-    from edgebench.run.rpc import BoardError, run_remote
 
     try:
         result, board = run_remote(lib, xs, target, QUICK, log)
@@ -314,8 +314,3 @@ def _manifest(spec, variant, target, run, model, quantized, built, measured, ref
     }
     manifest["manifest_sha256"] = runner.manifest_digest(manifest)
     return manifest
-
-
-from edgebench import _callable_module  # noqa: E402
-
-_callable_module(__name__, "edgebench.export:export")  # edgebench.export(...) is the API verb

@@ -1,6 +1,6 @@
 """Measuring worker: one process per (artifact, runtime), pinned by its parent.
 
-`python -m edgebench.run.worker JOB.json` loads one artifact with one runtime, runs every eval
+`python -m edgebench.execute.worker JOB.json` loads one artifact with one runtime, runs every eval
 input (outputs saved for verification), then times the example input. It imports nothing but
 that runtime, so its peak RSS is the deployment's; a crash here fails one row, not the run.
 """
