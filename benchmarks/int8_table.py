@@ -9,12 +9,19 @@ import sys
 
 import pandas as pd
 
-ORDER = ["tvm fp32", "tvm quant=static", "tvm quant=dynamic", "executorch int8:executorch-pt2e",
+from edgebench.report.results import read_csv
+
+# the peers' int8 rows: runtimes executorch-int8 / onnxruntime-int8 on the fp32 variant, or (rows
+# written before those runtimes) the former results/int8/peers.py's int8:... variants
+ORDER = ["tvm fp32", "tvm quant=static", "tvm quant=dynamic", "executorch-int8 fp32",
+         "executorch int8:executorch-pt2e", "onnxruntime-int8 fp32",
          "onnxruntime int8:ort-static-qdq", "onnxruntime int8:ort-dynamic",
          "pytorch int8:torch-dynamic"]
 LABEL = {"tvm fp32": "TVM FP32 (tuned)", "tvm quant=static": "TVM int8 (edgebench)",
          "tvm quant=dynamic": "TVM int8 dynamic (edgebench)",
+         "executorch-int8 fp32": "ExecuTorch-XNNPACK int8 (PT2E)",
          "executorch int8:executorch-pt2e": "ExecuTorch-XNNPACK int8 (PT2E)",
+         "onnxruntime-int8 fp32": "ONNX Runtime int8 static QDQ",
          "onnxruntime int8:ort-static-qdq": "ONNX Runtime int8 static QDQ",
          "onnxruntime int8:ort-dynamic": "ONNX Runtime int8 dynamic",
          "pytorch int8:torch-dynamic": "PyTorch int8 dynamic (Linear)"}
@@ -25,7 +32,7 @@ def _f(v, fmt: str) -> str:
 
 
 def table(path: str) -> str:
-    df = pd.read_csv(path)
+    df, _bad = read_csv(path)
     df["key"] = df["runtime"] + " " + df["variant"]
     out = []
     for model, rows in df.groupby("model", sort=False):
