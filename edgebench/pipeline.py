@@ -165,7 +165,7 @@ class TvmModule:
         facts = self.facts
         if self.fp16:
             check = check_fp16_asm(result.module, result.asm, target.arch)
-            facts.fp16_kernels = Fp16Kernels.parse(check.summary())
+            facts.fp16_kernels = Fp16Kernels.of((k.name, k.fact()) for k in check.kernels)
             if check.missing:
                 raise CompileError(check.error())
         if self.lowering is not None:
@@ -183,9 +183,8 @@ class TvmModule:
                     f"{k.node} ({k.symbol}: no {k.instruction} on {k.register})"
                     for k in missing))
         if self.chooser is not None:
-            facts.sparse_layers = SparseLayers(tuple(
-                (la.label, la.describe().removeprefix(la.label + " "))
-                for la in self.chooser.layers))
+            facts.sparse_layers = SparseLayers.of((la.label, la.fact())
+                                                  for la in self.chooser.layers)
             if any(la.converted for la in self.chooser.layers):
                 facts.prune_kind = "sparse-kernel"
 

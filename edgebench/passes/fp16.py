@@ -119,12 +119,16 @@ class FP16Kernel:
         return not self.required or (self.half_buffers and self.multiplies)
 
     def describe(self) -> str:
+        return f"{self.name}={self.fact()}"
+
+    def fact(self) -> str:
+        """What its assembly computes in (its fp16_kernels entry after the name)."""
         if not self.half_buffers:
-            return f"{self.name}=fp32"
+            return "fp32"
         shown = " ".join(sorted(self.instructions, key=lambda i: (not i.endswith("h"), i)))
         if self.required and not self.multiplies:
-            return f"{self.name}=fp16(NO fp16 multiply-add" + (f": {shown})" if shown else ")")
-        return f"{self.name}=fp16({shown or 'no fp16 arithmetic'})"
+            return "fp16(NO fp16 multiply-add" + (f": {shown})" if shown else ")")
+        return f"fp16({shown or 'no fp16 arithmetic'})"
 
 
 @dataclass
