@@ -77,6 +77,7 @@ def test_bad_input_one_line_exit_2_before_torch_and_tvm(argv, needle, tmp_path) 
     assert "HEAVY []" in p.stdout
 
 
+@pytest.mark.slow
 def test_third_party_noise_filtered_in_every_process_unless_verbose() -> None:
     """torchao's "Failed to load ... cutlass" log lines and torch FutureWarnings appear when
     torchao is imported; EDGEBENCH_QUIET=1 (what the CLI sets, inherited by workers) removes

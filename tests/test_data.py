@@ -295,6 +295,7 @@ def test_pitch_set_and_rpa_are_deterministic() -> None:
     assert crepe_mod.raw_pitch_accuracy(shifted, fa) == 0.0
 
 
+@pytest.mark.slow
 @crepe_only
 def test_crepe_tiny_fp32_rpa_and_int8_within_bound() -> None:
     spec = get_model("crepe-tiny")

@@ -246,6 +246,7 @@ def test_sigkill_of_the_parent_leaves_no_orphan_worker(tmp_path: Path) -> None:
         parent.kill()
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_rows_and_says_how_to_resume(tmp_path: Path, user_model: Path) -> None:
     out = tmp_path / "r.csv"
     cmd = [sys.executable, "-m", "edgebench.cli", "run", f"{user_model}:small", "--input-shape",

@@ -71,6 +71,7 @@ def test_check_fails_conv_without_fp16_but_not_a_cast() -> None:
     assert not epilogue.ok and "NO fp16 multiply-add: fadd.8h fmaxnm.8h" in epilogue.describe()
 
 
+@pytest.mark.slow
 @pytest.mark.cross
 def test_fullfp16_build_computes_in_fp16_and_a72_build_would_not(tmp_path) -> None:
     """digits-cnn for Cortex-A76 +fullfp16: every conv/matmul kernel has FP16 arithmetic in
@@ -131,6 +132,7 @@ def test_avx512fp16_build_computes_in_fp16(tmp_path) -> None:
                for k in check.kernels if k.required), check.summary()
 
 
+@pytest.mark.slow
 def test_rows_refused_without_fp16_arithmetic(tmp_path) -> None:
     """znver4 (no avx512fp16) and Cortex-A72 (no fullfp16): a failed TVM row naming the
     feature, never an FP32 build labelled FP16; the PyTorch FP16 row beside it still runs.

@@ -154,6 +154,7 @@ def test_compare_lsb_fails_beyond_one_step() -> None:
 # ---------------------------------------------------- integer kernels on random data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vnni", [False, pytest.param(True, marks=needs_vnni)])
 @pytest.mark.parametrize("text", ["static", "static:minmax:act-int8",
                                   "static:minmax:per-tensor"])
@@ -235,6 +236,7 @@ def test_digits_cnn_int8_bit_exact_and_within_one_point(vnni: bool) -> None:
     assert acc_int8 >= acc_fp32 - 0.01
 
 
+@pytest.mark.slow
 def test_pipeline_static_tvm_row_runs_int8(tmp_path) -> None:
     """quant=static on TVM: the row runs the integer lowering, verified against the oracle;
     the peers' rows still say simulated."""
@@ -277,6 +279,7 @@ def test_dynamic_linear_matches_oracle(vnni: bool) -> None:
     assert verify.accuracy(got, labels.numpy()) == verify.accuracy(want, labels.numpy())
 
 
+@pytest.mark.slow
 def test_small_encoder_static_and_dynamic() -> None:
     """Embedding (int8 rows), int8 linears between FP32 layer norms/softmax/GELU (GELU on
     fast_erf, as the pipeline builds it): agreement with the oracle within the float

@@ -216,6 +216,7 @@ def test_unstructured_and_rejected_layers_stay_dense_with_a_reason() -> None:
     np.testing.assert_array_equal(run_vm(build_vm(low.mod, low), xs), oracle(result, xs))
 
 
+@pytest.mark.slow
 @needs_vnni
 def test_measured_choice_times_both_kernels() -> None:
     """`+sparse`: each candidate is timed on the dense vpdpbusd kernel and on the int8 BSR
@@ -243,6 +244,7 @@ def test_variant_grammar_accepts_int8_sparse() -> None:
         parse_variant("prune=block:16x1:0.9+quant=fp16+sparse")
 
 
+@pytest.mark.slow
 def test_pipeline_int8_sparse_row(tmp_path) -> None:
     """The row: int8, bit exact against the integer reference, which layers went sparse
     (and their code checked for vpdpbusd), sparse-kernel."""

@@ -198,6 +198,7 @@ def _compiled(method: str, tmp_path):
     return low, relax.VirtualMachine(ex, tvm.cpu()), path.stat().st_size
 
 
+@pytest.mark.slow
 @needs_vnni
 @pytest.mark.parametrize("method, bits", [("ternary", 2), ("binary", 1)])
 def test_digits_cnn_lowbit_bit_exact_and_smaller_artifact(method: str, bits: int,

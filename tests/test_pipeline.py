@@ -20,6 +20,7 @@ from edgebench.variant import VariantError
 from tests.helpers import UNSUPPORTED_MODEL, run_pipeline
 
 
+@pytest.mark.slow
 def test_tvm_and_peers_match_pytorch_on_digits(tmp_path):
     df = run_pipeline(tmp_path, models=("digits-mlp", "digits-cnn"),
               runtimes=("tvm", "pytorch", "onnxruntime"))
@@ -42,6 +43,7 @@ def test_tvm_and_peers_match_pytorch_on_digits(tmp_path):
     assert (tmp_path / "r.env.json").exists()
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_rows(tmp_path):
     logs: list[str] = []
     run_pipeline(tmp_path)
@@ -70,6 +72,7 @@ def drop_relu(mod, _ctx):
     return mod
 
 
+@pytest.mark.slow
 def test_wrong_compiled_output_is_a_failed_row_without_timing(tmp_path):
     df = run_pipeline(tmp_path, extra_passes=[drop_relu])
     row = df.iloc[0]
@@ -138,6 +141,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
                                    "mobilenetv2, encoder")
 
 
+@pytest.mark.slow
 def test_cli_prune_reports_layers_and_errors(tmp_path):
     cmd = [sys.executable, "-m", "edgebench.cli", "prune", "digits-mlp", "unstructured:0.5",
            "--save", str(tmp_path / "p.pt")]
@@ -148,6 +152,7 @@ def test_cli_prune_reports_layers_and_errors(tmp_path):
     assert bad.returncode == 2 and "sparsity 1.2 is outside [0, 1)" in bad.stderr
 
 
+@pytest.mark.slow
 def test_cli_lists_models_and_targets():
     out = subprocess.run([sys.executable, "-m", "edgebench.cli", "models"],
                          capture_output=True, text=True, check=True).stdout
@@ -157,12 +162,14 @@ def test_cli_lists_models_and_targets():
     assert "x86-native" in out and "rpi4" in out
 
 
+@pytest.mark.slow
 def test_pytest_plugin_fixture_runs_on_the_session_target(edgebench_run, edgebench_target):
     assert edgebench_target.name == "x86-native"
     df = edgebench_run(["digits-mlp"], runtimes=("tvm",))
     assert df.iloc[-1]["status"] == "ok" and df.iloc[-1]["target"] == "x86-native"
 
 
+@pytest.mark.slow
 def test_pruned_variants_flow_through_the_pipeline(tmp_path):
     df = run_pipeline(tmp_path, variants=("fp32", "prune=unstructured:0.9", "prune=channel:0.5"),
               runtimes=("tvm", "pytorch"))

@@ -24,6 +24,7 @@ def test_kernel_kind_is_read_from_attrs_names_and_dtypes() -> None:
     assert kernel_kind("sparsemax", None, ["float32"]) == "dense"  # a name, not a prefix
 
 
+@pytest.mark.slow
 def test_profile_of_digits_cnn_adds_up(tmp_path: Path, capsys) -> None:
     """Through the CLI: fp32, untuned (trials 0 keeps the test short; the timing is the
     same code path). Measured here: sum/whole 0.96-1.0 for this model (see README)."""
@@ -45,6 +46,7 @@ def test_profile_of_digits_cnn_adds_up(tmp_path: Path, capsys) -> None:
     assert out.with_suffix(".md").read_text().startswith("# profile: digits-cnn `fp32`")
 
 
+@pytest.mark.slow
 def test_sparse_variant_profile_lists_sparse_kernels(tmp_path: Path, capsys) -> None:
     """fp32 and the sparse variant side by side through the CLI, then the sparse one's parts."""
     from edgebench.cli import main

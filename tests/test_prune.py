@@ -267,7 +267,8 @@ def test_pruned_model_is_plain_no_hooks_no_weight_orig():
 
 # --- structured ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["digits-cnn", "resnet18", "mobilenetv2"])
+@pytest.mark.parametrize("name", ["digits-cnn", "resnet18",
+                                  pytest.param("mobilenetv2", marks=pytest.mark.slow)])
 def test_channel_pruning_shrinks_and_exports(name):
     _, model, example = _built(name)
     result, _ = run(name, ChannelConfig(0.5))

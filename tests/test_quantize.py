@@ -274,6 +274,7 @@ def test_encoder_int8_linears_and_embedding_only() -> None:
     _assert_oracle_agrees(result, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "mobilenetv2"])
 def test_oracle_matches_fake_quant_op_by_op(name: str) -> None:
     """Each integer op, fed the simulator's integers, gives the simulator's integers except
@@ -342,6 +343,7 @@ def test_qat_at_least_as_good_as_ptq() -> None:
     assert la.scheme == "static" and la.weight_dtype == "int8"  # same description as PTQ
 
 
+@pytest.mark.slow
 def test_ternary_within_three_points_after_training() -> None:
     assert _accuracy("digits-cnn", "ternary") >= _accuracy("digits-cnn", None) - 0.03
     weights = _quantized("digits-cnn", "ternary").description.weighted

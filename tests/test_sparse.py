@@ -175,6 +175,7 @@ def test_sparse_variant_grammar():
         parse_variant("prune=unstructured:0.9+sparse=fast")
 
 
+@pytest.mark.slow
 def test_pruned_digits_mlp_keeps_its_accuracy_on_sparse_kernels(tmp_path):
     df = run_pipeline(tmp_path, runtimes=("tvm",),
                       variants=("prune=unstructured:0.9", "prune=unstructured:0.9+sparse=all"))
