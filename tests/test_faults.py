@@ -150,6 +150,7 @@ class socket_port:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_degenerate_evaluation_set_is_flagged(tmp_path: Path, capsys,
                                               user_model: Path) -> None:
     logits = np.tile(np.arange(6.0), (64, 1)) + np.random.default_rng(0).normal(0, .01, (64, 6))

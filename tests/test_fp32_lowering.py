@@ -90,6 +90,7 @@ class Net(nn.Module):
         return self.head(h.mean((2, 3)))
 
 
+@pytest.mark.slow
 @needs_avx512
 def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
     import tvm

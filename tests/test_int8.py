@@ -189,6 +189,7 @@ def test_integer_kernels_bit_exact_on_random_data(text: str, vnni: bool) -> None
 # ------------------------------------------------------------- FP32 layers stay FP32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", [(), ("stem.0",)])
 def test_layers_kept_fp32_stay_fp32(keep: tuple[str, ...]) -> None:
     """Tiny's sigmoid/mul have no int8 form (and the stem conv is kept by request): they run

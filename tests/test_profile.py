@@ -77,6 +77,7 @@ def test_sparse_variant_profile_lists_sparse_kernels(tmp_path: Path, capsys) -> 
     assert np.isclose(prof.outside_us_per_call * calls / 1e3, prof.whole_ms - prof.sum_ms)
 
 
+@pytest.mark.slow
 def test_int8_variant_profile_times_the_integer_kernels() -> None:
     """quant=static is profiled as `run` builds it: the integer lowering on edgebench's int8
     kernels (named by the layers they compute), not the fake-quant graph in float."""
