@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # Relative tolerance on max|out - ref| / max(1, max|ref|), by the dtype the variant computes in.
-TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8": 5e-2}
+# Winograd (fp32+winograd) rounds more than a direct conv: its own, looser FP32 bound.
+TOLERANCE = {"float32": 1e-3, "float32-winograd": 5e-3, "float16": 2e-2, "int8": 5e-2}
 
 
 @dataclass(frozen=True)

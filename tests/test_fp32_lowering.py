@@ -46,6 +46,33 @@ def test_registry_picks_the_family_per_layer_and_target():
                if why and "not a" not in why)
 
 
+@needs_avx512
+def test_winograd_is_chosen_only_under_its_option():
+    wino = {"winograd"}
+    assert registry.choose(CONV, X86, wino).NAME == "fp32_winograd"
+    assert registry.choose(CONV, X86).NAME == "fp32_conv"  # never in a plain FP32 row
+    for other in (dataclasses.replace(CONV, stride=(2, 2)), DEPTHWISE, LINEAR,
+                  dataclasses.replace(CONV, kernel=(1, 1), padding=(0, 0))):
+        assert registry.choose(other, X86, wino).NAME != "fp32_winograd"
+    assert "stride 1" in registry.reasons(dataclasses.replace(CONV, stride=(2, 2)), X86,
+                                          wino)["fp32_winograd"]
+    with pytest.raises(ValueError, match="unknown kernel option"):
+        registry.choose(CONV, X86, {"winograd4"})
+
+
+def test_winograd_variant_parses_into_its_own_rows():
+    from edgebench.variant import VariantError, parse_variant
+    from edgebench.verify import TOLERANCE
+
+    spec = parse_variant("fp32+winograd")
+    assert spec.name == "fp32+winograd" and spec.kernel_options == {"winograd"}
+    assert TOLERANCE[spec.dtype] > TOLERANCE[parse_variant("fp32").dtype]
+    assert parse_variant("prune=channel:0.5+winograd").name == "prune=channel:0.5+winograd"
+    for bad in ("quant=static+winograd", "fp32+metaschedule+winograd"):
+        with pytest.raises(VariantError, match="winograd"):
+            parse_variant(bad)
+
+
 def test_avx2_kernel_matches_torch():
     """The 8-lane (ymm) build of the conv kernel, run on this host (every AVX-512 host has
     AVX2)."""
@@ -108,6 +135,28 @@ def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
     # nothing left for MetaSchedule: every PrimFunc is one of our scheduled kernels
     funcs = [f for _, f in result.module.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert funcs and all(f.attrs["tirx.is_scheduled"] for f in funcs)
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@needs_avx512
+def test_winograd_lowering_matches_torch(tmp_path):
+    """fp32+winograd: the stride-1 3x3 conv goes to Winograd, everything else as in fp32."""
+    import tvm
+    from tvm import relax
+
+    torch.manual_seed(1)
+    net = Net().eval()
+    x = torch.randn(1, 3, 15, 15)
+    lowering = Fp32Kernels(X86, frozenset({"winograd"}))
+    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
+                            extra_passes=[lowering], keep_asm=True)
+    record = lowering.record
+    assert [k.family for k in record.kernels if k.family != "glue"] == [
+        "fp32_winograd", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
+    assert record.relax_ops == [] and record.check_asm(result.asm) == []
     vm = relax.VirtualMachine(result.executable, tvm.cpu())
     got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
     with torch.no_grad():

@@ -136,9 +136,11 @@ def _op(call) -> str:
 
 
 class Lowerer:
-    def __init__(self, mod: tvm.IRModule, target, record: Fp32Lowering) -> None:
+    def __init__(self, mod: tvm.IRModule, target, record: Fp32Lowering,
+                 options: frozenset[str] = frozenset()) -> None:
         self.bb = relax.BlockBuilder(mod)
         self.target = target
+        self.options = options  # the variant's opt-in kernel families (registry.OPTIONS)
         self.lanes = vector_lanes(target)
         self.record = record
         self.vals: dict[relax.Var, object] = {}
@@ -327,7 +329,7 @@ class Lowerer:
                       (top, left), _ints(a.dilation), int(a.groups), cp=cp)
         if layer.groups != 1 and not layer.depthwise:
             return None
-        family = registry.choose(layer, self.target)
+        family = registry.choose(layer, self.target, self.options)
         if family is None:
             return None
         return Pending(layer, family, call.args[0], w.astype(np.float32),
@@ -341,7 +343,7 @@ class Lowerer:
             return None
         cp = self.carried(call.args[0], rows=True)
         layer = Layer("linear", int(w.shape[0]), int(w.shape[1]), 1, x_shape[0], cp=cp)
-        family = registry.choose(layer, self.target)
+        family = registry.choose(layer, self.target, self.options)
         if family is None:
             return None
         return Pending(layer, family, call.args[0], np.ascontiguousarray(w.T, np.float32),
@@ -480,10 +482,12 @@ def _scaled(p: Pending, vals: np.ndarray) -> Pending:
 @tvm.transform.module_pass(opt_level=0, name="Fp32Kernels")
 class Fp32Kernels:
     """The Relax pass: `main` rewritten onto our FP32 kernels where the registry has one;
-    `record` says what ran where (filled when the pass runs)."""
+    `record` says what ran where (filled when the pass runs); `options` opt in to kernel
+    families that trade accuracy for speed (registry.OPTIONS, e.g. {"winograd"})."""
 
-    def __init__(self, target) -> None:
+    def __init__(self, target, options: frozenset[str] = frozenset()) -> None:
         self.target = target
+        self.options = frozenset(options)
         self.record = Fp32Lowering()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -492,7 +496,7 @@ class Fp32Kernels:
             return mod
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination(["main"])(mod)
-        lowerer = Lowerer(mod, self.target, self.record)
+        lowerer = Lowerer(mod, self.target, self.record, self.options)
         try:
             func = lowerer.run(mod["main"])
         except Exception as e:
