@@ -96,6 +96,21 @@ def test_depthwise_matches_torch(c, hw, ks, stride, pad, act, res):
     np.testing.assert_allclose(y[..., :c], _nhwc(ref, c), rtol=1e-4, atol=1e-4)
 
 
+def test_conv_writes_a_padded_output():
+    """Epilogue.pad: the result in the interior of a zero-bordered tensor (the next conv's
+    padded input), the residual read unpadded."""
+    torch.manual_seed(3)
+    x, w, b = torch.randn(1, 16, 9, 9), torch.randn(32, 16, 3, 3) * 0.2, torch.randn(32)
+    ref = F.conv2d(x, w, b, 1, 1)
+    r = torch.randn_like(ref)
+    ref = F.pad((ref + r).relu(), (2, 2, 1, 1))
+    s = Conv(1, 11, 11, 16, 32, 3, 3)
+    y = _call(conv_kernel(s, Epilogue("relu", True, (1, 2))), _nhwc(F.pad(x, (1,) * 4), 16),
+              pack_weights(w.numpy(), s), pad_bias(b.numpy(), 32, 32), _nhwc(r, 32),
+              out=(1, 11, 13, 32))
+    np.testing.assert_allclose(y, _nhwc(ref, 32), rtol=1e-4, atol=1e-4)
+
+
 def test_winograd_matrices_compute_a_3_tap_correlation():
     """F(m, 3): A^T [(G g) * (B^T d)] = the correlation of d (m + 2 taps) with g, exactly."""
     rng = np.random.default_rng(0)

@@ -142,6 +142,30 @@ def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
 
 
 @needs_avx512
+def test_producer_writes_the_padded_input_of_its_only_consumer(tmp_path):
+    """A conv whose only consumer is a padded conv writes its output zero-bordered (no pad
+    copy between them); a depthwise output (no padded epilogue) still gets the pad kernel."""
+    import tvm
+    from tvm import relax
+
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 24, 1), nn.ReLU6(), nn.Conv2d(24, 24, 3, padding=1,
+                                                                   groups=24),
+                        nn.ReLU(), nn.Conv2d(24, 16, 3, padding=1)).eval()
+    x = torch.randn(1, 3, 10, 10)
+    lowering = Fp32Kernels(X86)
+    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
+                            extra_passes=[lowering])
+    families = [k.family for k in lowering.record.kernels]
+    # to_nhwc, 1x1 (padded output), depthwise, pad, 3x3, to_nchw
+    assert families == ["glue", "fp32_conv", "fp32_depthwise", "glue", "fp32_conv", "glue"]
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@needs_avx512
 def test_winograd_lowering_matches_torch(tmp_path):
     """fp32+winograd: the stride-1 3x3 conv goes to Winograd, everything else as in fp32."""
     import tvm

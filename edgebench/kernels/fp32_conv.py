@@ -35,6 +35,7 @@ from edgebench.kernels.layer import (
 
 NAME = "fp32_conv"
 INSTRUCTION = "vfmadd231ps"
+PADDED_OUTPUT = True  # Epilogue.pad: can write straight into the next conv's padded input
 
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge other ops into our kernels
 # every kernel of ours: noalias pointers, hand-scheduled (MetaSchedule leaves it), opaque
@@ -128,7 +129,8 @@ def fma(T, acc, a, b, lanes: int):
 
 def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     """TIR PrimFunc: args (x[n,h,w,c] f32 padded, wt = pack_weights(w, s), bias[k],
-    [residual[n,oh,ow,k]], y[n,oh,ow,k])."""
+    [residual[n,oh,ow,k]], y[n,oh+2ph,ow+2pw,k]) with (ph, pw) = ep.pad: the result in the
+    interior, zeros around."""
     from tvm.script import tirx as T
 
     N, H, W, C, K, KH, KW = s.n, s.h, s.w, s.c, s.k, s.kh, s.kw
@@ -139,11 +141,24 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     G = K // (NK * L)
     TAIL = OW % PB  # pixels of the narrower last block (a Python int: unrolled away)
     vec = f"float32x{L}"
-    xs, ys = ((W, C), (OW, K)) if s.rows else ((N, H, W, C), (N, OH, OW, K))
+    PH, PW = ep.pad
+    if s.rows and (PH or PW):
+        raise ValueError("conv_kernel: a linear's rows have no padded output")
+    xs, ys = ((W, C), (OW, K)) if s.rows else ((N, H, W, C), (N, OH + 2 * PH, OW + 2 * PW, K))
 
     def at(buf, n, h, w, c):
         """buf[n, h, w, c], or buf[w, c] for a linear's 2-D rows."""
         return buf[w, c] if s.rows else buf[n, h, w, c]
+
+    @T.macro
+    def border(y):
+        """The zero rows / columns around a padded output's interior."""
+        for n, i, j, lane in T.grid(N, PH, OW + 2 * PW, K):
+            y[n, i, j, lane] = T.float32(0)
+            y[n, OH + PH + i, j, lane] = T.float32(0)
+        for n, i, j, lane in T.grid(N, OH, PW, K):
+            y[n, PH + i, j, lane] = T.float32(0)
+            y[n, PH + i, OW + PW + j, lane] = T.float32(0)
 
     def result(v, res, n, h, w, c):
         """The epilogue on accumulator v: + residual, then the clamp (one expression: TVM
@@ -171,7 +186,7 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
                             acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
                             (g * NK + j) * L + lane)
                     else:
-                        y[n, oh, ow0 + p, (g * NK + j) * L + lane] = result(
+                        y[n, oh + PH, ow0 + p + PW, (g * NK + j) * L + lane] = result(
                             acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
                             (g * NK + j) * L + lane)
 
@@ -181,26 +196,32 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
 
     @T.macro
     def body(x, wt, bias, y, res):
+        if PH > 0 or PW > 0:
+            border(y)
         for n, g, oh in T.grid(N, G, OH):
             for owo in range(OW // PB):
                 main(x, wt, bias, y, res, n, g, oh, owo * PB)
             if TAIL > 0:
                 tail(x, wt, bias, y, res, n, g, oh, OW - TAIL)
 
-    return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K, ys, ep.residual)
+    return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K, ys, ep.residual,
+                       (N, OH, OW, K))
 
 
 def fp32_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, k: int, y_shape: tuple,
-                residual: bool):
+                residual: bool, res_shape: tuple | None = None):
     """The PrimFunc of one of our FP32 kernels (conv, depthwise): (x, wt, bias[k], y), or
-    (x, wt, bias[k], res, y) with a residual to add in the epilogue. body: a T.macro(x, wt,
-    bias, y, res). Hand-scheduled, noalias, opaque to FuseOps; named `<name>` / `<name>_res`."""
+    (x, wt, bias[k], res, y) with a residual to add in the epilogue (res_shape, default
+    y_shape). body: a T.macro(x, wt, bias, y, res). Hand-scheduled, noalias, opaque to
+    FuseOps; named `<name>` / `<name>_res`."""
     from tvm.script import tirx as T
+
+    res_shape = res_shape or y_shape
 
     if residual:
         @T.prim_func
         def kernel_res(x: T.Buffer(x_shape, "float32"), wt: T.Buffer(wt_shape, "float32"),
-                       bias: T.Buffer((k,), "float32"), res: T.Buffer(y_shape, "float32"),
+                       bias: T.Buffer((k,), "float32"), res: T.Buffer(res_shape, "float32"),
                        y: T.Buffer(y_shape, "float32")):
             T.func_attr(ATTRS)
             body(x, wt, bias, y, res)

@@ -204,8 +204,16 @@ class Lowerer:
              node: str = "") -> relax.Expr:
         """An NHWC (padded) tensor of the value for one of our kernels: channels cp (default
         whatever it carries), `pad` zero rows/columns around."""
-        v = self.resolve(expr)
         ph, pw = pad
+        pending = self.value(expr)
+        if (ph or pw) and isinstance(pending, Pending) and self.uses.get(expr, 0) == 1 \
+                and getattr(pending.family, "PADDED_OUTPUT", False):
+            # its only consumer is this padded conv: the producer writes the padded tensor
+            out = self.emit_pending(pending, pad)
+            if cp is not None and out.shape[-1] != cp:
+                raise FallBack(f"channels {out.shape[-1]} != {cp}")
+            return out.expr
+        v = self.resolve(expr)
         if isinstance(v, Nhwc) and not v.rows:
             n, h, w, have = v.shape
             if cp is not None and cp != have:
@@ -226,8 +234,11 @@ class Lowerer:
                          (n, h + 2 * ph, w + 2 * pw, cp), node)
 
     # ---- our kernels ----
-    def emit_pending(self, p: Pending) -> Nhwc:
-        layer = Layer(**{**p.layer.__dict__, "epilogue": Epilogue(p.act, p.residual is not None)})
+    def emit_pending(self, p: Pending, pad: tuple[int, int] = (0, 0)) -> Nhwc:
+        """Emit the pending conv/linear; with `pad`, into a zero-bordered output (a padded
+        value standing for nothing else: only the consumer that asked for it reads it)."""
+        layer = Layer(**{**p.layer.__dict__,
+                         "epilogue": Epilogue(p.act, p.residual is not None, pad)})
         family = p.family
         packed = family.pack(layer, self.target, p.weight, p.bias)
         s = family.shape(layer, self.target)
@@ -244,6 +255,8 @@ class Lowerer:
             if p.residual.shape != list(out):
                 raise FallBack("residual shape")
             args.append(p.residual.expr)
+        if any(pad):
+            out = (out[0], out[1] + 2 * pad[0], out[2] + 2 * pad[1], out[3])
         key = (family.NAME, s, layer.epilogue)
         gv = self.kernel(key, family.NAME.removeprefix("fp32_"),
                          lambda: family.emit(layer, self.target))
