@@ -96,6 +96,20 @@ def test_depthwise_matches_torch(c, hw, ks, stride, pad, act, res):
     np.testing.assert_allclose(y[..., :c], _nhwc(ref, c), rtol=1e-4, atol=1e-4)
 
 
+def test_conv_reduces_over_the_real_channels_only():
+    """An input carrying 24 real channels in 32 (our NHWC padding): the padded ones are
+    never read (NaN there changes nothing), the weights packed for 24."""
+    torch.manual_seed(4)
+    x, w, b = torch.randn(1, 24, 8, 8), torch.randn(48, 24, 1, 1) * 0.2, torch.randn(48)
+    ref = F.conv2d(x, w, b).relu()
+    xp = _nhwc(x, 32)
+    xp[..., 24:] = np.nan
+    s = Conv(1, 8, 8, 24, 48, 1, 1, cx=32)
+    y = _call(conv_kernel(s, Epilogue("relu")), xp, pack_weights(w.numpy(), s),
+              pad_bias(b.numpy(), 48, 48), out=(1, 8, 8, 48))
+    np.testing.assert_allclose(y, _nhwc(ref, 48), rtol=1e-4, atol=1e-4)
+
+
 def test_conv_writes_a_padded_output():
     """Epilogue.pad: the result in the interior of a zero-bordered tensor (the next conv's
     padded input), the residual read unpadded."""

@@ -59,6 +59,7 @@ class Conv:
     lanes: int = 16
     tile: tuple[int, int] | None = None  # (PB, NK) instead of blocking()'s choice
     rows: bool = False  # x, y (and residual) are 2-D [w, c] / [w, k] (a linear's rows)
+    cx: int | None = None  # channels x carries, if more than c (zero padding: not read)
 
     @property
     def oh(self) -> int:
@@ -144,7 +145,9 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     PH, PW = ep.pad
     if s.rows and (PH or PW):
         raise ValueError("conv_kernel: a linear's rows have no padded output")
-    xs, ys = ((W, C), (OW, K)) if s.rows else ((N, H, W, C), (N, OH + 2 * PH, OW + 2 * PW, K))
+    CX = s.cx or C
+    xs, ys = ((W, CX), (OW, K)) if s.rows else ((N, H, W, CX),
+                                                (N, OH + 2 * PH, OW + 2 * PW, K))
 
     def at(buf, n, h, w, c):
         """buf[n, h, w, c], or buf[w, c] for a linear's 2-D rows."""
@@ -240,11 +243,15 @@ def fp32_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, k: int, y_shap
 # ---- the registry's interface (kernels/registry.py) ----
 
 def shape(layer: Layer, target) -> Conv:
-    """The kernel geometry of a groups-1 conv layer: padded input, K padded to the lanes."""
+    """The kernel geometry of a groups-1 conv layer: padded input, K padded to the lanes;
+    the reduction runs over the real input channels only (an input our kernels padded to
+    whole vectors, e.g. 24 of 32, carries zeros there: a third less work)."""
     lanes = vector_lanes(target)
     ph, pw = layer.padding
-    return Conv(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, layer.in_channels,
-                round_up(layer.k, lanes), *layer.kernel, layer.stride, layer.dilation, lanes)
+    cx = layer.in_channels if layer.in_channels != layer.c else None
+    return Conv(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, layer.c,
+                round_up(layer.k, lanes), *layer.kernel, layer.stride, layer.dilation, lanes,
+                cx=cx)
 
 
 def fits(layer: Layer, target) -> str | None:
