@@ -117,74 +117,58 @@ class Net(nn.Module):
         return self.head(h.mean((2, 3)))
 
 
-@needs_avx512
-def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
+def _lowered(net: nn.Module, x: torch.Tensor, tmp_path, options=frozenset()):
+    """Compile net on our kernels (with the kernel `options`), run it, check it against
+    PyTorch; the lowering's record and the compile result for the test's own checks."""
     import tvm
     from tvm import relax
 
-    torch.manual_seed(0)
-    net = Net().eval()
-    x = torch.randn(1, 3, 15, 15)
-    lowering = Fp32Kernels(X86)
+    lowering = Fp32Kernels(X86, frozenset(options))
     result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
                             extra_passes=[lowering], keep_asm=True)
-    record = lowering.record
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
+    return lowering.record, result
+
+
+@needs_avx512
+def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
+    import tvm
+
+    torch.manual_seed(0)
+    record, result = _lowered(Net().eval(), torch.randn(1, 3, 15, 15), tmp_path)
     assert [k.family for k in record.kernels if k.family != "glue"] == [
         "fp32_conv", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
     assert record.relax_ops == [] and record.check_asm(result.asm) == []
     # nothing left for MetaSchedule: every PrimFunc is one of our scheduled kernels
     funcs = [f for _, f in result.module.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert funcs and all(f.attrs["tirx.is_scheduled"] for f in funcs)
-    vm = relax.VirtualMachine(result.executable, tvm.cpu())
-    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
-    with torch.no_grad():
-        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
 
 
 @needs_avx512
 def test_producer_writes_the_padded_input_of_its_only_consumer(tmp_path):
     """A conv whose only consumer is a padded conv writes its output zero-bordered (no pad
     copy between them); a depthwise output (no padded epilogue) still gets the pad kernel."""
-    import tvm
-    from tvm import relax
-
     torch.manual_seed(2)
     net = nn.Sequential(nn.Conv2d(3, 24, 1), nn.ReLU6(), nn.Conv2d(24, 24, 3, padding=1,
                                                                    groups=24),
                         nn.ReLU(), nn.Conv2d(24, 16, 3, padding=1)).eval()
-    x = torch.randn(1, 3, 10, 10)
-    lowering = Fp32Kernels(X86)
-    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
-                            extra_passes=[lowering])
-    families = [k.family for k in lowering.record.kernels]
+    record, _ = _lowered(net, torch.randn(1, 3, 10, 10), tmp_path)
     # to_nhwc, 1x1 (padded output), depthwise, pad, 3x3, to_nchw
-    assert families == ["glue", "fp32_conv", "fp32_depthwise", "glue", "fp32_conv", "glue"]
-    vm = relax.VirtualMachine(result.executable, tvm.cpu())
-    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
-    with torch.no_grad():
-        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
+    assert [k.family for k in record.kernels] == [
+        "glue", "fp32_conv", "fp32_depthwise", "glue", "fp32_conv", "glue"]
 
 
 @needs_avx512
 def test_winograd_lowering_matches_torch(tmp_path):
     """fp32+winograd: the stride-1 3x3 conv goes to Winograd, everything else as in fp32."""
-    import tvm
-    from tvm import relax
-
     torch.manual_seed(1)
-    net = Net().eval()
-    x = torch.randn(1, 3, 15, 15)
-    lowering = Fp32Kernels(X86, frozenset({"winograd"}))
-    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
-                            extra_passes=[lowering], keep_asm=True)
-    record = lowering.record
+    record, result = _lowered(Net().eval(), torch.randn(1, 3, 15, 15), tmp_path, {"winograd"})
     assert [k.family for k in record.kernels if k.family != "glue"] == [
         "fp32_winograd", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
     assert record.relax_ops == [] and record.check_asm(result.asm) == []
-    vm = relax.VirtualMachine(result.executable, tvm.cpu())
-    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
-    with torch.no_grad():
-        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow
