@@ -51,6 +51,10 @@ def test_winograd_is_chosen_only_under_its_option():
     wino = {"winograd"}
     assert registry.choose(CONV, X86, wino).NAME == "fp32_winograd"
     assert registry.choose(CONV, X86).NAME == "fp32_conv"  # never in a plain FP32 row
+    # F(4x4) on ResNet-18's 56x56 layer, F(2x2) where 6x6 tiles would waste most (7x7)
+    assert registry.choose(CONV, X86, wino).shape(CONV, X86).m == 4
+    small = dataclasses.replace(CONV, h=7, w=7)
+    assert registry.choose(small, X86, wino).shape(small, X86).m == 2
     for other in (dataclasses.replace(CONV, stride=(2, 2)), DEPTHWISE, LINEAR,
                   dataclasses.replace(CONV, kernel=(1, 1), padding=(0, 0))):
         assert registry.choose(other, X86, wino).NAME != "fp32_winograd"

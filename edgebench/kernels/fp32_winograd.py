@@ -4,13 +4,15 @@ Why: ResNet-18's 3x3 convs already run at ~95% of the FMA peak as direct convolu
 (fp32_conv.py), so fewer multiplies is the only way further. F(2x2, 3x3) computes each 2x2
 output tile from a 4x4 input tile with 16 multiplies per (input, output) channel pair
 instead of 36 (2.25x fewer); F(4x4, 3x3) with 36 instead of 144 (4x fewer) but larger
-transform constants, so more rounding error. Its error is never mixed into FP32 rows: the
-family is chosen only under the variant suffix `+winograd`, verified against the looser
-`float32-winograd` tolerance (verify.py), and its max error reported in the row.
+transform constants, so more rounding error (`tile_size` picks per layer). Its error is never
+mixed into FP32 rows: the family is chosen only under the variant suffix `+winograd`,
+verified against the looser `float32-winograd` tolerance (verify.py), and its max error
+reported in the row (`verify_err`).
 
 One PrimFunc per layer (the direct conv's signature: x, u, bias, [residual], y), over blocks
 of whole tile rows so the intermediates stay in cache:
-1. input transform V[xi, t, c] = (B^T d_t B)[xi] per tile t and channel (vector over c);
+1. input transform V[xi, t, c] = (B^T d_t B)[xi] per tile t and channel (vector over c),
+   one axis at a time (unrolled sums over the tables' nonzeros);
 2. A*A batched GEMMs M[xi] = V[xi] @ U[xi] on the direct conv's register tile (7 tiles x NK
    channel vectors, the input broadcast, the packed weight panel a vector), U = G g G^T
    packed once at build time as [A*A, K / (NK*L), C, NK*L];
@@ -53,7 +55,16 @@ MATRICES = {
         np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                   [0, 1, -1, 8, -8, 1]], np.float64)),
 }
-TILE = 2  # F(2x2, 3x3): the registry's choice (F(4x4) is built and tested, but looser)
+SMALL = 8  # an output narrower than this takes F(2x2): F(4x4)'s 6x6 tiles would waste most
+
+
+def tile_size(oh: int, ow: int) -> int:
+    """F(4x4, 3x3) (4x fewer multiplies; relative error ~1e-5, still 100x inside the FP32
+    tolerance) wherever the output fits whole tiles well, else F(2x2, 3x3). Measured alone
+    (results/fp32/README.md): 56x56x64 0.57 vs 0.98 ms, 28x28x128 0.54 vs 0.92, 14x14x256
+    0.72 vs 0.90; at 7x7x512 F(4x4)'s weights (36 x 512 x 512 floats, 38 MB) no longer fit
+    the cache, so F(2x2) there."""
+    return 4 if min(oh, ow) >= SMALL else 2
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ class Winograd:
     w: int
     c: int
     k: int  # a multiple of lanes
-    m: int = TILE  # output tile (m x m)
+    m: int = 2  # output tile (m x m): F(m x m, 3 x 3)
     lanes: int = 16
 
     @property
@@ -117,11 +128,6 @@ def pack_weights(w: np.ndarray, s: Winograd) -> np.ndarray:
                                 .astype(np.float32))
 
 
-def _terms(coef: np.ndarray) -> list[tuple[float, int, int]]:
-    """The nonzero (value, i, j) of a 2-D coefficient table (the transform unrolled)."""
-    return [(float(coef[i, j]), i, j) for i, j in zip(*np.nonzero(coef), strict=True)]
-
-
 def _sum(T, terms):
     """sum of coef * value over (coef, value), without multiplying by +-1."""
     out = None
@@ -159,23 +165,32 @@ def winograd_kernel(s: Winograd, ep: Epilogue = NO_EPILOGUE):
     PB = min(PIXELS, TB)
     TAIL = TB % PB
     bt, _, at = MATRICES[M]
-    # V[xi * A + nu] = sum B^T[xi, i] B^T[nu, j] d[i, j]; Y[i * M + j] likewise with A^T
-    vin = [_terms(np.outer(bt[xi], bt[nu])) for xi in range(A) for nu in range(A)]
-    vout = [_terms(np.outer(at[i], at[j])) for i in range(M) for j in range(M)]
     vec = f"float32x{L}"
     exact = OH % M == 0 and OW % M == 0  # no partial tiles: no bounds checks
 
-    def in_value(x, n, row0, col0, c, e):
-        """V[e] of the tile at (row0, col0), channel c (reads past the input clamped: they
-        only feed outputs past the edge, which are never written)."""
-        return _pick(T, e, [_sum(T, [(coef, x[n, T.min(row0 + i, H - 1),
-                                               T.min(col0 + j, W - 1), c])
-                                     for coef, i, j in terms]) for terms in vin])
+    def rows(table: np.ndarray, value) -> list:
+        """Per row r of a transform table: sum over its nonzero (coef, i) of coef * value(i)
+        (the separable transform, one axis at a time: 2 * A small sums per element)."""
+        return [_sum(T, [(float(table[r, i]), value(i)) for i in np.nonzero(table[r])[0]])
+                for r in range(table.shape[0])]
 
-    def out_value(mb, bias, res, n, t, oh, ow, k, o):
-        """Output o (= i * M + j) of tile t, channel k: A^T M A, + bias, the epilogue."""
-        acc = bias[k] + _pick(T, o, [_sum(T, [(coef, mb[((i * A + j) * TB + t) * K + k])
-                                              for coef, i, j in terms]) for terms in vout])
+    def in_cols(x, n, row0, col0, c, i, nu):
+        """(d B)[i, nu] of the tile at (row0, col0), channel c (reads past the input clamped:
+        they only feed outputs past the edge, which are never written)."""
+        return _pick(T, nu, rows(bt, lambda j: x[n, T.min(row0 + i, H - 1),
+                                                  T.min(col0 + j, W - 1), c]))
+
+    def in_rows(tmp, xi, nu, lane):
+        """V[xi, nu] = (B^T (d B))[xi, nu] from tmp = d B."""
+        return _pick(T, xi, rows(bt, lambda i: tmp[(i * A + nu) * LC + lane]))
+
+    def out_cols(mb, t, k, xi, j):
+        """(M A)[xi, j] of tile t, channel k."""
+        return _pick(T, j, rows(at, lambda nu: mb[((xi * A + nu) * TB + t) * K + k]))
+
+    def out_value(tmp, bias, res, n, oh, ow, k, lane, i, j):
+        """Output (i, j): (A^T (M A))[i, j], + bias, the epilogue."""
+        acc = bias[k] + _pick(T, i, rows(at, lambda xi: tmp[(xi * M + j) * L + lane]))
         return activation(T, acc + res[n, oh, ow, k] if ep.residual else acc, ep.act)
 
     def gemm(pb: int):
@@ -207,10 +222,17 @@ def winograd_kernel(s: Winograd, ep: Epilogue = NO_EPILOGUE):
             # 1. input transform of the block's tiles (rows past the input: clamped reads,
             # they only feed outputs past the edge, which are never written)
             for r, tw, cb in T.grid(RB, TW, C // LC):
-                for e in T.unroll(A * A):
-                    for lane in T.vectorized(LC):
-                        v[e, r * TW + tw, cb * LC + lane] = in_value(
-                            x, n, (blk * RB + r) * M, tw * M, cb * LC + lane, e)
+                dbt = T.alloc_buffer((A * A * LC,), "float32", scope="global")
+                for i in T.unroll(A):
+                    for nu in T.unroll(A):
+                        for lane in T.vectorized(LC):
+                            dbt[(i * A + nu) * LC + lane] = in_cols(
+                                x, n, (blk * RB + r) * M, tw * M, cb * LC + lane, i, nu)
+                for xi in T.unroll(A):
+                    for nu in T.unroll(A):
+                        for lane in T.vectorized(LC):
+                            v[xi * A + nu, r * TW + tw, cb * LC + lane] = in_rows(dbt, xi, nu,
+                                                                                  lane)
             # 2. the A*A GEMMs
             for xn, g in T.grid(A * A, G):
                 for tb in range(TB // PB):
@@ -219,14 +241,19 @@ def winograd_kernel(s: Winograd, ep: Epilogue = NO_EPILOGUE):
                     tail(v, u, mb, xn, g, TB - TAIL)
             # 3. output transform + epilogue
             for r, tw, kb in T.grid(RB, TW, K // L):
+                ma = T.alloc_buffer((A * M * L,), "float32", scope="global")
+                for xi in T.unroll(A):
+                    for j in T.unroll(M):
+                        for lane in T.vectorized(L):
+                            ma[(xi * M + j) * L + lane] = out_cols(mb, r * TW + tw,
+                                                                   kb * L + lane, xi, j)
                 for i in T.unroll(M):
                     for j in T.unroll(M):
                         if exact or ((blk * RB + r) * M + i < OH and tw * M + j < OW):
                             for lane in T.vectorized(L):
                                 y[n, (blk * RB + r) * M + i, tw * M + j, kb * L + lane] = \
-                                    out_value(mb, bias, res, n, r * TW + tw,
-                                              (blk * RB + r) * M + i, tw * M + j,
-                                              kb * L + lane, i * M + j)
+                                    out_value(ma, bias, res, n, (blk * RB + r) * M + i,
+                                              tw * M + j, kb * L + lane, lane, i, j)
 
     return fp32_kernel("winograd_f32", body, (N, H, W, C), s.weight_shape(), K,
                        (N, OH, OW, K), ep.residual)
@@ -238,7 +265,7 @@ def shape(layer: Layer, target) -> Winograd:
     lanes = vector_lanes(target)
     ph, pw = layer.padding
     return Winograd(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, layer.in_channels,
-                    round_up(layer.k, lanes), TILE, lanes)
+                    round_up(layer.k, lanes), tile_size(layer.h, layer.w), lanes)
 
 
 def fits(layer: Layer, target) -> str | None:
