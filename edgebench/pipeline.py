@@ -218,12 +218,15 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
     sparse = _sparse_pass(variant, cfg)
     if sparse is not None:
         return TvmModule(mod, passes=[sparse], chooser=sparse)
+    if variant.spec.winograd and not vector_lanes(variant.target):
+        raise CompileError(f"fp32+winograd: our Winograd kernels are x86 (AVX2/AVX-512) only, "
+                           f"not {variant.target.arch}")
     if variant.spec.metaschedule or not vector_lanes(variant.target):
         # TVM's own ops tuned by MetaSchedule: asked for (the record), or no FP32 kernels of
         # ours for this target yet (aarch64)
         return TvmModule(mod)
     # FP32 (also pruned-but-dense models): our kernels where the registry has one
-    fp32 = Fp32Kernels(variant.target)
+    fp32 = Fp32Kernels(variant.target, variant.spec.kernel_options)
     return TvmModule(mod, passes=[fp32], fp32=fp32)
 
 

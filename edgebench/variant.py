@@ -43,6 +43,14 @@ class VariantSpec:
     # FP32 on TVM's own ops tuned by MetaSchedule instead of our kernels (passes/fp32.py):
     # the old build, kept for the record
     metaschedule: bool = False
+    # FP32 with Winograd F(2x2, 3x3) for stride-1 3x3 convs (kernels/fp32_winograd.py): fewer
+    # multiplies, a little more rounding error (its own tolerance, its own rows)
+    winograd: bool = False
+
+    @property
+    def kernel_options(self) -> frozenset[str]:
+        """The opt-in kernel families of the FP32 lowering (kernels/registry.OPTIONS)."""
+        return frozenset({"winograd"} if self.winograd else ())
 
     @property
     def name(self) -> str:
@@ -52,12 +60,16 @@ class VariantSpec:
             if self.sparse else []
         if self.metaschedule:
             parts = (parts or ["fp32"]) + ["metaschedule"]
+        if self.winograd:
+            parts = (parts or ["fp32"]) + ["winograd"]
         return "+".join(parts) or "fp32"
 
     @property
     def dtype(self) -> str:
         """The dtype the variant computes in, which sets its verification tolerance."""
-        return parse_quant(self.quant).verify_dtype if self.quant else "float32"
+        if self.quant:
+            return parse_quant(self.quant).verify_dtype
+        return "float32-winograd" if self.winograd else "float32"
 
     def check(self, model: nn.Module, spec: ModelSpec) -> None:
         """VariantError now if this variant cannot apply to the model (e.g. a block pattern
@@ -125,19 +137,22 @@ def parse_variant(text: str) -> VariantSpec:
     if text in ("fp32", ""):
         return VariantSpec()
     fields: dict[str, str] = {}
-    metaschedule = False
+    metaschedule = winograd = False
     for part in text.split("+"):
         if part == "fp32":
             continue
         if part == "metaschedule":
             metaschedule = True
             continue
+        if part == "winograd":
+            winograd = True
+            continue
         if part == "sparse":
             part = "sparse=auto"
         kind, sep, value = part.partition("=")
         if not sep or kind not in _KNOWN or not value:
             raise VariantError(f"variant '{text}': '{part}' is not of the form prune=..., "
-                               "quant=..., sparse or metaschedule (or fp32)")
+                               "quant=..., sparse, metaschedule or winograd (or fp32)")
         method = value.split(":", 1)[0]
         if method not in _KNOWN[kind]:
             known = ", ".join(_KNOWN[kind]) or "none in this version"
@@ -164,7 +179,10 @@ def parse_variant(text: str) -> VariantSpec:
     if metaschedule and ("quant" in fields or "sparse" in fields):
         raise VariantError(f"variant '{text}': metaschedule selects the FP32 dense build "
                            "(TVM's ops instead of our kernels); drop quant=/sparse or it")
-    return VariantSpec(**fields, metaschedule=metaschedule)
+    if winograd and (metaschedule or "quant" in fields or "sparse" in fields):
+        raise VariantError(f"variant '{text}': winograd selects our FP32 dense kernels' "
+                           "Winograd family; drop quant=/sparse/metaschedule or it")
+    return VariantSpec(**fields, metaschedule=metaschedule, winograd=winograd)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ import numpy as np
 # Relative tolerance on max|out - ref| / max(1, max|ref|), by the dtype the variant computes in.
 # A peer's own int8 build (another quantizer) has no elementwise bound against FP32: only its
 # outputs' count, shape and finiteness are checked; its score (metric drop vs FP32) judges it.
-TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8": 5e-2, "int8-peer": float("inf")}
+# Winograd (fp32+winograd) rounds more than a direct conv: its own, looser FP32 bound.
+TOLERANCE = {"float32": 1e-3, "float32-winograd": 5e-3, "float16": 2e-2, "int8": 5e-2,
+             "int8-peer": float("inf")}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from edgebench.kernels.fp32_dense import dense_kernel, dense_shape
 from edgebench.kernels.fp32_dense import pack_weights as pack_dense
 from edgebench.kernels.fp32_depthwise import Depthwise, depthwise_kernel
 from edgebench.kernels.fp32_depthwise import pack_weights as pack_dw
+from edgebench.kernels.fp32_winograd import MATRICES, Winograd, winograd_kernel
+from edgebench.kernels.fp32_winograd import pack_weights as pack_wino
 from edgebench.kernels.layer import Epilogue
 from edgebench.targets import find_target
 
@@ -53,6 +55,8 @@ def _nhwc(t: torch.Tensor, channels: int) -> np.ndarray:
     (32, 64, 14, 1, 1, 0, 1, "relu6", True),    # 1x1, 4 vectors x 6 pixels with a tail
     (64, 32, 13, 1, 2, 0, 1, None, False),      # 1x1 stride 2 (downsample)
     (24, 48, 7, 3, 1, 1, 1, "relu", False),     # a row of 7
+    (40, 144, 9, 1, 1, 0, 1, "relu6", True),    # K an odd count of vectors: 7 x 1 tile, tail
+    (96, 96, 16, 3, 2, 1, 1, "relu", False),    # stride 2, 7 x 2 tile, row of 8 (tail of 1)
 ])
 def test_conv_matches_torch(c, k, hw, ks, stride, pad, dil, act, res):
     torch.manual_seed(c * 100 + k)
@@ -90,6 +94,92 @@ def test_depthwise_matches_torch(c, hw, ks, stride, pad, act, res):
         args.append(_nhwc(r, cp))
     y = _call(depthwise_kernel(s, Epilogue(act, res)), *args, out=(1, s.oh, s.ow, cp))
     np.testing.assert_allclose(y[..., :c], _nhwc(ref, c), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_reduces_over_the_real_channels_only():
+    """An input carrying 24 real channels in 32 (our NHWC padding): the padded ones are
+    never read (NaN there changes nothing), the weights packed for 24."""
+    torch.manual_seed(4)
+    x, w, b = torch.randn(1, 24, 8, 8), torch.randn(48, 24, 1, 1) * 0.2, torch.randn(48)
+    ref = F.conv2d(x, w, b).relu()
+    xp = _nhwc(x, 32)
+    xp[..., 24:] = np.nan
+    s = Conv(1, 8, 8, 24, 48, 1, 1, cx=32)
+    y = _call(conv_kernel(s, Epilogue("relu")), xp, pack_weights(w.numpy(), s),
+              pad_bias(b.numpy(), 48, 48), out=(1, 8, 8, 48))
+    np.testing.assert_allclose(y, _nhwc(ref, 48), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_writes_a_padded_output():
+    """Epilogue.pad: the result in the interior of a zero-bordered tensor (the next conv's
+    padded input), the residual read unpadded."""
+    torch.manual_seed(3)
+    x, w, b = torch.randn(1, 16, 9, 9), torch.randn(32, 16, 3, 3) * 0.2, torch.randn(32)
+    ref = F.conv2d(x, w, b, 1, 1)
+    r = torch.randn_like(ref)
+    ref = F.pad((ref + r).relu(), (2, 2, 1, 1))
+    s = Conv(1, 11, 11, 16, 32, 3, 3)
+    y = _call(conv_kernel(s, Epilogue("relu", True, (1, 2))), _nhwc(F.pad(x, (1,) * 4), 16),
+              pack_weights(w.numpy(), s), pad_bias(b.numpy(), 32, 32), _nhwc(r, 32),
+              out=(1, 11, 13, 32))
+    np.testing.assert_allclose(y, _nhwc(ref, 32), rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_matrices_compute_a_3_tap_correlation():
+    """F(m, 3): A^T [(G g) * (B^T d)] = the correlation of d (m + 2 taps) with g, exactly."""
+    rng = np.random.default_rng(0)
+    for m, (bt, g, at) in MATRICES.items():
+        d, f = rng.standard_normal(m + 2), rng.standard_normal(3)
+        np.testing.assert_allclose(at @ ((g @ f) * (bt @ d)), np.correlate(d, f, "valid"),
+                                   rtol=1e-12, atol=1e-12)
+
+
+WINOGRAD_CASES = [
+    (16, 16, 6, "relu", False),     # whole 2x2 tiles
+    (3, 20, 7, "relu6", False),     # odd size: partial tiles at the edge, K padded to 32
+    (24, 48, 9, None, True),        # residual fused, 3 vectors (7 x 1 GEMM tile), tail
+    (64, 64, 16, "relu", True),     # several blocks of tile rows
+]
+
+
+def _winograd_error(c, k, hw, act, res, m):
+    torch.manual_seed(c + k + hw)
+    x, w, b = torch.randn(1, c, hw, hw), torch.randn(k, c, 3, 3) * 0.2, torch.randn(k)
+    ref = F.conv2d(x, w, b, 1, 1)
+    r = torch.randn_like(ref)
+    ref = _act(ref + r if res else ref, act)
+    kp = -(-k // 16) * 16
+    s = Winograd(1, hw + 2, hw + 2, c, kp, m)
+    args = [_nhwc(F.pad(x, (1,) * 4), c), pack_wino(w.numpy(), s), pad_bias(b.numpy(), k, kp)]
+    if res:
+        args.append(_nhwc(r, kp))
+    y = _call(winograd_kernel(s, Epilogue(act, res)), *args, out=(1, hw, hw, kp))
+    assert not y[..., k:].any()  # padded output channels hold 0 (the lowering relies on it)
+    want = _nhwc(ref, k)
+    return float(np.abs(y[..., :k] - want).max() / np.abs(want).max())
+
+
+@pytest.mark.parametrize("c,k,hw,act,res", WINOGRAD_CASES)
+def test_winograd_matches_torch(c, k, hw, act, res):
+    """F(2x2, 3x3): relative error ~1e-7 here, well inside fp32+winograd's 5e-3 (and even
+    the plain FP32 1e-3)."""
+    assert _winograd_error(c, k, hw, act, res, 2) < 1e-5
+
+
+@pytest.mark.parametrize("c,k,hw,act,res", [(16, 32, 13, "relu", True),  # partial tiles
+                                             (40, 48, 16, None, False)])
+def test_winograd_f4_matches_torch(c, k, hw, act, res):
+    """F(4x4, 3x3): ~1e-5 relative (the larger transform constants round more)."""
+    assert _winograd_error(c, k, hw, act, res, 4) < 1e-4
+
+
+def test_conv_tile_leaves_registers_to_spare():
+    """A conv's register tile: 7 pixels x at most 2 vectors (7 x 4 filled all 32 zmm and
+    spilled: 40-60% of peak on Zen 4)."""
+    for k, want in ((512, (7, 2)), (144, (7, 1)), (1280, (7, 2))):
+        assert Conv(1, 9, 9, 64, k, 3, 3).blocking() == want
+    assert Conv(1, 3, 3, 64, 512, 3, 3).blocking() == (1, 8)  # one pixel: a GEMV
+    assert Conv(1, 1, 4, 64, 64, 1, 1).blocking()[0] == 4  # narrower rows: the row
 
 
 @pytest.mark.parametrize("m,c,k,act", [(1, 784, 200, "relu"), (1, 64, 10, None),
@@ -140,6 +230,7 @@ def test_kernels_compute_with_zmm_fmas():
     s = Conv(1, 10, 10, 32, 64, 3, 3)
     d = Depthwise(1, 10, 10, 32, 3, 3)
     for func in (conv_kernel(s, Epilogue("relu")), depthwise_kernel(d),
+                 winograd_kernel(Winograd(1, 10, 10, 32, 64)),
                  dense_kernel(dense_shape(1, 256, 256))):
         lib = _build(func.with_attr("global_symbol", "k"))
         asm = "\n".join(m.inspect_source("asm") for m in lib.mod.imports

@@ -46,6 +46,37 @@ def test_registry_picks_the_family_per_layer_and_target():
                if why and "not a" not in why)
 
 
+@needs_avx512
+def test_winograd_is_chosen_only_under_its_option():
+    wino = {"winograd"}
+    assert registry.choose(CONV, X86, wino).NAME == "fp32_winograd"
+    assert registry.choose(CONV, X86).NAME == "fp32_conv"  # never in a plain FP32 row
+    # F(4x4) on ResNet-18's 56x56 layer, F(2x2) where 6x6 tiles would waste most (7x7)
+    assert registry.choose(CONV, X86, wino).shape(CONV, X86).m == 4
+    small = dataclasses.replace(CONV, h=7, w=7)
+    assert registry.choose(small, X86, wino).shape(small, X86).m == 2
+    for other in (dataclasses.replace(CONV, stride=(2, 2)), DEPTHWISE, LINEAR,
+                  dataclasses.replace(CONV, kernel=(1, 1), padding=(0, 0))):
+        assert registry.choose(other, X86, wino).NAME != "fp32_winograd"
+    assert "stride 1" in registry.reasons(dataclasses.replace(CONV, stride=(2, 2)), X86,
+                                          wino)["fp32_winograd"]
+    with pytest.raises(ValueError, match="unknown kernel option"):
+        registry.choose(CONV, X86, {"winograd4"})
+
+
+def test_winograd_variant_parses_into_its_own_rows():
+    from edgebench.variant import VariantError, parse_variant
+    from edgebench.verify import TOLERANCE
+
+    spec = parse_variant("fp32+winograd")
+    assert spec.name == "fp32+winograd" and spec.kernel_options == {"winograd"}
+    assert TOLERANCE[spec.dtype] > TOLERANCE[parse_variant("fp32").dtype]
+    assert parse_variant("prune=channel:0.5+winograd").name == "prune=channel:0.5+winograd"
+    for bad in ("quant=static+winograd", "fp32+metaschedule+winograd"):
+        with pytest.raises(VariantError, match="winograd"):
+            parse_variant(bad)
+
+
 def test_avx2_kernel_matches_torch():
     """The 8-lane (ymm) build of the conv kernel, run on this host (every AVX-512 host has
     AVX2)."""
@@ -90,29 +121,59 @@ class Net(nn.Module):
         return self.head(h.mean((2, 3)))
 
 
+def _lowered(net: nn.Module, x: torch.Tensor, tmp_path, options=frozenset()):
+    """Compile net on our kernels (with the kernel `options`), run it, check it against
+    PyTorch; the lowering's record and the compile result for the test's own checks."""
+    import tvm
+    from tvm import relax
+
+    lowering = Fp32Kernels(X86, frozenset(options))
+    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
+                            extra_passes=[lowering], keep_asm=True)
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
+    return lowering.record, result
+
+
 @pytest.mark.slow
 @needs_avx512
 def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
     import tvm
-    from tvm import relax
 
     torch.manual_seed(0)
-    net = Net().eval()
-    x = torch.randn(1, 3, 15, 15)
-    lowering = Fp32Kernels(X86)
-    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
-                            extra_passes=[lowering], keep_asm=True)
-    record = lowering.record
+    record, result = _lowered(Net().eval(), torch.randn(1, 3, 15, 15), tmp_path)
     assert [k.family for k in record.kernels if k.family != "glue"] == [
         "fp32_conv", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
     assert record.relax_ops == [] and record.check_asm(result.asm) == []
     # nothing left for MetaSchedule: every PrimFunc is one of our scheduled kernels
     funcs = [f for _, f in result.module.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert funcs and all(f.attrs["tirx.is_scheduled"] for f in funcs)
-    vm = relax.VirtualMachine(result.executable, tvm.cpu())
-    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
-    with torch.no_grad():
-        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@needs_avx512
+def test_producer_writes_the_padded_input_of_its_only_consumer(tmp_path):
+    """A conv whose only consumer is a padded conv writes its output zero-bordered (no pad
+    copy between them); a depthwise output (no padded epilogue) still gets the pad kernel."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 24, 1), nn.ReLU6(), nn.Conv2d(24, 24, 3, padding=1,
+                                                                   groups=24),
+                        nn.ReLU(), nn.Conv2d(24, 16, 3, padding=1)).eval()
+    record, _ = _lowered(net, torch.randn(1, 3, 10, 10), tmp_path)
+    # to_nhwc, 1x1 (padded output), depthwise, pad, 3x3, to_nchw
+    assert [k.family for k in record.kernels] == [
+        "glue", "fp32_conv", "fp32_depthwise", "glue", "fp32_conv", "glue"]
+
+
+@needs_avx512
+def test_winograd_lowering_matches_torch(tmp_path):
+    """fp32+winograd: the stride-1 3x3 conv goes to Winograd, everything else as in fp32."""
+    torch.manual_seed(1)
+    record, result = _lowered(Net().eval(), torch.randn(1, 3, 15, 15), tmp_path, {"winograd"})
+    assert [k.family for k in record.kernels if k.family != "glue"] == [
+        "fp32_winograd", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
+    assert record.relax_ops == [] and record.check_asm(result.asm) == []
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ so an output pixel's channels are contiguous and one input element, broadcast to
 are packed once at build time in the order the micro-kernel reads them,
 [K / (NK*L), KH, KW, C, NK*L]: the NK weight vectors of a channel group are one contiguous
 stream. A register block of PB output pixels x NK channel vectors keeps PB*NK accumulators (a
-constant-size stack array LLVM keeps in registers), starts from the bias and runs over
-(kh, kw, c); the epilogue adds the residual and clamps (ReLU / ReLU6) in registers. A row
+constant-size stack array LLVM keeps in registers; `Conv.blocking` picks the tile), starts
+from (kh, kw, c); the epilogue adds the residual and clamps (ReLU / ReLU6) in registers. A row
 width that PB does not divide ends in a narrower tail block, so PB is free to be the best tile.
 
 The input arrives already padded (kernels/fp32_glue.py pads in one NHWC copy); C is any count;
@@ -35,6 +35,7 @@ from edgebench.kernels.layer import (
 
 NAME = "fp32_conv"
 INSTRUCTION = "vfmadd231ps"
+PADDED_OUTPUT = True  # Epilogue.pad: can write straight into the next conv's padded input
 
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge other ops into our kernels
 # every kernel of ours: noalias pointers, hand-scheduled (MetaSchedule leaves it), opaque
@@ -58,6 +59,7 @@ class Conv:
     lanes: int = 16
     tile: tuple[int, int] | None = None  # (PB, NK) instead of blocking()'s choice
     rows: bool = False  # x, y (and residual) are 2-D [w, c] / [w, k] (a linear's rows)
+    cx: int | None = None  # channels x carries, if more than c (zero padding: not read)
 
     @property
     def oh(self) -> int:
@@ -72,21 +74,22 @@ class Conv:
         return self.n * self.oh * self.ow * self.k * self.c * self.kh * self.kw
 
     def blocking(self) -> tuple[int, int]:
-        """(PB pixels, NK channel vectors) per register block: the widest channel group
-        (up to 4 vectors, 64 channels) dividing K, then as many pixels as fit the
-        accumulators, at most the row width. A batch-1 linear (one pixel) streams up to 8
-        vectors instead, for 8 independent FMA chains."""
+        """(PB pixels, NK channel vectors) per register block. A conv: 7 pixels x 2 vectors
+        (32 channels; 1 vector where K is an odd count of them): 14 accumulators leave LLVM
+        registers to spare, and measured alone on Zen 4 (results/fp32/tiles.md) it beats
+        the MLAS-style 6 x 4 and 7 x 4 on every ResNet-18 / MobileNetV2 shape (7 x 4 fills
+        all 32 zmm and spills: 40-60% of peak); 7 divides every row width of both. A batch-1
+        linear (one pixel) streams up to 8 vectors, for 8 independent FMA chains; a linear's
+        rows keep the widest group up to 4 vectors and as many rows as fit."""
         if self.tile is not None:
             return self.tile
         kb = self.k // self.lanes
         if self.ow == 1 and self.oh == 1:
             return 1, max(d for d in (1, 2, 4, 8) if kb % d == 0)
+        if not self.rows:
+            return min(self.ow, 7), 2 if kb % 2 == 0 else 1
         nk = max(d for d in (1, 2, 4) if kb % d == 0)
-        pb = min(self.ow, MAX_ACCUMULATORS // nk, 6 if nk == 4 else 12)
-        # a row of 7 (ResNet's last stage) fits whole; else 6 x 4 (MLAS's tile)
-        if self.ow == 7 and nk == 4:
-            pb = 7
-        return pb, nk
+        return min(self.ow, MAX_ACCUMULATORS // nk, 6 if nk == 4 else 12), nk
 
     def weight_shape(self) -> tuple[int, ...]:
         _, nk = self.blocking()
@@ -127,7 +130,8 @@ def fma(T, acc, a, b, lanes: int):
 
 def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     """TIR PrimFunc: args (x[n,h,w,c] f32 padded, wt = pack_weights(w, s), bias[k],
-    [residual[n,oh,ow,k]], y[n,oh,ow,k])."""
+    [residual[n,oh,ow,k]], y[n,oh+2ph,ow+2pw,k]) with (ph, pw) = ep.pad: the result in the
+    interior, zeros around."""
     from tvm.script import tirx as T
 
     N, H, W, C, K, KH, KW = s.n, s.h, s.w, s.c, s.k, s.kh, s.kw
@@ -138,11 +142,26 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     G = K // (NK * L)
     TAIL = OW % PB  # pixels of the narrower last block (a Python int: unrolled away)
     vec = f"float32x{L}"
-    xs, ys = ((W, C), (OW, K)) if s.rows else ((N, H, W, C), (N, OH, OW, K))
+    PH, PW = ep.pad
+    if s.rows and (PH or PW):
+        raise ValueError("conv_kernel: a linear's rows have no padded output")
+    CX = s.cx or C
+    xs, ys = ((W, CX), (OW, K)) if s.rows else ((N, H, W, CX),
+                                                (N, OH + 2 * PH, OW + 2 * PW, K))
 
     def at(buf, n, h, w, c):
         """buf[n, h, w, c], or buf[w, c] for a linear's 2-D rows."""
         return buf[w, c] if s.rows else buf[n, h, w, c]
+
+    @T.macro
+    def border(y):
+        """The zero rows / columns around a padded output's interior."""
+        for n, i, j, lane in T.grid(N, PH, OW + 2 * PW, K):
+            y[n, i, j, lane] = T.float32(0)
+            y[n, OH + PH + i, j, lane] = T.float32(0)
+        for n, i, j, lane in T.grid(N, OH, PW, K):
+            y[n, PH + i, j, lane] = T.float32(0)
+            y[n, PH + i, OW + PW + j, lane] = T.float32(0)
 
     def result(v, res, n, h, w, c):
         """The epilogue on accumulator v: + residual, then the clamp (one expression: TVM
@@ -170,7 +189,7 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
                             acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
                             (g * NK + j) * L + lane)
                     else:
-                        y[n, oh, ow0 + p, (g * NK + j) * L + lane] = result(
+                        y[n, oh + PH, ow0 + p + PW, (g * NK + j) * L + lane] = result(
                             acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
                             (g * NK + j) * L + lane)
 
@@ -180,26 +199,32 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
 
     @T.macro
     def body(x, wt, bias, y, res):
+        if PH > 0 or PW > 0:
+            border(y)
         for n, g, oh in T.grid(N, G, OH):
             for owo in range(OW // PB):
                 main(x, wt, bias, y, res, n, g, oh, owo * PB)
             if TAIL > 0:
                 tail(x, wt, bias, y, res, n, g, oh, OW - TAIL)
 
-    return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K, ys, ep.residual)
+    return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K, ys, ep.residual,
+                       (N, OH, OW, K))
 
 
 def fp32_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, k: int, y_shape: tuple,
-                residual: bool):
+                residual: bool, res_shape: tuple | None = None):
     """The PrimFunc of one of our FP32 kernels (conv, depthwise): (x, wt, bias[k], y), or
-    (x, wt, bias[k], res, y) with a residual to add in the epilogue. body: a T.macro(x, wt,
-    bias, y, res). Hand-scheduled, noalias, opaque to FuseOps; named `<name>` / `<name>_res`."""
+    (x, wt, bias[k], res, y) with a residual to add in the epilogue (res_shape, default
+    y_shape). body: a T.macro(x, wt, bias, y, res). Hand-scheduled, noalias, opaque to
+    FuseOps; named `<name>` / `<name>_res`."""
     from tvm.script import tirx as T
+
+    res_shape = res_shape or y_shape
 
     if residual:
         @T.prim_func
         def kernel_res(x: T.Buffer(x_shape, "float32"), wt: T.Buffer(wt_shape, "float32"),
-                       bias: T.Buffer((k,), "float32"), res: T.Buffer(y_shape, "float32"),
+                       bias: T.Buffer((k,), "float32"), res: T.Buffer(res_shape, "float32"),
                        y: T.Buffer(y_shape, "float32")):
             T.func_attr(ATTRS)
             body(x, wt, bias, y, res)
@@ -218,11 +243,15 @@ def fp32_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, k: int, y_shap
 # ---- the registry's interface (kernels/registry.py) ----
 
 def shape(layer: Layer, target) -> Conv:
-    """The kernel geometry of a groups-1 conv layer: padded input, K padded to the lanes."""
+    """The kernel geometry of a groups-1 conv layer: padded input, K padded to the lanes;
+    the reduction runs over the real input channels only (an input our kernels padded to
+    whole vectors, e.g. 24 of 32, carries zeros there: a third less work)."""
     lanes = vector_lanes(target)
     ph, pw = layer.padding
-    return Conv(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, layer.in_channels,
-                round_up(layer.k, lanes), *layer.kernel, layer.stride, layer.dilation, lanes)
+    cx = layer.in_channels if layer.in_channels != layer.c else None
+    return Conv(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, layer.c,
+                round_up(layer.k, lanes), *layer.kernel, layer.stride, layer.dilation, lanes,
+                cx=cx)
 
 
 def fits(layer: Layer, target) -> str | None:

@@ -9,10 +9,13 @@ ACTIVATIONS = (None, "relu", "relu6")
 
 @dataclass(frozen=True)
 class Epilogue:
-    """What follows the accumulation in registers: + residual (same NHWC shape), then act."""
+    """What follows the accumulation in registers: + residual (same NHWC shape), then act;
+    `pad` (rows, columns) writes the result into the interior of a zero-bordered output, the
+    padded input of the next conv (no pad copy between them; families with PADDED_OUTPUT)."""
 
     act: str | None = None
     residual: bool = False
+    pad: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if self.act not in ACTIVATIONS:
@@ -20,7 +23,8 @@ class Epilogue:
 
     @property
     def tag(self) -> str:
-        return (self.act or "none") + ("_res" if self.residual else "")
+        return (self.act or "none") + ("_res" if self.residual else "") + \
+            ("_pad{}x{}".format(*self.pad) if any(self.pad) else "")
 
 
 NO_EPILOGUE = Epilogue()

@@ -4,28 +4,41 @@ Each kernel family is one module exposing `NAME`, `INSTRUCTION` (what its built 
 contain), `fits(layer, target) -> str | None` (None: it fits; else why not), `emit(layer,
 target) -> tirx.PrimFunc`, and `pack(layer, target, weight, bias) -> list[np.ndarray]` (the
 constant arguments, packed once at build time in the order the kernel reads them). `choose`
-returns the first family that fits. The int8 families (int8_conv, int8_amx, depthwise int8)
+returns the first family that fits. Option families (`OPTIONS`: Winograd) trade accuracy for
+speed, so they are tried first only when the variant names them (`fp32+winograd`): never in
+a plain FP32 row. The int8 families (int8_conv, int8_amx, depthwise int8)
 are still chosen inside passes/int8.py and join this list when that lowering moves here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from types import ModuleType
 
-from edgebench.kernels import fp32_conv, fp32_dense, fp32_depthwise
+from edgebench.kernels import fp32_conv, fp32_dense, fp32_depthwise, fp32_winograd
 from edgebench.kernels.layer import Layer
 
 FAMILIES: tuple[ModuleType, ...] = (fp32_depthwise, fp32_conv, fp32_dense)
+# variant option -> the families it puts first (each module's OPTION names it)
+OPTIONS: dict[str, tuple[ModuleType, ...]] = {fp32_winograd.OPTION: (fp32_winograd,)}
 
 
-def choose(layer: Layer, target) -> ModuleType | None:
-    """The kernel family that runs `layer` on `target`, or None (TVM's own op then)."""
-    for family in FAMILIES:
+def _families(options: Collection[str]) -> tuple[ModuleType, ...]:
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown kernel option(s) {sorted(unknown)} (known: {list(OPTIONS)})")
+    return tuple(f for o in sorted(options) for f in OPTIONS[o]) + FAMILIES
+
+
+def choose(layer: Layer, target, options: Collection[str] = ()) -> ModuleType | None:
+    """The kernel family that runs `layer` on `target`, or None (TVM's own op then);
+    `options` (e.g. {"winograd"}) are the variant's opt-in families, tried first."""
+    for family in _families(options):
         if family.fits(layer, target) is None:
             return family
     return None
 
 
-def reasons(layer: Layer, target) -> dict[str, str | None]:
+def reasons(layer: Layer, target, options: Collection[str] = ()) -> dict[str, str | None]:
     """Per family, why it does not take the layer (None: it does)."""
-    return {family.NAME: family.fits(layer, target) for family in FAMILIES}
+    return {family.NAME: family.fits(layer, target) for family in _families(options)}

@@ -129,9 +129,11 @@ def _op(call) -> str:
 
 
 class Lowerer:
-    def __init__(self, mod: tvm.IRModule, target, record: Fp32Lowering) -> None:
+    def __init__(self, mod: tvm.IRModule, target, record: Fp32Lowering,
+                 options: frozenset[str] = frozenset()) -> None:
         self.bb = relax.BlockBuilder(mod)
         self.target = target
+        self.options = options  # the variant's opt-in kernel families (registry.OPTIONS)
         self.lanes = vector_lanes(target)
         self.record = record
         self.vals: dict[relax.Var, object] = {}
@@ -195,8 +197,16 @@ class Lowerer:
              node: str = "") -> relax.Expr:
         """An NHWC (padded) tensor of the value for one of our kernels: channels cp (default
         whatever it carries), `pad` zero rows/columns around."""
-        v = self.resolve(expr)
         ph, pw = pad
+        pending = self.value(expr)
+        if (ph or pw) and isinstance(pending, Pending) and self.uses.get(expr, 0) == 1 \
+                and getattr(pending.family, "PADDED_OUTPUT", False):
+            # its only consumer is this padded conv: the producer writes the padded tensor
+            out = self.emit_pending(pending, pad)
+            if cp is not None and out.shape[-1] != cp:
+                raise FallBack(f"channels {out.shape[-1]} != {cp}")
+            return out.expr
+        v = self.resolve(expr)
         if isinstance(v, Nhwc) and not v.rows:
             n, h, w, have = v.shape
             if cp is not None and cp != have:
@@ -217,8 +227,11 @@ class Lowerer:
                          (n, h + 2 * ph, w + 2 * pw, cp), node)
 
     # ---- our kernels ----
-    def emit_pending(self, p: Pending) -> Nhwc:
-        layer = Layer(**{**p.layer.__dict__, "epilogue": Epilogue(p.act, p.residual is not None)})
+    def emit_pending(self, p: Pending, pad: tuple[int, int] = (0, 0)) -> Nhwc:
+        """Emit the pending conv/linear; with `pad`, into a zero-bordered output (a padded
+        value standing for nothing else: only the consumer that asked for it reads it)."""
+        layer = Layer(**{**p.layer.__dict__,
+                         "epilogue": Epilogue(p.act, p.residual is not None, pad)})
         family = p.family
         packed = family.pack(layer, self.target, p.weight, p.bias)
         s = family.shape(layer, self.target)
@@ -235,6 +248,8 @@ class Lowerer:
             if p.residual.shape != list(out):
                 raise FallBack("residual shape")
             args.append(p.residual.expr)
+        if any(pad):
+            out = (out[0], out[1] + 2 * pad[0], out[2] + 2 * pad[1], out[3])
         key = (family.NAME, s, layer.epilogue)
         gv = self.kernel(key, family.NAME.removeprefix("fp32_"),
                          lambda: family.emit(layer, self.target))
@@ -320,7 +335,7 @@ class Lowerer:
                       (top, left), _ints(a.dilation), int(a.groups), cp=cp)
         if layer.groups != 1 and not layer.depthwise:
             return None
-        family = registry.choose(layer, self.target)
+        family = registry.choose(layer, self.target, self.options)
         if family is None:
             return None
         return Pending(layer, family, call.args[0], w.astype(np.float32),
@@ -334,7 +349,7 @@ class Lowerer:
             return None
         cp = self.carried(call.args[0], rows=True)
         layer = Layer("linear", int(w.shape[0]), int(w.shape[1]), 1, x_shape[0], cp=cp)
-        family = registry.choose(layer, self.target)
+        family = registry.choose(layer, self.target, self.options)
         if family is None:
             return None
         return Pending(layer, family, call.args[0], np.ascontiguousarray(w.T, np.float32),
@@ -473,10 +488,12 @@ def _scaled(p: Pending, vals: np.ndarray) -> Pending:
 @tvm.transform.module_pass(opt_level=0, name="Fp32Kernels")
 class Fp32Kernels:
     """The Relax pass: `main` rewritten onto our FP32 kernels where the registry has one;
-    `record` says what ran where (filled when the pass runs)."""
+    `record` says what ran where (filled when the pass runs); `options` opt in to kernel
+    families that trade accuracy for speed (registry.OPTIONS, e.g. {"winograd"})."""
 
-    def __init__(self, target) -> None:
+    def __init__(self, target, options: frozenset[str] = frozenset()) -> None:
         self.target = target
+        self.options = frozenset(options)
         self.record = Fp32Lowering()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -485,7 +502,7 @@ class Fp32Kernels:
             return mod
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination(["main"])(mod)
-        lowerer = Lowerer(mod, self.target, self.record)
+        lowerer = Lowerer(mod, self.target, self.record, self.options)
         try:
             func = lowerer.run(mod["main"])
         except Exception as e:
