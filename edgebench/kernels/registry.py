@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from edgebench.kernels import fp32_conv, fp32_dense, fp32_depthwise
+from edgebench.kernels import fp32_bmm, fp32_conv, fp32_dense, fp32_depthwise
 from edgebench.kernels.layer import Layer
 
-FAMILIES: tuple[ModuleType, ...] = (fp32_depthwise, fp32_conv, fp32_dense)
+FAMILIES: tuple[ModuleType, ...] = (fp32_depthwise, fp32_conv, fp32_dense, fp32_bmm)
 
 
 def choose(layer: Layer, target) -> ModuleType | None:
