@@ -124,3 +124,33 @@ def test_digits_models_build_without_tuning_tasks(tmp_path):
     assert (df["accuracy"] > 0.9).all()
     cnn = df.set_index("model").loc["digits-cnn", "fp32_layers"]
     assert "fp32_conv:3" in cnn and "fp32_dense:1" in cnn and "tvm" not in cnn
+
+
+@pytest.mark.slow
+@needs_avx512
+def test_encoder_builds_on_our_kernels_without_tuning_tasks(tmp_path):
+    """A small encoder (the `encoder` model's ops: embedding, layer norm, linears, attention's
+    batched matmuls, softmax, GELU, residual adds, token mean) lowers entirely to our kernels
+    (no PrimFunc left for MetaSchedule), with FMAs in every GEMM, and matches PyTorch."""
+    import tvm
+    from tvm import relax
+
+    from edgebench.compile.tuning import _is_scheduled_func
+    from edgebench.models.encoder import EncoderClassifier
+
+    torch.manual_seed(0)
+    net = EncoderClassifier(vocab=50, seq_len=32, dim=32, heads=2, layers=1, ffn_dim=64).eval()
+    ids = torch.randint(0, 50, (1, 32))
+    lowering = Fp32Kernels(X86)
+    result = compile_module(import_model(net, ids), X86, tmp_path / "m.so", 0,
+                            extra_passes=[lowering], keep_asm=True)
+    record = lowering.record
+    families = [k.family for k in record.kernels]
+    assert families.count("fp32_dense") == 6 + 1 and families.count("fp32_bmm") == 2
+    assert record.relax_ops == [] and record.check_asm(result.asm) == []
+    funcs = [f for _, f in result.module.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert funcs and all(_is_scheduled_func(f) for f in funcs)
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(ids.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(ids).numpy(), rtol=1e-4, atol=1e-5)
