@@ -293,3 +293,51 @@ def mean_axis_kernel(outer: int, r: int, d: int):
                     y[o, b * L + lane] = y[o, b * L + lane] * T.float32(inv)
 
     return mean_axis
+
+
+def pad_kernel(shape: tuple[int, ...], pads: tuple[tuple[int, int], ...]):
+    """x (row-major `shape`) -> y with pads[i] = (before, after) zeros on axis i (the NCHW
+    pad in front of a sparse conv). Element by element: it runs on few, small tensors."""
+    from tvm.script import tirx as T
+
+    out = tuple(d + a + b for d, (a, b) in zip(shape, pads, strict=True))
+    total, n_out = math.prod(shape), math.prod(out)
+    nd = len(shape)
+
+    def gather(i):
+        """(inside the input?, its flat offset) of output element i."""
+        inside, off, stride = True, 0, 1
+        for ax in range(nd - 1, -1, -1):
+            pos = i % out[ax] - pads[ax][0]
+            inside = T.And(inside, T.And(pos >= 0, pos < shape[ax])) if ax < nd - 1 else \
+                T.And(pos >= 0, pos < shape[ax])
+            off = off + T.max(T.min(pos, shape[ax] - 1), 0) * stride
+            stride *= shape[ax]
+            i = i // out[ax]
+        return inside, off
+
+    @T.prim_func(check_well_formed=False)
+    def pad_f32(x: T.Buffer((total,), "float32"), y: T.Buffer((n_out,), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for i in range(n_out):
+                y[i] = T.if_then_else(gather(i)[0], x[gather(i)[1]], T.float32(0))
+
+    return pad_f32
+
+
+def slice_last_kernel(rows: int, d: int, begin: int, end: int):
+    """x[rows, d] -> y[rows, end - begin] = x[:, begin:end] (a strided_slice of the last axis,
+    step 1)."""
+    from tvm.script import tirx as T
+
+    w = end - begin
+
+    @T.prim_func(check_well_formed=False)
+    def slice_last(x: T.Buffer((rows, d), "float32"), y: T.Buffer((rows, w), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for r, j in T.grid(rows, w):
+                y[r, j] = x[r, begin + j]
+
+    return slice_last

@@ -174,10 +174,11 @@ class Lowerer:
         return self.emit(relax.op.memory.view(x, relax.ShapeExpr(shape)))
 
     def rowwise(self, key: tuple, build, args, flat: tuple, out_shape, node: str,
-                dtype: str = "float32") -> relax.Expr:
+                dtype: str = "float32", flat_out: tuple | None = None) -> relax.Expr:
         """A kernel of kernels/fp32_rowwise.py on flat views: args[0] seen as `flat` (its
-        other args as they are), the result (also `flat`) seen as out_shape."""
-        y = self.glue(key, build, [self.view(args[0], flat), *args[1:]], flat, node, dtype)
+        other args as they are), the result (`flat_out`, default `flat`) seen as out_shape."""
+        y = self.glue(key, build, [self.view(args[0], flat), *args[1:]], flat_out or flat,
+                      node, dtype)
         return self.view(y, out_shape)
 
     # ---- forms of a value ----
@@ -314,7 +315,8 @@ class Lowerer:
                    "relax.nn.softmax": self.softmax, "relax.nn.gelu": self.gelu,
                    "relax.permute_dims": self.permute_dims,
                    "relax.broadcast_to": self.broadcast_to, "relax.take": self.take,
-                   "relax.astype": self.astype}.get(op)
+                   "relax.astype": self.astype, "relax.nn.pad": self.pad,
+                   "relax.strided_slice": self.strided_slice}.get(op)
         if handler is not None:
             try:
                 out = handler(var, value)
@@ -323,7 +325,7 @@ class Lowerer:
             if out is not None:
                 self.vals[var] = out
                 return
-        if op:
+        if op and op != "relax.call_tir":  # call_tir: an earlier pass's kernel (sparse)
             self.record.relax_ops.append(op.removeprefix("relax."))
         self.vals[var] = self.emit(self.substitute(value))
 
@@ -337,7 +339,7 @@ class Lowerer:
             return relax.TupleGetItem(self.substitute(expr.tuple_value), expr.index)
         if isinstance(expr, relax.Call):
             return relax.Call(expr.op, [self.substitute(a) for a in expr.args], expr.attrs,
-                              expr.sinfo_args)
+                              expr.ty_args)
         return expr
 
     # ---- handlers: return the new value of the binding, or None / raise FallBack ----
@@ -571,10 +573,21 @@ class Lowerer:
             return _replace(p, act="relu")
         return None
 
+    def as_nhwc(self, expr: relax.Expr) -> Nhwc | None:
+        """The value of a 4-D float tensor in NHWC (converted from torch layout if another
+        pass's kernel, e.g. a sparse conv, produced it), or None."""
+        v = self.resolve(expr)
+        if isinstance(v, Nhwc):
+            return None if v.rows else v
+        shape = _ints(expr.ty.shape)
+        if len(shape) != 4 or expr.ty.dtype != "float32":
+            return None
+        return Nhwc(self.nhwc(expr), shape[1])
+
     def max_pool(self, var, call):
         a = call.attrs
-        src = self.resolve(call.args[0])
-        if not isinstance(src, Nhwc) or src.rows or a.layout != "NCHW" or \
+        src = self.as_nhwc(call.args[0])
+        if src is None or a.layout != "NCHW" or \
                 _ints(a.dilation) != (1, 1):
             return None
         top, left, bottom, right = _ints(a.padding)
@@ -590,12 +603,11 @@ class Lowerer:
         return Nhwc(y, src.c)
 
     def mean(self, var, call):
-        src = self.resolve(call.args[0])
-        if not isinstance(src, Nhwc) or src.rows:
+        shape = _ints(call.args[0].ty.shape)
+        axes = sorted(int(x) % len(shape) for x in call.attrs.axis) if call.attrs.axis else []
+        src = self.as_nhwc(call.args[0]) if axes == [2, 3] and len(shape) == 4 else None
+        if src is None:
             return self.mean_axis(var, call)
-        axes = sorted(int(x) % 4 for x in call.attrs.axis) if call.attrs.axis else []
-        if axes != [2, 3]:
-            return None
         n, h, w, cp = src.shape
         y = self.glue(("mean", n, h, w, cp, src.c),
                       lambda: glue.global_mean_kernel(n, h, w, cp, src.c), [src.expr],
@@ -603,6 +615,40 @@ class Lowerer:
         if call.attrs.keepdims:
             return _Flat(y, (n, src.c, 1, 1))
         return y
+
+    def pad(self, var, call):
+        """A constant-zero pad in torch layout (the sparse conv pass pads its NCHW input)."""
+        a = call.attrs
+        shape = _ints(call.args[0].ty.shape)
+        widths = _ints(a.pad_width)
+        if a.pad_mode != "constant" or float(a.pad_value) != 0.0 or \
+                call.args[0].ty.dtype != "float32" or len(widths) != 2 * len(shape):
+            return None
+        pads = tuple((widths[2 * i], widths[2 * i + 1]) for i in range(len(shape)))
+        if any(b < 0 or e < 0 for b, e in pads):
+            return None
+        out = _ints(var.ty.shape)
+        n = int(np.prod(shape))
+        return self.rowwise(("pad", shape, pads), lambda: rowwise.pad_kernel(shape, pads),
+                            [self.view(self.plain(call.args[0]), (n,))], (n,), out, var.name,
+                            flat_out=(int(np.prod(out)),))
+
+    def strided_slice(self, var, call):
+        """x[..., begin:end] (step 1, the last axis only): the sparse conv's padded columns."""
+        shape = _ints(call.args[0].ty.shape)
+        axes, begin, end = (_ints(x) for x in call.args[1:4])
+        if len(call.args) > 4 or axes != (len(shape) - 1,) or \
+                call.args[0].ty.dtype != "float32":
+            return None
+        out = _ints(var.ty.shape)
+        b = begin[0] % shape[-1]
+        rows, d = int(np.prod(shape[:-1])), shape[-1]
+        if out[-1] != min(end[0], d) - b:
+            return None
+        e = b + out[-1]
+        return self.rowwise(("slice", rows, d, b, e), lambda: rowwise.slice_last_kernel(
+            rows, d, b, e), [self.plain(call.args[0])], (rows, d), out, var.name,
+            flat_out=(rows, e - b))
 
     def mean_axis(self, var, call):
         """The mean over one axis of a torch-layout tensor (the encoder's mean over tokens)."""
