@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -117,13 +118,23 @@ def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
 @pytest.mark.slow
 @needs_avx512
 def test_digits_models_build_without_tuning_tasks(tmp_path):
+    """FP32 and +sparse rows: the layers the sparse pass leaves (and the sparse-vs-dense
+    choice) run on our kernels, so neither needs a tuning task."""
+    sparse = "prune=unstructured:0.9+sparse"
     df = run(RunConfig(models=["digits-cnn", "digits-mlp"], runtimes=["tvm"], trials=32,
-                       output=tmp_path / "r.csv", measure=QUICK, log=lambda _m: None))
+                       variants=["fp32", sparse], output=tmp_path / "r.csv", measure=QUICK,
+                       log=lambda _m: None))
     assert set(df["status"]) == {"ok"}, df["error"].tolist()
     assert (df["tasks"] == 0).all() and (df["tasks_tuned_now"] == 0).all()
-    assert (df["accuracy"] > 0.9).all()
-    cnn = df.set_index("model").loc["digits-cnn", "fp32_layers"]
+    rows = df.set_index(["model", "variant"])
+    assert (rows.loc[pd.IndexSlice[:, "fp32"], "accuracy"] > 0.9).all()
+    cnn = rows.loc[("digits-cnn", "fp32"), "fp32_layers"]
     assert "fp32_conv:3" in cnn and "fp32_dense:1" in cnn and "tvm" not in cnn
+    for model in ("digits-cnn", "digits-mlp"):
+        row = rows.loc[(model, sparse)]
+        assert "tvm" not in row["fp32_layers"] and "not lowered" not in row["fp32_layers"]
+        # every candidate layer timed against our dense kernel, none "untuned"
+        assert "vs dense" in row["sparse_layers"] and "untuned" not in row["sparse_layers"]
 
 
 @pytest.mark.slow

@@ -223,6 +223,9 @@ class SparsifyWeights:
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         chosen = {}
         self.layers = []
+        # constants first: a decomposed BatchNorm divides by sqrt(var + eps), which must be
+        # one constant to fold into the layer
+        mod = relax.transform.FoldConstant()(mod)
         for layer, chain, end in self.candidates(mod):
             if layer.sparsity < self.min_sparsity:
                 layer.reason = f"sparsity below {self.min_sparsity}"
