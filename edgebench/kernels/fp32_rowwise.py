@@ -341,3 +341,23 @@ def slice_last_kernel(rows: int, d: int, begin: int, end: int):
                 y[r, j] = x[r, begin + j]
 
     return slice_last
+
+
+def clamp_kernel(n: int, act: str):
+    """x[n] -> y[n] = ReLU(x) or ReLU6(x) (after a residual add whose operands our layout
+    could not fuse, e.g. a sparse conv's NCHW output)."""
+    from tvm.script import tirx as T
+
+    from edgebench.kernels.fp32_conv import activation
+
+    L = lanes(n)
+
+    @T.prim_func(check_well_formed=False)
+    def clamp_f32(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), "float32")):
+        T.func_attr(ATTRS)
+        with T.sblock("root"):
+            for i in range(n // L):
+                for lane in T.vectorized(L):
+                    y[i * L + lane] = activation(T, x[i * L + lane], act)
+
+    return clamp_f32

@@ -561,17 +561,25 @@ class Lowerer:
                             [self.plain(call.args[0])], (n,), shape, var.name, dst)
 
     def act(self, var, call):
-        p = self._fusable(call.args[0])
-        if p is None or p.act is not None:
-            return None
         if _op(call) == "relax.nn.relu":
-            return _replace(p, act="relu")
-        lo, hi = (float(getattr(x.value, "value", x.value)) for x in call.args[1:3])
-        if (lo, hi) == (0.0, 6.0):
-            return _replace(p, act="relu6")
-        if (lo, hi) == (0.0, float("inf")):
-            return _replace(p, act="relu")
-        return None
+            act = "relu"
+        else:
+            lo, hi = (float(getattr(x.value, "value", x.value)) for x in call.args[1:3])
+            act = {(0.0, 6.0): "relu6", (0.0, float("inf")): "relu"}.get((lo, hi))
+        if act is None or call.args[0].ty.dtype != "float32":
+            return None
+        p = self._fusable(call.args[0])
+        if p is not None and p.act is None:
+            return _replace(p, act=act)
+        # not after a kernel of ours (e.g. a residual add of a sparse conv's output): its own
+        # kernel, on our NHWC form if the value has one, else in torch layout
+        v = self.resolve(call.args[0])
+        x = v.expr if isinstance(v, Nhwc) else self.plain(call.args[0])
+        shape = _ints(x.ty.shape)
+        n = int(np.prod(shape))
+        y = self.rowwise(("clamp", n, act), lambda: rowwise.clamp_kernel(n, act), [x], (n,),
+                         shape, var.name)
+        return Nhwc(y, v.c, rows=v.rows) if isinstance(v, Nhwc) else y
 
     def as_nhwc(self, expr: relax.Expr) -> Nhwc | None:
         """The value of a 4-D float tensor in NHWC (converted from torch layout if another
