@@ -171,6 +171,8 @@ def test_gelu_exp_and_elementwise_match_torch():
                                   (x + y).numpy())
     np.testing.assert_array_equal(_call(rowwise.scale_kernel(n, 0.125), x.numpy(), out=(n,)),
                                   (x * 0.125).numpy())
+    np.testing.assert_array_equal(_call(rowwise.clamp_kernel(n, "relu6"), x.numpy(), out=(n,)),
+                                  x.clamp(0, 6).numpy())
     # exp through the softmax of one row against a zero: e^v / (1 + e^v) for v in [-80, 80]
     v = torch.linspace(-80, 80, 161)
     pair = torch.stack([v, torch.zeros_like(v)], 1)

@@ -152,21 +152,39 @@ def softmax_kernel(rows: int, d: int, scale: float = 1.0):
     return softmax
 
 
-def gelu_kernel(n: int):
-    """x[n] -> y[n] = GELU(x) (erf form)."""
+def unary_kernel(n: int, fn, name: str):
+    """x[n] -> y[n] = fn(T, x[i]) elementwise, vectors of up to 16 lanes."""
     from tvm.script import tirx as T
 
     L = lanes(n)
 
     @T.prim_func(check_well_formed=False)
-    def gelu_f32(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), "float32")):
+    def unary(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), "float32")):
         T.func_attr(ATTRS)
         with T.sblock("root"):
-            for b in range(n // L):
+            for i in range(n // L):
                 for lane in T.vectorized(L):
-                    y[b * L + lane] = gelu(T, x[b * L + lane])
+                    y[i * L + lane] = fn(T, x[i * L + lane])
 
-    return gelu_f32
+    return unary.with_attr("global_symbol", name)
+
+
+def gelu_kernel(n: int):
+    """x[n] -> y[n] = GELU(x) (erf form)."""
+    return unary_kernel(n, gelu, "gelu_f32")
+
+
+def scale_kernel(n: int, scale: float):
+    """x[n] * scale -> y[n]."""
+    return unary_kernel(n, lambda T, v: v * T.float32(scale), "scale_f32")
+
+
+def clamp_kernel(n: int, act: str):
+    """x[n] -> y[n] = ReLU(x) or ReLU6(x) (after a residual add whose operands our layout
+    could not fuse, e.g. a sparse conv's NCHW output)."""
+    from edgebench.kernels.fp32_conv import activation
+
+    return unary_kernel(n, lambda T, v: activation(T, v, act), f"clamp_{act}_f32")
 
 
 def add_kernel(n: int):
@@ -184,23 +202,6 @@ def add_kernel(n: int):
                 y[i * L + lane] = a[i * L + lane] + b[i * L + lane]
 
     return add_f32
-
-
-def scale_kernel(n: int, scale: float):
-    """x[n] * scale -> y[n]."""
-    from tvm.script import tirx as T
-
-    L = lanes(n)
-
-    @T.prim_func(check_well_formed=False)
-    def scale_f32(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), "float32")):
-        T.func_attr(ATTRS)
-        with T.sblock("root"):
-            for i in range(n // L):
-                for lane in T.vectorized(L):
-                    y[i * L + lane] = x[i * L + lane] * T.float32(scale)
-
-    return scale_f32
 
 
 def take_rows_kernel(vocab: int, d: int, n: int, index_dtype: str):
@@ -342,22 +343,3 @@ def slice_last_kernel(rows: int, d: int, begin: int, end: int):
 
     return slice_last
 
-
-def clamp_kernel(n: int, act: str):
-    """x[n] -> y[n] = ReLU(x) or ReLU6(x) (after a residual add whose operands our layout
-    could not fuse, e.g. a sparse conv's NCHW output)."""
-    from tvm.script import tirx as T
-
-    from edgebench.kernels.fp32_conv import activation
-
-    L = lanes(n)
-
-    @T.prim_func(check_well_formed=False)
-    def clamp_f32(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), "float32")):
-        T.func_attr(ATTRS)
-        with T.sblock("root"):
-            for i in range(n // L):
-                for lane in T.vectorized(L):
-                    y[i * L + lane] = activation(T, x[i * L + lane], act)
-
-    return clamp_f32
