@@ -29,14 +29,17 @@ CONV = Layer("conv2d", 64, 64, 56, 56, kernel=(3, 3), padding=(1, 1))
 DEPTHWISE = Layer("conv2d", 32, 32, 28, 28, kernel=(3, 3), padding=(1, 1), groups=32)
 LINEAR = Layer("linear", 512, 1000, 1, 1)
 GROUPED = Layer("conv2d", 32, 64, 8, 8, groups=2)
+MATMUL = Layer("matmul", 64, 128, 1, 128, 4)  # attention's Q K^T: [4, 128, 64] @ [4, 64, 128]
+ODD_MATMUL = Layer("matmul", 64, 20, 1, 128, 4)  # 20 columns: not whole vectors
 
 
 @needs_avx512
 def test_registry_picks_the_family_per_layer_and_target():
     names = {la: getattr(registry.choose(la, X86), "NAME", None)
-             for la in (CONV, DEPTHWISE, LINEAR, GROUPED)}
+             for la in (CONV, DEPTHWISE, LINEAR, GROUPED, MATMUL, ODD_MATMUL)}
     assert names == {CONV: "fp32_conv", DEPTHWISE: "fp32_depthwise", LINEAR: "fp32_dense",
-                     GROUPED: None}
+                     GROUPED: None, MATMUL: "fp32_bmm", ODD_MATMUL: None}
+    assert "multiple of 16" in registry.reasons(ODD_MATMUL, X86)["fp32_bmm"]
     assert registry.choose(CONV, X86).shape(CONV, X86).lanes == 16
     # AVX2 + FMA (no AVX-512): the same families on 8-lane vectors
     family = registry.choose(CONV, AVX2)
