@@ -216,18 +216,18 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
                          passes=fp16_passes(), fp16=True, facts=BuildFacts(quant_kind="fp16"))
     mod = to_relax(export_program(model, example, name), name)
     sparse = _sparse_pass(variant, cfg)
-    if sparse is not None:
-        return TvmModule(mod, passes=[sparse], chooser=sparse)
     if variant.spec.winograd and not vector_lanes(variant.target):
         raise CompileError(f"fp32+winograd: our Winograd kernels are x86 (AVX2/AVX-512) only, "
                            f"not {variant.target.arch}")
     if variant.spec.metaschedule or not vector_lanes(variant.target):
         # TVM's own ops tuned by MetaSchedule: asked for (the record), or no FP32 kernels of
-        # ours for this target yet (aarch64)
-        return TvmModule(mod)
-    # FP32 (also pruned-but-dense models): our kernels where the registry has one
+        # ours for this target yet (aarch64); a +sparse variant's sparse layers on ours
+        return TvmModule(mod, passes=[sparse] if sparse else [], chooser=sparse)
+    # FP32 (also pruned-but-dense models, and the layers a +sparse variant keeps dense): our
+    # kernels where the registry has one
     fp32 = Fp32Kernels(variant.target, variant.spec.kernel_options)
-    return TvmModule(mod, passes=[fp32], fp32=fp32)
+    return TvmModule(mod, passes=[sparse, fp32] if sparse else [fp32], fp32=fp32,
+                     chooser=sparse)
 
 
 def _export(runtime: str, variant: Variant, model: torch.nn.Module, example: torch.Tensor,

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from edgebench.compile.asm import function_bodies, mnemonic
 from edgebench.kernels import fp32_glue as glue
+from edgebench.kernels import fp32_rowwise as rowwise
+from edgebench.kernels.fp32_bmm import Bmm, bmm_kernel
 from edgebench.kernels.fp32_conv import Conv, conv_kernel, pack_weights, pad_bias
 from edgebench.kernels.fp32_dense import dense_kernel, dense_shape
 from edgebench.kernels.fp32_dense import pack_weights as pack_dense
@@ -220,6 +222,79 @@ def test_glue_kernels_match_torch():
                                   rows[:, :20])
 
 
+@pytest.mark.parametrize("b,m,k,n", [(4, 128, 64, 128), (4, 128, 128, 64), (2, 13, 7, 16),
+                                     (1, 9, 33, 48)])
+def test_bmm_matches_torch(b, m, k, n):
+    """Attention's two matmuls, a row tail (13 = 2 x 6 + 1), odd k, 3 vectors."""
+    torch.manual_seed(b + m + k + n)
+    a, w = torch.randn(b, m, k), torch.randn(b, k, n)
+    got = _call(bmm_kernel(Bmm(b, m, k, n)), a.numpy(), w.numpy(), out=(b, m, n))
+    np.testing.assert_allclose(got, torch.bmm(a, w).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows,d", [(128, 256), (5, 20), (3, 7)])
+def test_layer_norm_and_softmax_match_torch(rows, d):
+    """Over the last axis, d a multiple of 16, of 4 (4 lanes) and odd (1 lane)."""
+    torch.manual_seed(rows + d)
+    x, g, b = torch.randn(rows, d) * 3 + 1, torch.randn(d), torch.randn(d)
+    got = _call(rowwise.layer_norm_kernel(rows, d, 1e-5), x.numpy(), g.numpy(), b.numpy(),
+                out=(rows, d))
+    np.testing.assert_allclose(got, F.layer_norm(x, (d,), g, b, 1e-5).numpy(), rtol=1e-4,
+                               atol=1e-5)
+    x = torch.randn(rows, d) * 8  # large logits: the max subtraction matters
+    got = _call(rowwise.softmax_kernel(rows, d, 0.125), x.numpy(), out=(rows, d))
+    np.testing.assert_allclose(got, torch.softmax(x * 0.125, -1).numpy(), rtol=1e-5,
+                               atol=1e-7)
+    with pytest.raises(ValueError, match="scale"):
+        rowwise.softmax_kernel(rows, d, -1.0)
+
+
+def test_gelu_exp_and_elementwise_match_torch():
+    """GELU (PyTorch's erf form) over [-10, 10] and beyond the clamp; add; scale."""
+    x = torch.cat([torch.linspace(-10, 10, 4000), torch.tensor([-100.0, -5.0, 0.0, 5.0, 100.0,
+                                                                1e-3, -1e-3, 3.9])])
+    n = x.numel()
+    got = _call(rowwise.gelu_kernel(n), x.numpy(), out=(n,))
+    np.testing.assert_allclose(got, F.gelu(x).numpy(), rtol=1e-5, atol=2e-6)
+    y = torch.randn(n)
+    np.testing.assert_array_equal(_call(rowwise.add_kernel(n), x.numpy(), y.numpy(), out=(n,)),
+                                  (x + y).numpy())
+    np.testing.assert_array_equal(_call(rowwise.scale_kernel(n, 0.125), x.numpy(), out=(n,)),
+                                  (x * 0.125).numpy())
+    np.testing.assert_array_equal(_call(rowwise.clamp_kernel(n, "relu6"), x.numpy(), out=(n,)),
+                                  x.clamp(0, 6).numpy())
+    # exp through the softmax of one row against a zero: e^v / (1 + e^v) for v in [-80, 80]
+    v = torch.linspace(-80, 80, 161)
+    pair = torch.stack([v, torch.zeros_like(v)], 1)
+    got = _call(rowwise.softmax_kernel(161, 2), pair.numpy(), out=(161, 2))
+    np.testing.assert_allclose(got, torch.softmax(pair, -1).numpy(), rtol=2e-6, atol=1e-30)
+
+
+def test_layout_glue_of_the_encoder_matches_torch():
+    """Transposes (last axis kept: vectors; moved: elements), embedding, cast, axis mean."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 12, 4, 16)
+    for axes in [(0, 2, 1, 3), (0, 1, 3, 2), (3, 2, 1, 0)]:
+        got = _call(rowwise.transpose_kernel(tuple(x.shape), axes), x.numpy().reshape(-1),
+                    out=(x.numel(),))
+        np.testing.assert_array_equal(got, x.permute(axes).contiguous().numpy().reshape(-1))
+    import tvm
+
+    table, ids = torch.randn(50, 24), torch.tensor([3, 0, 49, 7, 7])
+    lib = _build(rowwise.take_rows_kernel(50, 24, 5, "int32"))
+    y = tvm.runtime.tensor(np.zeros((5, 24), np.float32))
+    lib["main"](tvm.runtime.tensor(table.numpy()), tvm.runtime.tensor(ids.numpy().astype(
+        np.int32)), y)
+    np.testing.assert_array_equal(y.numpy(), F.embedding(ids, table).numpy())
+    lib = _build(rowwise.cast_kernel(5, "int64", "int32"))
+    out = tvm.runtime.tensor(np.zeros(5, np.int32))
+    lib["main"](tvm.runtime.tensor(ids.numpy()), out)
+    np.testing.assert_array_equal(out.numpy(), ids.numpy())
+    t = torch.randn(2, 9, 24)
+    np.testing.assert_allclose(_call(rowwise.mean_axis_kernel(2, 9, 24), t.numpy(), out=(2, 24)),
+                               t.mean(1).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def zmm_fma_functions(asm: str) -> set[str]:
     return {name for name, lines in function_bodies(asm).items()
             if any(mnemonic(ln).startswith("vfmadd") and "zmm" in ln for ln in lines)}
@@ -231,7 +306,7 @@ def test_kernels_compute_with_zmm_fmas():
     d = Depthwise(1, 10, 10, 32, 3, 3)
     for func in (conv_kernel(s, Epilogue("relu")), depthwise_kernel(d),
                  winograd_kernel(Winograd(1, 10, 10, 32, 64)),
-                 dense_kernel(dense_shape(1, 256, 256))):
+                 dense_kernel(dense_shape(1, 256, 256)), bmm_kernel(Bmm(4, 128, 64, 128))):
         lib = _build(func.with_attr("global_symbol", "k"))
         asm = "\n".join(m.inspect_source("asm") for m in lib.mod.imports
                         if getattr(m, "kind", "") == "llvm") or lib.mod.inspect_source("asm")

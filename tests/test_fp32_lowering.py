@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -28,14 +29,17 @@ CONV = Layer("conv2d", 64, 64, 56, 56, kernel=(3, 3), padding=(1, 1))
 DEPTHWISE = Layer("conv2d", 32, 32, 28, 28, kernel=(3, 3), padding=(1, 1), groups=32)
 LINEAR = Layer("linear", 512, 1000, 1, 1)
 GROUPED = Layer("conv2d", 32, 64, 8, 8, groups=2)
+MATMUL = Layer("matmul", 64, 128, 1, 128, 4)  # attention's Q K^T: [4, 128, 64] @ [4, 64, 128]
+ODD_MATMUL = Layer("matmul", 64, 20, 1, 128, 4)  # 20 columns: not whole vectors
 
 
 @needs_avx512
 def test_registry_picks_the_family_per_layer_and_target():
     names = {la: getattr(registry.choose(la, X86), "NAME", None)
-             for la in (CONV, DEPTHWISE, LINEAR, GROUPED)}
+             for la in (CONV, DEPTHWISE, LINEAR, GROUPED, MATMUL, ODD_MATMUL)}
     assert names == {CONV: "fp32_conv", DEPTHWISE: "fp32_depthwise", LINEAR: "fp32_dense",
-                     GROUPED: None}
+                     GROUPED: None, MATMUL: "fp32_bmm", ODD_MATMUL: None}
+    assert "multiple of 16" in registry.reasons(ODD_MATMUL, X86)["fp32_bmm"]
     assert registry.choose(CONV, X86).shape(CONV, X86).lanes == 16
     # AVX2 + FMA (no AVX-512): the same families on 8-lane vectors
     family = registry.choose(CONV, AVX2)
@@ -179,10 +183,50 @@ def test_winograd_lowering_matches_torch(tmp_path):
 @pytest.mark.slow
 @needs_avx512
 def test_digits_models_build_without_tuning_tasks(tmp_path):
+    """FP32 and +sparse rows: the layers the sparse pass leaves (and the sparse-vs-dense
+    choice) run on our kernels, so neither needs a tuning task."""
+    sparse = "prune=unstructured:0.9+sparse"
     df = run(RunConfig(models=["digits-cnn", "digits-mlp"], runtimes=["tvm"], trials=32,
-                       output=tmp_path / "r.csv", measure=QUICK, log=lambda _m: None))
+                       variants=["fp32", sparse], output=tmp_path / "r.csv", measure=QUICK,
+                       log=lambda _m: None))
     assert set(df["status"]) == {"ok"}, df["error"].tolist()
     assert (df["tasks"] == 0).all() and (df["tasks_tuned_now"] == 0).all()
-    assert (df["accuracy"] > 0.9).all()
-    cnn = df.set_index("model").loc["digits-cnn", "fp32_layers"]
+    rows = df.set_index(["model", "variant"])
+    assert (rows.loc[pd.IndexSlice[:, "fp32"], "accuracy"] > 0.9).all()
+    cnn = rows.loc[("digits-cnn", "fp32"), "fp32_layers"]
     assert "fp32_conv:3" in cnn and "fp32_dense:1" in cnn and "tvm" not in cnn
+    for model in ("digits-cnn", "digits-mlp"):
+        row = rows.loc[(model, sparse)]
+        assert "tvm" not in row["fp32_layers"] and "not lowered" not in row["fp32_layers"]
+        # every candidate layer timed against our dense kernel, none "untuned"
+        assert "vs dense" in row["sparse_layers"] and "untuned" not in row["sparse_layers"]
+
+
+@pytest.mark.slow
+@needs_avx512
+def test_encoder_builds_on_our_kernels_without_tuning_tasks(tmp_path):
+    """A small encoder (the `encoder` model's ops: embedding, layer norm, linears, attention's
+    batched matmuls, softmax, GELU, residual adds, token mean) lowers entirely to our kernels
+    (no PrimFunc left for MetaSchedule), with FMAs in every GEMM, and matches PyTorch."""
+    import tvm
+    from tvm import relax
+
+    from edgebench.compile.tuning import _is_scheduled_func
+    from edgebench.models.encoder import EncoderClassifier
+
+    torch.manual_seed(0)
+    net = EncoderClassifier(vocab=50, seq_len=32, dim=32, heads=2, layers=1, ffn_dim=64).eval()
+    ids = torch.randint(0, 50, (1, 32))
+    lowering = Fp32Kernels(X86)
+    result = compile_module(import_model(net, ids), X86, tmp_path / "m.so", 0,
+                            extra_passes=[lowering], keep_asm=True)
+    record = lowering.record
+    families = [k.family for k in record.kernels]
+    assert families.count("fp32_dense") == 6 + 1 and families.count("fp32_bmm") == 2
+    assert record.relax_ops == [] and record.check_asm(result.asm) == []
+    funcs = [f for _, f in result.module.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert funcs and all(_is_scheduled_func(f) for f in funcs)
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(ids.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(ids).numpy(), rtol=1e-4, atol=1e-5)

@@ -302,7 +302,8 @@ def test_small_encoder_static_and_dynamic() -> None:
 @pytest.mark.slow
 def test_glue_trials_give_float_glue_the_budget_and_integer_glue_one_trial() -> None:
     """The encoder's int8 module as tuned: its float tasks (layer norm, softmax, GELU between
-    the int8 linears) get the full budget, integer data movement 1 trial, our kernels none."""
+    the int8 linears) get the full budget, integer data movement 1 trial, our kernels none;
+    glue this small (<= SMALL_GLUE elements) gets 0: TVM's default code, no tuning task."""
     from tvm.s_tir import meta_schedule as ms
 
     from edgebench.compile import _prepare
@@ -311,11 +312,12 @@ def test_glue_trials_give_float_glue_the_budget_and_integer_glue_one_trial() -> 
     result = quantize(ENCODER.build(), parse_quant("static"), ENCODER)
     fused = _prepare(_lower(result, ENCODER, VNNI).mod, x86_target(), [])
     tasks = ms.relax_integration.extract_tasks(fused, x86_target())
-    budget = {t.task_name: glue_trials(t.dispatched[0], 32) for t in tasks}
+    budget = {t.task_name: glue_trials(t.dispatched[0], 32, small=0) for t in tasks}
     floats = [n for n, b in budget.items() if b == 32]
     assert set(budget.values()) == {1, 32}
     assert any("softmax" in n for n in floats) and any("layer_norm" in n for n in floats)
     assert all(glue_trials(t.dispatched[0], 0) == 0 for t in tasks)
+    assert {glue_trials(t.dispatched[0], 32) for t in tasks} == {0}  # 16 tokens x 64: small
 
 
 def test_asm_check_flags_a_kernel_without_the_instruction() -> None:
@@ -423,3 +425,27 @@ def test_wide_float_input_falls_back_to_relax_quantize() -> None:
     assert [la.kernel for la in low.layers if la.op == "conv2d"] == ["vnni"]
     xs = torch.randn(4, 1, 20, 16, 16)
     np.testing.assert_array_equal(run_vm(build_vm(low.mod, low), xs), oracle(result, xs))
+
+
+def test_zero_trial_glue_is_built_on_default_code_not_tuned(tmp_path) -> None:
+    """A function whose task budget is 0 is TVM's default code: no tuning task, no tuning
+    round, still correct."""
+
+    from edgebench.compile import compile_module
+    from edgebench.passes.int8 import glue_trials
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([1, 64], "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            q = relax.op.clip(relax.op.round(relax.op.multiply(x, relax.const(4.0))), 0, 255)
+            out = bb.emit_output(bb.emit(relax.op.astype(q, "uint8")))
+        bb.emit_func_output(out)
+    result = compile_module(bb.get(), x86_target(), tmp_path / "m.so", 32,
+                            task_trials=glue_trials)
+    assert result.tuning.tasks == 0 and result.tuning.tuned_now == 0
+    assert len(result.tuning.default_code) == 1
+    xs = np.linspace(-10, 80, 64, dtype=np.float32).reshape(1, 64)
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(xs)).numpy(),
+                                  np.clip(np.round(xs * 4), 0, 255).astype(np.uint8))

@@ -73,6 +73,24 @@ def _prepare(mod, target, extra_passes: Sequence, conv_layout: str = "NCHW"):
         return tvm.transform.Sequential(seq)(mod)
 
 
+def _default_code(fused, task_trials: TaskTrials, trials: int):
+    """The fused module with every not-yet-scheduled PrimFunc whose budget
+    `task_trials(its module, trials)` is 0 marked scheduled: built on TVM's default code
+    (plain loops LLVM vectorizes where it can), not a tuning task. Returns (module, names)."""
+    import tvm
+    from tvm import tirx
+
+    from edgebench.compile.tuning import _is_scheduled_func
+
+    names = []
+    for gv, f in list(fused.functions_items()):
+        if isinstance(f, tirx.PrimFunc) and not _is_scheduled_func(f) and \
+                task_trials(tvm.IRModule({"main": f}), trials) == 0:
+            fused.update_func(gv, f.with_attr("tirx.is_scheduled", True))
+            names.append(gv.name_hint)
+    return fused, names
+
+
 def target_database_dir(target: Target) -> Path:
     """The tuning database of a target (an emulated board keeps its own: qemu timings must not
     choose a real board's schedules)."""
@@ -97,6 +115,12 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
         raise CompileError(f"lowering for target '{target.name}' failed: "
                            f"{str(e).strip().splitlines()[-1]}") from e
     report = TuningReport()
+    default_code: list[str] = []
+    if trials_per_task > 0 and task_trials is not None:
+        fused, default_code = _default_code(fused, task_trials, trials_per_task)
+        if default_code and progress:
+            progress(f"{len(default_code)} small glue functions on TVM's default code "
+                     "(not worth tuning): " + ", ".join(default_code))
     if trials_per_task > 0:
         # A board's tuning is timed on the board (emulated boards keep their own database).
         if runner is None and target.rpc is not None:
@@ -107,6 +131,7 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
                                  target.cross_compiler if target.rpc is not None else None,
                                  budget, task_trials)
         fused, report.untuned = apply_database(fused, tvm_target, work_dir, progress)
+    report.default_code = default_code
     if report.task_times:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.with_suffix(".tasks.json").write_text(json.dumps(

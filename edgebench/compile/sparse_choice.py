@@ -2,9 +2,10 @@
 
 A sparse kernel only pays above some sparsity that depends on the layer's shape, the block
 shape and the machine (Relay's x86 sparse_dense lost to dense below ~30-50%). So each candidate
-layer is built alone twice, dense (MetaSchedule-tuned from the database, tuning it first if the
-database lacks it: the model's dense build needs that kernel anyway) and on our sparse kernel,
-and both are timed back to back on the target's cores. The layer goes sparse only if faster.
+layer is built alone twice, dense and on our sparse kernel, and both are timed back to back on
+the target's cores. The layer goes sparse only if faster. Dense is what the model's build runs:
+our FP32 kernels (passes/fp32.py) where the target has them, so neither side needs tuning;
+else MetaSchedule from the database (tuned first if the database lacks it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from edgebench.compile.tuning import Progress, apply_database, tune
+from edgebench.kernels.layer import vector_lanes
 from edgebench.passes.sparse_weights import LayerChain, SparseLayer, _static_shape
 from edgebench.targets import Target
 
@@ -72,16 +74,25 @@ class MeasuredChoice:
         self.lanes = lanes
         self.progress = progress
 
+    @property
+    def ours(self) -> bool:
+        """Does the target run dense FP32 layers on our kernels (no tuning)?"""
+        return bool(vector_lanes(self.target))
+
     def _timed(self, chain: LayerChain, passes: list) -> float:
-        """Microseconds per call of the layer module after `passes`, tuned and built."""
+        """Microseconds per call of the layer module after `passes` (then our FP32 lowering,
+        or MetaSchedule tuning where the target has no kernels of ours), built."""
         import tvm
         from tvm import relax
 
         from edgebench.compile import _prepare, target_database_dir
+        from edgebench.passes.fp32 import Fp32Kernels
 
         tvm_target = self.target.tvm_target()
+        if self.ours:
+            passes = [*passes, Fp32Kernels(self.target)]
         fused = _prepare(_layer_module(chain), tvm_target, passes, self.target.conv_layout)
-        if self.trials > 0:
+        if self.trials > 0 and not self.ours:
             work_dir = target_database_dir(self.target)
             tune(fused, tvm_target, work_dir, self.trials, self.target.threads,
                  self.target.cores, self.progress)
@@ -108,7 +119,7 @@ class MeasuredChoice:
             return True
         layer.dense_us = self.dense_us(chain)
         layer.sparse_us = self.sparse_us(layer, chain)
-        if self.trials == 0:
+        if self.trials == 0 and not self.ours:
             layer.reason = "untuned dense (trials 0)"
         return layer.sparse_us < layer.dense_us
 

@@ -41,6 +41,7 @@ class TuningReport:
     work_dir: str = ""
     task_times: list[dict] = field(default_factory=list)
     untuned: list[str] = field(default_factory=list)  # kernels built without a tuned schedule
+    default_code: list[str] = field(default_factory=list)  # budget 0: TVM's default code
     cut: list[str] = field(default_factory=list)  # "task: why" for tasks ended early
 
     @property

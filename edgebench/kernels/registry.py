@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from types import ModuleType
 
-from edgebench.kernels import fp32_conv, fp32_dense, fp32_depthwise, fp32_winograd
+from edgebench.kernels import fp32_bmm, fp32_conv, fp32_dense, fp32_depthwise, fp32_winograd
 from edgebench.kernels.layer import Layer
 
-FAMILIES: tuple[ModuleType, ...] = (fp32_depthwise, fp32_conv, fp32_dense)
+FAMILIES: tuple[ModuleType, ...] = (fp32_depthwise, fp32_conv, fp32_dense, fp32_bmm)
 # variant option -> the families it puts first (each module's OPTION names it)
 OPTIONS: dict[str, tuple[ModuleType, ...]] = {fp32_winograd.OPTION: (fp32_winograd,)}
 

@@ -23,6 +23,7 @@ from tvm import relax
 
 from edgebench.compile.asm import function_bodies, mnemonic
 from edgebench.kernels import fp32_glue as glue
+from edgebench.kernels import fp32_rowwise as rowwise
 from edgebench.kernels import registry
 from edgebench.kernels.layer import Epilogue, Layer, vector_lanes
 from edgebench.report.row import Fp32Layers
@@ -150,13 +151,30 @@ class Lowerer:
             self.kernels[key] = self.bb.add_func(build().with_attr("global_symbol", name), name)
         return self.kernels[key]
 
-    def call(self, gv, args, shape) -> relax.Expr:
-        return self.emit(relax.call_tir(gv, args, relax.TensorType(list(shape), "float32")))
+    def call(self, gv, args, shape, dtype: str = "float32") -> relax.Expr:
+        return self.emit(relax.call_tir(gv, args, relax.TensorType(list(shape), dtype)))
 
-    def glue(self, key: tuple, build, args, shape, node: str) -> relax.Expr:
+    def glue(self, key: tuple, build, args, shape, node: str,
+             dtype: str = "float32") -> relax.Expr:
         gv = self.kernel(key, "glue", build)
         self.record.kernels.append(KernelUse(node, "glue", gv.name_hint))
-        return self.call(gv, args, shape)
+        return self.call(gv, args, shape, dtype)
+
+    def view(self, x: relax.Expr, shape) -> relax.Expr:
+        """x (a row-major tensor) seen with another shape of the same size: no copy, no
+        kernel (relax's reshape would be a TIR function, hence a tuning task)."""
+        shape = [int(d) for d in shape]
+        if [int(d) for d in x.ty.shape] == shape:
+            return x
+        return self.emit(relax.op.memory.view(x, relax.ShapeExpr(shape)))
+
+    def rowwise(self, key: tuple, build, args, flat: tuple, out_shape, node: str,
+                dtype: str = "float32", flat_out: tuple | None = None) -> relax.Expr:
+        """A kernel of kernels/fp32_rowwise.py on flat views: args[0] seen as `flat` (its
+        other args as they are), the result (`flat_out`, default `flat`) seen as out_shape."""
+        y = self.glue(key, build, [self.view(args[0], flat), *args[1:]], flat_out or flat,
+                      node, dtype)
+        return self.view(y, out_shape)
 
     # ---- forms of a value ----
     def value(self, expr: relax.Expr):
@@ -175,7 +193,16 @@ class Lowerer:
         v = self.resolve(expr)
         if isinstance(v, _Flat):
             if v.plain is None:
-                v.plain = self.emit(relax.op.reshape(v.expr, v.shape4))
+                v.plain = self.view(v.expr, v.shape4)
+            return v.plain
+        if isinstance(v, _Scaled):
+            if v.plain is None:
+                x = self.plain(v.src)
+                shape = _ints(x.ty.shape)
+                n = int(np.prod(shape))
+                v.plain = self.rowwise(("scale", n, v.scale),
+                                       lambda: rowwise.scale_kernel(n, v.scale), [x], (n,),
+                                       shape, "scale")
             return v.plain
         if not isinstance(v, Nhwc):
             return v
@@ -292,7 +319,12 @@ class Lowerer:
                    "relax.multiply": self.arith, "relax.divide": self.arith,
                    "relax.nn.relu": self.act, "relax.clip": self.act,
                    "relax.nn.max_pool2d": self.max_pool, "relax.mean": self.mean,
-                   "relax.reshape": self.reshape}.get(op)
+                   "relax.reshape": self.reshape, "relax.nn.layer_norm": self.layer_norm,
+                   "relax.nn.softmax": self.softmax, "relax.nn.gelu": self.gelu,
+                   "relax.permute_dims": self.permute_dims,
+                   "relax.broadcast_to": self.broadcast_to, "relax.take": self.take,
+                   "relax.astype": self.astype, "relax.nn.pad": self.pad,
+                   "relax.strided_slice": self.strided_slice}.get(op)
         if handler is not None:
             try:
                 out = handler(var, value)
@@ -301,7 +333,7 @@ class Lowerer:
             if out is not None:
                 self.vals[var] = out
                 return
-        if op:
+        if op and op != "relax.call_tir":  # call_tir: an earlier pass's kernel (sparse)
             self.record.relax_ops.append(op.removeprefix("relax."))
         self.vals[var] = self.emit(self.substitute(value))
 
@@ -315,7 +347,7 @@ class Lowerer:
             return relax.TupleGetItem(self.substitute(expr.tuple_value), expr.index)
         if isinstance(expr, relax.Call):
             return relax.Call(expr.op, [self.substitute(a) for a in expr.args], expr.attrs,
-                              expr.sinfo_args)
+                              expr.ty_args)
         return expr
 
     # ---- handlers: return the new value of the binding, or None / raise FallBack ----
@@ -345,7 +377,9 @@ class Lowerer:
     def matmul(self, var, call):
         w = _const(self.value(call.args[1]))
         x_shape = _ints(call.args[0].ty.shape)
-        if w is None or w.ndim != 2 or len(x_shape) != 2:
+        if w is None:
+            return self.bmm(var, call)
+        if w.ndim != 2 or len(x_shape) != 2:
             return None
         cp = self.carried(call.args[0], rows=True)
         layer = Layer("linear", int(w.shape[0]), int(w.shape[1]), 1, x_shape[0], cp=cp)
@@ -355,6 +389,30 @@ class Lowerer:
         return Pending(layer, family, call.args[0], np.ascontiguousarray(w.T, np.float32),
                        np.zeros(w.shape[1], np.float32), var.name,
                        out_shape=_ints(var.ty.shape))
+
+    def bmm(self, var, call):
+        """A matmul of two activations ([b, m, k] @ [b, k, n], or 2-D) on the batched
+        matmul family."""
+        a_shape, w_shape = _ints(call.args[0].ty.shape), _ints(call.args[1].ty.shape)
+        if len(a_shape) != len(w_shape) or len(a_shape) not in (2, 3) or \
+                a_shape[:-2] != w_shape[:-2] or a_shape[-1] != w_shape[-2] or \
+                call.args[0].ty.dtype != "float32" or call.args[1].ty.dtype != "float32":
+            return None
+        b = a_shape[0] if len(a_shape) == 3 else 1
+        (m, k), n = a_shape[-2:], w_shape[-1]
+        layer = Layer("matmul", k, n, 1, m, b)
+        family = registry.choose(layer, self.target)
+        if family is None:
+            return None
+        a = self.view(self.plain(call.args[0]), (b, m, k))
+        w = self.view(self.plain(call.args[1]), (b, k, n))
+        s = family.shape(layer, self.target)
+        gv = self.kernel((family.NAME, s), family.NAME.removeprefix("fp32_"),
+                         lambda: family.emit(layer, self.target))
+        self.record.kernels.append(KernelUse(var.name, family.NAME, gv.name_hint,
+                                             family.INSTRUCTION,
+                                             "zmm" if self.lanes == 16 else "ymm", macs=s.macs))
+        return self.view(self.call(gv, [a, w], (b, m, n)), _ints(var.ty.shape))
 
     def carried(self, expr: relax.Expr, rows: bool) -> int | None:
         """The channels the value of expr carries in our layout (NHWC, or a linear's rows),
@@ -413,25 +471,139 @@ class Lowerer:
                 kp = getattr(s, "k", None) or s.c
                 r = self.nhwc(other, kp, node=var.name)
                 return _replace(p, residual=Nhwc(r, p.layer.k))
-        return None
+        return self.elementwise(var, call)
+
+    def elementwise(self, var, call):
+        """In torch layout: a + b of one shape (either may be a constant), x * scalar
+        constant (kept pending: a softmax takes the scale into its exponent)."""
+        op = _op(call)
+        a, b = call.args
+        shape = _ints(var.ty.shape)
+        if call.args[0].ty.dtype != "float32" or call.args[1].ty.dtype != "float32":
+            return None
+        if op == "relax.multiply":
+            for src, other in ((a, b), (b, a)):
+                c = _const(self.value(other))
+                if c is not None and c.size == 1 and _ints(src.ty.shape) == shape:
+                    return _Scaled(src, float(c.reshape(-1)[0]))
+            return None
+        if op != "relax.add" or _ints(a.ty.shape) != shape or _ints(b.ty.shape) != shape:
+            return None
+        n = int(np.prod(shape))
+        xs = [self.view(self.plain(x) if _const(self.value(x)) is None
+                        else relax.const(_const(self.value(x)).astype(np.float32)), (n,))
+              for x in (a, b)]
+        return self.rowwise(("add", n), lambda: rowwise.add_kernel(n), xs, (n,), shape,
+                            var.name)
+
+    def layer_norm(self, var, call):
+        a = call.attrs
+        shape = _ints(var.ty.shape)
+        gamma, beta = (_const(self.value(x)) for x in call.args[1:3])
+        if [int(x) % len(shape) for x in a.axes] != [len(shape) - 1] or gamma is None or \
+                beta is None or not (a.center and a.scale):
+            return None
+        rows, d = int(np.prod(shape[:-1])), shape[-1]
+        eps = float(a.epsilon)
+        return self.rowwise(("layer_norm", rows, d, eps),
+                            lambda: rowwise.layer_norm_kernel(rows, d, eps),
+                            [self.plain(call.args[0]), relax.const(gamma.astype(np.float32)),
+                             relax.const(beta.astype(np.float32))], (rows, d), shape,
+                            var.name)
+
+    def softmax(self, var, call):
+        shape = _ints(var.ty.shape)
+        if int(call.attrs.axis) % len(shape) != len(shape) - 1:
+            return None
+        src, scale = call.args[0], 1.0
+        v = self.value(src)
+        if isinstance(v, _Scaled) and v.scale > 0 and self.uses.get(src, 0) == 1:
+            src, scale = v.src, v.scale
+        rows, d = int(np.prod(shape[:-1])), shape[-1]
+        return self.rowwise(("softmax", rows, d, scale),
+                            lambda: rowwise.softmax_kernel(rows, d, scale), [self.plain(src)],
+                            (rows, d), shape, var.name)
+
+    def gelu(self, var, call):
+        shape = _ints(var.ty.shape)
+        n = int(np.prod(shape))
+        return self.rowwise(("gelu", n), lambda: rowwise.gelu_kernel(n),
+                            [self.plain(call.args[0])], (n,), shape, var.name)
+
+    def permute_dims(self, var, call):
+        src_shape = _ints(call.args[0].ty.shape)
+        nd = len(src_shape)
+        axes = (tuple(int(x) % nd for x in call.attrs.axes) if call.attrs.axes is not None
+                else tuple(range(nd - 1, -1, -1)))
+        n = int(np.prod(src_shape))
+        return self.rowwise(("transpose", src_shape, axes),
+                            lambda: rowwise.transpose_kernel(src_shape, axes),
+                            [self.plain(call.args[0])], (n,), _ints(var.ty.shape), var.name)
+
+    def broadcast_to(self, var, call):
+        """A broadcast to the shape it already has (the importer's, around a matmul)."""
+        if _ints(var.ty.shape) != _ints(call.args[0].ty.shape):
+            return None
+        return self.resolve(call.args[0])
+
+    def take(self, var, call):
+        """An embedding: rows of a constant table picked by 1-D integer ids."""
+        table = _const(self.value(call.args[0]))
+        ids = call.args[1]
+        if table is None or table.ndim != 2 or int(call.attrs.axis) % 2 != 0 or \
+                len(ids.ty.shape) != 1 or table.dtype != np.float32:
+            return None
+        (vocab, d), n, dtype = table.shape, int(ids.ty.shape[0]), str(ids.ty.dtype)
+        return self.glue(("take", vocab, d, n, dtype),
+                         lambda: rowwise.take_rows_kernel(vocab, d, n, dtype),
+                         [relax.const(table), self.plain(ids)], (n, d), var.name)
+
+    def astype(self, var, call):
+        """An integer cast (token ids)."""
+        src, dst = str(call.args[0].ty.dtype), str(call.attrs.dtype)
+        if src not in ("int32", "int64") or dst not in ("int32", "int64"):
+            return None
+        shape = _ints(var.ty.shape)
+        n = int(np.prod(shape))
+        return self.rowwise(("cast", n, src, dst), lambda: rowwise.cast_kernel(n, src, dst),
+                            [self.plain(call.args[0])], (n,), shape, var.name, dst)
 
     def act(self, var, call):
-        p = self._fusable(call.args[0])
-        if p is None or p.act is not None:
-            return None
         if _op(call) == "relax.nn.relu":
-            return _replace(p, act="relu")
-        lo, hi = (float(getattr(x.value, "value", x.value)) for x in call.args[1:3])
-        if (lo, hi) == (0.0, 6.0):
-            return _replace(p, act="relu6")
-        if (lo, hi) == (0.0, float("inf")):
-            return _replace(p, act="relu")
-        return None
+            act = "relu"
+        else:
+            lo, hi = (float(getattr(x.value, "value", x.value)) for x in call.args[1:3])
+            act = {(0.0, 6.0): "relu6", (0.0, float("inf")): "relu"}.get((lo, hi))
+        if act is None or call.args[0].ty.dtype != "float32":
+            return None
+        p = self._fusable(call.args[0])
+        if p is not None and p.act is None:
+            return _replace(p, act=act)
+        # not after a kernel of ours (e.g. a residual add of a sparse conv's output): its own
+        # kernel, on our NHWC form if the value has one, else in torch layout
+        v = self.resolve(call.args[0])
+        x = v.expr if isinstance(v, Nhwc) else self.plain(call.args[0])
+        shape = _ints(x.ty.shape)
+        n = int(np.prod(shape))
+        y = self.rowwise(("clamp", n, act), lambda: rowwise.clamp_kernel(n, act), [x], (n,),
+                         shape, var.name)
+        return Nhwc(y, v.c, rows=v.rows) if isinstance(v, Nhwc) else y
+
+    def as_nhwc(self, expr: relax.Expr) -> Nhwc | None:
+        """The value of a 4-D float tensor in NHWC (converted from torch layout if another
+        pass's kernel, e.g. a sparse conv, produced it), or None."""
+        v = self.resolve(expr)
+        if isinstance(v, Nhwc):
+            return None if v.rows else v
+        shape = _ints(expr.ty.shape)
+        if len(shape) != 4 or expr.ty.dtype != "float32":
+            return None
+        return Nhwc(self.nhwc(expr), shape[1])
 
     def max_pool(self, var, call):
         a = call.attrs
-        src = self.resolve(call.args[0])
-        if not isinstance(src, Nhwc) or src.rows or a.layout != "NCHW" or \
+        src = self.as_nhwc(call.args[0])
+        if src is None or a.layout != "NCHW" or \
                 _ints(a.dilation) != (1, 1):
             return None
         top, left, bottom, right = _ints(a.padding)
@@ -447,10 +619,11 @@ class Lowerer:
         return Nhwc(y, src.c)
 
     def mean(self, var, call):
-        src = self.resolve(call.args[0])
-        axes = sorted(int(x) % 4 for x in call.attrs.axis) if call.attrs.axis else []
-        if not isinstance(src, Nhwc) or src.rows or axes != [2, 3]:
-            return None
+        shape = _ints(call.args[0].ty.shape)
+        axes = sorted(int(x) % len(shape) for x in call.attrs.axis) if call.attrs.axis else []
+        src = self.as_nhwc(call.args[0]) if axes == [2, 3] and len(shape) == 4 else None
+        if src is None:
+            return self.mean_axis(var, call)
         n, h, w, cp = src.shape
         y = self.glue(("mean", n, h, w, cp, src.c),
                       lambda: glue.global_mean_kernel(n, h, w, cp, src.c), [src.expr],
@@ -459,11 +632,59 @@ class Lowerer:
             return _Flat(y, (n, src.c, 1, 1))
         return y
 
+    def pad(self, var, call):
+        """A constant-zero pad in torch layout (the sparse conv pass pads its NCHW input)."""
+        a = call.attrs
+        shape = _ints(call.args[0].ty.shape)
+        widths = _ints(a.pad_width)
+        if a.pad_mode != "constant" or float(a.pad_value) != 0.0 or \
+                call.args[0].ty.dtype != "float32" or len(widths) != 2 * len(shape):
+            return None
+        pads = tuple((widths[2 * i], widths[2 * i + 1]) for i in range(len(shape)))
+        if any(b < 0 or e < 0 for b, e in pads):
+            return None
+        out = _ints(var.ty.shape)
+        n = int(np.prod(shape))
+        return self.rowwise(("pad", shape, pads), lambda: rowwise.pad_kernel(shape, pads),
+                            [self.view(self.plain(call.args[0]), (n,))], (n,), out, var.name,
+                            flat_out=(int(np.prod(out)),))
+
+    def strided_slice(self, var, call):
+        """x[..., begin:end] (step 1, the last axis only): the sparse conv's padded columns."""
+        shape = _ints(call.args[0].ty.shape)
+        axes, begin, end = (_ints(x) for x in call.args[1:4])
+        if len(call.args) > 4 or axes != (len(shape) - 1,) or \
+                call.args[0].ty.dtype != "float32":
+            return None
+        out = _ints(var.ty.shape)
+        b = begin[0] % shape[-1]
+        rows, d = int(np.prod(shape[:-1])), shape[-1]
+        if out[-1] != min(end[0], d) - b:
+            return None
+        e = b + out[-1]
+        return self.rowwise(("slice", rows, d, b, e), lambda: rowwise.slice_last_kernel(
+            rows, d, b, e), [self.plain(call.args[0])], (rows, d), out, var.name,
+            flat_out=(rows, e - b))
+
+    def mean_axis(self, var, call):
+        """The mean over one axis of a torch-layout tensor (the encoder's mean over tokens)."""
+        shape = _ints(call.args[0].ty.shape)
+        axes = [int(x) % len(shape) for x in call.attrs.axis] if call.attrs.axis else []
+        if len(axes) != 1 or call.args[0].ty.dtype != "float32":
+            return None
+        ax = axes[0]
+        outer, r, d = int(np.prod(shape[:ax])), shape[ax], int(np.prod(shape[ax + 1:]))
+        x = self.view(self.plain(call.args[0]), (outer, r, d))
+        y = self.glue(("mean_axis", outer, r, d), lambda: rowwise.mean_axis_kernel(outer, r, d),
+                      [x], (outer, d), var.name)
+        return self.view(y, _ints(var.ty.shape))
+
     def reshape(self, var, call):
+        """A reshape is a free view (a flatten after our global mean: nothing at all)."""
         src = self.value(call.args[0])
         if isinstance(src, _Flat) and _ints(var.ty.shape) == _ints(src.expr.ty.shape):
             return src.expr
-        return None
+        return self.view(self.plain(call.args[0]), _ints(var.ty.shape))
 
 
 @dataclass
@@ -473,6 +694,16 @@ class _Flat:
 
     expr: relax.Expr
     shape4: tuple[int, ...]
+    plain: relax.Expr | None = None
+
+
+@dataclass
+class _Scaled:
+    """src * scale (a scalar constant), not yet emitted: a softmax takes it into its
+    exponent; anything else gets the scale kernel."""
+
+    src: relax.Expr
+    scale: float
     plain: relax.Expr | None = None
 
 

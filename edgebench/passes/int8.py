@@ -722,15 +722,37 @@ INTEGER_GLUE_TRIALS = 1
 _FLOAT_DTYPE = re.compile(r'"b?float\d+"|T\.b?float\d+\(')  # a float buffer or value in TVMScript
 
 
-def glue_trials(task_mod, trials: int) -> int:
+def glue_trials(task_mod, trials: int, small: int | None = None) -> int:
     """The MetaSchedule budget of one task of an int8 module (tuning.tune's task_trials). Our
-    kernels are not tuned at all; integer data movement around them (pads, requantized adds,
+    kernels are not tuned at all. Glue whose tensors all have <= SMALL_GLUE elements gets 0:
+    TVM's default code, no tuning (the digits models' quantize/dequantize/pads: the main job's
+    int8 rows measured as fast untuned as tuned, results/newcomer/main-job-trials0.csv, while
+    each tuning round costs ~30-60 s). Larger integer data movement (pads, requantized adds,
     integer casts) gets 1 trial: MetaSchedule's search stalls on those (rounds of ~70 s without
-    a new candidate) and they cost little. Anything computing in float (the encoder's layer
-    norms, softmax, GELU and attention matmuls between int8 linears, the output dequantize)
-    gets the full budget: on one trial the encoder's softmax took 45 ms a call."""
-    floats = _FLOAT_DTYPE.search(task_mod.script()) is not None  # (no buffer_map in Python)
+    a new candidate) and they cost little. Anything larger computing in float (the encoder's
+    layer norms, softmax, GELU and attention matmuls between int8 linears) gets the full
+    budget: on one trial the encoder's softmax took 45 ms a call."""
+    script = task_mod.script()  # (no buffer_map in Python)
+    if _largest_buffer(script) <= (SMALL_GLUE if small is None else small):
+        return 0
+    floats = _FLOAT_DTYPE.search(script) is not None
     return trials if floats else min(trials, INTEGER_GLUE_TRIALS)
+
+
+SMALL_GLUE = 16384  # elements: a glue function this small is not worth a tuning round
+_BUFFER_SHAPE = re.compile(r"T\.Buffer\(\(([^\"]*?)\),\s*\"")
+
+
+def _largest_buffer(script: str) -> int:
+    """Elements of the largest buffer a PrimFunc's TVMScript declares (inf if none)."""
+    sizes = []
+    for m in _BUFFER_SHAPE.finditer(script):
+        dims = [d.strip().removeprefix("T.int64(").removesuffix(")")
+                for d in m.group(1).split(",") if d.strip()]
+        if not all(d.isdigit() for d in dims):
+            return 1 << 62  # a symbolic dimension: not known to be small
+        sizes.append(int(np.prod([int(d) for d in dims])) if dims else 1)
+    return max(sizes) if sizes else 1 << 62
 
 
 def _bias_fits(bias: np.ndarray) -> bool:

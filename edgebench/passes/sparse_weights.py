@@ -132,21 +132,18 @@ def find_chains(func: relax.Function) -> dict[relax.Var, LayerChain]:
                 chains[b.var] = LayerChain(v.args[0], w, "conv2d", attrs={
                     "strides": tuple(int(s) for s in a.strides),
                     "padding": tuple(int(p) for p in a.padding)})
-        elif name == "relax.add" and len(v.args) == 2:
+        elif name in _AFFINE and len(v.args) == 2:
             for first, (src, other) in enumerate(((v.args[0], v.args[1]),
                                                    (v.args[1], v.args[0]))):
                 c = chains.get(src) if isinstance(src, relax.Var) else None
-                bias = _const(other)
-                if c is None or uses[src] != 1 or c.bias is not None or c.act != "none" \
-                        or bias is None:
+                const = _const(other)
+                if c is None or uses[src] != 1 or c.act != "none" or const is None or \
+                        (first and name in ("relax.subtract", "relax.divide")):
                     continue
-                n = c.weight.shape[0]
-                want = (n,) if c.op == "dense" else (1, n, 1, 1)
-                if bias.size == n and bias.shape[-len(want):] == want[-bias.ndim:] \
-                        and bias.dtype == np.float32:
+                folded = _fold_affine(c, name, const, bool(first))
+                if folded is not None:
                     del chains[src]
-                    chains[b.var] = replace(c, bias=bias.reshape(n), bias_first=bool(first),
-                                            bias_shape=bias.shape)
+                    chains[b.var] = folded
                     break
         elif name in ("relax.nn.relu", "relax.clip"):
             src = v.args[0]
@@ -162,6 +159,35 @@ def find_chains(func: relax.Function) -> dict[relax.Var, LayerChain]:
             del chains[src]
             chains[b.var] = replace(c, act=act)
     return chains
+
+
+_AFFINE = ("relax.add", "relax.subtract", "relax.multiply", "relax.divide")
+
+
+def _fold_affine(c: LayerChain, op: str, const: np.ndarray, const_first: bool) -> LayerChain | None:
+    """The chain with `y op const` (`const op y` if const_first) folded into its weight and
+    bias, if const is one value per output channel (or one value): the bias add, and an
+    unfolded BatchNorm's affine ops (they would otherwise stay TVM ops, i.e. tuning tasks,
+    after the sparse kernel)."""
+    n = c.weight.shape[0]
+    want = (n,) if c.op == "dense" else (1, n, 1, 1)
+    if const.dtype != np.float32 or (const.size != 1 and (
+            const.size != n or const.shape[-len(want):] != want[-const.ndim:])):
+        return None
+    vals = np.broadcast_to(const.reshape(-1), (n,)).astype(np.float32)
+    if op == "relax.add" and c.bias is None and const.size == n:
+        # a plain bias add, kept as torch.export wrote it (the dense task's hash)
+        return replace(c, bias=vals, bias_first=const_first,
+                       bias_shape=const.shape)
+    bias = c.bias if c.bias is not None else np.zeros(n, np.float32)
+    shape = (-1,) + (1,) * (c.weight.ndim - 1)
+    if op in ("relax.multiply", "relax.divide"):
+        scale = vals if op == "relax.multiply" else 1.0 / vals
+        weight = (c.weight * scale.reshape(shape)).astype(np.float32)
+        return replace(c, weight=weight, bias=(bias * scale).astype(np.float32),
+                       bias_shape=want, bias_first=False)
+    bias = bias + vals if op == "relax.add" else bias - vals
+    return replace(c, bias=bias.astype(np.float32), bias_shape=want, bias_first=False)
 
 
 def weight_sparsity(w: np.ndarray) -> float:
@@ -203,6 +229,9 @@ class SparsifyWeights:
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         chosen = {}
         self.layers = []
+        # constants first: a decomposed BatchNorm divides by sqrt(var + eps), which must be
+        # one constant to fold into the layer
+        mod = relax.transform.FoldConstant()(mod)
         for layer, chain, end in self.candidates(mod):
             if layer.sparsity < self.min_sparsity:
                 layer.reason = f"sparsity below {self.min_sparsity}"
