@@ -9,6 +9,7 @@ Everything is deterministic so that figures are comparable across runs.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -123,6 +124,16 @@ class Dataset:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return -(-len(self.x_train) // batch_size)
+
+    def fingerprint(self, *choices: str | None) -> str:
+        """`name#hash` of the tensors' contents (and the given choices, e.g. --metric/--loss):
+        rows measured on other data or scored otherwise never count as already measured."""
+        h = hashlib.sha1(repr(choices).encode())
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            if t is not None:
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.contiguous().numpy().tobytes())
+        return f"{self.name}#{h.hexdigest()[:10]}"
 
 
 def fit_dataset(ds: Dataset, input_shape: tuple[int, ...], input_dtype: str) -> Dataset:

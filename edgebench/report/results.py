@@ -24,7 +24,7 @@ COLUMNS = [
     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "runs", "first_ms", "load_s",
     "peak_rss_mb", "model_rss_mb", "artifact_bytes", "artifact_gzip_bytes", "params",
     "nonzero_params", "accuracy", "top1_agreement", "metric", "metric_value", "metric_fp32",
-    "metric_drop", "evaluation", "cents_error", "max_abs_err", "verify_err",
+    "metric_drop", "evaluation", "data", "cents_error", "max_abs_err", "verify_err",
     "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
     "kernels_ms", "tuning_cut",
     "prune_kind", "sparsity", "macs", "layer_sparsity", "sparse_layers", "quant_kind",
@@ -103,10 +103,11 @@ class ResultsWriter:
             writer.writerows(rows)
         os.replace(tmp, self.path)
 
-    def finished(self) -> set[tuple[str, ...]]:
-        """Keys of rows already measured ok (a re-run skips them)."""
+    def finished(self, data: str | None = None) -> set[tuple[str, ...]]:
+        """Keys of rows already measured ok (a re-run skips them); with `data` (a spec's
+        data_id, "" for the model's own data) only the rows measured on that data."""
         return {tuple(str(r[k]) for k in KEY) for r in read_rows(self.path)
-                if r.get("status") == "ok"}
+                if r.get("status") == "ok" and (data is None or r.get("data", "") == data)}
 
     def append(self, row: dict) -> None:
         unknown = set(row) - set(COLUMNS)
