@@ -153,7 +153,7 @@ def quantize(model: nn.Module, config: QuantConfig | str, spec: ModelSpec,
         calibrate(sim, cal, traced.batched)
     if cal is not None and config.trained:
         epochs, lr = config.train_recipe
-        finetune(sim, spec, epochs, lr)
+        finetune(sim, spec, epochs, lr, teacher=copy.deepcopy(work).eval())
         _copy_weights(sim, traced)
         calibrate(sim, cal, traced.batched)
     weights = freeze(sim, config.represents_zero)
