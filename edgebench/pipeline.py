@@ -481,6 +481,8 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 cfg.log(f"{spec.name} {variant.name}: transform")
                 try:
                     transformed = vspec.apply(model_run.base, spec)
+                    if transformed.training:
+                        cfg.log(f"{spec.name} {variant.name}: fine-tuned: {transformed.training}")
                     reference = (model_run.fp32_ref if transformed.model is model_run.base
                                  else reference_outputs(transformed.model, model_run.xs))
                 except Exception as e:  # known only now (e.g. channel pruning): failed rows

@@ -98,6 +98,14 @@ class Transformed:
     pruned: PruneResult | None = None
     quantized: QuantResult | None = None
 
+    @property
+    def training(self) -> str | None:
+        """What fine-tuning cost (pruning's, then QAT's), for the log; None if nothing trained."""
+        parts = [f"{what} {r.train}" for what, r in (("prune", self.pruned),
+                                                      ("quant", self.quantized))
+                 if r is not None and r.train is not None]
+        return "; ".join(parts) or None
+
     def row_fields(self) -> dict:
         fields: dict = {}
         if self.pruned is not None:
