@@ -221,6 +221,18 @@ def test_resume_key_names_the_data(user: Path, npz: Path, tmp_path: Path) -> Non
     assert _spec(user, f"{user}:pairs").data_id == ids[0]  # the same data, the same id
 
 
+def test_qat_variant_runs_on_every_model_with_labelled_data(user: Path) -> None:
+    """A run checks quant=qat against the model's data (CREPE's tones, --data), not its name."""
+    from edgebench.variant import VariantError, parse_variant
+
+    qat = parse_variant("quant=qat")
+    qat.check(None, get_model("resnet18-digits"))  # type: ignore[arg-type]
+    qat.check(None, _spec(user, f"{user}:pairs"))  # type: ignore[arg-type]
+    for spec in (get_model("resnet18"), _spec(user, f"{user}:no_labels")):
+        with pytest.raises(VariantError, match="fine-tunes on the model's labelled training"):
+            qat.check(None, spec)  # type: ignore[arg-type]
+
+
 BAD = [
     ("{user}:wrong_shape", [], "train inputs are shaped (60,) per sample, the model takes "
                                "(64,) (input shape (1, 64))"),
