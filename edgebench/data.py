@@ -9,6 +9,7 @@ Everything is deterministic so that figures are comparable across runs.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -87,12 +88,28 @@ def default_loss(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(outputs.reshape(labels.shape), labels)
 
 
+def distill_logits(outputs: torch.Tensor, teacher: torch.Tensor,
+                   temperature: float = 2.0) -> torch.Tensor:
+    """Hinton et al.'s distillation term for class logits: KL(teacher || student) of the
+    softened distributions, times T^2 so its gradients keep the scale of the task loss."""
+    t, s = (v.reshape(len(v), -1) / temperature for v in (teacher, outputs))
+    return F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True,
+                    reduction="batchmean") * temperature ** 2
+
+
+def distill_mse(outputs: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Distillation for regression outputs: MSE to the teacher's outputs."""
+    return F.mse_loss(outputs, teacher)
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Train and test parts; x is (N, *sample) where the model takes (B, *sample) batches.
 
     Labels are optional (then only calibration and no-label metrics work). The tensors may be
-    shared by every caller (cached): do not modify them in place.
+    shared by every caller (cached): do not modify them in place. distill(outputs,
+    teacher_outputs) is the term fine-tuning adds to `loss` when it has the FP32 model as a
+    teacher (None: the data does not say how to compare outputs, no distillation).
     """
 
     name: str
@@ -102,6 +119,7 @@ class Dataset:
     y_test: torch.Tensor | None
     metric: Metric = TOP1
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = default_loss
+    distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     evaluation: str = ACCURACY
     eval_samples: int = EVAL_SAMPLES
     calib_samples: int = CALIB_SAMPLES
@@ -123,6 +141,16 @@ class Dataset:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return -(-len(self.x_train) // batch_size)
+
+    def fingerprint(self, *choices: str | None) -> str:
+        """`name#hash` of the tensors' contents (and the given choices, e.g. --metric/--loss):
+        rows measured on other data or scored otherwise never count as already measured."""
+        h = hashlib.sha1(repr(choices).encode())
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            if t is not None:
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.contiguous().numpy().tobytes())
+        return f"{self.name}#{h.hexdigest()[:10]}"
 
 
 def fit_dataset(ds: Dataset, input_shape: tuple[int, ...], input_dtype: str) -> Dataset:
@@ -209,7 +237,7 @@ def digits_dataset(image_size: int = 8, flatten: bool = False, channels: int = 1
         return x.expand(-1, channels, -1, -1).contiguous() if channels != 1 else x
 
     return Dataset(f"digits{image_size}", shape(split.x_train), split.y_train,
-                   shape(split.x_test), split.y_test)
+                   shape(split.x_test), split.y_test, distill=distill_logits)
 def torch_dtype(name: str) -> torch.dtype:
     """Map a dtype name such as 'float32' or 'int64' to a torch.dtype."""
     dtype = getattr(torch, name, None)
@@ -379,4 +407,5 @@ def load_data(ref: str, metric: str | None = None, loss: str | None = None) -> D
                    y_test.long() if y_test is not None and not y_test.is_floating_point()
                    else y_test, metric=chosen,
                    loss=user_loss(loss) if loss else default_loss,
+                   distill=None if y_test is None else distill_mse if y_float else distill_logits,
                    evaluation=ACCURACY if y_test is not None else FIDELITY_NO_LABELS)

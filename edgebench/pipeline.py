@@ -424,7 +424,6 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
         probe_board(target)
     env = host_environment()
     writer = ResultsWriter(cfg.output, env, log=cfg.log)
-    done = writer.finished() if cfg.resume else set()
     # Every variant is checked against every model before the first row is measured.
     bases = {spec.name: spec.build() for spec in specs}
     for spec in specs:
@@ -448,6 +447,7 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
         with progress.bar("rows", len(specs) * len(variant_specs) * len(runtimes)) as rows:
             try:
                 for spec in specs:
+                    done = writer.finished(spec.data_id) if cfg.resume else set()
                     run_model(spec, variant_specs, runtimes, target, cfg, writer, done, env,
                               user_modules, rows, bases.pop(spec.name), farm,
                               model_runs.pop(spec.name, None))
@@ -490,7 +490,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 continue
             row = ResultRow(spec.name, variant.name, runtime, Where(
                 target.name, target.threads, cores=" ".join(map(str, target.cores)),
-                machine=env["machine"], emulated=target.emulated,
+                machine=env["machine"], emulated=target.emulated, data=spec.data_id or None,
                 timestamp=datetime.now(UTC).isoformat(timespec="seconds")))
             if model_run is None:
                 model_run = _ModelRun(spec, base)
@@ -500,6 +500,8 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 cfg.log(f"{spec.name} {variant.name}: transform")
                 try:
                     transformed = vspec.apply(model_run.base, spec)
+                    if transformed.training:
+                        cfg.log(f"{spec.name} {variant.name}: fine-tuned: {transformed.training}")
                     reference = (model_run.fp32_ref if transformed.model is model_run.base
                                  else reference_outputs(transformed.model, model_run.xs))
                 except Exception as e:  # known only now (e.g. channel pruning): failed rows

@@ -81,10 +81,12 @@ class VariantSpec:
                 check_prune(model, parse_prune(self.prune), spec.example_input(), spec)
             except PruneError as e:
                 raise VariantError(f"variant '{self.name}': {e}") from None
-        if self.quant and parse_quant(self.quant).trained and spec.evaluation != "digits":
+        trained = bool(self.quant) and parse_quant(self.quant).trained
+        data = spec.dataset() if trained else None
+        if trained and (data is None or data.y_train is None):
             raise VariantError(f"variant '{self.name}' on model '{spec.name}': {self.quant} "
-                               "fine-tunes on the digits training split, and this is not a "
-                               "digits model (use quant=static)")
+                               "fine-tunes on the model's labelled training data and it has "
+                               "none (give --data with labels, or use quant=static)")
 
     def apply(self, model: nn.Module, spec: ModelSpec) -> Transformed:
         """The variant's PyTorch model (prune, then quantize): the reference its compiled
@@ -110,6 +112,14 @@ class Transformed:
     prune_kind: str | None = None
     pruned: PruneResult | None = None
     quantized: QuantResult | None = None
+
+    @property
+    def training(self) -> str | None:
+        """What fine-tuning cost (pruning's, then QAT's), for the log; None if nothing trained."""
+        parts = [f"{what} {r.train}" for what, r in (("prune", self.pruned),
+                                                      ("quant", self.quantized))
+                 if r is not None and r.train is not None]
+        return "; ".join(parts) or None
 
     def facts(self, params: int, nonzero_params: int) -> ModelFacts:
         """The row's model part: parameter counts (of the variant's model) and what pruning

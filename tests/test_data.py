@@ -201,6 +201,37 @@ def test_run_with_user_data_end_to_end_on_tvm(user: Path, tmp_path: Path) -> Non
     assert float(nodata["metric_value"]) == 100.0 != float(fp32["metric_value"])
 
 
+@pytest.mark.slow
+def test_resume_key_names_the_data(user: Path, npz: Path, tmp_path: Path) -> None:
+    """A re-run on other data (or none) measures its rows; the same data is skipped."""
+    out = tmp_path / "rows.csv"
+    base = ["run", f"{user}:make", "--input-shape", "1,64", "--runtimes", "pytorch",
+            "--trials", "0", "--quick", "--variants", "fp32", "-o", str(out)]
+    for extra in (["--data", f"{user}:pairs"], ["--data", f"{user}:pairs"],
+                  ["--data", str(npz)], ["--data", f"{user}:pairs", "--metric",
+                                         f"{user}:accuracy_pts"], []):
+        assert main([*base, *extra]) == 0
+    rows = list(csv.DictReader(out.open()))
+    ids = [r["data"] for r in rows]
+    # pairs once (the second run resumed it), the npz, pairs scored otherwise, no data
+    assert len(rows) == 4 and len(set(ids)) == 4
+    assert ids[0].startswith(f"{user}:pairs#") and ids[1].startswith(f"{npz}#") and not ids[3]
+    assert [r["metric"] for r in rows] == ["top1", "top1", "accuracy_pts", "agreement"]
+    assert _spec(user, f"{user}:pairs").data_id == ids[0]  # the same data, the same id
+
+
+def test_qat_variant_runs_on_every_model_with_labelled_data(user: Path) -> None:
+    """A run checks quant=qat against the model's data (CREPE's tones, --data), not its name."""
+    from edgebench.variant import VariantError, parse_variant
+
+    qat = parse_variant("quant=qat")
+    qat.check(None, get_model("resnet18-digits"))  # type: ignore[arg-type]
+    qat.check(None, _spec(user, f"{user}:pairs"))  # type: ignore[arg-type]
+    for spec in (get_model("resnet18"), _spec(user, f"{user}:no_labels")):
+        with pytest.raises(VariantError, match="fine-tunes on the model's labelled training"):
+            qat.check(None, spec)  # type: ignore[arg-type]
+
+
 BAD = [
     ("{user}:wrong_shape", [], "train inputs are shaped (60,) per sample, the model takes "
                                "(64,) (input shape (1, 64))"),

@@ -343,6 +343,20 @@ def test_qat_at_least_as_good_as_ptq() -> None:
     assert la.scheme == "static" and la.weight_dtype == "int8"  # same description as PTQ
 
 
+def test_qat_distills_from_fp32_and_agrees_with_it_as_ptq_does() -> None:
+    """QAT trains the calibrated PTQ model on the task loss plus distillation from FP32: it
+    stays as close to FP32's predictions as PTQ, and says what it cost."""
+    spec = get_model("digits-cnn")
+    xs, _ = spec.eval_data()
+    fp32 = _model("digits-cnn")(xs.flatten(0, 1)).argmax(1)
+    qat = _quantized("digits-cnn", "qat")
+    agree = {k: float((_quantized("digits-cnn", k).model(xs.flatten(0, 1)).argmax(1) == fp32)
+                      .float().mean()) for k in ("static", "qat")}
+    assert agree["qat"] >= agree["static"] - 0.01 and agree["qat"] >= 0.98, agree
+    assert qat.train is not None and qat.train.distilled and qat.train.steps == 8 * 23
+    assert _quantized("digits-cnn", "static").train is None
+
+
 @pytest.mark.slow
 def test_ternary_within_three_points_after_training() -> None:
     assert _accuracy("digits-cnn", "ternary") >= _accuracy("digits-cnn", None) - 0.03

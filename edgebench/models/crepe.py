@@ -139,6 +139,12 @@ def pitch_loss(probs: torch.Tensor, cents: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), target)
 
 
+def distill_probs(probs: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Distillation on the 360 sigmoid bins: binary cross-entropy against the teacher's
+    probabilities (a whole pitch posterior per frame, richer than the one-f0 label)."""
+    return F.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), teacher)
+
+
 def synth_frames(n: int, seed: int, fmin: float = 50.0, fmax: float = 1000.0
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """n normalised frames (n, 1024) float32 and their f0 in cents (n,) float32.
@@ -176,4 +182,4 @@ def pitch_dataset(train: int = 2048, test: int = 1000, eval_samples: int = 1000)
     x_train, y_train = synth_frames(train, seed=1)
     x_test, y_test = synth_frames(test, seed=0)
     return Dataset("synthetic-pitch", x_train, y_train, x_test, y_test, metric=RPA,
-                   loss=pitch_loss, eval_samples=eval_samples)
+                   loss=pitch_loss, distill=distill_probs, eval_samples=eval_samples)

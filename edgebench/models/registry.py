@@ -51,7 +51,8 @@ class ModelSpec:
 
     input_shape includes the batch-1 axis. With `data` (a Dataset factory) the model is
     calibrated, fine-tuned and scored on it; without, it is scored by agreement with FP32 on
-    fixed_batch(input_shape, fidelity_samples, ...). `evaluation` is the rows' label:
+    fixed_batch(input_shape, fidelity_samples, ...). data_id names the user's data in the
+    rows (and so in the resume key). `evaluation` is the rows' label:
     "accuracy", "fidelity (random weights)" or "fidelity (no data)". eval_samples and
     calib_samples override the data's defaults (--eval-samples, --calib-samples).
     """
@@ -69,6 +70,7 @@ class ModelSpec:
     data: Callable[[], Dataset] | None = field(default=None, repr=False, compare=False)
     eval_samples: int | None = None
     calib_samples: int | None = None
+    data_id: str = ""  # the user's --data/--metric/--loss (Dataset.fingerprint); "" = own
 
     def dataset(self) -> Dataset | None:
         """The model's data, or None (scored by agreement with FP32 on seeded inputs)."""
@@ -286,6 +288,7 @@ def with_data(spec: ModelSpec, options: DataOptions | None) -> ModelSpec:
     if data is not None:
         data = fit_dataset(data, spec.input_shape, spec.input_dtype)
         spec = replace(spec, data=functools.partial(_fixed, data), evaluation=data.evaluation,
-                       image_size=None if options.data else spec.image_size)
+                       image_size=None if options.data else spec.image_size,
+                       data_id=data.fingerprint(options.data, options.metric, options.loss))
     return replace(spec, eval_samples=options.eval_samples or spec.eval_samples,
                    calib_samples=options.calib_samples or spec.calib_samples)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edgebench.models import ModelSpec
-from edgebench.models.train import evaluate
+from edgebench.models.train import TrainStats, evaluate
 from edgebench.prune.block import BlockPruner
 from edgebench.prune.config import (
     BlockConfig,
@@ -41,7 +41,8 @@ class PruneResult:
     count every parameter; macs are dense MACs for one example (zeros still cost MACs).
     skipped lists (layer, reason) for selected layers left dense. metric_before/after are
     the model's data metric (PyTorch, test part) for models with data; accuracy_* is the
-    same as a fraction when that metric is top1.
+    same as a fraction when that metric is top1. train is what fine-tuning cost (steps,
+    seconds), None without fine-tuning.
     """
 
     model: nn.Module
@@ -57,6 +58,7 @@ class PruneResult:
     metric: str | None = None
     metric_before: float | None = None
     metric_after: float | None = None
+    train: TrainStats | None = None
 
     @property
     def accuracy_before(self) -> float | None:
@@ -177,6 +179,9 @@ def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
     macs_before = count_macs(work, example)
     data = spec.dataset() if spec is not None else None
     metric_before = _metric(work, spec)
+    distill = config.distill if isinstance(config, GradualConfig) else selection.finetune_distill
+    teacher = copy.deepcopy(model).eval() if distill else None
+    train = None
 
     if isinstance(config, ChannelConfig):
         shapes = {n: m.weight.shape for n, m in prunable_layers(work)}
@@ -184,17 +189,18 @@ def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
         skipped += more
         pruned = {n for n, m in prunable_layers(work) if m.weight.shape != shapes.get(n)}
         if config.finetune_epochs:
-            finetune(work, spec, config.finetune_epochs, config.finetune_lr, name)
+            train = finetune(work, spec, config.finetune_epochs, config.finetune_lr, name,
+                             teacher=teacher)
     else:
         assert pruner is not None
         if isinstance(config, GradualConfig):
-            masks = gradual_prune(work, config, pruner, layers, spec, name)
+            masks, train = gradual_prune(work, config, pruner, layers, spec, name, teacher)
         else:
             masks = pruner.masks(layers, getattr(config, "sparsity", 0.0))
             apply_masks(layers, masks)
             if selection.finetune_epochs:
-                finetune(work, spec, selection.finetune_epochs, selection.finetune_lr, name,
-                         layers, masks)
+                train = finetune(work, spec, selection.finetune_epochs,
+                                 selection.finetune_lr, name, layers, masks, teacher)
         apply_masks(layers, masks)
         pruned = {la.name for la in layers}
 
@@ -205,4 +211,5 @@ def prune(model: nn.Module, config: PruneConfig | str, example: torch.Tensor,
                        macs=count_macs(work, example), params_before=params_before,
                        macs_before=macs_before, skipped=skipped,
                        metric=data.metric.name if data is not None else None,
-                       metric_before=metric_before, metric_after=_metric(work, spec))
+                       metric_before=metric_before, metric_after=_metric(work, spec),
+                       train=train)

@@ -8,10 +8,11 @@ Grammar (the part after `prune=` in a variant string; SPARSITY is a fraction in 
     nm:N:M                                  N of every M consecutive input weights kept
     channel:SPARSITY[:layer|:global]        fraction of channels removed (torch-pruning)
     gradual:SPARSITY                        = gradual:unstructured:SPARSITY
-    gradual:unstructured:SPARSITY[:global]  polynomial schedule while fine-tuning (digits)
+    gradual:unstructured:SPARSITY[:global]  polynomial schedule while fine-tuning
     gradual:block:RxC:SPARSITY[:global]
 
-Any one-shot form takes a trailing `:ftN`: prune once, then fine-tune N epochs on digits.
+Any one-shot form takes a trailing `:ftN`: prune once, then fine-tune N epochs on the model's
+training data (BatchNorm frozen, distilled from the unpruned model where the data allows).
 
 Configs validate in __post_init__, so a bad value fails the same way from Python and from a
 variant string, before any model is built.
@@ -79,8 +80,9 @@ class LayerSelection(PruneConfig):
     1-channel first conv or a classifier head costs little to keep, while an MLP's input
     layer (half of digits-mlp) is too big to leave out. A layer named exactly in include is
     pruned regardless.
-    finetune_epochs > 0 fine-tunes on the digits training split after pruning (digits only),
-    with masks re-applied after every step.
+    finetune_epochs > 0 fine-tunes that many epochs on the model's training data after
+    pruning (`:ftN`), masks re-applied after every step, BatchNorm frozen, and with
+    finetune_distill (default) the data's distillation term against the unpruned model.
     """
 
     include: tuple[str, ...] = field(default=(), kw_only=True)
@@ -94,6 +96,7 @@ class LayerSelection(PruneConfig):
         scope = ":global" if getattr(self, "scope", "layer") == "global" else ""
         return head + scope + (f":ft{self.finetune_epochs}" if self.finetune_epochs else "")
     finetune_lr: float = field(default=3e-3, kw_only=True)
+    finetune_distill: bool = field(default=True, kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "include", _patterns(self.include, "include patterns"))
@@ -249,7 +252,8 @@ class GradualConfig(PruneConfig):
     step. end_step=None means end_fraction of the run's steps, leaving the rest to recover.
     Defaults (30 epochs, Adam at the digits models' own lr 3e-3 with cosine decay, pruning
     over the first 60%) keep digits-cnn (unstructured) within a point of FP32 at 90-95% (see
-    results/pruning); on 360 test images the recipe is flat within that noise.
+    results/pruning); on 360 test images the recipe is flat within that noise. distill adds
+    the data's distillation term against the unpruned model (as `:ftN` does).
     """
 
     target: UnstructuredConfig | BlockConfig
@@ -263,6 +267,7 @@ class GradualConfig(PruneConfig):
     power: float = 3.0
     batch_size: int = 64
     seed: int = 0
+    distill: bool = True
     method: ClassVar[str] = "gradual"
 
     def __post_init__(self) -> None:

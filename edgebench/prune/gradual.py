@@ -1,9 +1,10 @@
 """Gradual pruning (Zhu & Gupta 2017, TF-MOT's PolynomialDecay) and masked fine-tuning.
 
-Both run through train_model's per-step callbacks on the model's own data (digits, CREPE's
-tones, the user's --data), so they train exactly like the trained built-ins (Adam, cosine LR,
-seeded shuffles). Masks are re-applied after every optimizer
-step: Adam's momentum would otherwise revive pruned weights between pruning steps.
+Both run through finetune_model on the model's own data (digits, CREPE's tones, the user's
+--data): Adam, cosine LR, seeded shuffles, BatchNorm kept in eval mode, and by default the
+data's distillation term against the unpruned FP32 model (the teacher). Masks are
+re-applied after every optimizer step: Adam's momentum would otherwise revive pruned weights
+between pruning steps.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 
 from edgebench.data import Dataset
 from edgebench.models import ModelSpec
-from edgebench.models.train import train_model
+from edgebench.models.train import TrainStats, finetune_model
 from edgebench.prune.config import GradualConfig, PruneError
 from edgebench.prune.layers import Layer
 from edgebench.prune.masks import MaskPruner, Masks, apply_masks
@@ -79,8 +80,10 @@ def schedule_for(config: GradualConfig, data: Dataset | None = None) -> Polynomi
 
 
 def gradual_prune(model: nn.Module, config: GradualConfig, pruner: MaskPruner,
-                  layers: Sequence[Layer], spec: ModelSpec | None, name: str) -> Masks:
-    """Prune `model` in place along the schedule while fine-tuning; returns the final masks."""
+                  layers: Sequence[Layer], spec: ModelSpec | None, name: str,
+                  teacher: nn.Module | None = None) -> tuple[Masks, TrainStats]:
+    """Prune `model` in place along the schedule while fine-tuning (distilling from
+    `teacher` if given); returns the final masks and what the training cost."""
     data = require_data(spec, "gradual pruning", name)
     sched = schedule_for(config, data)
     masks: Masks = {}
@@ -94,14 +97,16 @@ def gradual_prune(model: nn.Module, config: GradualConfig, pruner: MaskPruner,
             masks = pruner.masks(layers, sched(t))
         apply_masks(layers, masks)
 
-    train_model(model, data, epochs=config.epochs, seed=config.seed, lr=config.lr,
-                batch_size=config.batch_size, callbacks=[step])
-    return masks
+    stats = finetune_model(model, data, config.epochs, config.lr, teacher, config.seed, [step],
+                           config.batch_size)
+    return masks, stats
 
 
 def finetune(model: nn.Module, spec: ModelSpec | None, epochs: int, lr: float, name: str,
-             layers: Sequence[Layer] = (), masks: Masks | None = None) -> None:
-    """Fine-tune in place on the model's data; with masks, pruned weights are held at zero."""
+             layers: Sequence[Layer] = (), masks: Masks | None = None,
+             teacher: nn.Module | None = None) -> TrainStats:
+    """Fine-tune in place on the model's data (distilling from `teacher` if given); with
+    masks, pruned weights are held at zero."""
     data = require_data(spec, "fine-tuning", name)
     callbacks = [lambda _t, _m: apply_masks(layers, masks)] if masks else []
-    train_model(model, data, epochs=epochs, lr=lr, callbacks=callbacks)
+    return finetune_model(model, data, epochs, lr, teacher, callbacks=callbacks)

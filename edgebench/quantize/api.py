@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from edgebench.data import fixed_batch, torch_dtype
 from edgebench.models import ModelSpec
+from edgebench.models.train import TrainStats
 from edgebench.quantize.config import QuantConfig, QuantError, parse_quant
 from edgebench.quantize.describe import describe
 from edgebench.quantize.fakequant import act_quants, build_simulator, calibrate, freeze
@@ -44,6 +45,7 @@ class QuantResult:
     size: SizeReport
     graph: fx.GraphModule = field(repr=False)
     folded: list[tuple[str, str]] = field(default_factory=list)
+    train: TrainStats | None = None  # what QAT's fine-tuning cost (None: no training)
 
     @property
     def kept_fp32(self) -> list[tuple[str, str, str]]:
@@ -151,9 +153,10 @@ def quantize(model: nn.Module, config: QuantConfig | str, spec: ModelSpec,
     sim = build_simulator(traced, plan, config)
     if cal is not None and config.calibrated:
         calibrate(sim, cal, traced.batched)
+    train = None
     if cal is not None and config.trained:
         epochs, lr = config.train_recipe
-        finetune(sim, spec, epochs, lr)
+        train = finetune(sim, spec, epochs, lr, teacher=copy.deepcopy(work).eval())
         _copy_weights(sim, traced)
         calibrate(sim, cal, traced.batched)
     weights = freeze(sim, config.represents_zero)
@@ -162,7 +165,8 @@ def quantize(model: nn.Module, config: QuantConfig | str, spec: ModelSpec,
     _bake_bias(sim, description, plan)
     reference = IntegerReference(traced.gm, description, traced.batched)
     size = size_report(model, traced.gm, description)
-    return QuantResult(config, description, sim.eval(), work, reference, size, traced.gm, folded)
+    return QuantResult(config, description, sim.eval(), work, reference, size, traced.gm, folded,
+                       train)
 
 
 @torch.no_grad()

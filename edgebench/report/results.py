@@ -100,9 +100,11 @@ class ResultsWriter:
             writer.writerows(rows)
         os.replace(tmp, self.path)
 
-    def finished(self) -> set[tuple[str, ...]]:
-        """Keys of rows already measured ok (a re-run skips them)."""
-        return {r.key for r in read_rows(self.path) if r.status == "ok"}
+    def finished(self, data: str | None = None) -> set[tuple[str, ...]]:
+        """Keys of rows already measured ok (a re-run skips them); with `data` (a spec's
+        data_id, "" for the model's own data) only the rows measured on that data."""
+        return {r.key for r in read_rows(self.path)
+                if r.status == "ok" and (data is None or (r.where.data or "") == data)}
 
     def append(self, row: ResultRow | Mapping[str, object]) -> None:
         """Write one row and fsync it. A mapping (column -> value: tests, tools) is read

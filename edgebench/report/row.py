@@ -135,7 +135,7 @@ def _counts(names: Iterable[str]) -> tuple[tuple[str, int], ...]:
 
 @dataclass
 class Where:
-    """Target and machine: where and when the row was measured."""
+    """Target and machine: where and when the row was measured, and on what data."""
 
     target: str
     threads: int
@@ -144,6 +144,7 @@ class Where:
     emulated: bool = False
     timestamp: str = ""
     board: str | None = None  # the board that measured it (RPC targets)
+    data: str | None = None  # fingerprint of the user's --data/--metric/--loss (resume key)
 
 
 @dataclass
@@ -312,7 +313,7 @@ COLUMNS = [
     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "runs", "first_ms", "load_s",
     "peak_rss_mb", "model_rss_mb", "artifact_bytes", "artifact_gzip_bytes", "params",
     "nonzero_params", "accuracy", "top1_agreement", "metric", "metric_value", "metric_fp32",
-    "metric_drop", "evaluation", "cents_error", "max_abs_err", "verify_err",
+    "metric_drop", "evaluation", "data", "cents_error", "max_abs_err", "verify_err",
     "tuned_trials", "tasks", "tasks_tuned_now", "tuning_s", "compile_s", "export_s",
     "kernels_ms", "tuning_cut",
     "prune_kind", "sparsity", "macs", "layer_sparsity", "sparse_layers", "quant_kind",

@@ -6,6 +6,9 @@
 # (--trials 0) and timings are --quick on a shared, heavily loaded 2-core host. Untuned TVM
 # FP32 takes ~0.6 s a CREPE-tiny frame there, so CREPE is scored on fewer frames (same frames
 # for every runtime and variant of a model: the drops are paired).
+# Fine-tuning (:ftN, QAT) distills from the FP32 model and re-estimates BatchNorm statistics
+# afterwards (README: the fine-tuning recipe). Re-measuring rows of an older recipe needs
+# --no-resume (the rows' key does not name the recipe).
 # Run from the repo root with edgebench's venv: ./results/accuracy/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,4 +33,12 @@ $EB crepe-full --variants fp32 --runtimes pytorch onnxruntime --eval-samples 64
 $EB crepe-full --variants quant=static --runtimes tvm pytorch --eval-samples 64
 edgebench run crepe-full --target "$TARGET" --eval-samples 64 \
     --variants fp32 --runtimes onnxruntime-int8 executorch-int8 -o "$OUT"
+# fine-tuning cost against accuracy (PyTorch metric, the default distilled recipe and the task
+# loss alone): steps and seconds per :ftN
+CURVE="python benchmarks/accuracy_finetune_curve.py -o results/accuracy/finetune_curve.csv"
+$CURVE crepe-tiny unstructured:0.8:ft1 unstructured:0.8:ft2 unstructured:0.8:ft5 \
+    unstructured:0.9:ft5 --eval-samples 200
+$CURVE crepe-tiny unstructured:0.8:ft5 --eval-samples 200 --no-distill
+$CURVE digits-cnn unstructured:0.8:ft1 unstructured:0.9:ft2 unstructured:0.9:ft5 channel:0.5:ft5
+$CURVE digits-cnn unstructured:0.8:ft1 unstructured:0.9:ft5 channel:0.5:ft5 --no-distill
 python -m edgebench.cli report "$OUT" --out results/accuracy/report
