@@ -219,17 +219,17 @@ def _score_pytorch(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline:
             refusal = pipeline.fp16_refusal(target)
             if refusal:
                 o.reason = f"not applicable: {refusal.split(':')[0]}"
+                log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
                 continue
         base_name = replace(vspec, sparse=None).name
         try:
             vspec.check(run.base, spec)
             if base_name not in made:
                 made[base_name] = vspec.apply(run.base, spec)
-        except VariantError as e:
-            o.reason = f"not applicable: {str(e).split(': ', 1)[-1]}"
-            continue
-        except Exception as e:  # e.g. channel pruning that removes a whole layer
-            o.reason = f"not applicable: {error_line(e)}"
+        except Exception as e:  # VariantError, or e.g. channel pruning removing a whole layer
+            text = str(e).split(": ", 1)[-1] if isinstance(e, VariantError) else error_line(e)
+            o.reason = f"not applicable: {text}"
+            log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
             continue
         t = made[base_name]
         model = t.quantized.reference if (t.quantized is not None

@@ -68,10 +68,12 @@ class VariantSpec:
                 check_prune(model, parse_prune(self.prune), spec.example_input(), spec)
             except PruneError as e:
                 raise VariantError(f"variant '{self.name}': {e}") from None
-        if self.quant and parse_quant(self.quant).trained and spec.evaluation != "digits":
-            raise VariantError(f"variant '{self.name}' on model '{spec.name}': {self.quant} "
-                               "fine-tunes on the digits training split, and this is not a "
-                               "digits model (use quant=static)")
+        if self.quant and parse_quant(self.quant).trained:
+            data = spec.dataset()  # as quantize() asks (the `evaluation` label is no model kind)
+            if data is None or data.y_train is None:
+                raise VariantError(f"variant '{self.name}' on model '{spec.name}': "
+                                   f"{self.quant} fine-tunes on the model's labelled training "
+                                   "data, and it has none (give --data, or use quant=static)")
 
     def apply(self, model: nn.Module, spec: ModelSpec) -> Transformed:
         """The variant's PyTorch model (prune, then quantize): the reference its compiled
