@@ -15,6 +15,11 @@ says why it lost.
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +32,7 @@ OBJECTIVES = ("latency", "size", "both")
 # A search must afford one compile + short timing; first estimates (seconds) of one variant
 # through the pipeline, replaced by the running mean of what was observed.
 VARIANT_S = {"local": 20.0, "board": 60.0}
+SPARSE_FACTOR = 5.0  # a +sparse build measures each layer's kernels: ~5x a plain one
 ETA = 3  # successive halving: rung 1 fully times the best 1/ETA of rung 0 (at least 2)
 
 
@@ -198,6 +204,16 @@ def check(cfg: OptimizeConfig) -> float:
     return estimate
 
 
+def _trains(variant: str) -> bool:
+    """Whether making the variant trains (fine-tuning, gradual pruning, QAT-like quant)."""
+    from edgebench.quantize import parse_quant
+    from edgebench.variant import parse_variant
+
+    spec = parse_variant(variant)
+    return bool(spec.prune and (":ft" in spec.prune or spec.prune.startswith("gradual"))) or \
+        bool(spec.quant and parse_quant(spec.quant).trained)
+
+
 def _score_pytorch(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline: float,
                    log: Log) -> None:
     """Phase 1: each candidate's metric from its PyTorch model (integer variants: the integer
@@ -210,7 +226,7 @@ def _score_pytorch(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline:
     target = find_target(cfg.target, cfg.threads)
     run = pipeline._ModelRun(spec)
     made: dict[str, object] = {}  # the variant without +sparse -> its Transformed
-    for o in outcomes:
+    for o in sorted(outcomes, key=lambda o: _trains(o.cand.variant)):  # cheap ones first
         if time.monotonic() > deadline:
             o.reason = "not scored: the accuracy phase's share of the budget was spent"
             continue
@@ -243,28 +259,65 @@ def _score_pytorch(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline:
             f"(drop {o.drop_pt:+.2f})" + (f" REJECTED {o.reason}" if o.reason else ""))
 
 
-def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, measure, tune_s: float,
+def _run_args(cfg: OptimizeConfig, variant: str, output: Path, quick: bool,
+              tune_s: float) -> list[str]:
+    """`edgebench run` for one variant, TVM only: the pipeline's normal row (resumed if the CSV
+    already has it)."""
+    args = ["run", cfg.model, "--target", str(cfg.target), "--variants", variant,
+            "--runtimes", "tvm", "--trials", str(cfg.trials), "-o", str(output),
+            "--tune-budget", f"{max(tune_s, 1.0):.0f}",
+            "--task-budget", f"{max(min(tune_s, 300.0), 1.0):.0f}"]
+    if quick:
+        args.append("--quick")
+    if cfg.threads is not None:
+        args += ["--threads", str(cfg.threads)]
+    data = cfg.data
+    for flag, attr in (("--data", "data"), ("--metric", "metric"), ("--loss", "loss"),
+                       ("--calib-samples", "calib_samples"), ("--eval-samples", "eval_samples")):
+        value = getattr(data, attr, None) if data is not None else None
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, quick: bool, deadline: float,
              rung: int, log: Log) -> None:
-    """One variant through the pipeline (a normal results row; resumed if already there)."""
-    from edgebench.compile.search import TuneBudget
-    from edgebench.data import DataOptions
-    from edgebench.pipeline import RunConfig, run
+    """One variant through the pipeline, in its own `edgebench run` process so that the
+    deadline can stop it (its process group is killed; rows written so far stay)."""
     from edgebench.report.results import read_rows
     from edgebench.targets import find_target
 
     target = find_target(cfg.target, cfg.threads)
-    rcfg = RunConfig(models=[cfg.model], target=cfg.target, variants=[outcome.cand.variant],
-                     runtimes=["tvm"], trials=cfg.trials, threads=cfg.threads, output=output,
-                     measure=measure, data=cfg.data or DataOptions(),
-                     tune_budget=TuneBudget(model_s=max(tune_s, 1.0),
-                                            task_s=max(min(tune_s, TuneBudget.task_s), 1.0)),
-                     log=lambda m: log(f"  {m}"))
-    run(rcfg)
-    rows = [r for r in read_rows(output)
+    left = deadline - time.monotonic()
+    cmd = [sys.executable, "-m", "edgebench.cli",
+           *_run_args(cfg, outcome.cand.variant, output, quick, left / 3)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    tail: list[str] = []
+
+    def forward() -> None:
+        for line in proc.stdout:
+            tail[:] = [*tail[-4:], line.rstrip()]
+            log(f"  {line.rstrip()}")
+
+    reader = threading.Thread(target=forward, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=max(left, 0.0))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers, nothing else
+        proc.wait()
+        outcome.reason = "not measured: the budget ran out while it was being built or timed"
+    reader.join(timeout=5)
+    key = (cfg.model, outcome.cand.variant, "tvm", target.name, str(target.threads))
+    rows = [r for r in (read_rows(output) if output.is_file() else [])
             if (r.get("model"), r.get("variant"), r.get("runtime"), r.get("target"),
-                r.get("threads")) == (cfg.model, outcome.cand.variant, "tvm", target.name,
-                                      str(target.threads))]
-    outcome.row, outcome.rung = (rows[-1] if rows else None), rung
+                r.get("threads")) == key]
+    if rows:
+        outcome.row, outcome.rung = rows[-1], rung
+    elif not outcome.reason:
+        outcome.reason = f"not measured: edgebench run exited {proc.returncode}: " + (
+            tail[-1] if tail else "")
 
 
 def _within(o: Outcome, max_drop: float) -> bool:
@@ -299,7 +352,6 @@ def pareto(outcomes: list[Outcome]) -> list[Outcome]:
 def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
     """Search, measure, choose (and export); see the module docstring. NoVariantError if no
     candidate is within the drop."""
-    from edgebench.measure import QUICK, MeasureConfig
     from edgebench.models import get_model, with_data
 
     cfg = cfg or OptimizeConfig(**kwargs)
@@ -311,8 +363,6 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
     screen = output.with_name(f"{output.stem}-screen{output.suffix or '.csv'}")
     spec = with_data(get_model(cfg.model), cfg.data)
     space = list(cfg.space) if cfg.space is not None else default_space()
-    if not any(c.variant == "fp32" for c in space):
-        space.insert(0, candidate("fp32"))  # the baseline every "simpler" chain ends at
     outcomes = [Outcome(c) for c in space]
     log(f"optimize: {spec.name} on '{cfg.target}', {len(space)} candidates, max drop "
         f"{cfg.max_drop:g}, budget {cfg.budget_s:.0f} s, objective {cfg.objective}")
@@ -324,16 +374,30 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
         f"({time.monotonic() - start:.0f} s)")
 
     # phase 2, rung 0: short timing of every survivor, while the budget covers one more
-    spent: list[float] = []
+    # (the cheapest kinds first, so a short budget measures many)
+    survivors.sort(key=lambda o: (o.cand.variant != "fp32", "sparse" in o.cand.variant))
 
-    def affordable() -> bool:
-        guess = sum(spent) / len(spent) if spent else estimate
-        return time.monotonic() + guess <= deadline
+    spent: dict[bool, list[float]] = {False: [], True: []}  # seconds per variant, by +sparse
 
-    def measure(o: Outcome, out: Path, mcfg, rung: int) -> None:
+    def guess(o: Outcome) -> float:
+        """Running mean of this kind's variants (the sparse kernels' per-layer choice is
+        measured while building: several times a plain build)."""
+        sparse = "sparse" in o.cand.variant
+        seen = spent[sparse] or ([SPARSE_FACTOR * x for x in spent[False]] if sparse else [])
+        return sum(seen) / len(seen) if seen else estimate * (SPARSE_FACTOR if sparse else 1)
+
+    def affordable(o: Outcome) -> bool:
+        return time.monotonic() + guess(o) <= deadline
+
+    def measure(o: Outcome, out: Path, quick: bool, rung: int) -> None:
         t0 = time.monotonic()
-        _measure(cfg, o, out, mcfg, max(deadline - t0, 0) / 4, rung, log)
-        spent.append(time.monotonic() - t0)
+        before = (o.row, o.rung)
+        _measure(cfg, o, out, quick, deadline, rung, log)
+        spent["sparse" in o.cand.variant].append(time.monotonic() - t0)
+        if o.reason and rung > 0 and before[0] is not None:  # cut short: keep the short timing
+            o.row, o.rung, o.reason = *before, ""
+        if o.reason:
+            return
         if o.row is not None and o.row.get("status") != "ok":
             o.reason = f"failed on the target: {o.row.get('error')}"
         elif o.ok and not _within(o, cfg.max_drop):
@@ -341,11 +405,11 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
                         f"(its own outputs; allowed {cfg.max_drop:g})")
 
     for o in survivors:
-        if not affordable():
+        if not affordable(o):
             o.reason = "not measured: budget spent"
             continue
         log(f"optimize: rung 0 (short timing): {o.cand.variant}")
-        measure(o, screen, QUICK, 0)
+        measure(o, screen, True, 0)
     rung0 = [o for o in survivors if o.rung == 0 and not o.reason]
     fp32 = next((o for o in outcomes if o.cand.variant == "fp32"), None)
     rung0.sort(key=lambda o: _cost(o, cfg.objective, fp32))
@@ -358,11 +422,11 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
                         f"not in the best {len(keep)}")
     # rung 1: full timing of the best
     for o in keep:
-        if not affordable():
+        if not affordable(o):
             log(f"optimize: budget: {o.cand.variant} keeps its short timing")
             continue
         log(f"optimize: rung 1 (full timing): {o.cand.variant}")
-        measure(o, output, MeasureConfig(), 1)
+        measure(o, output, False, 1)
     top = max((o.rung for o in keep if not o.reason), default=0)
     pool = [o for o in keep if not o.reason and o.rung == top]
     chosen = min(pool, key=lambda o: _cost(o, cfg.objective, fp32)) if pool else None
@@ -370,6 +434,10 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
     front = pareto([o for o in outcomes if o.rung == top and o.ok])
     result = Result(chosen, outcomes, front, fp32, time.monotonic() - start, cfg.budget_s)
     _write(cfg, result, output, spec.name)
+    if chosen is None and not any(o.ok for o in outcomes) and any(
+            o.reason.startswith("not measured") for o in outcomes):
+        raise NoVariantError(f"the budget ({cfg.budget_s:.0f} s) ran out before any variant "
+                             f"of {spec.name} was measured; give a larger --budget")
     if chosen is None:
         scored = [o for o in outcomes if o.drop_pt is not None]
         best = min(scored, key=lambda o: o.drop_pt, default=None)
