@@ -291,8 +291,12 @@ def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, quick: bool, d
     left = deadline - time.monotonic()
     cmd = [sys.executable, "-m", "edgebench.cli",
            *_run_args(cfg, outcome.cand.variant, output, quick, left / 3)]
+    cores = set(os.sched_getaffinity(0)) | set(target.cores if target.is_local else ())
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # the search may be pinned off the timing core (taskset -c 0);
+                            # the run's measuring worker pins itself to the target's cores
+                            preexec_fn=lambda: os.sched_setaffinity(0, cores))
     tail: list[str] = []
 
     def forward() -> None:
