@@ -432,7 +432,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         return 1
     print(result.table)
     print("files: " + ", ".join(map(str, [args.output, *result.files]))
-          + (f", bundle {result.bundle.path}" if result.bundle else ""))
+          + (f", bundle {result.bundle}" if result.bundle else ""))
     return 0
 
 

@@ -280,22 +280,19 @@ def _run_args(cfg: OptimizeConfig, variant: str, output: Path, quick: bool,
     return args
 
 
-def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, quick: bool, deadline: float,
-             rung: int, log: Log) -> None:
-    """One variant through the pipeline, in its own `edgebench run` process so that the
-    deadline can stop it (its process group is killed; rows written so far stay)."""
-    from edgebench.report.results import read_rows
+def edgebench_process(cfg: OptimizeConfig, args: list[str], log: Log,
+                      timeout: float | None = None) -> tuple[int | None, list[str]]:
+    """`edgebench ARGS` in its own process group (the search can kill it at the deadline:
+    returns None then; rows written so far stay), its lines forwarded to the log. The search
+    may be pinned off the timing core (taskset -c 0): the child may also use the target's
+    cores, where its measuring worker pins itself."""
     from edgebench.targets import find_target
 
     target = find_target(cfg.target, cfg.threads)
-    left = deadline - time.monotonic()
-    cmd = [sys.executable, "-m", "edgebench.cli",
-           *_run_args(cfg, outcome.cand.variant, output, quick, left / 3)]
     cores = set(os.sched_getaffinity(0)) | set(target.cores if target.is_local else ())
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "edgebench.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True,
-                            # the search may be pinned off the timing core (taskset -c 0);
-                            # the run's measuring worker pins itself to the target's cores
                             preexec_fn=lambda: os.sched_setaffinity(0, cores))
     tail: list[str] = []
 
@@ -306,13 +303,29 @@ def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, quick: bool, d
 
     reader = threading.Thread(target=forward, daemon=True)
     reader.start()
+    code: int | None
     try:
-        proc.wait(timeout=max(left, 0.0))
+        code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers, nothing else
         proc.wait()
-        outcome.reason = "not measured: the budget ran out while it was being built or timed"
+        code = None
     reader.join(timeout=5)
+    return code, tail
+
+
+def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, quick: bool, deadline: float,
+             rung: int, log: Log) -> None:
+    """One variant through the pipeline (`edgebench run`, TVM only), stopped at the deadline."""
+    from edgebench.report.results import read_rows
+    from edgebench.targets import find_target
+
+    target = find_target(cfg.target, cfg.threads)
+    left = max(deadline - time.monotonic(), 0.0)
+    code, tail = edgebench_process(
+        cfg, _run_args(cfg, outcome.cand.variant, output, quick, left / 3), log, left)
+    if code is None:
+        outcome.reason = "not measured: the budget ran out while it was being built or timed"
     key = (cfg.model, outcome.cand.variant, "tvm", target.name, str(target.threads))
     rows = [r for r in (read_rows(output) if output.is_file() else [])
             if (r.get("model"), r.get("variant"), r.get("runtime"), r.get("target"),
@@ -320,7 +333,7 @@ def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, quick: bool, d
     if rows:
         outcome.row, outcome.rung = rows[-1], rung
     elif not outcome.reason:
-        outcome.reason = f"not measured: edgebench run exited {proc.returncode}: " + (
+        outcome.reason = f"not measured: edgebench run exited {code}: " + (
             tail[-1] if tail else "")
 
 
@@ -456,11 +469,17 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
         _peers(cfg, output, log)
         _write(cfg, result, output, spec.name)
     if cfg.export:
-        from edgebench.export import ExportConfig, export
+        from edgebench.export import ExportError
 
-        result.bundle = export(ExportConfig(cfg.model, chosen.cand.variant, cfg.target,
-                                            cfg.export, cfg.trials, cfg.threads,
-                                            output if chosen.rung == 1 else screen, log=log))
+        args = ["export", cfg.model, "--variant", chosen.cand.variant, "--target",
+                str(cfg.target), "-o", str(cfg.export), "--trials", str(cfg.trials),
+                "--from-results", str(output if chosen.rung == 1 else screen)]
+        args += ["--threads", str(cfg.threads)] if cfg.threads is not None else []
+        code, tail = edgebench_process(cfg, args, log)
+        if code != 0:
+            raise ExportError(f"--export {cfg.export}: edgebench export failed: "
+                              + (tail[-1] if tail else f"exit {code}"))
+        result.bundle = Path(cfg.export)
     return result
 
 
@@ -496,8 +515,6 @@ def _reasons(outcomes: list[Outcome], chosen: Outcome | None, objective: str,
 def _peers(cfg: OptimizeConfig, output: Path, log: Log) -> None:
     """The peers (PyTorch, ONNX Runtime, ExecuTorch) on FP32 and static int8, same data and
     target, full timing, into the same CSV (outside the search's budget)."""
-    from edgebench.data import DataOptions
-    from edgebench.pipeline import RunConfig, run
     from edgebench.runtimes import PEERS
     from edgebench.targets import find_target
 
@@ -505,9 +522,10 @@ def _peers(cfg: OptimizeConfig, output: Path, log: Log) -> None:
         log("optimize: peers skipped: only the TVM runtime runs on a board")
         return
     log("optimize: peers (outside the budget): fp32 and quant=static")
-    run(RunConfig(models=[cfg.model], target=cfg.target, variants=["fp32", "quant=static"],
-                  runtimes=list(PEERS), threads=cfg.threads, output=output,
-                  data=cfg.data or DataOptions(), log=lambda m: log(f"  {m}")))
+    args = _run_args(cfg, "fp32", output, False, 60.0)
+    args[args.index("--variants") + 1:args.index("--runtimes") + 2] = [
+        "fp32", "quant=static", "--runtimes", *PEERS]
+    edgebench_process(cfg, args, log)
 
 
 def _write(cfg: OptimizeConfig, result: Result, output: Path, model: str) -> None:
