@@ -405,7 +405,9 @@ def _add_optimize(add) -> None:
                         "table <stem>-optimize.md, plot <stem>-front.png)")
     o.add_argument("--variants", nargs="+", default=None,
                    help="search only these variants (default: the built-in search space)")
-    o.add_argument("--trials", type=int, default=8, help="MetaSchedule trials per task")
+    o.add_argument("--trials", type=int, default=0, help="MetaSchedule trials per task (0: "
+                   "our FP32/int8 kernels need none; N tunes the glue and +sparse's dense "
+                   "layers, within a third of the time left per variant)")
     o.add_argument("--threads", type=int, default=None, help="override the target's threads")
     o.add_argument("--peers", action="store_true", help="also time the peers on fp32 and "
                    "quant=static (outside the budget) for the plot")

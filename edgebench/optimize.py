@@ -118,7 +118,7 @@ class OptimizeConfig:
     output: str | Path = "results/optimize.csv"
     export: str | Path | None = None
     space: Sequence[Candidate] | None = None  # None: default_space()
-    trials: int = 8
+    trials: int = 0  # our FP32 and int8 kernels need no tuning; >0 tunes glue and +sparse
     threads: int | None = None
     data: object | None = None  # DataOptions (--data, --metric, ...)
     peers: bool = False  # also measure the peers (fp32, quant=static) after the search

@@ -8,7 +8,7 @@ EB="taskset -c 0 nice -n 5 edgebench"
 T=results/accuracy/x86-core1.toml
 O=results/optimize
 B=${EDGEBENCH_CACHE}/bundles
-$EB optimize digits-cnn --target $T --budget 12m --peers --export $B/digits-cnn-x86 -o $O/digits-cnn-x86.csv
+$EB optimize digits-cnn --target $T --budget 10m --peers --export $B/digits-cnn-x86 -o $O/digits-cnn-x86.csv
 $EB optimize mlp --target $T --budget 8m --peers --export $B/mlp-x86 -o $O/mlp-x86.csv
 $EB optimize crepe-tiny --target $T --budget 10m --peers --export $B/crepe-tiny-x86 -o $O/crepe-tiny-x86.csv
 $EB optimize digits-cnn --target arm --budget 10m --export $B/digits-cnn-arm -o $O/digits-cnn-arm.csv
