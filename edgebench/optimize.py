@@ -392,7 +392,15 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
 
     # phase 2, rung 0: short timing of every survivor, while the budget covers one more
     # (the cheapest kinds first, so a short budget measures many)
-    survivors.sort(key=lambda o: (o.cand.variant != "fp32", "sparse" in o.cand.variant))
+    # one member of each family before a second one of any, so a short budget sees the
+    # families rather than three observers of one
+    rank: dict[str, int] = {}
+    order = {}
+    for o in survivors:
+        order[id(o)] = rank.get(o.cand.family, 0)
+        rank[o.cand.family] = order[id(o)] + 1
+    survivors.sort(key=lambda o: (o.cand.variant != "fp32", "sparse" in o.cand.variant,
+                                  order[id(o)]))
 
     spent: dict[bool, list[float]] = {False: [], True: []}  # seconds per variant, by +sparse
 
@@ -403,8 +411,8 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
         seen = spent[sparse] or ([SPARSE_FACTOR * x for x in spent[False]] if sparse else [])
         return sum(seen) / len(seen) if seen else estimate * (SPARSE_FACTOR if sparse else 1)
 
-    def affordable(o: Outcome) -> bool:
-        return time.monotonic() + guess(o) <= deadline
+    def affordable(o: Outcome, reserve: float = 0.0) -> bool:
+        return time.monotonic() + guess(o) + reserve <= deadline
 
     def measure(o: Outcome, out: Path, quick: bool, rung: int) -> None:
         t0 = time.monotonic()
@@ -422,7 +430,8 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
                         f"(its own outputs; allowed {cfg.max_drop:g})")
 
     for o in survivors:
-        if not affordable(o):
+        # rung 0 leaves the full timing of two of the plain kind (rung 1) its time
+        if not affordable(o, reserve=2 * guess(Outcome(candidate("fp32")))):
             o.reason = "not measured: budget spent"
             continue
         log(f"optimize: rung 0 (short timing): {o.cand.variant}")
