@@ -226,9 +226,13 @@ def _score_pytorch(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline:
     target = find_target(cfg.target, cfg.threads)
     run = pipeline._ModelRun(spec)
     made: dict[str, object] = {}  # the variant without +sparse -> its Transformed
+    took: dict[bool, list[float]] = {False: [], True: []}  # seconds per candidate, by training
     for o in sorted(outcomes, key=lambda o: _trains(o.cand.variant)):  # cheap ones first
-        if time.monotonic() > deadline:
+        trains, t0 = _trains(o.cand.variant), time.monotonic()
+        seen = took[trains]
+        if t0 + (sum(seen) / len(seen) if seen else 0.0) > deadline:
             o.reason = "not scored: the accuracy phase's share of the budget was spent"
+            log(f"optimize: {o.cand.variant}: {o.reason}")
             continue
         vspec = parse_variant(o.cand.variant)
         if pipeline.is_fp16(Variant(spec, vspec, target)):
@@ -253,6 +257,7 @@ def _score_pytorch(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline:
         outs = pipeline.reference_outputs(model, run.xs)
         value = run.metric.score(pipeline.batch_outputs(outs[0]), run.metric_labels)
         o.metric, o.drop_pt = value, run.metric.drop(value, run.metric_fp32)
+        took[trains].append(time.monotonic() - t0)
         if o.drop_pt > cfg.max_drop + 1e-9:
             o.reason = f"accuracy -{o.drop_pt:.2f} pt (PyTorch; allowed {cfg.max_drop:g})"
         log(f"optimize: {o.cand.variant}: {run.metric.name} {value:.4g} "
