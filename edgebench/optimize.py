@@ -33,6 +33,7 @@ OBJECTIVES = ("latency", "size", "both")
 # through the pipeline, replaced by the running mean of what was observed.
 VARIANT_S = {"local": 20.0, "board": 60.0}
 SPARSE_FACTOR = 5.0  # a +sparse build measures each layer's kernels: ~5x a plain one
+TRAIN_FACTOR = 20.0  # first guess of a training candidate: 20 untrained ones (then measured)
 ETA = 3  # successive halving: rung 1 fully times the best 1/ETA of rung 0 (at least 2)
 
 
@@ -229,7 +230,7 @@ def _score_pytorch(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline:
     took: dict[bool, list[float]] = {False: [], True: []}  # seconds per candidate, by training
     for o in sorted(outcomes, key=lambda o: _trains(o.cand.variant)):  # cheap ones first
         trains, t0 = _trains(o.cand.variant), time.monotonic()
-        seen = took[trains]
+        seen = took[trains] or ([TRAIN_FACTOR * x for x in took[False]] if trains else [])
         if t0 + (sum(seen) / len(seen) if seen else 0.0) > deadline:
             o.reason = "not scored: the accuracy phase's share of the budget was spent"
             log(f"optimize: {o.cand.variant}: {o.reason}")
