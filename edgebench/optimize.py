@@ -436,8 +436,11 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
                         f"(its own outputs; allowed {cfg.max_drop:g})")
 
     for o in survivors:
-        # rung 0 leaves the full timing of two of the plain kind (rung 1) its time
-        if not affordable(o, reserve=2 * guess(Outcome(candidate("fp32")))):
+        # once two are screened, rung 0 leaves the full timing of two of the plain kind
+        # (rung 1) its time; before that a comparison matters more than a full timing
+        screened = sum(x.rung == 0 and x.ok for x in survivors)
+        reserve = 2 * guess(Outcome(candidate("fp32"))) if screened >= 2 else 0.0
+        if not affordable(o, reserve=reserve):
             o.reason = "not measured: budget spent"
             continue
         log(f"optimize: rung 0 (short timing): {o.cand.variant}")
