@@ -1,5 +1,5 @@
 """Command line: `edgebench run | models | targets | report | compare | profile | prune | export |
-board`.
+optimize | board`.
 
 Exit codes: 0 all rows ok, 1 some rows failed (their errors are in the CSV and printed) or,
 for `compare`, a row got slower beyond noise; 2 bad input (unknown model or target, bad
@@ -220,6 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--from-results", default=None, metavar="CSV",
                     help="take the measured p50 and metric from this results CSV (default: "
                          "results/latest.csv if it has the row)")
+    _add_optimize(add)
     b = add("board", help="the emulated aarch64 board (qemu-user chroot running TVM's "
                        "rpc_server on 127.0.0.1): up, down, status, build")
     b.add_argument("action", choices=["up", "down", "status", "build"])
@@ -389,6 +390,59 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_optimize(add) -> None:
+    o = add("optimize", help="search prune/quantize recipes: the fastest variant within "
+            "--max-drop on the target (accuracy in PyTorch first, then compile and time the "
+            "survivors by successive halving within --budget)")
+    o.add_argument("model", help="built-in name or module:factory / file.py:factory")
+    o.add_argument("--target", default="x86-native", help="target name or .toml (boards too)")
+    o.add_argument("--max-drop", type=float, default=MAX_DROP,
+                   help="points of the metric the chosen variant may lose against FP32")
+    o.add_argument("--budget", default="30m", help="wall-clock budget of the search: 30m, "
+                   "90s, 1h")
+    o.add_argument("--objective", default="latency", choices=["latency", "size", "both"])
+    o.add_argument("--export", default=None, metavar="DIR",
+                   help="export the chosen variant as a verified bundle (edgebench export)")
+    o.add_argument("--output", "-o", default="results/optimize.csv",
+                   help="results CSV of the full timings (short ones: <stem>-screen.csv; "
+                        "table <stem>-optimize.md, plot <stem>-front.png)")
+    o.add_argument("--variants", nargs="+", default=None,
+                   help="search only these variants (default: the built-in search space)")
+    o.add_argument("--trials", type=int, default=0, help="MetaSchedule trials per task (0: "
+                   "our FP32/int8 kernels need none; N tunes the glue and +sparse's dense "
+                   "layers, within a third of the time left per variant)")
+    o.add_argument("--threads", type=int, default=None, help="override the target's threads")
+    o.add_argument("--peers", action="store_true", help="also time the peers on fp32 and "
+                   "quant=static (outside the budget) for the plot")
+    _add_data_args(o)
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from edgebench.optimize import OptimizeConfig, candidate, check, parse_budget
+
+    cfg = OptimizeConfig(args.model, args.target, args.max_drop, parse_budget(args.budget),
+                         args.objective, args.output, args.export,
+                         [candidate(v) for v in args.variants] if args.variants else None,
+                         args.trials, args.threads, log=(lambda _m: None) if args.quiet
+                         else print)
+    from edgebench.report.results import check_writable
+
+    check(cfg)  # bad input answered before torch and TVM load
+    check_writable(Path(args.output))
+    cfg.data, cfg.peers = _data_options(args), args.peers
+    from edgebench.optimize import NoVariantError, optimize
+
+    try:
+        result = optimize(cfg)
+    except NoVariantError as e:
+        print(f"edgebench: {e}", file=sys.stderr)
+        return 1
+    print(result.table)
+    print("files: " + ", ".join(map(str, [args.output, *result.files]))
+          + (f", bundle {result.bundle}" if result.bundle else ""))
+    return 0
+
+
 def _check_inputs(paths: list[str]) -> None:
     from edgebench.errors import UsageError
 
@@ -499,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_profile(args)
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "optimize":
+            return _cmd_optimize(args)
         return _cmd_run(args)
     except Exception as e:
         if not is_user_error(e):
