@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent.parent / "results" / "optimize"
 
 
 def main() -> None:
