@@ -21,6 +21,7 @@ from edgebench.passes.int8 import (
 from edgebench.pipeline import run
 from edgebench.quantize import QuantConfig, parse_quant, quantize
 from edgebench.quantize.arith import requantize
+from edgebench.targets import find_target
 from tests.helpers import ENCODER, KERNELS, TINY, VNNI, build_vm, oracle, run_vm, x86_target
 
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
@@ -441,7 +442,7 @@ def test_zero_trial_glue_is_built_on_default_code_not_tuned(tmp_path) -> None:
             q = relax.op.clip(relax.op.round(relax.op.multiply(x, relax.const(4.0))), 0, 255)
             out = bb.emit_output(bb.emit(relax.op.astype(q, "uint8")))
         bb.emit_func_output(out)
-    result = compile_module(bb.get(), x86_target(), tmp_path / "m.so", 32,
+    result = compile_module(bb.get(), find_target("x86-native"), tmp_path / "m.so", 32,
                             task_trials=glue_trials)
     assert result.tuning.tasks == 0 and result.tuning.tuned_now == 0
     assert len(result.tuning.default_code) == 1
