@@ -204,6 +204,8 @@ def markdown(df: pd.DataFrame, env: dict | None = None, title: str = "edgebench 
     """Markdown: environment header, then per machine and model a table of every row."""
     import pandas as pd
 
+    from edgebench.report.tables import untuned
+
     lines = [f"# {title}", ""]
     if env:
         v = env.get("versions", {})
@@ -253,8 +255,8 @@ def markdown(df: pd.DataFrame, env: dict | None = None, title: str = "edgebench 
                 quality += f" ({r['evaluation']})"
             size = (f"{r['artifact_bytes'] / 1024:.0f} ({r['artifact_gzip_bytes'] / 1024:.0f})"
                     if pd.notna(r["artifact_bytes"]) else "")
-            trials = ("untuned" if r["runtime"] == "tvm" and r["tuned_trials"] == 0
-                      else _num(r.get("tuned_trials"), "{:.0f}"))
+            trials = ("untuned" if untuned(r) else "0 (our kernels)" if r["runtime"] == "tvm"
+                      and r["tuned_trials"] == 0 else _num(r.get("tuned_trials"), "{:.0f}"))
             lines.append("| " + " | ".join([
                 str(r["variant"]), str(r["runtime"]), "ok", _num(r["p50_ms"]), _num(r["p90_ms"]),
                 _num(r["p99_ms"]), _num(r["runs"], "{:.0f}"), vs_fp32, *vs_peer, quality,
