@@ -333,9 +333,7 @@ def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, quick: bool, d
     if code is None:
         outcome.reason = "not measured: the budget ran out while it was being built or timed"
     key = (cfg.model, outcome.cand.variant, "tvm", target.name, str(target.threads))
-    rows = [r for r in (read_rows(output) if output.is_file() else [])
-            if (r.get("model"), r.get("variant"), r.get("runtime"), r.get("target"),
-                r.get("threads")) == key]
+    rows = [r for r in (read_rows(output) if output.is_file() else []) if r.key == key]
     if rows:
         outcome.row, outcome.rung = rows[-1], rung
     elif not outcome.reason:
@@ -641,11 +639,11 @@ def plot(result: Result, path: Path, model: str, output: Path) -> Path | None:
     if output.is_file():
         colors = {"pytorch": "tab:red", "onnxruntime": "tab:green", "executorch": "tab:purple"}
         for r in read_rows(output):
-            if r.get("runtime") in colors and r.get("status") == "ok" \
-                    and r.get("model") == model:
-                ax.scatter([float(r["p50_ms"])], [float(r["metric_drop"] or "nan")], marker="^",
-                           color=colors[r["runtime"]], s=40,
-                           label=f"{r['runtime']} {r['variant']}")
+            if r.runtime in colors and r.status == "ok" and r.model == model:
+                drop = r.get("metric_drop")
+                ax.scatter([float(r.get("p50_ms"))], [float("nan") if drop is None else drop],
+                           marker="^", color=colors[r.runtime], s=40,
+                           label=f"{r.runtime} {r.variant}")
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency (ms, log)")

@@ -75,7 +75,7 @@ def test_optimize_digits_mlp_within_budget_and_exports(tmp_path):
     chosen = result.chosen
     assert chosen is not None and chosen.ok
     assert chosen.value("metric_drop") <= 1.0
-    assert chosen.row["runtime"] == "tvm" and chosen.row["status"] == "ok"
+    assert chosen.row.runtime == "tvm" and chosen.row.status == "ok"
     by = {o.cand.variant: o for o in result.outcomes}
     assert by["prune=unstructured:0.9"].reason.startswith("accuracy -")
     assert by["prune=unstructured:0.9"].rung == -1  # rejected without compiling
