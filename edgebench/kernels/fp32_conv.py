@@ -27,8 +27,8 @@ from edgebench.kernels.layer import (
     NO_EPILOGUE,
     Epilogue,
     Layer,
+    SlidingWindow,
     fp32_reason,
-    out_size,
     round_up,
     vector_lanes,
 )
@@ -44,7 +44,7 @@ MAX_ACCUMULATORS = 28  # of 32 zmm: accumulators + NK weight vectors (broadcasts
 
 
 @dataclass(frozen=True)
-class Conv:
+class Conv(SlidingWindow):
     """Geometry of one FP32 NHWC conv on its padded input."""
 
     n: int
@@ -60,14 +60,6 @@ class Conv:
     tile: tuple[int, int] | None = None  # (PB, NK) instead of blocking()'s choice
     rows: bool = False  # x, y (and residual) are 2-D [w, c] / [w, k] (a linear's rows)
     cx: int | None = None  # channels x carries, if more than c (zero padding: not read)
-
-    @property
-    def oh(self) -> int:
-        return out_size(self.h, self.kh, self.stride[0], self.dilation[0])
-
-    @property
-    def ow(self) -> int:
-        return out_size(self.w, self.kw, self.stride[1], self.dilation[1])
 
     @property
     def macs(self) -> int:

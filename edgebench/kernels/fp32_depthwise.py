@@ -19,8 +19,8 @@ from edgebench.kernels.layer import (
     NO_EPILOGUE,
     Epilogue,
     Layer,
+    SlidingWindow,
     fp32_reason,
-    out_size,
     round_up,
     vector_lanes,
 )
@@ -32,7 +32,7 @@ PIXELS = 4  # output pixels per step (independent FMA chains over the taps)
 
 
 @dataclass(frozen=True)
-class Depthwise:
+class Depthwise(SlidingWindow):
     """Geometry of one depthwise conv on its padded NHWC input."""
 
     n: int
@@ -44,14 +44,6 @@ class Depthwise:
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     lanes: int = 16
-
-    @property
-    def oh(self) -> int:
-        return out_size(self.h, self.kh, self.stride[0], self.dilation[0])
-
-    @property
-    def ow(self) -> int:
-        return out_size(self.w, self.kw, self.stride[1], self.dilation[1])
 
     @property
     def macs(self) -> int:

@@ -85,5 +85,25 @@ def out_size(size: int, k: int, stride: int, dilation: int) -> int:
     return (size - (k - 1) * dilation - 1) // stride + 1
 
 
+class SlidingWindow:
+    """Output height/width of a geometry with h, w (padded input), kh, kw, stride, dilation:
+    shared by the conv and depthwise geometries (dataclasses that mix it in)."""
+
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+
+    @property
+    def oh(self) -> int:
+        return out_size(self.h, self.kh, self.stride[0], self.dilation[0])
+
+    @property
+    def ow(self) -> int:
+        return out_size(self.w, self.kw, self.stride[1], self.dilation[1])
+
+
 def round_up(v: int, m: int) -> int:
     return -(-v // m) * m
