@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgebench.kernels.layer import SlidingWindow
+
 VNNI = "llvm.x86.avx512.vpdpbusd.512"  # LLVM >= 21: (<16 x i32>, <64 x i8>, <64 x i8>)
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge a pad into our kernels
 MAX_ACCUMULATORS = 14  # PB * NK int32x16 registers: < 1 KiB of stack (kept in registers)
@@ -60,7 +62,7 @@ def _check_bits(bits: int) -> None:
 
 
 @dataclass(frozen=True)
-class ConvShape:
+class ConvShape(SlidingWindow):
     """Geometry of one int8 conv on the padded NHWC input."""
 
     n: int
@@ -72,14 +74,6 @@ class ConvShape:
     kw: int
     stride: tuple[int, int]
     dilation: tuple[int, int] = (1, 1)
-
-    @property
-    def oh(self) -> int:
-        return (self.h - (self.kh - 1) * self.dilation[0] - 1) // self.stride[0] + 1
-
-    @property
-    def ow(self) -> int:
-        return (self.w - (self.kw - 1) * self.dilation[1] - 1) // self.stride[1] + 1
 
     def blocking(self) -> tuple[int, int]:
         """(PB pixels, NK vectors of 16 output channels) of the vpdpbusd kernel."""
