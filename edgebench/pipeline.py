@@ -210,13 +210,18 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
         refusal = fp16_refusal(variant.target)
         if refusal:
             raise CompileError(refusal)
-        # the FP32 (BN-folded) graph, made float16 in Relax (passes/fp16.py)
-        return TvmModule(to_relax(export_program(quantized_float_model(variant, model),
-                                                 example, name), name),
-                         passes=fp16_passes(), fp16=True, facts=BuildFacts(quant_kind="fp16"))
+        # the FP32 (BN-folded) graph: its layers on our kernels in float16 where the registry
+        # has them (passes/fp32.py), the rest made float16 in Relax (passes/fp16.py)
+        mod = to_relax(export_program(quantized_float_model(variant, model), example, name),
+                       name)
+        ours = Fp32Kernels(variant.target, dtype="float16") \
+            if vector_lanes(variant.target, "float16") else None
+        return TvmModule(mod, passes=[*([ours] if ours else []), *fp16_passes()], fp16=True,
+                         fp32=ours, facts=BuildFacts(quant_kind="fp16"))
     mod = to_relax(export_program(model, example, name), name)
     sparse = _sparse_pass(variant, cfg)
-    if variant.spec.winograd and not vector_lanes(variant.target):
+    if variant.spec.winograd and (variant.target.arch != "x86_64"
+                                  or not vector_lanes(variant.target)):
         raise CompileError(f"fp32+winograd: our Winograd kernels are x86 (AVX2/AVX-512) only, "
                            f"not {variant.target.arch}")
     if variant.spec.metaschedule or not vector_lanes(variant.target):

@@ -14,6 +14,7 @@ from edgebench.compile import compile_module
 from edgebench.frontend import import_model
 from edgebench.kernels import registry
 from edgebench.kernels.fp32_conv import Conv, conv_kernel, pack_weights, pad_bias
+from edgebench.kernels.layer import AVX2 as AVX2_VECTORS
 from edgebench.kernels.layer import Epilogue, Layer
 from edgebench.measure import QUICK
 from edgebench.passes.fp32 import Fp32Kernels
@@ -44,10 +45,8 @@ def test_registry_picks_the_family_per_layer_and_target():
     # AVX2 + FMA (no AVX-512): the same families on 8-lane vectors
     family = registry.choose(CONV, AVX2)
     assert family.NAME == "fp32_conv" and family.shape(CONV, AVX2).lanes == 8
-    # aarch64: no FP32 kernels of ours yet (NEON is future work), every reason says why
-    assert registry.choose(CONV, ARM) is None
-    assert all("aarch64" in why for why in registry.reasons(LINEAR, ARM).values()
-               if why and "not a" not in why)
+    # aarch64: the same families on 4-lane NEON vectors (tests/test_neon_kernels.py)
+    assert registry.choose(CONV, ARM).shape(CONV, ARM).lanes == 4
 
 
 @needs_avx512
@@ -89,7 +88,7 @@ def test_avx2_kernel_matches_torch():
     torch.manual_seed(0)
     x, w, b = torch.randn(1, 5, 9, 9), torch.randn(20, 5, 3, 3), torch.randn(20)
     ref = torch.nn.functional.conv2d(x, w, b, padding=1).relu()
-    s = Conv(1, 11, 11, 5, 24, 3, 3, lanes=8)
+    s = Conv(1, 11, 11, 5, 24, 3, 3, vec=AVX2_VECTORS)
     lib = tvm.compile(tvm.IRModule({"main": conv_kernel(s, Epilogue("relu"))}),
                       target=AVX2.tvm_target())
     xp = torch.nn.functional.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous().numpy()

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import ATTRS, MAX_ACCUMULATORS, fma
-from edgebench.kernels.layer import Layer, fp32_reason, vector_lanes
+from edgebench.kernels.fp32_conv import ATTRS, fma
+from edgebench.kernels.layer import AVX512, Layer, Vectors, fp32_reason, vector_lanes, vectors
 
 NAME = "fp32_bmm"
-INSTRUCTION = "vfmadd231ps"
 
 
 @dataclass(frozen=True)
@@ -28,18 +27,22 @@ class Bmm:
     m: int
     k: int
     n: int
-    lanes: int = 16
+    vec: Vectors = AVX512
+
+    @property
+    def lanes(self) -> int:
+        return self.vec.lanes
 
     @property
     def macs(self) -> int:
         return self.batch * self.m * self.k * self.n
 
     def blocking(self) -> tuple[int, int]:
-        """(PB rows, NK vectors): up to 4 vectors dividing N, then rows to fill the
-        accumulators (6 x 4, MLAS's tile)."""
+        """(PB rows, NK vectors): up to 4 vectors dividing N (vec.row_vectors), then rows to
+        fill the accumulators (6 x 4, MLAS's tile on AVX-512; 4 x 2 / 6 x 2 on NEON)."""
         nb = self.n // self.lanes
-        nk = max(d for d in (1, 2, 4) if nb % d == 0)
-        return min(self.m, MAX_ACCUMULATORS // nk, 6 if nk == 4 else 12), nk
+        nk = max(d for d in (1, 2, 4) if nb % d == 0 and d <= self.vec.row_vectors)
+        return min(self.m, self.vec.max_accumulators // nk, 6 if nk == 4 else 12), nk
 
 
 def bmm_kernel(s: Bmm):
@@ -50,21 +53,21 @@ def bmm_kernel(s: Bmm):
     PB, NK = s.blocking()
     G = N // (NK * L)
     TAIL = M % PB
-    vec = f"float32x{L}"
+    vec, DT = s.vec.vec, s.vec.dtype
 
     def tile(pb: int):
         @T.macro
         def block(a, w, y, b, g, m0):
-            acc = T.alloc_buffer((pb * NK * L,), "float32", scope="global")
+            acc = T.alloc_buffer((pb * NK * L,), DT, scope="global")
             for p, j in T.grid(pb, NK):
-                acc[T.ramp((p * NK + j) * L, 1, L)] = T.broadcast(T.float32(0), L)
+                acc[T.ramp((p * NK + j) * L, 1, L)] = T.broadcast(T.Cast(DT, 0), L)
             for kk in range(K):
                 for p in T.unroll(pb):
                     for j in T.unroll(NK):
                         acc[T.ramp((p * NK + j) * L, 1, L)] = fma(
                             T, acc.vload([(p * NK + j) * L], vec),
                             T.broadcast(a[b, m0 + p, kk], L),
-                            w.vload([b, kk, (g * NK + j) * L], vec), L)
+                            w.vload([b, kk, (g * NK + j) * L], vec), L, DT)
             for p, j in T.grid(pb, NK):
                 for lane in T.vectorized(L):
                     y[b, m0 + p, (g * NK + j) * L + lane] = acc[(p * NK + j) * L + lane]
@@ -74,8 +77,8 @@ def bmm_kernel(s: Bmm):
     main, tail = tile(PB), tile(max(TAIL, 1))
 
     @T.prim_func
-    def bmm_f32(a: T.Buffer((B, M, K), "float32"), w: T.Buffer((B, K, N), "float32"),
-                y: T.Buffer((B, M, N), "float32")):
+    def bmm_f32(a: T.Buffer((B, M, K), DT), w: T.Buffer((B, K, N), DT),
+                y: T.Buffer((B, M, N), DT)):
         T.func_attr(ATTRS)
         for b, g in T.grid(B, G):
             for mo in range(M // PB):
@@ -90,7 +93,7 @@ def bmm_kernel(s: Bmm):
 # A batched matmul is Layer(kind="matmul", n=batch, w=m rows, c=k, k=n columns).
 
 def shape(layer: Layer, target) -> Bmm:
-    return Bmm(layer.n, layer.w, layer.c, layer.k, vector_lanes(target))
+    return Bmm(layer.n, layer.w, layer.c, layer.k, vectors(target, layer.dtype))
 
 
 def fits(layer: Layer, target) -> str | None:
@@ -99,8 +102,9 @@ def fits(layer: Layer, target) -> str | None:
     reason = fp32_reason(layer, target)
     if reason:
         return reason
-    if layer.k % vector_lanes(target):
-        return f"{layer.k} columns, not a multiple of {vector_lanes(target)} lanes"
+    lanes = vector_lanes(target, layer.dtype)
+    if layer.k % lanes:
+        return f"{layer.k} columns, not a multiple of {lanes} lanes"
     return None
 
 

@@ -1,9 +1,11 @@
 """Direct FP32 conv2d (groups 1) on NHWC activations: the int8 builder's register tile with a
 dot width of 1 (one FMA per lane), the recipe MLAS/XNNPACK/oneDNN share.
 
-Layout (why): output channels are the vector axis (16 per zmm on AVX-512, 8 per ymm on AVX2),
-so an output pixel's channels are contiguous and one input element, broadcast to every lane
-(an embedded-broadcast memory operand of vfmadd231ps), multiplies one weight vector. Weights
+Layout (why): output channels are the vector axis (16 per zmm on AVX-512, 8 per ymm on AVX2,
+4 per q register on NEON; twice that in FP16: `layer.Vectors`), so an output pixel's channels
+are contiguous and one input element, broadcast to every lane (an embedded-broadcast memory
+operand of vfmadd231ps; NEON's by-element `fmla v.4s, v.4s, v.s[i]`), multiplies one weight
+vector. Weights
 are packed once at build time in the order the micro-kernel reads them,
 [K / (NK*L), KH, KW, C, NK*L]: the NK weight vectors of a channel group are one contiguous
 stream. A register block of PB output pixels x NK channel vectors keeps PB*NK accumulators (a
@@ -24,23 +26,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgebench.kernels.layer import (
+    AVX512,
     NO_EPILOGUE,
     Epilogue,
     Layer,
     SlidingWindow,
+    Vectors,
     fp32_reason,
     round_up,
-    vector_lanes,
+    vectors,
 )
 
 NAME = "fp32_conv"
-INSTRUCTION = "vfmadd231ps"
 PADDED_OUTPUT = True  # Epilogue.pad: can write straight into the next conv's padded input
 
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge other ops into our kernels
 # every kernel of ours: noalias pointers, hand-scheduled (MetaSchedule leaves it), opaque
 ATTRS = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
-MAX_ACCUMULATORS = 28  # of 32 zmm: accumulators + NK weight vectors (broadcasts from memory)
+MAX_ACCUMULATORS = AVX512.max_accumulators  # of 32 zmm: + NK weight vectors (broadcasts
+# are memory operands)
 
 
 @dataclass(frozen=True)
@@ -56,32 +60,38 @@ class Conv(SlidingWindow):
     kw: int
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
-    lanes: int = 16
+    vec: Vectors = AVX512
     tile: tuple[int, int] | None = None  # (PB, NK) instead of blocking()'s choice
     rows: bool = False  # x, y (and residual) are 2-D [w, c] / [w, k] (a linear's rows)
     cx: int | None = None  # channels x carries, if more than c (zero padding: not read)
+
+    @property
+    def lanes(self) -> int:
+        return self.vec.lanes
 
     @property
     def macs(self) -> int:
         return self.n * self.oh * self.ow * self.k * self.c * self.kh * self.kw
 
     def blocking(self) -> tuple[int, int]:
-        """(PB pixels, NK channel vectors) per register block. A conv: 7 pixels x 2 vectors
-        (32 channels; 1 vector where K is an odd count of them): 14 accumulators leave LLVM
-        registers to spare, and measured alone on Zen 4 (results/fp32/tiles.md) it beats
-        the MLAS-style 6 x 4 and 7 x 4 on every ResNet-18 / MobileNetV2 shape (7 x 4 fills
-        all 32 zmm and spills: 40-60% of peak); 7 divides every row width of both. A batch-1
+        """(PB pixels, NK channel vectors) per register block. A conv: vec.pixels x 2
+        vectors (1 vector where K is an odd count of them). AVX-512: 7 x 2 = 14
+        accumulators leave LLVM registers to spare, and measured alone on Zen 4
+        (results/fp32/tiles.md) it beats the MLAS-style 6 x 4 and 7 x 4 on every ResNet-18 /
+        MobileNetV2 shape (7 x 4 fills all 32 zmm and spills: 40-60% of peak); 7 divides
+        every row width of both. NEON: XNNPACK's 4 x 8 / 6 x 8 (channels) tiles. A batch-1
         linear (one pixel) streams up to 8 vectors, for 8 independent FMA chains; a linear's
-        rows keep the widest group up to 4 vectors and as many rows as fit."""
+        rows keep the widest group up to 4 vectors (2 on NEON, whose tile has 2) and as
+        many rows as fit in vec.max_accumulators."""
         if self.tile is not None:
             return self.tile
         kb = self.k // self.lanes
         if self.ow == 1 and self.oh == 1:
             return 1, max(d for d in (1, 2, 4, 8) if kb % d == 0)
         if not self.rows:
-            return min(self.ow, 7), 2 if kb % 2 == 0 else 1
-        nk = max(d for d in (1, 2, 4) if kb % d == 0)
-        return min(self.ow, MAX_ACCUMULATORS // nk, 6 if nk == 4 else 12), nk
+            return min(self.ow, self.vec.pixels), 2 if kb % 2 == 0 else 1
+        nk = max(d for d in (1, 2, 4) if kb % d == 0 and d <= self.vec.row_vectors)
+        return min(self.ow, self.vec.max_accumulators // nk, 6 if nk == 4 else 12), nk
 
     def weight_shape(self) -> tuple[int, ...]:
         _, nk = self.blocking()
@@ -106,17 +116,18 @@ def pad_bias(b: np.ndarray | None, k: int, size: int) -> np.ndarray:
     return out
 
 
-def activation(T, v, act: str | None):
-    """The fused clamp on a float32 vector expression."""
+def activation(T, v, act: str | None, dtype: str = "float32"):
+    """The fused clamp on a float (dtype) expression."""
     if act is None:
         return v
-    v = T.max(v, T.float32(0))
-    return T.min(v, T.float32(6)) if act == "relu6" else v
+    v = T.max(v, T.Cast(dtype, 0))
+    return T.min(v, T.Cast(dtype, 6)) if act == "relu6" else v
 
 
-def fma(T, acc, a, b, lanes: int):
-    """acc + a * b as one fused multiply-add (llvm.fma: vfmadd231ps, not a rounded product)."""
-    return T.call_llvm_pure_intrin(f"float32x{lanes}", T.llvm_lookup_intrinsic_id("llvm.fma"),
+def fma(T, acc, a, b, lanes: int, dtype: str = "float32"):
+    """acc + a * b as one fused multiply-add (llvm.fma: vfmadd231ps / fmla, not a rounded
+    product)."""
+    return T.call_llvm_pure_intrin(f"{dtype}x{lanes}", T.llvm_lookup_intrinsic_id("llvm.fma"),
                                    a, b, acc)
 
 
@@ -133,7 +144,7 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     PB, NK = s.blocking()
     G = K // (NK * L)
     TAIL = OW % PB  # pixels of the narrower last block (a Python int: unrolled away)
-    vec = f"float32x{L}"
+    vec, DT = s.vec.vec, s.vec.dtype
     PH, PW = ep.pad
     if s.rows and (PH or PW):
         raise ValueError("conv_kernel: a linear's rows have no padded output")
@@ -149,21 +160,21 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     def border(y):
         """The zero rows / columns around a padded output's interior."""
         for n, i, j, lane in T.grid(N, PH, OW + 2 * PW, K):
-            y[n, i, j, lane] = T.float32(0)
-            y[n, OH + PH + i, j, lane] = T.float32(0)
+            y[n, i, j, lane] = T.Cast(DT, 0)
+            y[n, OH + PH + i, j, lane] = T.Cast(DT, 0)
         for n, i, j, lane in T.grid(N, OH, PW, K):
-            y[n, PH + i, j, lane] = T.float32(0)
-            y[n, PH + i, OW + PW + j, lane] = T.float32(0)
+            y[n, PH + i, j, lane] = T.Cast(DT, 0)
+            y[n, PH + i, OW + PW + j, lane] = T.Cast(DT, 0)
 
     def result(v, res, n, h, w, c):
         """The epilogue on accumulator v: + residual, then the clamp (one expression: TVM
         spills let-bound temporaries to the stack)."""
-        return activation(T, v + at(res, n, h, w, c) if ep.residual else v, ep.act)
+        return activation(T, v + at(res, n, h, w, c) if ep.residual else v, ep.act, DT)
 
     def tile(pb: int):
         @T.macro
         def block(x, wt, bias, y, res, n, g, oh, ow0):
-            acc = T.alloc_buffer((pb * NK * L,), "float32", scope="global")
+            acc = T.alloc_buffer((pb * NK * L,), DT, scope="global")
             for p, j in T.grid(pb, NK):
                 acc[T.ramp((p * NK + j) * L, 1, L)] = bias.vload([(g * NK + j) * L], vec)
             for kh, kw, c in T.grid(KH, KW, C):
@@ -173,7 +184,7 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
                             T, acc.vload([(p * NK + j) * L], vec),
                             T.broadcast(at(x, n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW,
                                            c), L),
-                            wt.vload([g, kh, kw, c, j * L], vec), L)
+                            wt.vload([g, kh, kw, c, j * L], vec), L, DT)
             for p, j in T.grid(pb, NK):
                 for lane in T.vectorized(L):
                     if s.rows:
@@ -200,32 +211,33 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
                 tail(x, wt, bias, y, res, n, g, oh, OW - TAIL)
 
     return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K, ys, ep.residual,
-                       (N, OH, OW, K))
+                       (N, OH, OW, K), DT)
 
 
 def fp32_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, k: int, y_shape: tuple,
-                residual: bool, res_shape: tuple | None = None):
-    """The PrimFunc of one of our FP32 kernels (conv, depthwise): (x, wt, bias[k], y), or
+                residual: bool, res_shape: tuple | None = None, dtype: str = "float32"):
+    """The PrimFunc of one of our float kernels (conv, depthwise): (x, wt, bias[k], y), or
     (x, wt, bias[k], res, y) with a residual to add in the epilogue (res_shape, default
-    y_shape). body: a T.macro(x, wt, bias, y, res). Hand-scheduled, noalias, opaque to
-    FuseOps; named `<name>` / `<name>_res`."""
+    y_shape), every tensor of `dtype`. body: a T.macro(x, wt, bias, y, res).
+    Hand-scheduled, noalias, opaque to FuseOps; named `<name>` / `<name>_res`."""
     from tvm.script import tirx as T
 
     res_shape = res_shape or y_shape
+    DT = dtype
 
     if residual:
         @T.prim_func
-        def kernel_res(x: T.Buffer(x_shape, "float32"), wt: T.Buffer(wt_shape, "float32"),
-                       bias: T.Buffer((k,), "float32"), res: T.Buffer(res_shape, "float32"),
-                       y: T.Buffer(y_shape, "float32")):
+        def kernel_res(x: T.Buffer(x_shape, DT), wt: T.Buffer(wt_shape, DT),
+                       bias: T.Buffer((k,), DT), res: T.Buffer(res_shape, DT),
+                       y: T.Buffer(y_shape, DT)):
             T.func_attr(ATTRS)
             body(x, wt, bias, y, res)
 
         return kernel_res.with_attr("global_symbol", f"{name}_res")
 
     @T.prim_func
-    def kernel(x: T.Buffer(x_shape, "float32"), wt: T.Buffer(wt_shape, "float32"),
-               bias: T.Buffer((k,), "float32"), y: T.Buffer(y_shape, "float32")):
+    def kernel(x: T.Buffer(x_shape, DT), wt: T.Buffer(wt_shape, DT),
+               bias: T.Buffer((k,), DT), y: T.Buffer(y_shape, DT)):
         T.func_attr(ATTRS)
         body(x, wt, bias, y, None)
 
@@ -238,11 +250,11 @@ def shape(layer: Layer, target) -> Conv:
     """The kernel geometry of a groups-1 conv layer: padded input, K padded to the lanes;
     the reduction runs over the real input channels only (an input our kernels padded to
     whole vectors, e.g. 24 of 32, carries zeros there: a third less work)."""
-    lanes = vector_lanes(target)
+    vec = vectors(target, layer.dtype)
     ph, pw = layer.padding
     cx = layer.in_channels if layer.in_channels != layer.c else None
     return Conv(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, layer.c,
-                round_up(layer.k, lanes), *layer.kernel, layer.stride, layer.dilation, lanes,
+                round_up(layer.k, vec.lanes), *layer.kernel, layer.stride, layer.dilation, vec,
                 cx=cx)
 
 

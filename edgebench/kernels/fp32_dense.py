@@ -12,20 +12,27 @@ import numpy as np
 
 from edgebench.kernels.fp32_conv import Conv, conv_kernel, packed
 from edgebench.kernels.fp32_conv import pack_weights as pack_conv
-from edgebench.kernels.layer import NO_EPILOGUE, Epilogue, Layer, fp32_reason, vector_lanes
+from edgebench.kernels.layer import (
+    AVX512,
+    NO_EPILOGUE,
+    Epilogue,
+    Layer,
+    Vectors,
+    fp32_reason,
+    vectors,
+)
 
 NAME = "fp32_dense"
-INSTRUCTION = "vfmadd231ps"
 
 
-def dense_shape(m: int, c: int, k: int, lanes: int = 16, rows: bool = False) -> Conv:
+def dense_shape(m: int, c: int, k: int, vec: Vectors = AVX512, rows: bool = False) -> Conv:
     """The conv geometry of y[m, k] = x[m, c] @ w.T: K padded to a multiple of NK vectors,
     the most (8, 4, 2, 1) that waste at most 1/8 of the work on zero columns (a GEMV needs
     several independent FMA chains: 1000 classes -> 1024 = 8 x 128)."""
     for nk in (8, 4, 2, 1):
-        kp = -(-k // (nk * lanes)) * nk * lanes
+        kp = -(-k // (nk * vec.lanes)) * nk * vec.lanes
         if nk == 1 or (kp - k) * 8 <= k:
-            return Conv(1, 1, m, c, kp, 1, 1, lanes=lanes, rows=rows)
+            return Conv(1, 1, m, c, kp, 1, 1, vec=vec, rows=rows)
     raise AssertionError("unreachable")
 
 
@@ -44,7 +51,8 @@ def dense_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
 
 def shape(layer: Layer, target) -> Conv:
     """A linear's rows (layer.w) as 2-D [m, c] -> [m, kp] tensors."""
-    return dense_shape(layer.w, layer.in_channels, layer.k, vector_lanes(target), rows=True)
+    return dense_shape(layer.w, layer.in_channels, layer.k, vectors(target, layer.dtype),
+                       rows=True)
 
 
 def fits(layer: Layer, target) -> str | None:

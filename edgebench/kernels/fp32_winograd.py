@@ -37,7 +37,6 @@ from edgebench.kernels.layer import (
 )
 
 NAME = "fp32_winograd"
-INSTRUCTION = "vfmadd231ps"
 OPTION = "winograd"  # the variant suffix that enables this family (registry.choose options)
 
 PIXELS = 7  # tiles per GEMM register block (the direct conv's 7-pixel tile)
@@ -275,6 +274,8 @@ def fits(layer: Layer, target) -> str | None:
         return "Winograd F(m, 3x3) here needs stride 1 and dilation 1"
     if layer.padding != (1, 1):
         return "Winograd here needs 'same' padding (1)"
+    if target.arch != "x86_64" or layer.dtype != "float32":
+        return "our Winograd kernels are x86 (AVX2/AVX-512) FP32 only"
     return fp32_reason(layer, target)
 
 

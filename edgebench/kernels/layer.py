@@ -61,22 +61,79 @@ class Layer:
         return self.kind == "conv2d" and self.groups == self.c == self.k and self.groups > 1
 
 
-def vector_lanes(target) -> int:
-    """FP32 lanes of the target's widest FMA vector: 16 (AVX-512), 8 (AVX2 + FMA), else 0
-    (no x86 FMA kernels: aarch64 NEON versions are not written yet)."""
-    if target.arch != "x86_64":
-        return 0
-    if target.avx512:
-        return 16
-    return 8 if target.has("avx2") and target.has("fma") else 0
+@dataclass(frozen=True)
+class Vectors:
+    """The FMA vectors our float kernels are built on: everything that differs between
+    AVX-512, AVX2 and NEON, FP32 and FP16; the builders take it as a parameter, never copies.
+
+    lanes: elements per vector register; dtype: what they compute in (FP16 accumulates in
+    float16 too: `fmla v.8h` / `vfmadd231ph`); pixels x 2 vectors: a conv's register tile;
+    max_accumulators and row_vectors: the caps of a linear's rows tile (the registers left
+    after the weight vectors and broadcasts); instruction / register: what the built assembly
+    of every such kernel must contain (mnemonic, and the register form on the same line)."""
+
+    lanes: int = 16
+    dtype: str = "float32"
+    pixels: int = 7
+    max_accumulators: int = 28
+    row_vectors: int = 4  # a linear's rows tile: at most this many vectors wide
+    instruction: str = "vfmadd231ps"
+    register: str = "zmm"
+
+    @property
+    def vec(self) -> str:
+        """The TIR vector type, e.g. float32x16."""
+        return f"{self.dtype}x{self.lanes}"
+
+
+AVX512 = Vectors()  # 32 zmm: 7 pixels x 2 vectors (results/fp32/tiles.md)
+AVX2 = Vectors(8, register="ymm")
+# aarch64 NEON: 32 q registers of 4 floats (8 halfs). XNNPACK's register tiles: 4 rows x 8
+# columns on Cortex-A72 (one 128-bit FMA pipe: 8 accumulators cover its latency), 6 x 8 on
+# Cortex-A76 and later (two pipes); the by-element `fmla v.4s, v.4s, v.s[i]` needs no
+# broadcast register. Cores with two FMA pipes get the wider tile.
+NEON_WIDE_CORES = ("cortex-a76", "cortex-a77", "cortex-a78", "cortex-x1", "cortex-x2",
+                   "cortex-a710", "cortex-a715", "neoverse-n1", "neoverse-n2", "neoverse-v1",
+                   "apple-m1")
+
+
+def vectors(target, dtype: str = "float32") -> Vectors | None:
+    """The FMA vectors of the target for `dtype`, or None (no kernels of ours there): x86
+    AVX-512 (16 float32 / 32 float16 lanes, the latter with avx512fp16), AVX2 + FMA (8
+    float32), aarch64 NEON (4 float32, 8 float16 with +fullfp16; the tile per the target's
+    mcpu: 6 x 2 vectors on two-pipe cores, else 4 x 2)."""
+    if dtype == "float16" and not target.fp16_arith:
+        return None
+    if dtype not in ("float32", "float16"):
+        return None
+    half = dtype == "float16"
+    if target.arch == "x86_64":
+        if target.avx512:
+            return Vectors(32, dtype, instruction="vfmadd231ph") if half else AVX512
+        return AVX2 if not half and target.has("avx2") and target.has("fma") else None
+    if target.arch == "aarch64" and target.has("neon"):
+        wide = str(target.tvm.get("mcpu", "")) in NEON_WIDE_CORES
+        pixels = 6 if wide else 4
+        return Vectors(8 if half else 4, dtype, pixels, 2 * pixels, 2, "fmla",
+                       ".8h" if half else ".4s")
+    return None
+
+
+def vector_lanes(target, dtype: str = "float32") -> int:
+    """Lanes of the target's FMA vectors for `dtype` (see `vectors`), 0 if we have none."""
+    v = vectors(target, dtype)
+    return v.lanes if v else 0
 
 
 def fp32_reason(layer: Layer, target) -> str | None:
-    """Why no FP32 kernel family of ours takes the layer on this target, whatever its op."""
-    if layer.dtype != "float32":
-        return f"{layer.dtype}, not float32"
-    if not vector_lanes(target):
-        return f"no FP32 FMA vectors on {target.arch} (x86 AVX2/AVX-512 only)"
+    """Why no float kernel family of ours takes the layer on this target, whatever its op
+    (float32 layers, and float16 ones where the target computes in FP16)."""
+    if layer.dtype not in ("float32", "float16"):
+        return f"{layer.dtype}, not float32 or float16"
+    if layer.dtype == "float16" and not target.fp16_arith:
+        return f"float16 on {target.arch} without FP16 arithmetic (no {target.fp16_feature})"
+    if not vector_lanes(target, layer.dtype):
+        return f"no FMA vectors on {target.arch} (x86 AVX2/AVX-512, aarch64 NEON only)"
     return None
 
 

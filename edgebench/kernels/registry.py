@@ -1,7 +1,7 @@
 """Which of our kernels runs a layer on a target: the one place that answers it.
 
-Each kernel family is one module exposing `NAME`, `INSTRUCTION` (what its built assembly must
-contain), `fits(layer, target) -> str | None` (None: it fits; else why not), `emit(layer,
+Each kernel family is one module exposing `NAME` (its instruction: layer.vectors(target)),
+`fits(layer, target) -> str | None` (None: it fits; else why not), `emit(layer,
 target) -> tirx.PrimFunc`, and `pack(layer, target, weight, bias) -> list[np.ndarray]` (the
 constant arguments, packed once at build time in the order the kernel reads them). `choose`
 returns the first family that fits. Option families (`OPTIONS`: Winograd) trade accuracy for

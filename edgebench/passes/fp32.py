@@ -11,6 +11,12 @@ emitted) while the ops that follow it fold into it: constants into its weights a
 while the pending value has a single use), an activation or a residual into its epilogue. A
 value is emitted the first time something needs it in a form (NHWC for our kernels, torch
 layout for TVM's ops and the outputs).
+
+FP16 (`dtype="float16"`, the `quant=fp16` build where the target computes in FP16): the same
+walk with our kernels, weights and NHWC values in float16 (`fmla v.8h` / `vfmadd231ph`,
+accumulating in float16 as passes/fp16.py does); values in torch layout stay float32, so
+the boundary kernels cast (NCHW float32 -> NHWC float16 and back, a float32 linear input to
+float16) and everything left to TVM (and attention's batched matmuls) computes as in FP32.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from edgebench.compile.asm import function_bodies, mnemonic
 from edgebench.kernels import fp32_glue as glue
 from edgebench.kernels import fp32_rowwise as rowwise
 from edgebench.kernels import registry
-from edgebench.kernels.layer import Epilogue, Layer, vector_lanes
+from edgebench.kernels.layer import Epilogue, Layer, vector_lanes, vectors
 from edgebench.report.row import Fp32Layers
 
 
@@ -77,8 +83,9 @@ class Fp32Lowering:
 
 
 def _is_fma(m: str, instruction: str) -> bool:
-    """vfmadd231ps and its operand-order twins (132/213: LLVM picks by register reuse)."""
-    return m == instruction or (m.startswith("vfmadd") and m.endswith("ps")
+    """vfmadd231ps (ph) and its operand-order twins (132/213: LLVM picks by register reuse);
+    NEON's fmla as it is."""
+    return m == instruction or (m.startswith("vfmadd") and m.endswith(instruction[-2:])
                                 and instruction.startswith("vfmadd"))
 
 
@@ -131,11 +138,12 @@ def _op(call) -> str:
 
 class Lowerer:
     def __init__(self, mod: tvm.IRModule, target, record: Fp32Lowering,
-                 options: frozenset[str] = frozenset()) -> None:
+                 options: frozenset[str] = frozenset(), dtype: str = "float32") -> None:
         self.bb = relax.BlockBuilder(mod)
         self.target = target
         self.options = options  # the variant's opt-in kernel families (registry.OPTIONS)
-        self.lanes = vector_lanes(target)
+        self.dtype = dtype  # what our conv/depthwise/linear kernels and NHWC values hold
+        self.prefix = "fp16" if dtype == "float16" else "fp32"
         self.record = record
         self.vals: dict[relax.Var, object] = {}
         self.uses: dict[relax.Var, int] = {}
@@ -147,7 +155,7 @@ class Lowerer:
 
     def kernel(self, key: tuple, kind: str, build) -> relax.GlobalVar:
         if key not in self.kernels:
-            name = f"fp32_{kind}_{len(self.kernels)}"
+            name = f"{self.prefix}_{kind}_{len(self.kernels)}"
             self.kernels[key] = self.bb.add_func(build().with_attr("global_symbol", name), name)
         return self.kernels[key]
 
@@ -210,13 +218,15 @@ class Lowerer:
             shape = v.shape
             if v.rows:
                 m, cp = shape
-                v.plain = v.expr if cp == v.c else self.glue(
-                    ("crop", m, cp, v.c), lambda: glue.crop_kernel(m, cp, v.c), [v.expr],
+                v.plain = v.expr if cp == v.c and self.dtype == "float32" else self.glue(
+                    ("crop", m, cp, v.c), lambda: glue.crop_kernel(m, cp, v.c, self.dtype),
+                    [v.expr],
                     (m, v.c), "crop")
             else:
                 n, h, w, cp = shape
                 v.plain = self.glue(("to_nchw", n, h, w, cp, v.c),
-                                    lambda: glue.to_nchw_kernel(n, h, w, cp, v.c), [v.expr],
+                                    lambda: glue.to_nchw_kernel(n, h, w, cp, v.c, self.dtype),
+                                    [v.expr],
                                     (n, v.c, h, w), "to_nchw")
         return v.plain
 
@@ -241,8 +251,9 @@ class Lowerer:
             if not (ph or pw):
                 return v.expr
             return self.glue(("pad", n, h, w, have, ph, pw),
-                             lambda: glue.pad_kernel(n, h, w, have, ph, pw), [v.expr],
-                             (n, h + 2 * ph, w + 2 * pw, have), node)
+                             lambda: glue.pad_kernel(n, h, w, have, ph, pw, self.dtype),
+                             [v.expr],
+                             (n, h + 2 * ph, w + 2 * pw, have), node, self.dtype)
         x = self.plain(expr)
         shape = [int(d) for d in x.ty.shape]
         if len(shape) != 4:
@@ -250,8 +261,8 @@ class Lowerer:
         n, c, h, w = shape
         cp = c if cp is None else cp
         return self.glue(("to_nhwc", n, c, h, w, ph, pw, cp),
-                         lambda: glue.to_nhwc_kernel(n, c, h, w, ph, pw, cp), [x],
-                         (n, h + 2 * ph, w + 2 * pw, cp), node)
+                         lambda: glue.to_nhwc_kernel(n, c, h, w, ph, pw, cp, self.dtype), [x],
+                         (n, h + 2 * ph, w + 2 * pw, cp), node, self.dtype)
 
     # ---- our kernels ----
     def emit_pending(self, p: Pending, pad: tuple[int, int] = (0, 0)) -> Nhwc:
@@ -264,13 +275,13 @@ class Lowerer:
         s = family.shape(layer, self.target)
         if layer.kind == "linear":
             v = self.resolve(p.src)
-            x = v.expr if isinstance(v, Nhwc) and v.rows else self.plain(p.src)
+            x = v.expr if isinstance(v, Nhwc) and v.rows else self.half(self.plain(p.src))
             out = (layer.w, s.k)
         else:
             src = p.src
             x = self.nhwc(src, layer.cp if not layer.depthwise else s.c, layer.padding, p.node)
             out = (layer.n, s.oh, s.ow, s.k if hasattr(s, "k") else s.c)
-        args = [x, *(relax.const(a, "float32") for a in packed)]
+        args = [x, *(relax.const(a.astype(self.dtype), self.dtype) for a in packed)]
         if p.residual is not None:
             if p.residual.shape != list(out):
                 raise FallBack("residual shape")
@@ -280,10 +291,19 @@ class Lowerer:
         key = (family.NAME, s, layer.epilogue)
         gv = self.kernel(key, family.NAME.removeprefix("fp32_"),
                          lambda: family.emit(layer, self.target))
+        vec = vectors(self.target, layer.dtype)
         self.record.kernels.append(KernelUse(p.node, family.NAME, gv.name_hint,
-                                             family.INSTRUCTION,
-                                             "zmm" if self.lanes == 16 else "ymm", macs=s.macs))
-        return Nhwc(self.call(gv, args, out), layer.k, rows=layer.kind == "linear")
+                                             vec.instruction, vec.register, macs=s.macs))
+        return Nhwc(self.call(gv, args, out, self.dtype), layer.k, rows=layer.kind == "linear")
+
+    def half(self, x: relax.Expr) -> relax.Expr:
+        """A torch-layout float32 value as the lowering's dtype (FP16: a cast kernel)."""
+        if self.dtype == "float32":
+            return x
+        shape = _ints(x.ty.shape)
+        n = int(np.prod(shape))
+        return self.rowwise(("to_half", n), lambda: glue.to_half_kernel(n), [x], (n,), shape,
+                            "to_half", dtype=self.dtype)
 
     # ---- the walk ----
     def run(self, func: relax.Function) -> relax.Function:
@@ -364,7 +384,7 @@ class Lowerer:
         cp = self.carried(call.args[0], rows=False)
         layer = Layer("conv2d", c, int(w.shape[0]), h, wd, n, _ints(w.shape[2:]),
                       _ints(a.strides),
-                      (top, left), _ints(a.dilation), int(a.groups), cp=cp)
+                      (top, left), _ints(a.dilation), int(a.groups), self.dtype, cp=cp)
         if layer.groups != 1 and not layer.depthwise:
             return None
         family = registry.choose(layer, self.target, self.options)
@@ -382,7 +402,8 @@ class Lowerer:
         if w.ndim != 2 or len(x_shape) != 2:
             return None
         cp = self.carried(call.args[0], rows=True)
-        layer = Layer("linear", int(w.shape[0]), int(w.shape[1]), 1, x_shape[0], cp=cp)
+        layer = Layer("linear", int(w.shape[0]), int(w.shape[1]), 1, x_shape[0],
+                      dtype=self.dtype, cp=cp)
         family = registry.choose(layer, self.target, self.options)
         if family is None:
             return None
@@ -409,9 +430,9 @@ class Lowerer:
         s = family.shape(layer, self.target)
         gv = self.kernel((family.NAME, s), family.NAME.removeprefix("fp32_"),
                          lambda: family.emit(layer, self.target))
+        vec = vectors(self.target, layer.dtype)
         self.record.kernels.append(KernelUse(var.name, family.NAME, gv.name_hint,
-                                             family.INSTRUCTION,
-                                             "zmm" if self.lanes == 16 else "ymm", macs=s.macs))
+                                             vec.instruction, vec.register, macs=s.macs))
         return self.view(self.call(gv, [a, w], (b, m, n)), _ints(var.ty.shape))
 
     def carried(self, expr: relax.Expr, rows: bool) -> int | None:
@@ -580,14 +601,16 @@ class Lowerer:
         if p is not None and p.act is None:
             return _replace(p, act=act)
         # not after a kernel of ours (e.g. a residual add of a sparse conv's output): its own
-        # kernel, on our NHWC form if the value has one, else in torch layout
+        # kernel, on our NHWC form if the value has one (FP32), else in torch layout
         v = self.resolve(call.args[0])
-        x = v.expr if isinstance(v, Nhwc) else self.plain(call.args[0])
+        if not (isinstance(v, Nhwc) and self.dtype == "float32"):
+            v = None
+        x = v.expr if v is not None else self.plain(call.args[0])
         shape = _ints(x.ty.shape)
         n = int(np.prod(shape))
         y = self.rowwise(("clamp", n, act), lambda: rowwise.clamp_kernel(n, act), [x], (n,),
                          shape, var.name)
-        return Nhwc(y, v.c, rows=v.rows) if isinstance(v, Nhwc) else y
+        return Nhwc(y, v.c, rows=v.rows) if v is not None else y
 
     def as_nhwc(self, expr: relax.Expr) -> Nhwc | None:
         """The value of a 4-D float tensor in NHWC (converted from torch layout if another
@@ -614,8 +637,8 @@ class Lowerer:
                       bool(a.ceil_mode))
         if not glue.pool_fits(s):
             return None
-        y = self.glue(("max_pool", s), lambda: glue.max_pool_kernel(s), [src.expr],
-                      (n, s.oh, s.ow, cp), var.name)
+        y = self.glue(("max_pool", s), lambda: glue.max_pool_kernel(s, self.dtype), [src.expr],
+                      (n, s.oh, s.ow, cp), var.name, self.dtype)
         return Nhwc(y, src.c)
 
     def mean(self, var, call):
@@ -626,7 +649,8 @@ class Lowerer:
             return self.mean_axis(var, call)
         n, h, w, cp = src.shape
         y = self.glue(("mean", n, h, w, cp, src.c),
-                      lambda: glue.global_mean_kernel(n, h, w, cp, src.c), [src.expr],
+                      lambda: glue.global_mean_kernel(n, h, w, cp, src.c, self.dtype),
+                      [src.expr],
                       (n, src.c), var.name)
         if call.attrs.keepdims:
             return _Flat(y, (n, src.c, 1, 1))
@@ -720,20 +744,23 @@ def _scaled(p: Pending, vals: np.ndarray) -> Pending:
 class Fp32Kernels:
     """The Relax pass: `main` rewritten onto our FP32 kernels where the registry has one;
     `record` says what ran where (filled when the pass runs); `options` opt in to kernel
-    families that trade accuracy for speed (registry.OPTIONS, e.g. {"winograd"})."""
+    families that trade accuracy for speed (registry.OPTIONS, e.g. {"winograd"}); `dtype`
+    float16: the FP16 build's kernels (see the module doc)."""
 
-    def __init__(self, target, options: frozenset[str] = frozenset()) -> None:
+    def __init__(self, target, options: frozenset[str] = frozenset(),
+                 dtype: str = "float32") -> None:
         self.target = target
         self.options = frozenset(options)
+        self.dtype = dtype
         self.record = Fp32Lowering()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         self.record = Fp32Lowering()
-        if not vector_lanes(self.target):
+        if not vector_lanes(self.target, self.dtype):
             return mod
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination(["main"])(mod)
-        lowerer = Lowerer(mod, self.target, self.record, self.options)
+        lowerer = Lowerer(mod, self.target, self.record, self.options, self.dtype)
         try:
             func = lowerer.run(mod["main"])
         except Exception as e:
