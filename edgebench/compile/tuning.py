@@ -132,7 +132,11 @@ def rpc_runner(rpc, session_timeout: int | None = None):
                                                        session_timeout_sec=timeout),
                                    evaluator, initializer=register_cpu_intrinsics,
                                    f_alloc_argument=alloc_host_random)
+    # a direct board: our session factory connects; the RPCConfig (which insists on a
+    # tracker address) only names the board
     return ms.runner.RPCRunner(
+        ms.runner.RPCConfig(rpc.host, int(rpc.port), rpc.key or "direct",
+                            session_timeout_sec=timeout),
         evaluator_config=evaluator, initializer=register_cpu_intrinsics, max_workers=1,
         f_alloc_argument=alloc_host_random,
         f_create_session=functools.partial(direct_session, rpc.host, rpc.port, rpc.key or "",
