@@ -3,7 +3,8 @@ here is emulated): build each family for a Cortex-A72 / A76 target, find the inn
 that holds `fmla` in its assembly, and count what it issues per iteration. A loop cannot run
 faster than max(fmla / FMA pipes, instructions / decode width) cycles, so
 (fmla / pipes) / that bound is the best fraction of the core's FMA peak it can reach (memory
-stalls and loop overhead outside it only lower it).
+stalls and loop overhead outside it only lower it). Latency is the other limit: a tile needs
+at least FMA latency x pipes independent accumulators (the column says how many it has).
 
 Run: PYTHONPATH=$PWD python benchmarks/neon_inner_loop.py > results/arm/neon-inner-loop.md
 """
@@ -34,27 +35,31 @@ LAYERS = {
 
 
 def inner_loop(asm: str) -> list[str]:
-    """The smallest backward-branch loop whose body has an fmla: its instructions."""
+    """The instructions of the hottest innermost loop: among the backward-branch loops with
+    an fmla and no such loop inside, the one with the most fmla (the full register tile, not
+    the narrower tail block of a row)."""
     lines = asm.splitlines()
     labels = {ln.split(":")[0]: i for i, ln in enumerate(lines) if re.match(r"^\.?\w+:", ln)}
-    best: list[str] | None = None
+    loops = {}
     for i, ln in enumerate(lines):
         m = re.match(r"\s+(?:b(?:\.\w+)?|cbn?z|tbn?z)\s+(?:.*,\s*)?(\.LBB\w+)\s*$", ln)
-        if not m or labels.get(m.group(1), i) >= i:
-            continue
-        body = [x.strip() for x in lines[labels[m.group(1)]:i + 1]
-                if x.startswith("\t") and not x.strip().startswith((".", "//"))]
-        if any(x.startswith("fmla") for x in body) and (best is None or len(body) < len(best)):
-            best = body
-    return best or []
+        if m and labels.get(m.group(1), i) < i:
+            body = [x.strip() for x in lines[labels[m.group(1)]:i + 1]
+                    if x.startswith("\t") and not x.strip().startswith((".", "//"))]
+            if any(x.startswith("fmla") for x in body):
+                loops[(labels[m.group(1)], i)] = body
+    inner = [body for (a, b), body in loops.items()
+             if not any(a <= a2 and b2 <= b and (a2, b2) != (a, b) for a2, b2 in loops)]
+    return max(inner, key=lambda body: sum(x.startswith("fmla") for x in body), default=[])
 
 
 def main() -> None:
     import tvm
 
-    print("| target (core) | dtype | layer | tile (pixels x vectors) | loop instructions | "
-          "fmla | loads | bound: fraction of FMA peak |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| target (core) | dtype | layer | tile (pixels x vectors) | independent "
+          "accumulators | loop instructions | fmla | loads | issue bound: fraction of FMA "
+          "peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, dtype in (("arm", "float32"), ("arm-dotprod", "float32"),
                         ("arm-dotprod", "float16")):
         target = find_target(name)
@@ -72,8 +77,8 @@ def main() -> None:
             loads = sum(n for op, n in ops.items() if op.startswith("ld"))
             cycles = max(fmla / pipes, len(body) / width)
             print(f"| {name} ({target.tvm['mcpu']}) | {dtype} ({vectors(target, dtype).lanes} "
-                  f"lanes) | {label} | {tile[0]} x {tile[1]} | {len(body)} | {fmla} | {loads} | "
-                  f"{fmla / pipes / cycles:.0%} |")
+                  f"lanes) | {label} | {tile[0]} x {tile[1]} | {tile[0] * tile[1]} | "
+                  f"{len(body)} | {fmla} | {loads} | {fmla / pipes / cycles:.0%} |")
 
 
 if __name__ == "__main__":

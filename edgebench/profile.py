@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 KIND_ATTR = "edgebench.kernel"  # a prim func attr naming its kind ("sparse", "int8", ...)
 # Without the attr, the kernel's name says what it is (our passes name their kernels so) ...
 NAME_KINDS = ((re.compile(r"(^|_)sparse_"), "sparse"),
-              (re.compile(r"^fp32_glue_"), "glue"),  # passes/fp32.py: our FP32 glue ...
+              (re.compile(r"^fp(32|16)_glue_"), "glue"),  # passes/fp32.py: our glue ...
               (re.compile(r"^fp32_"), "fp32"),  # ... and our FP32 conv/depthwise/dense
+              (re.compile(r"^fp16_"), "fp16"),  # ... and their float16 form (quant=fp16)
               (re.compile(r"(^|_)(int8|qnn|qdense|qconv|quantized)_"), "int8"))
 INT8_DTYPES = ("int8", "uint8")  # ... else integer 8-bit inputs make it an int8 kernel
 COVERAGE_BAND = (0.5, 1.5)  # the kernels' sum vs the whole VM call, see Profile.adds_up

@@ -229,6 +229,24 @@ def board_session(target):
         gc.collect()
 
 
+def call_on_board(target, path: Path, calls: list[tuple]) -> list[np.ndarray]:
+    """Upload a built library and call its functions on the board: calls are (name, args,
+    output shape, output dtype); the outputs."""
+    import tvm
+
+    got = []
+    with board_session(target) as sess:
+        sess.upload(str(path))
+        lib = sess.load_module(path.name)
+        dev = sess.cpu()
+        for name, args, shape, dtype in calls:
+            y = tvm.runtime.tensor(np.zeros(shape, dtype), dev)
+            lib[name](*[tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in args], y)
+            got.append(y.numpy())
+        del lib, dev, y, sess  # nothing may keep the session open (see board_session)
+    return got
+
+
 def conv_ref(x: np.ndarray, w: np.ndarray, s: ConvShape) -> np.ndarray:
     """int64 NHWC conv of padded x [n,h,w,c] with w [k,c,kh,kw]: the accumulator sum(x * w)."""
     y = np.zeros((s.n, s.oh, s.ow, w.shape[0]), np.int64)

@@ -18,7 +18,7 @@ from edgebench.compile.asm import function_bodies, mnemonic
 from edgebench.kernels import registry
 from edgebench.kernels.layer import Epilogue, Layer, vectors
 from edgebench.targets import find_target
-from tests.helpers import board_session, need_board, run_pipeline
+from tests.helpers import call_on_board, need_board, run_pipeline
 
 A72 = find_target("arm")  # Cortex-A72, NEON, no fullfp16: the emulated board's default code
 A76 = find_target("arm-dotprod")  # Cortex-A76 +dotprod +fullfp16 on the same board
@@ -135,20 +135,10 @@ def fma_kernels(asm: str, register: str) -> set[str]:
 
 
 def run_cases(target, path: Path, cases: list[Case]) -> list[np.ndarray]:
-    """Upload the library and call every kernel on the board; their outputs."""
-    import tvm
-
-    got = []
-    with board_session(target) as sess:
-        sess.upload(str(path))
-        lib = sess.load_module(path.name)
-        dev = sess.cpu()
-        for i, c in enumerate(cases):
-            y = tvm.runtime.tensor(np.zeros(c.out_shape, c.layer.dtype), dev)
-            lib[f"k{i}"](*[tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in c.args], y)
-            got.append(y.numpy().astype(np.float32))
-        del lib, dev, y, sess  # nothing may keep the session open (see board_session)
-    return got
+    """Every case's kernel called on the board; the outputs as float32."""
+    got = call_on_board(target, path, [(f"k{i}", c.args, c.out_shape, c.layer.dtype)
+                                       for i, c in enumerate(cases)])
+    return [g.astype(np.float32) for g in got]
 
 
 # ------------------------------------------------------------------------------ registry
@@ -190,12 +180,16 @@ def board():
 
 @pytest.mark.slow
 @pytest.mark.cross
-def test_neon_kernels_have_fmla_on_4s_vectors(tmp_path):
-    """No board needed: every kernel's own body multiply-adds with `fmla v.4s`."""
-    cases = [make_case(la, A72, i) for i, la in enumerate(LAYERS)]
-    asm = build(cases, A72, tmp_path / "neon.so")
-    assert fma_kernels(asm, ".4s") >= {f"k{i}" for i in range(len(cases))}
-    assert not fma_kernels(asm, ".8h")
+@pytest.mark.parametrize("dtype,register,other", [("float32", ".4s", ".8h"),
+                                                  ("float16", ".8h", ".4s")])
+def test_neon_kernels_have_fmla_on_their_vectors(tmp_path, dtype, register, other):
+    """No board needed: every kernel's own body multiply-adds with `fmla` on `.4s` (FP32,
+    Cortex-A72) or, from the same builders, on 8 float16 lanes `.8h` (+fullfp16, A76)."""
+    target = A72 if dtype == "float32" else A76
+    cases = [make_case(replace(la, dtype=dtype), target, i) for i, la in enumerate(LAYERS)]
+    asm = build(cases, target, tmp_path / "k.so")
+    assert fma_kernels(asm, register) >= {f"k{i}" for i in range(len(cases))}
+    assert not fma_kernels(asm, other)
 
 
 @pytest.mark.arm
@@ -216,15 +210,6 @@ def test_neon_kernels_match_torch_on_the_board(board, tmp_path):
 HALF = [replace(la, dtype="float16") for la in LAYERS]
 SPR = replace(find_target("x86-avx512"), name="x86-spr",
               tvm={"kind": "llvm", "mcpu": "sapphirerapids"})  # AVX512-FP16 (built only here)
-
-
-@pytest.mark.slow
-@pytest.mark.cross
-def test_fp16_kernels_have_fmla_on_8h_vectors(tmp_path):
-    """+fullfp16: the same builders on 8 float16 lanes, multiply-adding in float16."""
-    cases = [make_case(la, A76, i) for i, la in enumerate(HALF)]
-    asm = build(cases, A76, tmp_path / "half.so")
-    assert fma_kernels(asm, ".8h") >= {f"k{i}" for i in range(len(cases))}
 
 
 @pytest.mark.arm

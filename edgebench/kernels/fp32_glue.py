@@ -144,19 +144,3 @@ def crop_kernel(m: int, cp: int, c: int, dtype: str = "float32"):
 
     return crop
 
-
-def to_half_kernel(n: int):
-    """x[n] float32 -> y[n] float16: a float32 value entering an FP16 kernel of ours."""
-    from tvm.script import tirx as T
-
-    L = _lanes(n)
-
-    @T.prim_func(check_well_formed=False)
-    def to_half(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), "float16")):
-        T.func_attr(ATTRS)
-        with T.sblock("root"):
-            for b in range(n // L):
-                for lane in T.vectorized(L):
-                    y[b * L + lane] = T.Cast("float16", x[b * L + lane])
-
-    return to_half

@@ -302,8 +302,9 @@ class Lowerer:
             return x
         shape = _ints(x.ty.shape)
         n = int(np.prod(shape))
-        return self.rowwise(("to_half", n), lambda: glue.to_half_kernel(n), [x], (n,), shape,
-                            "to_half", dtype=self.dtype)
+        return self.rowwise(("cast", n, "float32", self.dtype),
+                            lambda: rowwise.cast_kernel(n, "float32", self.dtype), [x], (n,),
+                            shape, "to_half", dtype=self.dtype)
 
     # ---- the walk ----
     def run(self, func: relax.Function) -> relax.Function:
