@@ -298,3 +298,29 @@ def test_fp16_models_on_neon_kernels_on_the_board(tmp_path):
     # float16 weights: the MLP's 23 MB of FP32 weights halve in the library
     assert df.loc[("mlp", "quant=fp16"), "artifact_bytes"] < \
         0.6 * df.loc[("mlp", "fp32"), "artifact_bytes"]
+
+
+@pytest.mark.slow
+def test_fp16_lowering_builds_for_avx512fp16(tmp_path):
+    """The quant=fp16 build on our kernels for x86 AVX512-FP16 (built, not run: this host has
+    no avx512fp16): every conv/linear of digits-cnn on a float16 kernel with vfmadd231ph on
+    zmm, nothing left to TVM's ops."""
+    from edgebench.compile import compile_module
+    from edgebench.frontend import import_model
+    from edgebench.models import get_model
+    from edgebench.passes.fp16 import check_fp16_asm, fp16_passes
+    from edgebench.passes.fp32 import Fp32Kernels
+    from edgebench.quantize import parse_quant, quantize
+
+    spec = get_model("digits-cnn")
+    model = quantize(spec.build(), parse_quant("fp16"), spec).float_model
+    ours = Fp32Kernels(SPR, dtype="float16")
+    result = compile_module(import_model(model, spec.example_input()), SPR,
+                            tmp_path / "spr.so", 0, extra_passes=[ours, *fp16_passes()],
+                            keep_asm=True)
+    assert ours.record.check_asm(result.asm) == []
+    assert ours.record.summary() == "glue:6 fp32_conv:3 fp32_dense:1", ours.record.summary()
+    check = check_fp16_asm(result.module, result.asm, "x86_64")
+    assert check.missing == [], check.summary()
+    ph = [k for k in check.kernels if k.name.startswith(("fp16_conv_", "fp16_dense_"))]
+    assert len(ph) == 4 and all("vfmadd231ph" in k.instructions for k in ph), check.summary()
