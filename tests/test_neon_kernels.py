@@ -233,6 +233,7 @@ def test_fp16_kernels_match_torch_on_the_a76_board(tmp_path):
     assert max(errors) > 1e-4  # float16 arithmetic, not float32 on float16 storage
 
 
+@pytest.mark.slow
 def test_avx512fp16_kernels_build_with_vfmadd231ph():
     """x86 AVX512-FP16 (Sapphire Rapids and later): 32 float16 lanes, `vfmadd231ph` on zmm
     in every kernel. Built only: this host (Zen 4) has no avx512fp16 to run it."""
