@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -17,10 +18,27 @@ def test_time_calls_meets_both_minimums():
     start = time.perf_counter()
     fast = time_calls(lambda: sum(range(100)), cfg)
     assert time.perf_counter() - start >= 0.1 and len(fast) > 5
-    # Slow calls: the count minimum binds.
-    cfg = MeasureConfig(warmup_runs=1, warmup_s=0.0, min_runs=8, min_time_s=0.001, max_time_s=5)
+    # Slow calls: the count minimum binds (a quarter more per check while the median moves).
+    cfg = MeasureConfig(warmup_runs=1, warmup_s=0.0, min_runs=8, min_time_s=0.001, max_time_s=5,
+                        stable_rel=1.0)
     slow = time_calls(lambda: time.sleep(0.002), cfg)
     assert len(slow) == 8 and slow.min() >= 2.0
+
+
+def test_time_calls_goes_on_while_the_median_moves():
+    # 1 ms calls for the first 30, then 3 ms: at the floor (40 runs) the halves disagree, so
+    # timing goes on until both halves are mostly 3 ms calls; a steady function stops at 40.
+    calls = []
+
+    def drifting():
+        time.sleep(0.001 if len(calls) < 30 else 0.003)
+        calls.append(1)
+
+    cfg = MeasureConfig(warmup_runs=0, warmup_s=0.0, min_runs=40, min_time_s=0.0, max_time_s=5)
+    ms = time_calls(drifting, cfg)
+    assert len(ms) > 100 and np.median(ms) >= 3.0
+    steady = time_calls(lambda: time.sleep(0.002), dataclasses.replace(cfg, stable_rel=0.5))
+    assert len(steady) == 40
 
 
 def test_time_calls_stops_at_the_cap():
