@@ -16,7 +16,7 @@ step() { say "$@"; /usr/bin/time -f "[exit %x, wall %e s, cpu %U+%S s]" "$@" 2>&
 say git clone --branch "$(git -C "$SRC" branch --show-current)" "$SRC" "$OUT/clone"
 git clone -q --branch "$(git -C "$SRC" branch --show-current)" "$SRC" "$OUT/clone" && git -C "$OUT/clone" log --oneline -1
 python3.11 -m venv "$OUT/venv" && echo "$SHARED" > "$OUT/venv/lib/python3.11/site-packages/shared-deps.pth"
-step "$OUT/venv/bin/pip" install -q --no-deps --no-build-isolation -e "$OUT/clone[executorch,dev]"
+step "$OUT/venv/bin/pip" install -q --no-deps -e "$OUT/clone[executorch,dev]"
 HIDE='for f in /usr/bin/aarch64-linux-gnu-* /usr/bin/arm-linux-gnueabihf-*; do [ -e "$f" ] && mount --bind /dev/null "$f"; done'
 cat > "$OUT/inside.sh" <<INNER
 set -u
@@ -37,7 +37,7 @@ say "unshare -m sh $OUT/inside.sh   # the apt cross compiler hidden in this moun
 taskset -c 0 nice -n 5 unshare -m --propagation private bash "$OUT/inside.sh"
 echo
 python3.11 -m venv "$OUT/venv2" && echo "$SHARED" > "$OUT/venv2/lib/python3.11/site-packages/shared-deps.pth"
-step "$OUT/venv2/bin/pip" install -q --no-deps --no-build-isolation "$OUT/clone"
+step "$OUT/venv2/bin/pip" install -q --no-deps "$OUT/clone"
 "$OUT/venv2/bin/pip" show -f edgebench | grep -c "target_files/.*toml" | sed 's/^/target files in the wheel: /'
 mkdir -p "$OUT/empty" && cd "$OUT/empty"
 step env EDGEBENCH_CACHE="$OUT/cache2" "$OUT/venv2/bin/edgebench" run --quick digits-mlp --target x86-native -o quick.csv
