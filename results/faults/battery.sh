@@ -40,12 +40,17 @@ def gru():
     torch.manual_seed(0)
     return GRUNet()
 PY
-show() { sed "s#$W#W#g" "$1" | grep -v '^\s*$' | tail -n "${2:-6}"; grep -q Traceback "$1" && echo "!! TRACEBACK in the output"; }
+show() {  # the case's warning/error/waiting lines, then its last lines (each once)
+  sed "s#$W#W#g" "$1" | grep -v '^\s*$' > "$W/shown"
+  { grep -E "warning|error|set aside|waiting|already measured|interrupted" "$W/shown" | head -n 5
+    tail -n "${2:-6}" "$W/shown"; } | awk '!seen[$0]++'
+  grep -q Traceback "$1" && echo "!! TRACEBACK in the output"
+}
 case_() {  # title, then the command; runs it, prints command, its last lines, exit code
   local title=$1; shift
   echo "### $title"; echo "\$ $*" | sed "s#$W#W#g"
   "$@" > "$W/out" 2>&1; local rc=$?
-  show "$W/out"; echo "exit $rc"; echo
+  show "$W/out" "${LINES_:-6}"; echo "exit $rc"; echo
 }
 SMALL=("$W/nets.py:small" --input-shape 1,12)
 
@@ -56,7 +61,7 @@ echo "\$ ${cmd[*]}" | sed "s#$W#W#g"
 "${cmd[@]}" > "$W/out" 2>&1 & pid=$!
 for _ in $(seq 600); do [ "$(grep -c 'p50' "$W/out" 2>/dev/null)" -ge 1 ] && break; sleep 0.5; done
 kill -INT $pid; wait $pid; rc=$?; show "$W/out" 3; echo "exit $rc"; echo
-case_ "the same command again: resumes" "${cmd[@]}"
+LINES_=9 case_ "the same command again: resumes" "${cmd[@]}"
 
 # 2. SIGKILL of the run: its worker must not outlive it
 echo "### SIGKILL of the run while its worker measures: no orphan"
@@ -72,7 +77,7 @@ $EB run "${SMALL[@]}" --runtimes pytorch onnxruntime --quick --variants fp32 pru
 size=$(stat -c %s "$W/cut.csv"); truncate -s $((size - 40)) "$W/cut.csv"
 echo "(W/cut.csv: 4 rows, then its last line cut 40 bytes short)"; echo
 case_ "the cut file: report" $EB report "$W/cut.csv" --out "$W/rep"
-case_ "the cut file: the same run again (cut line set aside, the rest resumed)" $EB run "${SMALL[@]}" --runtimes pytorch onnxruntime --quick --variants fp32 prune=unstructured:0.5 -o "$W/cut.csv"
+LINES_=10 case_ "the cut file: the same run again (cut line set aside, the rest resumed)" $EB run "${SMALL[@]}" --runtimes pytorch onnxruntime --quick --variants fp32 prune=unstructured:0.5 -o "$W/cut.csv"
 
 # 4. a block that cannot tile the model: exit 2 before anything is measured
 case_ "a variant that cannot apply: exit 2 before the first row" $EB run "${SMALL[@]}" --runtimes pytorch --quick --variants fp32 prune=block:7x1:0.9 prune=unstructured:0.5 -o "$W/tile.csv"
