@@ -10,6 +10,6 @@ for f in /usr/bin/aarch64-linux-gnu-* /usr/bin/arm-linux-gnueabihf-*; do [ -e \"
 export PATH=$VENV/bin:\$PATH EDGEBENCH_BOARD_DIR=\${EDGEBENCH_BOARD_DIR:-/root/.cache/edgebench/board}
 cd $CLONE
 python -c 'import shutil; print(\"shutil.which(aarch64-linux-gnu-g++):\", shutil.which(\"aarch64-linux-gnu-g++\"))'
-echo '\$ python -m pytest -p no:cacheprovider -q -rs tests/test_toolchain.py tests/test_rpc.py::test_cross_compiled_cnn_runs_on_board_and_matches_pytorch tests/test_rpc.py::test_sparse_kernels_cross_compiled_run_on_the_board'
-/usr/bin/time -f '[exit %x, wall %e s, cpu %U+%S s]' python -m pytest -p no:cacheprovider -q -rs tests/test_toolchain.py tests/test_rpc.py::test_cross_compiled_cnn_runs_on_board_and_matches_pytorch tests/test_rpc.py::test_sparse_kernels_cross_compiled_run_on_the_board 2>&1 | tail -n 15
+echo '\$ python -m pytest -p no:cacheprovider -q -rs ${TESTS:-tests/test_toolchain.py tests/test_rpc.py::test_cross_compiled_cnn_runs_on_board_and_matches_pytorch tests/test_rpc.py::test_sparse_kernels_cross_compiled_run_on_the_board}'
+/usr/bin/time -f '[exit %x, wall %e s, cpu %U+%S s]' python -m pytest -p no:cacheprovider -q -rs ${TESTS:-tests/test_toolchain.py tests/test_rpc.py::test_cross_compiled_cnn_runs_on_board_and_matches_pytorch tests/test_rpc.py::test_sparse_kernels_cross_compiled_run_on_the_board} 2>&1 | tail -n 15
 "
