@@ -42,7 +42,7 @@ def gru():
 PY
 show() {  # the case's warning/error/waiting lines, then its last lines (each once)
   sed "s#$W#W#g" "$1" | grep -v '^\s*$' > "$W/shown"
-  { grep -E "warning|error|set aside|waiting|already measured|interrupted" "$W/shown" | head -n 5
+  { grep -E "warning|error|set aside|waiting|already measured|interrupted|tuning|FAILED" "$W/shown" | head -n 6
     tail -n "${2:-6}" "$W/shown"; } | awk '!seen[$0]++'
   grep -q Traceback "$1" && echo "!! TRACEBACK in the output"
 }
