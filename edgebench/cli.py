@@ -490,8 +490,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     log=(lambda _m: None) if args.quiet else print)
     from edgebench.errors import on_interrupt
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_interrupt)
+    # while this run measures (restored after: `main` also runs inside tests and notebooks)
+    previous = {sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         df = run(cfg)
     except KeyboardInterrupt:
@@ -503,6 +503,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"edgebench: interrupted: {kept} rows kept in {out}; re-run the same command to "
               "resume", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     out = Path(args.output)
     from edgebench.report.tables import load
 

@@ -1,10 +1,13 @@
 """Measure: latency the way TFLite's benchmark_model and onnxruntime_perf_test do, plus memory.
 
-Warmup first, then timed runs until BOTH a minimum count and a minimum time are met (a cap keeps
-slow untuned builds bounded; the row records how many runs were made). Each run is one call from
-Python with the input already converted, timed with perf_counter_ns, identically for every
-runtime. Memory is the worker process's own resident set: it loaded only one runtime and one
-artifact, so the figure is that deployment's footprint, interpreter included.
+Warmup first, then timed runs until BOTH a minimum count and a minimum time are met AND the median
+is stable (the first and second half of the runs agree within `stable_rel`; until they do, timing
+goes on, re-checked each time the run count grows by a quarter). A cap keeps slow untuned builds
+bounded; the row records how many runs were made. The floor (0.25 s) fits the 3-50 us models of
+the main job many times over, so a quiet core stops there and a drifting one keeps measuring.
+Each run is one call from Python with the input already converted, timed with perf_counter_ns,
+identically for every runtime. Memory is the worker process's own resident set: it loaded only
+one runtime and one artifact, so the figure is that deployment's footprint, interpreter included.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ class MeasureConfig:
     warmup_runs: int = 5
     warmup_s: float = 0.2
     min_runs: int = 50
-    min_time_s: float = 1.0
+    min_time_s: float = 0.25
     max_time_s: float = 60.0
+    stable_rel: float = 0.01  # stop once the two halves' medians agree this closely
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -32,8 +36,16 @@ class MeasureConfig:
 QUICK = MeasureConfig(warmup_runs=2, warmup_s=0.0, min_runs=10, min_time_s=0.05, max_time_s=5.0)
 
 
+def stable(times: list[int], rel: float) -> bool:
+    """Do the medians of the first and second half of `times` agree within `rel`?"""
+    half = len(times) // 2
+    a, b = float(np.median(times[:half])), float(np.median(times[half:]))
+    return abs(a - b) <= rel * max(min(a, b), 1e-12)
+
+
 def time_calls(fn: Callable[[], object], cfg: MeasureConfig) -> np.ndarray:
-    """Per-call latencies in ms after warmup; stops when count AND time minimums are met."""
+    """Per-call latencies in ms after warmup; stops when count AND time minimums are met and
+    the median is stable (see the module docstring), or at the cap."""
     start = time.perf_counter()
     n = 0
     while n < cfg.warmup_runs or time.perf_counter() - start < cfg.warmup_s:
@@ -44,14 +56,19 @@ def time_calls(fn: Callable[[], object], cfg: MeasureConfig) -> np.ndarray:
     times: list[int] = []
     clock = time.perf_counter_ns
     begin = clock()
+    check = 0  # run count at which the median is next checked (0: once the floor is met)
     while True:
         t0 = clock()
         fn()
         t1 = clock()
         times.append(t1 - t0)
         elapsed = (t1 - begin) / 1e9
-        if (len(times) >= cfg.min_runs and elapsed >= cfg.min_time_s) or elapsed >= cfg.max_time_s:
+        if elapsed >= cfg.max_time_s:
             break
+        if len(times) >= max(cfg.min_runs, check) and elapsed >= cfg.min_time_s:
+            if stable(times, cfg.stable_rel):
+                break
+            check = len(times) + max(len(times) // 4, 1)
     return np.asarray(times, dtype=np.float64) / 1e6
 
 

@@ -157,9 +157,12 @@ def test_degenerate_evaluation_set_is_flagged(tmp_path: Path, capsys,
     assert "all 64 evaluation inputs" in degenerate(logits)
     assert degenerate(np.eye(6)) is None
     out = tmp_path / "r.csv"
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     code = main(["run", f"{user_model}:constant", "--input-shape", "1,12", "--runtimes",
                  "pytorch", "--quick", "-o", str(out)])
     assert code == 0
+    # the run's interrupt handlers are gone with it (an in-process caller keeps its own)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     assert "warning: " in capsys.readouterr().out
     (row,) = read_rows(out)
     assert row.scores.top1_agreement == 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -17,10 +18,28 @@ def test_time_calls_meets_both_minimums():
     start = time.perf_counter()
     fast = time_calls(lambda: sum(range(100)), cfg)
     assert time.perf_counter() - start >= 0.1 and len(fast) > 5
-    # Slow calls: the count minimum binds.
-    cfg = MeasureConfig(warmup_runs=1, warmup_s=0.0, min_runs=8, min_time_s=0.001, max_time_s=5)
+    # Slow calls: the count minimum binds (a quarter more per check while the median moves).
+    cfg = MeasureConfig(warmup_runs=1, warmup_s=0.0, min_runs=8, min_time_s=0.001, max_time_s=5,
+                        stable_rel=1.0)
     slow = time_calls(lambda: time.sleep(0.002), cfg)
     assert len(slow) == 8 and slow.min() >= 2.0
+
+
+def test_time_calls_goes_on_while_the_median_moves():
+    # 1 ms calls for the first 30, then 10 ms: at the floor (40 runs) the halves disagree, so
+    # timing goes on until both halves are mostly 10 ms calls; a function whose halves agree
+    # (within 5x here: sleeps on a loaded core) stops at 40.
+    calls = []
+
+    def drifting():
+        time.sleep(0.001 if len(calls) < 30 else 0.010)
+        calls.append(1)
+
+    cfg = MeasureConfig(warmup_runs=0, warmup_s=0.0, min_runs=40, min_time_s=0.0, max_time_s=5)
+    ms = time_calls(drifting, cfg)
+    assert len(ms) > 100 and np.median(ms) >= 10.0
+    steady = time_calls(lambda: time.sleep(0.002), dataclasses.replace(cfg, stable_rel=5.0))
+    assert len(steady) == 40
 
 
 def test_time_calls_stops_at_the_cap():
@@ -59,3 +78,50 @@ def test_accuracy_and_agreement():
     assert verify.accuracy(logits, np.array([0, 1, 2, 0])) == 0.75
     assert verify.top1_agreement(logits, logits) == 1.0
     assert verify.top1_agreement(logits, logits[::-1]) == 0.0
+
+
+LOADED = '''
+import importlib, json, sys
+from edgebench.runtimes import runtime_module
+rt = runtime_module(sys.argv[1])
+rt.before_import()
+for lib in rt.LIBS:
+    importlib.import_module(lib)
+out = None
+if len(sys.argv) > 2:
+    import numpy as np
+    session = rt.open_session(sys.argv[2], 1)
+    x = np.arange(8, dtype=np.float32).reshape(1, 8)
+    out = session.outputs(session.call(session.prepare(x)))[0].tolist()
+print(json.dumps({"torch": sys.modules.get("torch") is not None,
+                  "exir": sorted(m for m in sys.modules if m.startswith("executorch.exir")),
+                  "out": out}))
+'''
+
+
+def _loaded(*args: str) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", LOADED, *args], capture_output=True, text=True,
+                          timeout=600, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_workers_load_their_runtime_only(tmp_path):
+    """The TVM worker imports no torch (tvm_ffi would), the ExecuTorch worker no exir compiler
+    (its pybindings would), and the .pte still runs and gives PyTorch's outputs."""
+    import torch
+
+    from edgebench.runtimes import runtime_module
+
+    assert _loaded("tvm")["torch"] is False
+    torch.manual_seed(0)
+    net = torch.nn.Linear(8, 3).eval()
+    x = torch.arange(8, dtype=torch.float32).reshape(1, 8)
+    pte = runtime_module("executorch").export(net, x, tmp_path)
+    loaded = _loaded("executorch", str(pte))
+    assert loaded["exir"] == ["executorch.exir", "executorch.exir._warnings"]
+    np.testing.assert_allclose(loaded["out"], net(x).detach().numpy(), rtol=1e-5, atol=1e-6)

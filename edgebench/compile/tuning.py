@@ -155,12 +155,13 @@ def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
-    register_cpu_intrinsics()
     _quiet_metaschedule()
     report = TuningReport(trials_per_task=trials_per_task, work_dir=str(work_dir))
     # Our hand-scheduled kernels (sparse, int8) are not MetaSchedule's to tune.
     tasks = [t for t in ms.relax_integration.extract_tasks(mod, target)
              if not _is_scheduled(t.dispatched[0])]
+    if tasks:  # 3 s of CPU, needed only to search or replay schedules (none on our kernels)
+        register_cpu_intrinsics()
     keys = [str(tvm_ffi.structural_hash(t.dispatched[0])) for t in tasks]
     want = {k: task_trials(t.dispatched[0], trials_per_task) if task_trials and trials_per_task
             else trials_per_task for t, k in zip(tasks, keys, strict=True)}
@@ -347,6 +348,8 @@ def apply_database(mod, target, work_dir: Path, progress: Progress | None = None
         return [gv.name_hint for gv, f in m.functions_items()
                 if isinstance(f, tirx.PrimFunc) and not _is_scheduled_func(f)]
 
+    if unscheduled(mod):  # a replayed trace may tensorize with the CPU intrinsics
+        register_cpu_intrinsics()
     for attempt in range(2):
         database = open_database(work_dir, fresh=attempt > 0,
                                  complete_since=_ledger_mtime(work_dir))

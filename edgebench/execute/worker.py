@@ -23,13 +23,15 @@ def main(job_path: str) -> int:
         from edgebench.measure import MeasureConfig, latency_stats, peak_rss_mb, rss_mb, time_calls
         from edgebench.runtimes import runtime_module
 
-        for path in job.get("user_modules", []):
+        rt = runtime_module(job["runtime"])
+        if hasattr(rt, "before_import"):  # keeps what a deployment would not load out
+            rt.before_import()
+        for path in job.get("user_modules", []) if getattr(rt, "USER_MODULES", False) else ():
             from edgebench.models.user import import_user_module
 
             import_user_module(path)
         data = np.load(job["inputs"])
         xs = data["x"]
-        rt = runtime_module(job["runtime"])
         # Import the runtime's libraries before the baseline, so model_rss counts the model only.
         for lib in rt.LIBS:
             importlib.import_module(lib)

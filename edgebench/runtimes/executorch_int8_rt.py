@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgebench.runtimes.executorch_rt import LIBS, open_session, unavailable_reason
+from edgebench.runtimes.executorch_rt import LIBS, before_import, open_session, unavailable_reason
 
 CALIBRATED = True  # export takes the calibration samples
-__all__ = ["CALIBRATED", "LIBS", "export", "open_session", "unavailable_reason"]
+__all__ = ["CALIBRATED", "LIBS", "before_import", "export", "open_session", "unavailable_reason"]
 
 
 def export(model, example, out_dir: Path, calibration) -> Path:

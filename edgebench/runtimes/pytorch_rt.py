@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 LIBS = ("torch",)  # imported by the worker before its memory baseline
+USER_MODULES = True  # unpickling a user model needs its module (the others load artifacts)
 
 
 def export(model, example, out_dir: Path) -> Path:

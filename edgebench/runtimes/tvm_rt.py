@@ -12,6 +12,15 @@ LIBS = ("tvm.runtime", "tvm.runtime.vm")  # imported by the worker before its me
 ENV = {"TVM_USE_RUNTIME_LIB": "1"}  # set in the worker's environment before it starts
 
 
+def before_import() -> None:
+    """In the worker, before LIBS: hide torch. tvm_ffi imports torch when it can (DLPack
+    helpers): 2 s of CPU per row and torch's memory in the figure, for a library that needs
+    neither (`import torch` raises ImportError from here on, which tvm_ffi expects)."""
+    import sys
+
+    sys.modules.setdefault("torch", None)
+
+
 class TVMSession:
     def __init__(self, path: str, threads: int) -> None:
         import tvm
