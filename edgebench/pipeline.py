@@ -183,9 +183,9 @@ class TvmModule:
                     f"{k.node} ({k.symbol}: no {k.instruction} on {k.register})"
                     for k in missing))
         if self.chooser is not None:
-            facts.sparse_layers = SparseLayers.of((la.label, la.fact())
-                                                  for la in self.chooser.layers)
-            if any(la.converted for la in self.chooser.layers):
+            layers = [*self.chooser.layers, *(self.fp32.record.sparse if self.fp32 else [])]
+            facts.sparse_layers = SparseLayers.of((la.label, la.fact()) for la in layers)
+            if any(la.converted for la in layers):
                 facts.prune_kind = "sparse-kernel"
 
 
@@ -225,7 +225,11 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
         return TvmModule(mod, passes=[sparse] if sparse else [], chooser=sparse)
     # FP32 (also pruned-but-dense models, and the layers a +sparse variant keeps dense): our
     # kernels where the registry has one
-    fp32 = Fp32Kernels(variant.target, variant.spec.kernel_options)
+    # (a +sparse variant's convs: our NHWC sparse conv, chosen per layer inside this lowering)
+    if sparse:
+        sparse.ops = ("dense",)
+    fp32 = Fp32Kernels(variant.target, variant.spec.kernel_options,
+                       select=getattr(sparse.select, "nhwc", None) if sparse else None)
     return TvmModule(mod, passes=[sparse, fp32] if sparse else [fp32], fp32=fp32,
                      chooser=sparse)
 
