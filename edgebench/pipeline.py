@@ -215,19 +215,19 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
                                                  example, name), name),
                          passes=fp16_passes(), fp16=True, facts=BuildFacts(quant_kind="fp16"))
     mod = to_relax(export_program(model, example, name), name)
-    sparse = _sparse_pass(variant, cfg)
+    ours = vector_lanes(variant.target) and not variant.spec.metaschedule
+    # a +sparse variant's convs, where our FP32 lowering runs: its NHWC sparse conv, chosen
+    # per layer inside that lowering; the Linear layers here
+    sparse = _sparse_pass(variant, cfg, ("dense",) if ours else ("dense", "conv2d"))
     if variant.spec.winograd and not vector_lanes(variant.target):
         raise CompileError(f"fp32+winograd: our Winograd kernels are x86 (AVX2/AVX-512) only, "
                            f"not {variant.target.arch}")
-    if variant.spec.metaschedule or not vector_lanes(variant.target):
+    if not ours:
         # TVM's own ops tuned by MetaSchedule: asked for (the record), or no FP32 kernels of
         # ours for this target yet (aarch64); a +sparse variant's sparse layers on ours
         return TvmModule(mod, passes=[sparse] if sparse else [], chooser=sparse)
     # FP32 (also pruned-but-dense models, and the layers a +sparse variant keeps dense): our
     # kernels where the registry has one
-    # (a +sparse variant's convs: our NHWC sparse conv, chosen per layer inside this lowering)
-    if sparse:
-        sparse.ops = ("dense",)
     fp32 = Fp32Kernels(variant.target, variant.spec.kernel_options,
                        select=getattr(sparse.select, "nhwc", None) if sparse else None)
     return TvmModule(mod, passes=[sparse, fp32] if sparse else [fp32], fp32=fp32,
@@ -279,14 +279,14 @@ def build_tvm(variant: Variant, model: torch.nn.Module, example: torch.Tensor, o
     return built, result
 
 
-def _sparse_pass(variant: Variant, cfg: RunConfig):
-    """The sparse-kernel rewrite for a `+sparse` variant: per layer by measured break-even
-    (`sparse`) or every layer above the threshold (`sparse=all`)."""
+def _sparse_pass(variant: Variant, cfg: RunConfig, ops: tuple[str, ...]):
+    """The sparse-kernel rewrite of `ops` layers for a `+sparse` variant: per layer by
+    measured break-even (`sparse`) or every layer above the threshold (`sparse=all`)."""
     if not variant.spec.sparse:
         return None
     select = (None if variant.spec.sparse == "all"
               else MeasuredChoice(variant.target, cfg.trials, progress=cfg.log))
-    return SparsifyWeights(select=select)
+    return SparsifyWeights(select=select, ops=ops)
 
 
 def _int8_sparse(variant: Variant) -> Int8Sparse | None:
