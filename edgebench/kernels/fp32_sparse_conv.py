@@ -16,7 +16,7 @@ the NCHW kernel in sparse_conv.py). So the kernel, per image:
    OW columns past a row's end are computed and dropped). A tap of a non-zero weight is one
    offset into xt, stored with the weight;
 2. for a tile of TP vectors of V consecutive pixels and each output channel k, walks k's
-   non-zeros (CSR over (c, kh, kw), in memory order): one broadcast weight, TP FMAs with the
+   non-zeros (CSR, in memory order of their taps): one broadcast weight, TP FMAs with the
    input vectors at its offset (vfmadd231ps with a memory operand; TP independent chains);
 3. writes a chunk of L channels x the tile's pixels back channel-innermost with the epilogue
    (bias, residual, clamp) on channel vectors: the transpose back to NHWC, in L1.
@@ -123,11 +123,13 @@ class SparseConv(SlidingWindow):
 
 def pack_csr(w: np.ndarray, s: SparseConv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """[K, C, KH, KW] -> (data[nnz] f32, offsets[nnz] i32, indptr[s.k + 1] i32): per output
-    channel its non-zeros in (c, kh, kw) order, i.e. increasing xt offset."""
+    channel its non-zeros in increasing scratch offset (memory order)."""
     k = w.shape[0]
-    rows, c, kh, kw = np.nonzero(w)  # C order: by k, then (c, kh, kw)
-    data = w[rows, c, kh, kw].astype(np.float32)
+    rows, c, kh, kw = np.nonzero(w)
     offsets = s.tap_offset(c, kh, kw).astype(np.int32)
+    order = np.lexsort((offsets, rows))
+    rows, c, kh, kw, offsets = rows[order], c[order], kh[order], kw[order], offsets[order]
+    data = w[rows, c, kh, kw].astype(np.float32)
     counts = np.bincount(rows, minlength=s.k)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     if not len(data):  # a buffer needs an extent; indptr keeps every row empty
