@@ -104,9 +104,11 @@ def test_csr_keeps_only_the_nonzeros_in_tap_order():
     s = sparse.shape(layer, X86)
     data, offsets, indptr = sparse.pack_csr(w, s)
     assert len(data) == np.count_nonzero(w) and indptr[-1] == len(data)
-    assert len(indptr) == s.k + 1 and (indptr[21:] == indptr[20]).all()  # padded K: empty
-    for row in range(20):  # each channel's taps in increasing scratch offset
+    assert len(indptr) == s.channel_blocks * s.k + 1
+    for row in range(len(indptr) - 1):  # (channel block, output channel): taps in order
         assert (np.diff(offsets[indptr[row]:indptr[row + 1]]) > 0).all()
+    for cb in range(s.channel_blocks):  # padded output channels 20..31 hold nothing
+        assert indptr[cb * s.k + 20] == indptr[(cb + 1) * s.k]
     assert offsets.max() + s.tiles * s.blocking() * s.lanes <= s.scratch
 
 

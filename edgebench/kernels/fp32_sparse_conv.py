@@ -29,7 +29,7 @@ Hand-scheduled (`tirx.is_scheduled`), noalias, opaque to FuseOps, like our other
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,7 +49,8 @@ OPTION = "sparse"  # the variant option that puts it first (registry.OPTIONS): `
 INSTRUCTION = "vfmadd231ps"
 PADDED_OUTPUT = True  # Epilogue.pad, like fp32_conv: writes the next conv's padded input
 MIN_SPARSITY = 0.3  # below this the layer is not even a candidate (dense kernel then)
-TILE_PIXELS = 128  # pixels per register tile at most (TP vectors of V)
+MAX_TP = 8  # pixel vectors per register tile at most (accumulators; 4 hide the FMA latency)
+WINDOW_BYTES = 16 * 1024  # input a tile reads per channel block: half of Zen 4's 32 KiB L1D
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ class SparseConv(SlidingWindow):
     dilation: tuple[int, int] = (1, 1)
     lanes: int = 16  # L: channels per vector in the epilogue, and V: pixels per vector
     cx: int | None = None  # channels x carries, if more than c
-    density: float = 1.0  # fraction of non-zero weights (the macs it computes)
+    density: float = field(default=1.0, compare=False)  # non-zero fraction (for macs)
+    tile: tuple[int, int] | None = None  # (TP, CB) instead of blocking() / channel_block()
 
     @property
     def macs(self) -> int:
@@ -95,10 +97,36 @@ class SparseConv(SlidingWindow):
         return self.oh * self.wq
 
     def blocking(self) -> int:
-        """TP: pixel vectors per register tile (independent FMA chains per non-zero), up to
-        TILE_PIXELS pixels; fewer where the whole map is smaller (a 7x7 map is one tile)."""
+        """TP: pixel vectors per register tile (independent FMA chains per non-zero), 4 to
+        MAX_TP, the one that computes the fewest vectors past the map (the whole map where it
+        is smaller: a 7x7 map is one tile of 4)."""
+        if self.tile is not None:
+            return self.tile[0]
         vectors = -(-self.pixels // self.lanes)
-        return max(1, min(TILE_PIXELS // self.lanes, vectors))
+        if vectors <= MAX_TP:
+            return vectors
+        return min(range(4, MAX_TP + 1), key=lambda tp: (-(-vectors // tp) * tp, -tp))
+
+    @property
+    def reach(self) -> int:
+        """How far past a pixel its last tap reads, within a plane."""
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        return (self.kh - 1) * dh // sh * self.wq + (self.kw - 1) * dw // sw
+
+    def channel_block(self) -> int:
+        """CB: input channels per block. A tile walks every output channel's non-zeros of
+        one block before the next, so the input it reads (CB channels x their stride planes
+        x the tile plus the taps' reach) stays in L1 instead of being fetched from L2 once
+        per output channel."""
+        if self.tile is not None:
+            return min(self.c, self.tile[1])
+        per_channel = self.stride[0] * self.stride[1] * (
+            self.blocking() * self.lanes + self.reach) * 4
+        return max(1, min(self.c, WINDOW_BYTES // per_channel))
+
+    @property
+    def channel_blocks(self) -> int:
+        return -(-self.c // self.channel_block())
 
     @property
     def tiles(self) -> int:
@@ -122,15 +150,17 @@ class SparseConv(SlidingWindow):
 
 
 def pack_csr(w: np.ndarray, s: SparseConv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """[K, C, KH, KW] -> (data[nnz] f32, offsets[nnz] i32, indptr[s.k + 1] i32): per output
-    channel its non-zeros in increasing scratch offset (memory order)."""
+    """[K, C, KH, KW] -> (data[nnz] f32, offsets[nnz] i32, indptr[blocks * s.k + 1] i32):
+    per input channel block, per output channel, its non-zeros in increasing scratch offset
+    (memory order): row cb * s.k + k."""
     k = w.shape[0]
     rows, c, kh, kw = np.nonzero(w)
     offsets = s.tap_offset(c, kh, kw).astype(np.int32)
-    order = np.lexsort((offsets, rows))
+    csr_rows = c // s.channel_block() * s.k + rows
+    order = np.lexsort((offsets, csr_rows))
     rows, c, kh, kw, offsets = rows[order], c[order], kh[order], kw[order], offsets[order]
     data = w[rows, c, kh, kw].astype(np.float32)
-    counts = np.bincount(rows, minlength=s.k)
+    counts = np.bincount(csr_rows, minlength=s.channel_blocks * s.k)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     if not len(data):  # a buffer needs an extent; indptr keeps every row empty
         data, offsets = np.zeros(1, np.float32), np.zeros(1, np.int32)
@@ -138,9 +168,16 @@ def pack_csr(w: np.ndarray, s: SparseConv) -> tuple[np.ndarray, np.ndarray, np.n
     return data, offsets, indptr
 
 
+def _phases(k: int, d: int, s: int) -> int:
+    """How many stride phases (0, 1, ...) the taps of a window k, dilation d read: the
+    planes the scratch needs filled (all s where the set is not a prefix)."""
+    used = {i * d % s for i in range(k)}
+    return len(used) if used == set(range(len(used))) else s
+
+
 def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
     """TIR PrimFunc: args (x[n,h,w,cx] f32 padded NHWC, data[nnz], offsets[nnz],
-    indptr[k+1], bias[k], [residual[n,oh,ow,k]], y[n,oh+2ph,ow+2pw,k]) with (ph, pw) =
+    indptr[blocks*k+1], bias[k], [residual[n,oh,ow,k]], y[n,oh+2ph,ow+2pw,k]) with (ph, pw) =
     ep.pad: the result in the interior, zeros around."""
     from tvm.script import tirx as T
 
@@ -153,6 +190,8 @@ def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
     TP = s.blocking()
     TILE = TP * V
     TILES = s.tiles
+    NCB = s.channel_blocks
+    UH, UW = _phases(s.kh, s.dilation[0], SH), _phases(s.kw, s.dilation[1], SW)
     PLANES = C * SH * SW * PLANE
     XT = s.scratch
     PH, PW = ep.pad
@@ -171,8 +210,9 @@ def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
 
     @T.macro
     def transpose_in(x, xt, n):
-        """xt[c, ph, pw, hq, wq] = x[n, hq*SH + ph, wq*SW + pw, c], zero past the input."""
-        for ph, pw in T.grid(SH, SW):
+        """xt[c, ph, pw, hq, wq] = x[n, hq*SH + ph, wq*SW + pw, c], zero past the input; only
+        the phases a tap reads (a 1x1 stride-2 conv: a quarter of the input)."""
+        for ph, pw in T.grid(UH, UW):
             for hq in range(HQ):
                 for wq in range(WQ):
                     for c in range(C):
@@ -192,34 +232,36 @@ def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
             border(y)
         xt = T.alloc_buffer((XT,), "float32", scope="global")
         acc = T.alloc_buffer((TILE,), "float32", scope="global")
-        chunk = T.alloc_buffer((L * TILE,), "float32", scope="global")
+        part = T.alloc_buffer((K * TILE,), "float32", scope="global")  # [k, pixel] sums
         for n in range(N):
             transpose_in(x, xt, n)
             for tile in range(TILES):
+                for i in T.serial(K * TP):
+                    part[T.ramp(i * V, 1, V)] = T.broadcast(T.float32(0), V)
+                for cb, k in T.grid(NCB, K):
+                    for t in T.unroll(TP):
+                        acc[T.ramp(t * V, 1, V)] = part.vload([k * TILE + t * V], vec)
+                    for b in range(indptr[cb * K + k], indptr[cb * K + k + 1]):
+                        for t in T.unroll(TP):
+                            acc[T.ramp(t * V, 1, V)] = fma(
+                                T, acc.vload([t * V], vec), T.broadcast(data[b], V),
+                                xt.vload([offsets[b] + tile * TILE + t * V], vec), V)
+                    for t in T.unroll(TP):
+                        part[T.ramp(k * TILE + t * V, 1, V)] = acc.vload([t * V], vec)
                 for kc in range(K // L):
-                    for kk in range(L):
-                        for t in T.unroll(TP):
-                            acc[T.ramp(t * V, 1, V)] = T.broadcast(T.float32(0), V)
-                        for b in range(indptr[kc * L + kk], indptr[kc * L + kk + 1]):
-                            for t in T.unroll(TP):
-                                acc[T.ramp(t * V, 1, V)] = fma(
-                                    T, acc.vload([t * V], vec), T.broadcast(data[b], V),
-                                    xt.vload([offsets[b] + tile * TILE + t * V], vec), V)
-                        for t in T.unroll(TP):
-                            chunk[T.ramp(kk * TILE + t * V, 1, V)] = acc.vload([t * V], vec)
                     for p in range(TILE):
                         if tile * TILE + p < P and (tile * TILE + p) % WQ < OW:
                             for lane in T.vectorized(L):
                                 y[n, (tile * TILE + p) // WQ + PH, (tile * TILE + p) % WQ + PW,
                                   kc * L + lane] = result(
-                                    chunk[lane * TILE + p] + bias[kc * L + lane], res, n,
+                                    part[(kc * L + lane) * TILE + p] + bias[kc * L + lane], res, n,
                                     (tile * TILE + p) // WQ, (tile * TILE + p) % WQ,
                                     kc * L + lane)
 
     if ep.residual:
         @T.prim_func
         def kernel_res(x: T.Buffer((N, H, W, CX), "float32"), d: T.handle, o: T.handle,
-                       indptr: T.Buffer((K + 1,), "int32"), bias: T.Buffer((K,), "float32"),
+                       indptr: T.Buffer((NCB * K + 1,), "int32"), bias: T.Buffer((K,), "float32"),
                        res: T.Buffer(res_shape, "float32"), y: T.Buffer(y_shape, "float32")):
             T.func_attr(ATTRS)
             nnz = T.int32()
@@ -231,7 +273,7 @@ def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
 
     @T.prim_func
     def kernel(x: T.Buffer((N, H, W, CX), "float32"), d: T.handle, o: T.handle,
-               indptr: T.Buffer((K + 1,), "int32"), bias: T.Buffer((K,), "float32"),
+               indptr: T.Buffer((NCB * K + 1,), "int32"), bias: T.Buffer((K,), "float32"),
                y: T.Buffer(y_shape, "float32")):
         T.func_attr(ATTRS)
         nnz = T.int32()
