@@ -17,6 +17,7 @@ from edgebench.kernels import fp32_conv, registry
 from edgebench.kernels import fp32_sparse_conv as sparse
 from edgebench.kernels.layer import Epilogue, Layer
 from edgebench.targets import find_target
+from tests.helpers import lowered_fp32
 
 X86 = find_target("x86-native")
 AVX2 = dataclasses.replace(X86, name="x86-avx2", tvm={"kind": "llvm", "mcpu": "haswell"})
@@ -182,24 +183,11 @@ class Block(nn.Module):
 
 
 def _lowered(select, tmp_path):
-    import tvm
-    from tvm import relax
-
-    from edgebench.compile import compile_module
-    from edgebench.frontend import import_model
-    from edgebench.passes.fp32 import Fp32Kernels
-
     torch.manual_seed(0)
-    net, x = Block().eval(), torch.randn(1, 3, 12, 12)
-    lowering = Fp32Kernels(X86, frozenset({"sparse"}), select=select)
-    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
-                            extra_passes=[lowering], keep_asm=True)
-    vm = relax.VirtualMachine(result.executable, tvm.cpu())
-    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
-    with torch.no_grad():
-        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
-    assert lowering.record.check_asm(result.asm) == []  # every kernel has its FMA
-    return lowering.record
+    record, result = lowered_fp32(Block().eval(), torch.randn(1, 3, 12, 12), tmp_path,
+                                  {"sparse"}, select)
+    assert record.check_asm(result.asm) == []  # every kernel has its FMA
+    return record
 
 
 @needs_avx512

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import ATTRS, activation, fma, pad_bias
+from edgebench.kernels.fp32_conv import ATTRS, activation, fma, pad_bias, zero_border
 from edgebench.kernels.layer import (
     NO_EPILOGUE,
     Epilogue,
@@ -199,14 +199,7 @@ def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
     y_shape = (N, OH + 2 * PH, OW + 2 * PW, K)
     res_shape = (N, OH, OW, K)
 
-    @T.macro
-    def border(y):
-        for n, i, j, lane in T.grid(N, PH, OW + 2 * PW, K):
-            y[n, i, j, lane] = T.float32(0)
-            y[n, OH + PH + i, j, lane] = T.float32(0)
-        for n, i, j, lane in T.grid(N, OH, PW, K):
-            y[n, PH + i, j, lane] = T.float32(0)
-            y[n, PH + i, OW + PW + j, lane] = T.float32(0)
+    border = zero_border(N, OH, OW, K, ep.pad)
 
     @T.macro
     def transpose_in(x, xt, n):
