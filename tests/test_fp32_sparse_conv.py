@@ -193,9 +193,12 @@ def _lowered(select, tmp_path):
 @needs_avx512
 def test_lowering_runs_sparse_convs_beside_dense_ones_with_no_layout_copy(tmp_path):
     record = _lowered(None, tmp_path)
+    # to_nhwc, stem, pad (the stem's output is also the residual), c1 (writes c2's padded
+    # input), c2 (+ residual, ReLU, writes down's padded input), down, global mean, head,
+    # crop: the glue of the dense build, no NCHW <-> NHWC copy around the sparse layers
     assert [k.family for k in record.kernels] == [
-        "glue", "fp32_conv", "fp32_sparse_conv", "fp32_sparse_conv", "fp32_sparse_conv",
-        "glue", "fp32_dense"]  # to_nhwc, stem (writes c1's padded input), ..., mean, head
+        "glue", "fp32_conv", "glue", "fp32_sparse_conv", "fp32_sparse_conv",
+        "fp32_sparse_conv", "glue", "fp32_dense", "glue"]
     assert [(la.label, la.converted) for la in record.sparse] == [
         ("conv2d#0[32x32x3x3]", True), ("conv2d#1[32x32x3x3]", True),
         ("conv2d#2[48x32x3x3]", True)]
@@ -214,9 +217,9 @@ def test_lowering_keeps_a_candidate_dense_when_select_says_so(tmp_path):
     assert [k.family for k in record.kernels if k.family != "glue"] == [
         "fp32_conv", "fp32_sparse_conv", "fp32_conv", "fp32_sparse_conv", "fp32_dense"]
     # each candidate judged with its final epilogue: c1 writes c2's padded input, c2 adds
-    # the residual
+    # the residual, clamps and writes down's padded input
     assert seen[0] == (Epilogue("relu", False, (1, 1)), "fp32_sparse_conv", "fp32_conv")
-    assert seen[1][0] == Epilogue(None, True)
+    assert seen[1][0] == Epilogue("relu", True, (1, 1))
     assert "dense measured faster" in record.sparse[1].fact()
 
 

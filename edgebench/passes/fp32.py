@@ -263,17 +263,19 @@ class Lowerer:
         value standing for nothing else: only the consumer that asked for it reads it)."""
         layer = Layer(**{**p.layer.__dict__,
                          "epilogue": Epilogue(p.act, p.residual is not None, pad)})
-        family = p.family if p.dense is None else self.sparse_or_dense(p, layer)
-        packed = family.pack(layer, self.target, p.weight, p.bias)
-        s = family.shape(layer, self.target)
+        family = p.family
         if layer.kind == "linear":
             v = self.resolve(p.src)
             x = v.expr if isinstance(v, Nhwc) and v.rows else self.plain(p.src)
-            out = (layer.w, s.k)
         else:
-            src = p.src
-            x = self.nhwc(src, layer.cp if not layer.depthwise else s.c, layer.padding, p.node)
-            out = (layer.n, s.oh, s.ow, s.k if hasattr(s, "k") else s.c)
+            x = self.nhwc(p.src, layer.cp if not layer.depthwise else
+                          family.shape(layer, self.target).c, layer.padding, p.node)
+        if p.dense is not None:  # decided after its producers: in program order
+            family = self.sparse_or_dense(p, layer)
+        packed = family.pack(layer, self.target, p.weight, p.bias)
+        s = family.shape(layer, self.target)
+        out = (layer.w, s.k) if layer.kind == "linear" else \
+            (layer.n, s.oh, s.ow, s.k if hasattr(s, "k") else s.c)
         args = [x, *(relax.const(a, "int32" if a.dtype == np.int32 else "float32")
                      for a in packed)]
         if p.residual is not None:
