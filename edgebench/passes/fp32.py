@@ -41,6 +41,7 @@ class KernelUse:
     register: str = "zmm"
     fma: bool | None = None  # the check's result
     macs: int = 0  # multiply-adds per call (padded channels included: the kernel's work)
+    layer: str = ""  # a sparse layer's label (sparse_layers' `conv2d#i[...]`, its sparsity)
 
 
 @dataclass
@@ -270,8 +271,11 @@ class Lowerer:
         else:
             x = self.nhwc(p.src, layer.cp if not layer.depthwise else
                           family.shape(layer, self.target).c, layer.padding, p.node)
+        label = ""
         if p.dense is not None:  # decided after its producers: in program order
             family = self.sparse_or_dense(p, layer)
+            rec = self.record.sparse[-1]
+            label = f"{rec.label} s={rec.sparsity:.2f}" if rec.converted else ""
         packed = family.pack(layer, self.target, p.weight, p.bias)
         s = family.shape(layer, self.target)
         out = (layer.w, s.k) if layer.kind == "linear" else \
@@ -289,7 +293,8 @@ class Lowerer:
                          lambda: family.emit(layer, self.target))
         self.record.kernels.append(KernelUse(p.node, family.NAME, gv.name_hint,
                                              family.INSTRUCTION,
-                                             "zmm" if self.lanes == 16 else "ymm", macs=s.macs))
+                                             "zmm" if self.lanes == 16 else "ymm", macs=s.macs,
+                                             layer=label))
         return Nhwc(self.call(gv, args, out), layer.k, rows=layer.kind == "linear")
 
     def sparse_or_dense(self, p: Pending, layer: Layer):
