@@ -29,6 +29,7 @@ from edgebench.execute.farm import Farm, Job, for_target
 from edgebench.execute.local import WorkerResult, run_worker
 from edgebench.execute.rpc import Board, run_remote
 from edgebench.frontend import export_program, to_relax
+from edgebench.kernels import fp32_sparse_conv
 from edgebench.kernels.layer import vector_lanes
 from edgebench.measure import MeasureConfig
 from edgebench.models import ModelSpec, get_model, with_data
@@ -183,9 +184,9 @@ class TvmModule:
                     f"{k.node} ({k.symbol}: no {k.instruction} on {k.register})"
                     for k in missing))
         if self.chooser is not None:
-            facts.sparse_layers = SparseLayers.of((la.label, la.fact())
-                                                  for la in self.chooser.layers)
-            if any(la.converted for la in self.chooser.layers):
+            layers = [*self.chooser.layers, *(self.fp32.record.sparse if self.fp32 else [])]
+            facts.sparse_layers = SparseLayers.of((la.label, la.fact()) for la in layers)
+            if any(la.converted for la in layers):
                 facts.prune_kind = "sparse-kernel"
 
 
@@ -219,18 +220,24 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
         return TvmModule(mod, passes=[*([ours] if ours else []), *fp16_passes()], fp16=True,
                          fp32=ours, facts=BuildFacts(quant_kind="fp16"))
     mod = to_relax(export_program(model, example, name), name)
-    sparse = _sparse_pass(variant, cfg)
+    ours = bool(vector_lanes(variant.target)) and not variant.spec.metaschedule
+    # a +sparse variant's convs: where our FP32 lowering runs and has its NHWC sparse conv
+    # (x86), that conv, chosen per layer inside the lowering; elsewhere (aarch64, or
+    # +metaschedule) the sparse kernels of passes/sparse_weights.py, as the Linear layers
+    nhwc_sparse = ours and fp32_sparse_conv.target_reason(variant.target) is None
+    sparse = _sparse_pass(variant, cfg, ("dense",) if nhwc_sparse else ("dense", "conv2d"))
     if variant.spec.winograd and (variant.target.arch != "x86_64"
                                   or not vector_lanes(variant.target)):
         raise CompileError(f"fp32+winograd: our Winograd kernels are x86 (AVX2/AVX-512) only, "
                            f"not {variant.target.arch}")
-    if variant.spec.metaschedule or not vector_lanes(variant.target):
+    if not ours:
         # TVM's own ops tuned by MetaSchedule: asked for (the record), or no FP32 kernels of
         # ours for this target yet (aarch64); a +sparse variant's sparse layers on ours
         return TvmModule(mod, passes=[sparse] if sparse else [], chooser=sparse)
     # FP32 (also pruned-but-dense models, and the layers a +sparse variant keeps dense): our
     # kernels where the registry has one
-    fp32 = Fp32Kernels(variant.target, variant.spec.kernel_options)
+    fp32 = Fp32Kernels(variant.target, variant.spec.kernel_options,
+                       select=getattr(sparse.select, "nhwc", None) if sparse else None)
     return TvmModule(mod, passes=[sparse, fp32] if sparse else [fp32], fp32=fp32,
                      chooser=sparse)
 
@@ -280,14 +287,14 @@ def build_tvm(variant: Variant, model: torch.nn.Module, example: torch.Tensor, o
     return built, result
 
 
-def _sparse_pass(variant: Variant, cfg: RunConfig):
-    """The sparse-kernel rewrite for a `+sparse` variant: per layer by measured break-even
-    (`sparse`) or every layer above the threshold (`sparse=all`)."""
+def _sparse_pass(variant: Variant, cfg: RunConfig, ops: tuple[str, ...]):
+    """The sparse-kernel rewrite of `ops` layers for a `+sparse` variant: per layer by
+    measured break-even (`sparse`) or every layer above the threshold (`sparse=all`)."""
     if not variant.spec.sparse:
         return None
     select = (None if variant.spec.sparse == "all"
               else MeasuredChoice(variant.target, cfg.trials, progress=cfg.log))
-    return SparsifyWeights(select=select)
+    return SparsifyWeights(select=select, ops=ops)
 
 
 def _int8_sparse(variant: Variant) -> Int8Sparse | None:

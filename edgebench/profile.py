@@ -304,7 +304,7 @@ def build(cfg: ProfileConfig, out_dir: Path):
     macs: dict[str, int] = {}
     if built.fp32 is not None:  # our FP32 kernels by the Relax bindings they replaced
         for k in built.fp32.record.kernels:
-            names[k.symbol] = ",".join(filter(None, [names.get(k.symbol), k.node]))
+            names[k.symbol] = ",".join(filter(None, [names.get(k.symbol), k.layer or k.node]))
             if k.macs:
                 macs[k.symbol] = k.macs
     if built.lowering is not None:  # our int8 kernels by the torch.export nodes they compute

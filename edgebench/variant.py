@@ -50,7 +50,8 @@ class VariantSpec:
     @property
     def kernel_options(self) -> frozenset[str]:
         """The opt-in kernel families of the FP32 lowering (kernels/registry.OPTIONS)."""
-        return frozenset({"winograd"} if self.winograd else ())
+        return frozenset(({"winograd"} if self.winograd else set())
+                         | ({"sparse"} if self.sparse and not self.quant else set()))
 
     @property
     def name(self) -> str:

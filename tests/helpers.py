@@ -195,6 +195,28 @@ def build_vm(mod, low: Lowering | None = None):
 VNNI = find_target("x86-native").vnni
 
 
+def lowered_fp32(net: nn.Module, x: torch.Tensor, tmp_path: Path, options=frozenset(),
+                 select=None):
+    """Compile net for this host on our FP32 kernels (passes/fp32.py with the kernel
+    `options` and a +sparse `select`), run it, check it against PyTorch: the lowering's
+    record and the compile result for the test's own checks."""
+    import tvm
+    from tvm import relax
+
+    from edgebench.compile import compile_module
+    from edgebench.frontend import import_model
+    from edgebench.passes.fp32 import Fp32Kernels
+
+    lowering = Fp32Kernels(find_target("x86-native"), frozenset(options), select=select)
+    result = compile_module(import_model(net, x), find_target("x86-native"),
+                            tmp_path / "m.so", 0, extra_passes=[lowering], keep_asm=True)
+    vm = relax.VirtualMachine(result.executable, tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
+    return lowering.record, result
+
+
 def run_vm(vm, xs: torch.Tensor) -> np.ndarray:
     """Run a Relax VM's main on every input (batch 1 each); the outputs stacked."""
     import tvm

@@ -20,6 +20,7 @@ from edgebench.measure import QUICK
 from edgebench.passes.fp32 import Fp32Kernels
 from edgebench.pipeline import RunConfig, run
 from edgebench.targets import find_target
+from tests.helpers import lowered_fp32
 
 X86 = find_target("x86-native")
 AVX2 = dataclasses.replace(X86, name="x86-avx2", tvm={"kind": "llvm", "mcpu": "haswell"})
@@ -124,29 +125,13 @@ class Net(nn.Module):
         return self.head(h.mean((2, 3)))
 
 
-def _lowered(net: nn.Module, x: torch.Tensor, tmp_path, options=frozenset()):
-    """Compile net on our kernels (with the kernel `options`), run it, check it against
-    PyTorch; the lowering's record and the compile result for the test's own checks."""
-    import tvm
-    from tvm import relax
-
-    lowering = Fp32Kernels(X86, frozenset(options))
-    result = compile_module(import_model(net, x), X86, tmp_path / "m.so", 0,
-                            extra_passes=[lowering], keep_asm=True)
-    vm = relax.VirtualMachine(result.executable, tvm.cpu())
-    got = vm["main"](tvm.runtime.tensor(x.numpy()))[0].numpy()
-    with torch.no_grad():
-        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-4)
-    return lowering.record, result
-
-
 @pytest.mark.slow
 @needs_avx512
 def test_lowering_runs_every_layer_on_our_kernels(tmp_path):
     import tvm
 
     torch.manual_seed(0)
-    record, result = _lowered(Net().eval(), torch.randn(1, 3, 15, 15), tmp_path)
+    record, result = lowered_fp32(Net().eval(), torch.randn(1, 3, 15, 15), tmp_path)
     assert [k.family for k in record.kernels if k.family != "glue"] == [
         "fp32_conv", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
     assert record.relax_ops == [] and record.check_asm(result.asm) == []
@@ -163,7 +148,7 @@ def test_producer_writes_the_padded_input_of_its_only_consumer(tmp_path):
     net = nn.Sequential(nn.Conv2d(3, 24, 1), nn.ReLU6(), nn.Conv2d(24, 24, 3, padding=1,
                                                                    groups=24),
                         nn.ReLU(), nn.Conv2d(24, 16, 3, padding=1)).eval()
-    record, _ = _lowered(net, torch.randn(1, 3, 10, 10), tmp_path)
+    record, _ = lowered_fp32(net, torch.randn(1, 3, 10, 10), tmp_path)
     # to_nhwc, 1x1 (padded output), depthwise, pad, 3x3, to_nchw
     assert [k.family for k in record.kernels] == [
         "glue", "fp32_conv", "fp32_depthwise", "glue", "fp32_conv", "glue"]
@@ -173,7 +158,7 @@ def test_producer_writes_the_padded_input_of_its_only_consumer(tmp_path):
 def test_winograd_lowering_matches_torch(tmp_path):
     """fp32+winograd: the stride-1 3x3 conv goes to Winograd, everything else as in fp32."""
     torch.manual_seed(1)
-    record, result = _lowered(Net().eval(), torch.randn(1, 3, 15, 15), tmp_path, {"winograd"})
+    record, result = lowered_fp32(Net().eval(), torch.randn(1, 3, 15, 15), tmp_path, {"winograd"})
     assert [k.family for k in record.kernels if k.family != "glue"] == [
         "fp32_winograd", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
     assert record.relax_ops == [] and record.check_asm(result.asm) == []

@@ -66,7 +66,7 @@ def test_sparse_variant_profile_lists_sparse_kernels(tmp_path: Path, capsys) -> 
     f = prof.frame()
     sparse = f[f["kind"] == "sparse"]
     assert len(sparse) >= 2  # the two 3x3 convs past the first are 90% sparse
-    assert sparse["kernel"].str.startswith("sparse_conv2d_").all()
+    assert sparse["kernel"].str.startswith("fp32_sparse_conv_").all()  # the NHWC sparse conv
     assert sparse["layer"].str.match(r"conv2d#\d+\[\d+x\d+x3x3\] s=0\.9").all()
     assert "fp32" in set(f["kind"])  # the layers left dense run on our FP32 kernels
     kinds = prof.by_kind()

@@ -105,6 +105,29 @@ class MeasuredChoice:
             timer(arg)  # warm-up
             return timer(arg).median * 1e6
 
+    def nhwc(self, layer: SparseLayer, conv, sparse_family, dense_family, weight: np.ndarray,
+             bias: np.ndarray) -> bool:
+        """select() for the FP32 lowering's sparse conv (passes/fp32.py): both families'
+        kernels of the layer, with its final weight and epilogue, on the same padded NHWC
+        tensors (so no layout copy favours either), timed as bare PrimFuncs."""
+        if self.target.rpc is not None or self.target.cross_compiler_name:
+            layer.reason = "remote target: chosen by sparsity threshold, not timed"
+            return True
+        rng = np.random.default_rng(0)
+        cases = {}
+        for name, family in (("dense", dense_family), ("sparse", sparse_family)):
+            s = family.shape(conv, self.target)
+            (ph, pw), k = conv.epilogue.pad, s.k
+            x = rng.standard_normal((s.n, s.h, s.w, s.cx or s.c)).astype("float32")
+            res = ([rng.standard_normal((s.n, s.oh, s.ow, k)).astype("float32")]
+                   if conv.epilogue.residual else [])
+            cases[name] = (family.emit(conv, self.target),
+                           [x, *family.pack(conv, self.target, weight, bias), *res,
+                            np.zeros((s.n, s.oh + 2 * ph, s.ow + 2 * pw, k), "float32")])
+        times = time_kernels(self.target, cases)
+        layer.dense_us, layer.sparse_us = times["dense"], times["sparse"]
+        return layer.sparse_us < layer.dense_us
+
     def dense_us(self, chain: LayerChain) -> float:
         return self._timed(chain, [])
 
@@ -137,31 +160,37 @@ class Int8MeasuredChoice:
         self.target = target
 
     def __call__(self, layer: SparseLayer, dense, sparse) -> bool:
-        import tvm
-
         if self.target.rpc is not None or self.target.cross_compiler_name:
             layer.reason = "remote target: chosen by sparsity threshold, not timed"
             return True
-        funcs = {"dense": dense.func, "sparse": sparse.func}
-        lib = tvm.compile(tvm.IRModule({k: f.with_attr("global_symbol", k)
-                                        for k, f in funcs.items()}),
-                          target=self.target.tvm_target()).mod
-        dev = tvm.cpu()
         rng = np.random.default_rng(0)
-        timers, args = {}, {}
-        for name, case in (("dense", dense), ("sparse", sparse)):
-            x = rng.integers(0, 256, case.args[0].shape, dtype=np.uint8)
-            args[name] = [tvm.runtime.tensor(a, dev) for a in (x, *case.args[1:])] + [
-                tvm.runtime.tensor(np.zeros(case.out_shape, case.out_dtype), dev)]
-            timers[name] = lib.time_evaluator(name, dev, number=20, repeat=5,
-                                              min_repeat_ms=20)
-        times: dict[str, list[float]] = {"dense": [], "sparse": []}
-        with _pinned(self.target.cores):
-            for name in times:  # warm-up
-                timers[name](*args[name])
-            for _ in range(self.rounds):
-                for name in times:
-                    times[name].append(timers[name](*args[name]).median * 1e6)
-        layer.dense_us = float(np.median(times["dense"]))
-        layer.sparse_us = float(np.median(times["sparse"]))
+        cases = {name: (case.func, [rng.integers(0, 256, case.args[0].shape, dtype=np.uint8),
+                                    *case.args[1:], np.zeros(case.out_shape, case.out_dtype)])
+                 for name, case in (("dense", dense), ("sparse", sparse))}
+        times = time_kernels(self.target, cases, self.rounds)
+        layer.dense_us, layer.sparse_us = times["dense"], times["sparse"]
         return layer.sparse_us < layer.dense_us
+
+
+def time_kernels(target: Target, cases: dict[str, tuple[object, list[np.ndarray]]],
+                 rounds: int = 3) -> dict[str, float]:
+    """Median microseconds per call of each bare PrimFunc on its arguments (outputs
+    included): built into one library, timed in interleaved rounds on the target's cores, so
+    their ratio is taken under the same load."""
+    import tvm
+
+    lib = tvm.compile(tvm.IRModule({k: f.with_attr("global_symbol", k)
+                                    for k, (f, _) in cases.items()}),
+                      target=target.tvm_target()).mod
+    dev = tvm.cpu()
+    args = {k: [tvm.runtime.tensor(a, dev) for a in a_] for k, (_, a_) in cases.items()}
+    timers = {k: lib.time_evaluator(k, dev, number=20, repeat=5, min_repeat_ms=20)
+              for k in cases}
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    with _pinned(target.cores):
+        for k in cases:  # warm-up
+            timers[k](*args[k])
+        for _ in range(rounds):
+            for k in cases:
+                times[k].append(timers[k](*args[k]).median * 1e6)
+    return {k: float(np.median(t)) for k, t in times.items()}

@@ -156,15 +156,7 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
         """buf[n, h, w, c], or buf[w, c] for a linear's 2-D rows."""
         return buf[w, c] if s.rows else buf[n, h, w, c]
 
-    @T.macro
-    def border(y):
-        """The zero rows / columns around a padded output's interior."""
-        for n, i, j, lane in T.grid(N, PH, OW + 2 * PW, K):
-            y[n, i, j, lane] = T.Cast(DT, 0)
-            y[n, OH + PH + i, j, lane] = T.Cast(DT, 0)
-        for n, i, j, lane in T.grid(N, OH, PW, K):
-            y[n, PH + i, j, lane] = T.Cast(DT, 0)
-            y[n, PH + i, OW + PW + j, lane] = T.Cast(DT, 0)
+    border = zero_border(N, OH, OW, K, ep.pad, DT)
 
     def result(v, res, n, h, w, c):
         """The epilogue on accumulator v: + residual, then the clamp (one expression: TVM
@@ -212,6 +204,26 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
 
     return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K, ys, ep.residual,
                        (N, OH, OW, K), DT)
+
+
+def zero_border(n: int, oh: int, ow: int, k: int, pad: tuple[int, int],
+                dtype: str = "float32"):
+    """T.macro(y): the zero rows / columns around the [oh, ow] interior of a padded NHWC
+    output y[n, oh + 2 pad[0], ow + 2 pad[1], k] of `dtype` (Epilogue.pad)."""
+    from tvm.script import tirx as T
+
+    PH, PW = pad
+
+    @T.macro
+    def border(y):
+        for b, i, j, lane in T.grid(n, PH, ow + 2 * PW, k):
+            y[b, i, j, lane] = T.Cast(dtype, 0)
+            y[b, oh + PH + i, j, lane] = T.Cast(dtype, 0)
+        for b, i, j, lane in T.grid(n, oh, PW, k):
+            y[b, PH + i, j, lane] = T.Cast(dtype, 0)
+            y[b, PH + i, ow + PW + j, lane] = T.Cast(dtype, 0)
+
+    return border
 
 
 def fp32_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, k: int, y_shape: tuple,

@@ -50,6 +50,7 @@ class Layer:
     dtype: str = "float32"
     epilogue: Epilogue = NO_EPILOGUE
     cp: int | None = None
+    sparsity: float = 0.0  # fraction of zero weights: the sparse families fit above a threshold
 
     @property
     def in_channels(self) -> int:

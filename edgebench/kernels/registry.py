@@ -6,8 +6,10 @@ target) -> tirx.PrimFunc`, and `pack(layer, target, weight, bias) -> list[np.nda
 constant arguments, packed once at build time in the order the kernel reads them). `choose`
 returns the first family that fits. Option families (`OPTIONS`: Winograd) trade accuracy for
 speed, so they are tried first only when the variant names them (`fp32+winograd`): never in
-a plain FP32 row. The int8 families (int8_conv, int8_amx, depthwise int8)
-are still chosen inside passes/int8.py and join this list when that lowering moves here.
+a plain FP32 row; the sparse conv (`+sparse`) fits only a layer whose weight is sparse enough,
+and the lowering still times it against the dense family per layer (passes/fp32.py).
+The int8 families (int8_conv, int8_amx, depthwise int8) are still chosen inside
+passes/int8.py and join this list when that lowering moves here.
 """
 
 from __future__ import annotations
@@ -15,12 +17,22 @@ from __future__ import annotations
 from collections.abc import Collection
 from types import ModuleType
 
-from edgebench.kernels import fp32_bmm, fp32_conv, fp32_dense, fp32_depthwise, fp32_winograd
+from edgebench.kernels import (
+    fp32_bmm,
+    fp32_conv,
+    fp32_dense,
+    fp32_depthwise,
+    fp32_sparse_conv,
+    fp32_winograd,
+)
 from edgebench.kernels.layer import Layer
 
 FAMILIES: tuple[ModuleType, ...] = (fp32_depthwise, fp32_conv, fp32_dense, fp32_bmm)
 # variant option -> the families it puts first (each module's OPTION names it)
-OPTIONS: dict[str, tuple[ModuleType, ...]] = {fp32_winograd.OPTION: (fp32_winograd,)}
+OPTIONS: dict[str, tuple[ModuleType, ...]] = {fp32_winograd.OPTION: (fp32_winograd,),
+                                              fp32_sparse_conv.OPTION: (fp32_sparse_conv,)}
+
+SPARSE = frozenset({fp32_sparse_conv.NAME})  # families timed per layer against the dense one
 
 
 def _families(options: Collection[str]) -> tuple[ModuleType, ...]:

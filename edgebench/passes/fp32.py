@@ -32,6 +32,7 @@ from edgebench.kernels import fp32_glue as glue
 from edgebench.kernels import fp32_rowwise as rowwise
 from edgebench.kernels import registry
 from edgebench.kernels.layer import Epilogue, Layer, vector_lanes, vectors
+from edgebench.passes.sparse_weights import SparseLayer, weight_sparsity
 from edgebench.report.row import Fp32Layers
 
 
@@ -46,6 +47,7 @@ class KernelUse:
     register: str = "zmm"
     fma: bool | None = None  # the check's result
     macs: int = 0  # multiply-adds per call (padded channels included: the kernel's work)
+    layer: str = ""  # a sparse layer's label (sparse_layers' `conv2d#i[...]`, its sparsity)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Fp32Lowering:
     kernels: list[KernelUse] = field(default_factory=list)
     relax_ops: list[str] = field(default_factory=list)  # ops left to TVM (MetaSchedule)
     not_lowered: str = ""  # why the whole graph stayed on TVM's ops (none of ours ran)
+    sparse: list[SparseLayer] = field(default_factory=list)  # +sparse: each candidate conv
 
     def layer_facts(self) -> Fp32Layers:
         """Layers per kernel family, those without their FMA and the ops TVM kept: the row's
@@ -121,6 +124,7 @@ class Pending:
     act: str | None = None
     residual: Nhwc | None = None
     out_shape: tuple[int, ...] = ()  # torch layout
+    dense: object = None  # a sparse candidate (+sparse): the dense family it is timed against
 
 
 def _ints(v) -> tuple[int, ...]:
@@ -138,12 +142,14 @@ def _op(call) -> str:
 
 class Lowerer:
     def __init__(self, mod: tvm.IRModule, target, record: Fp32Lowering,
-                 options: frozenset[str] = frozenset(), dtype: str = "float32") -> None:
+                 options: frozenset[str] = frozenset(), dtype: str = "float32",
+                 select=None) -> None:
         self.bb = relax.BlockBuilder(mod)
         self.target = target
         self.options = options  # the variant's opt-in kernel families (registry.OPTIONS)
         self.dtype = dtype  # what our conv/depthwise/linear kernels and NHWC values hold
         self.prefix = "fp16" if dtype == "float16" else "fp32"
+        self.select = select  # +sparse: sparse or dense per layer (None: every candidate)
         self.record = record
         self.vals: dict[relax.Var, object] = {}
         self.uses: dict[relax.Var, int] = {}
@@ -271,17 +277,23 @@ class Lowerer:
         layer = Layer(**{**p.layer.__dict__,
                          "epilogue": Epilogue(p.act, p.residual is not None, pad)})
         family = p.family
-        packed = family.pack(layer, self.target, p.weight, p.bias)
-        s = family.shape(layer, self.target)
         if layer.kind == "linear":
             v = self.resolve(p.src)
             x = v.expr if isinstance(v, Nhwc) and v.rows else self.half(self.plain(p.src))
-            out = (layer.w, s.k)
         else:
-            src = p.src
-            x = self.nhwc(src, layer.cp if not layer.depthwise else s.c, layer.padding, p.node)
-            out = (layer.n, s.oh, s.ow, s.k if hasattr(s, "k") else s.c)
-        args = [x, *(relax.const(a.astype(self.dtype), self.dtype) for a in packed)]
+            x = self.nhwc(p.src, layer.cp if not layer.depthwise else
+                          family.shape(layer, self.target).c, layer.padding, p.node)
+        label = ""
+        if p.dense is not None:  # decided after its producers: in program order
+            family = self.sparse_or_dense(p, layer)
+            rec = self.record.sparse[-1]
+            label = f"{rec.label} s={rec.sparsity:.2f}" if rec.converted else ""
+        packed = family.pack(layer, self.target, p.weight, p.bias)
+        s = family.shape(layer, self.target)
+        out = (layer.w, s.k) if layer.kind == "linear" else \
+            (layer.n, s.oh, s.ow, s.k if hasattr(s, "k") else s.c)
+        args = [x, *(relax.const(a, "int32") if a.dtype == np.int32 else
+                     relax.const(a.astype(self.dtype), self.dtype) for a in packed)]
         if p.residual is not None:
             if p.residual.shape != list(out):
                 raise FallBack("residual shape")
@@ -293,7 +305,8 @@ class Lowerer:
                          lambda: family.emit(layer, self.target))
         vec = vectors(self.target, layer.dtype)
         self.record.kernels.append(KernelUse(p.node, family.NAME, gv.name_hint,
-                                             vec.instruction, vec.register, macs=s.macs))
+                                             vec.instruction, vec.register, macs=s.macs,
+                                             layer=label))
         return Nhwc(self.call(gv, args, out, self.dtype), layer.k, rows=layer.kind == "linear")
 
     def half(self, x: relax.Expr) -> relax.Expr:
@@ -305,6 +318,19 @@ class Lowerer:
         return self.rowwise(("cast", n, "float32", self.dtype),
                             lambda: rowwise.cast_kernel(n, "float32", self.dtype), [x], (n,),
                             shape, "to_half", dtype=self.dtype)
+
+    def sparse_or_dense(self, p: Pending, layer: Layer):
+        """A +sparse candidate, with its final weight and epilogue: the sparse family if
+        `select` (timing both kernels on equal NHWC tensors) says so; recorded for the row's
+        sparse_layers column."""
+        rec = SparseLayer(len(self.record.sparse), "conv2d", tuple(p.weight.shape),
+                          layer.sparsity)
+        self.record.sparse.append(rec)
+        rec.converted = self.select is None or bool(
+            self.select(rec, layer, p.family, p.dense, p.weight, p.bias))
+        if not rec.converted and not rec.reason:
+            rec.reason = "dense measured faster"
+        return p.family if rec.converted else p.dense
 
     # ---- the walk ----
     def run(self, func: relax.Function) -> relax.Function:
@@ -385,15 +411,19 @@ class Lowerer:
         cp = self.carried(call.args[0], rows=False)
         layer = Layer("conv2d", c, int(w.shape[0]), h, wd, n, _ints(w.shape[2:]),
                       _ints(a.strides),
-                      (top, left), _ints(a.dilation), int(a.groups), self.dtype, cp=cp)
+                      (top, left), _ints(a.dilation), int(a.groups), self.dtype, cp=cp,
+                      sparsity=weight_sparsity(w) if "sparse" in self.options else 0.0)
         if layer.groups != 1 and not layer.depthwise:
             return None
         family = registry.choose(layer, self.target, self.options)
         if family is None:
             return None
+        dense = None
+        if family.NAME in registry.SPARSE:  # a candidate: the dense family it is timed against
+            dense = registry.choose(layer, self.target, self.options - {"sparse"})
         return Pending(layer, family, call.args[0], w.astype(np.float32),
                        np.zeros(w.shape[0], np.float32), var.name,
-                       out_shape=_ints(var.ty.shape))
+                       out_shape=_ints(var.ty.shape), dense=dense)
 
     def matmul(self, var, call):
         w = _const(self.value(call.args[1]))
@@ -745,14 +775,17 @@ def _scaled(p: Pending, vals: np.ndarray) -> Pending:
 class Fp32Kernels:
     """The Relax pass: `main` rewritten onto our FP32 kernels where the registry has one;
     `record` says what ran where (filled when the pass runs); `options` opt in to kernel
-    families that trade accuracy for speed (registry.OPTIONS, e.g. {"winograd"}); `dtype`
+    families that trade accuracy for speed (registry.OPTIONS, e.g. {"winograd"}); with "sparse"
+    (a `+sparse` variant) `select(SparseLayer, Layer, sparse_family, dense_family, weight,
+    bias) -> bool` decides per candidate conv (None: every candidate goes sparse); `dtype`
     float16: the FP16 build's kernels (see the module doc)."""
 
     def __init__(self, target, options: frozenset[str] = frozenset(),
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", select=None) -> None:
         self.target = target
         self.options = frozenset(options)
         self.dtype = dtype
+        self.select = select
         self.record = Fp32Lowering()
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -761,7 +794,8 @@ class Fp32Kernels:
             return mod
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination(["main"])(mod)
-        lowerer = Lowerer(mod, self.target, self.record, self.options, self.dtype)
+        lowerer = Lowerer(mod, self.target, self.record, self.options, self.dtype,
+                          self.select)
         try:
             func = lowerer.run(mod["main"])
         except Exception as e:

@@ -199,12 +199,16 @@ class SparsifyWeights:
     """Rewrite sparse constant-weight layers into calls to the BSR kernels (see module doc).
 
     select(layer) -> bool decides per layer (the measured break-even choice plugs in here);
-    block=None picks the block shape from the weight's zero pattern.
+    block=None picks the block shape from the weight's zero pattern. ops: the layer kinds it
+    takes ("dense", "conv2d"); where our FP32 lowering runs, convs are left to its NHWC sparse
+    conv (kernels/fp32_sparse_conv.py) and only Linear layers come here.
     """
 
     def __init__(self, min_sparsity: float = MIN_SPARSITY,
                  select: Callable[[SparseLayer, LayerChain], bool] | None = None,
-                 block: tuple[int, int] | None = None, lanes: int = 16) -> None:
+                 block: tuple[int, int] | None = None, lanes: int = 16,
+                 ops: tuple[str, ...] = ("dense", "conv2d")) -> None:
+        self.ops = ops
         self.min_sparsity = min_sparsity
         self.select = select
         self.block = block
@@ -219,6 +223,8 @@ class SparsifyWeights:
             if not isinstance(func, relax.Function):
                 continue
             for end, c in find_chains(func).items():
+                if c.op not in self.ops:
+                    continue
                 blocks = DENSE_BLOCKS if c.op == "dense" else CONV_BLOCKS
                 w2d = c.weight.reshape(c.weight.shape[0], -1)
                 block = self.block or pick_block(w2d, blocks)
