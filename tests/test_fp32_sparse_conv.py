@@ -152,7 +152,9 @@ def test_registry_takes_the_sparse_conv_only_under_its_option_and_threshold():
     dw = Layer("conv2d", 32, 32, 28, 28, kernel=(3, 3), padding=(1, 1), groups=32,
                sparsity=0.8)
     assert registry.choose(dw, X86, {"sparse"}).NAME == "fp32_depthwise"
-    assert registry.choose(conv, find_target("arm-dotprod"), {"sparse"}) is None
+    arm = find_target("arm-dotprod")  # NEON: our dense conv; +sparse convs stay NCHW there
+    assert registry.choose(conv, arm, {"sparse"}).NAME == "fp32_conv"
+    assert "x86 only" in registry.reasons(conv, arm, {"sparse"})["fp32_sparse_conv"]
     # the same tensors in and out as the dense conv: a drop-in
     s, d = sparse.shape(conv, X86), fp32_conv.shape(conv, X86)
     assert (s.h, s.w, s.k, s.oh, s.ow) == (d.h, d.w, d.k, d.oh, d.ow)
