@@ -646,8 +646,9 @@ def _reasons(outcomes: list[Outcome], chosen: Outcome | None, objective: str,
 
 
 def _peers(cfg: OptimizeConfig, output: Path, log: Log) -> None:
-    """The peers (PyTorch, ONNX Runtime, ExecuTorch) on FP32 and static int8, same data and
-    target, full timing, into the same CSV (outside the search's budget)."""
+    """The peers (PyTorch, ONNX Runtime, ExecuTorch) on FP32 and static int8 (their fake-quant
+    graph), and the peers' own int8 builds (ORT QDQ, ExecuTorch XNNPACK) of the FP32 model, same
+    data and target, full timing, into the same CSV (outside the search's budget)."""
     from edgebench.runtimes import PEERS
     from edgebench.targets import find_target
 
@@ -759,12 +760,14 @@ def plot(result: Result, path: Path, model: str, output: Path) -> Path | None:
         ax.scatter([c.value("p50_ms")], [c.value("metric_drop")], marker="*", s=250,
                    color="gold", edgecolors="black", zorder=5, label=f"chosen: {c.cand.variant}")
     if output.is_file():
-        colors = {"pytorch": "tab:red", "onnxruntime": "tab:green", "executorch": "tab:purple"}
+        colors = {"pytorch": "tab:red", "onnxruntime": "tab:green", "executorch": "tab:purple",
+                  "onnxruntime-int8": "darkgreen", "executorch-int8": "indigo"}
         for r in read_rows(output):
             if r.runtime in colors and r.status == "ok" and r.model == model:
                 drop = r.get("metric_drop")
                 ax.scatter([float(r.get("p50_ms"))], [float("nan") if drop is None else drop],
-                           marker="^", color=colors[r.runtime], s=40,
+                           marker="v" if r.runtime.endswith("-int8") else "^",
+                           color=colors[r.runtime], s=40,
                            label=f"{r.runtime} {r.variant}")
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_xscale("log")
