@@ -113,3 +113,30 @@ def test_board_killed_mid_row_fails_only_that_row(farm, tmp_path, retries):
     # rows that started after the kill all ran on the surviving board
     assert (ok["board"].isin([killed, survivor])).all()
     assert (ok["board"] == survivor).sum() >= 2
+
+
+def test_tuning_times_candidates_on_every_free_board(farm, tmp_path):
+    """MetaSchedule tuning through the tracker runs one runner worker per free board: the
+    candidates of digits-mlp's FP32 tasks (on TVM's own ops on aarch64) are timed on both
+    servers, and the tuned library computes PyTorch's outputs."""
+    target, servers = farm
+    spec = get_model("digits-mlp")
+    model = spec.build()
+    xs = spec.eval_data()[0][:8]
+    logs: list[str] = []
+    variant = Variant(spec, parse_variant("fp32"), target)
+    _, compiled = build_tvm(variant, model, xs[0], tmp_path / "model.so",
+                            RunConfig(trials=8, log=logs.append))
+    boards = compiled.tuning.boards
+    assert compiled.tuning.tuned_now >= 1 and compiled.trials_per_task == 8, compiled.tuning
+    assert set(boards) == {f"farmtest@127.0.0.1:{p}" for p in servers}, (boards, logs)
+    assert all(n >= 1 for n in boards.values()) and sum(boards.values()) >= 8, boards
+    assert any("on 2 board(s)" in m for m in logs), logs
+    farm_ = Farm(target, QUICK, lambda _m: None, boards=1, retries=0)
+    checks, errors = [], []
+    farm_.submit(Job("tuned", compiled.path, xs.numpy(),
+                     lambda result, _board: checks.append(
+                         verify.compare(result.outputs, reference_outputs(model, xs))),
+                     errors.append))
+    farm_.close()
+    assert errors == [None] and checks[0].ok, (errors, checks)
