@@ -695,6 +695,7 @@ def markdown(cfg: OptimizeConfig, result: Result, model: str) -> str:
     if cut:
         lines += [f"Cut for time ({len(cut)} of {len(result.outcomes)}): " + "; ".join(
             f"`{o.cand.variant}` ({o.reason.split(':')[0]})" for o in cut), ""]
+    lines += _beside_peers(Path(cfg.output), model, chosen)
     lines += ["## Pareto front (latency, size, metric)", "",
               "| variant | p50 ms | size KiB | metric | drop pt |", "|---|---|---|---|---|"]
     for o in result.front:
@@ -722,6 +723,38 @@ def markdown(cfg: OptimizeConfig, result: Result, model: str) -> str:
                                            o.drop_pt if o.drop_pt is not None else math.inf))
         lines.append(f"- {fam}: {best.cand.variant}: {best.reason}")
     return "\n".join(lines) + "\n"
+
+
+def _beside_peers(output: Path, model: str, chosen: Outcome | None) -> list[str]:
+    """The chosen row beside the fastest peer of each precision in the same CSV (`--peers`):
+    FP32, and real int8 (the peers' own int8 builds; a fake-quant graph run in float is not)."""
+    from edgebench.report.results import read_rows
+
+    if chosen is None or not output.is_file():
+        return []
+    best: dict[str, object] = {}
+    for r in read_rows(output):
+        if r.model != model or r.runtime == "tvm" or r.status != "ok":
+            continue
+        kind = r.get("quant_kind")
+        precision = "int8" if kind == "int8-peer" else "fp32" if r.variant == "fp32" else None
+        if precision and (precision not in best
+                          or r.get("p50_ms") < best[precision].get("p50_ms")):
+            best[precision] = r
+    if not best:
+        return []
+    p50 = chosen.value("p50_ms")
+    lines = ["## Beside the fastest peers (same data, same core; peers fully timed)", "",
+             "| precision | fastest peer | p50 ms | drop pt | chosen faster by |",
+             "|---|---|---|---|---|"]
+    for precision in ("fp32", "int8"):
+        r = best.get(precision)
+        if r is not None:
+            drop = r.get("metric_drop")
+            lines.append(f"| {precision} | {r.runtime} {r.variant} | {r.get('p50_ms'):.4g} | "
+                         f"{'-' if drop is None else f'{drop:.2f}'} | "
+                         f"{r.get('p50_ms') / p50:.2f}x |")
+    return [*lines, ""]
 
 
 def _num(o: Outcome, key: str, scale: float = 1.0) -> str:
