@@ -22,7 +22,7 @@ from pathlib import Path
 from farm import OUT, Boards, log
 
 from edgebench import verify
-from edgebench.execute.farm import Farm, Job
+from edgebench.execute.rpc import run_remote
 from edgebench.measure import QUICK
 from edgebench.models import get_model
 from edgebench.pipeline import RunConfig, build_tvm, reference_outputs
@@ -44,21 +44,16 @@ def tune_on(servers: int, trials: int, model, xs) -> dict:
                                     RunConfig(trials=trials, log=lambda m: (logs.append(m),
                                                                             log(m))))
             wall = time.perf_counter() - start
-            farm = Farm(target, QUICK, log, boards=1, retries=0)
-            checks, errors = [], []
-            farm.submit(Job("tuned", compiled.path, xs.numpy(),
-                            lambda r, _b: checks.append(
-                                verify.compare(r.outputs, reference_outputs(model, xs))),
-                            errors.append))
-            farm.close()
+            result, _board = run_remote(compiled.path, xs.numpy(), target, QUICK)
+            check = verify.compare(result.outputs, reference_outputs(model, xs))
         finally:
             if cache is None:
                 os.environ.pop("EDGEBENCH_CACHE", None)
             else:
                 os.environ["EDGEBENCH_CACHE"] = cache
     rep = compiled.tuning
-    if errors != [None] or not checks[0].ok:
-        raise SystemExit(f"{servers} server(s): the tuned library is wrong: {errors} {checks}")
+    if not check.ok:
+        raise SystemExit(f"{servers} server(s): the tuned library is wrong: {check}")
     return {"servers": servers, "trials_per_task": rep.trials_per_task, "tasks": rep.tasks,
             "candidates_timed": sum(rep.boards.values()), "boards": rep.boards,
             "tuning_s": round(rep.seconds, 1), "build_wall_s": round(wall, 1),

@@ -12,6 +12,7 @@ import pytest
 from edgebench import verify
 from edgebench.execute import board
 from edgebench.execute.farm import Farm, Job
+from edgebench.execute.rpc import run_remote
 from edgebench.measure import QUICK
 from edgebench.models import get_model
 from edgebench.pipeline import RunConfig, build_tvm, reference_outputs, run
@@ -132,11 +133,5 @@ def test_tuning_times_candidates_on_every_free_board(farm, tmp_path):
     assert set(boards) == {f"farmtest@127.0.0.1:{p}" for p in servers}, (boards, logs)
     assert all(n >= 1 for n in boards.values()) and sum(boards.values()) >= 8, boards
     assert any("on 2 board(s)" in m for m in logs), logs
-    farm_ = Farm(target, QUICK, lambda _m: None, boards=1, retries=0)
-    checks, errors = [], []
-    farm_.submit(Job("tuned", compiled.path, xs.numpy(),
-                     lambda result, _board: checks.append(
-                         verify.compare(result.outputs, reference_outputs(model, xs))),
-                     errors.append))
-    farm_.close()
-    assert errors == [None] and checks[0].ok, (errors, checks)
+    result, _board = run_remote(compiled.path, xs.numpy(), target, QUICK)
+    assert verify.compare(result.outputs, reference_outputs(model, xs)).ok
