@@ -339,7 +339,8 @@ def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadlin
     log("optimize: accuracy worker " + (f"ready in {time.monotonic() - t0:.0f} s" if ready
                                          and ready[0] == "ready" else f"failed: {ready}"))
     try:
-        for o in sorted(outcomes, key=lambda o: _trains(o.cand.variant)):  # cheap ones first
+        order = _family_rank(outcomes)  # cheap ones first, one of each family before seconds
+        for o in sorted(outcomes, key=lambda o: (_trains(o.cand.variant), order[id(o)])):
             trains, t0 = _trains(o.cand.variant), time.monotonic()
             seen = took[trains] or ([TRAIN_FACTOR * x for x in took[False]] if trains else [])
             if t0 >= deadline or t0 + (sum(seen) / len(seen) if seen else 0.0) > deadline:
@@ -380,6 +381,17 @@ def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadlin
     cut = [o.cand.variant for o in outcomes if o.reason.startswith(("cut for time", "not scored"))]
     if cut:
         log(f"optimize: cut for time in the accuracy phase: {', '.join(cut)}")
+
+
+def _family_rank(outcomes: list[Outcome]) -> dict[int, int]:
+    """Each outcome's rank within its family (0 for the first member), so a short budget
+    sees one member of every family before a second one of any."""
+    seen: dict[str, int] = {}
+    rank = {}
+    for o in outcomes:
+        rank[id(o)] = seen.get(o.cand.family, 0)
+        seen[o.cand.family] = rank[id(o)] + 1
+    return rank
 
 
 def _run_args(cfg: OptimizeConfig, variant: str, output: Path, quick: bool,
@@ -515,11 +527,7 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
     # (the cheapest kinds first, so a short budget measures many)
     # one member of each family before a second one of any, so a short budget sees the
     # families rather than three observers of one
-    rank: dict[str, int] = {}
-    order = {}
-    for o in survivors:
-        order[id(o)] = rank.get(o.cand.family, 0)
-        rank[o.cand.family] = order[id(o)] + 1
+    order = _family_rank(survivors)
     survivors.sort(key=lambda o: (o.cand.variant != "fp32", "sparse" in o.cand.variant,
                                   order[id(o)]))
 
