@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from farm import OUT, Boards, log
 
 from edgebench import verify
@@ -31,10 +32,37 @@ from edgebench.variant import Variant, parse_variant
 MODEL = "digits-mlp"
 
 
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds of these processes and their reaped children (an rpc_server forks one
+    child per session): what the emulated boards burnt."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def host_cpu_s(boards: list[int]) -> float:
+    """CPU seconds of this process and its children (TVM's builder and runner pools, the
+    tracker), the boards' processes excluded."""
+    t = os.times()
+    live = 0.0
+    for c in psutil.Process().children(recursive=True):
+        try:
+            if c.pid not in boards and not {p.pid for p in c.parents()} & set(boards):
+                live += sum(c.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return t.user + t.system + t.children_user + t.children_system + live
+
+
 def tune_on(servers: int, trials: int, model, xs) -> dict:
     spec = get_model(MODEL)
     logs: list[str] = []
-    with Boards(servers) as target, tempfile.TemporaryDirectory() as tmp:
+    boards = Boards(servers)
+    with boards as target, tempfile.TemporaryDirectory() as tmp:
+        pids = [p.pid for p in boards.procs if p.kind == "server"]
+        board0, host0 = cpu_s(pids), host_cpu_s(pids)
         cache = os.environ.get("EDGEBENCH_CACHE")
         os.environ["EDGEBENCH_CACHE"] = tmp  # an empty tuning database
         try:
@@ -44,6 +72,7 @@ def tune_on(servers: int, trials: int, model, xs) -> dict:
                                     RunConfig(trials=trials, log=lambda m: (logs.append(m),
                                                                             log(m))))
             wall = time.perf_counter() - start
+            board_cpu, host_cpu = cpu_s(pids) - board0, host_cpu_s(pids) - host0
             result, _board = run_remote(compiled.path, xs.numpy(), target, QUICK)
             check = verify.compare(result.outputs, reference_outputs(model, xs))
         finally:
@@ -57,6 +86,7 @@ def tune_on(servers: int, trials: int, model, xs) -> dict:
     return {"servers": servers, "trials_per_task": rep.trials_per_task, "tasks": rep.tasks,
             "candidates_timed": sum(rep.boards.values()), "boards": rep.boards,
             "tuning_s": round(rep.seconds, 1), "build_wall_s": round(wall, 1),
+            "boards_cpu_s": round(board_cpu, 1), "host_cpu_s": round(host_cpu, 1),
             "cut": rep.cut, "verified_on_board": True, "load_avg_after": os.getloadavg()}
 
 
