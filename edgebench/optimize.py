@@ -340,8 +340,11 @@ def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadlin
                                          and ready[0] == "ready" else f"failed: {ready}"))
     try:
         order = _family_rank(outcomes)  # cheap ones first, one of each family before seconds
+        made: set[str] = set()  # variants (without +sparse) the worker has made: cached there
         for o in sorted(outcomes, key=lambda o: (_trains(o.cand.variant), order[id(o)])):
-            trains, t0 = _trains(o.cand.variant), time.monotonic()
+            vspec = parse_variant(o.cand.variant)
+            base = replace(vspec, sparse=None).name
+            trains, t0 = _trains(o.cand.variant) and base not in made, time.monotonic()
             seen = took[trains] or ([TRAIN_FACTOR * x for x in took[False]] if trains else [])
             if t0 >= deadline or t0 + (sum(seen) / len(seen) if seen else 0.0) > deadline:
                 o.reason = ("not scored: the accuracy phase's share of the budget was spent"
@@ -350,7 +353,6 @@ def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadlin
                             "share of the budget")
                 log(f"optimize: {o.cand.variant}: {o.reason}")
                 continue
-            vspec = parse_variant(o.cand.variant)
             if pipeline.is_fp16(Variant(spec, vspec, target)):
                 refusal = pipeline.fp16_refusal(target)
                 if refusal:
@@ -370,6 +372,7 @@ def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadlin
                 log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
                 continue
             o.metric, o.drop_pt = reply[1], reply[2]
+            made.add(base)
             took[trains].append(time.monotonic() - t0)
             if o.drop_pt > cfg.max_drop + 1e-9:
                 o.reason = f"accuracy -{o.drop_pt:.2f} pt (PyTorch; allowed {cfg.max_drop:g})"
