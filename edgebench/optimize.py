@@ -322,7 +322,7 @@ class _Scorer:
 
 
 def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline: float,
-                   log: Log) -> None:
+                     log: Log) -> None:
     """Phase 1: each candidate's metric from its PyTorch model (integer variants: the integer
     reference TVM matches), no compiling, in a worker process killed at `deadline`: the
     candidate it was making is cut for time (said in its reason), the rest are not scored.
@@ -345,6 +345,12 @@ def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadlin
             vspec = parse_variant(o.cand.variant)
             base = replace(vspec, sparse=None).name
             trains, t0 = _trains(o.cand.variant) and base not in made, time.monotonic()
+            if pipeline.is_fp16(Variant(spec, vspec, target)):
+                refusal = pipeline.fp16_refusal(target)
+                if refusal:
+                    o.reason = f"not applicable: {refusal.split(':')[0]}"
+                    log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
+                    continue
             seen = took[trains] or ([TRAIN_FACTOR * x for x in took[False]] if trains else [])
             if t0 >= deadline or t0 + (sum(seen) / len(seen) if seen else 0.0) > deadline:
                 o.reason = ("not scored: the accuracy phase's share of the budget was spent"
@@ -353,12 +359,6 @@ def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadlin
                             "share of the budget")
                 log(f"optimize: {o.cand.variant}: {o.reason}")
                 continue
-            if pipeline.is_fp16(Variant(spec, vspec, target)):
-                refusal = pipeline.fp16_refusal(target)
-                if refusal:
-                    o.reason = f"not applicable: {refusal.split(':')[0]}"
-                    log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
-                    continue
             reply = scorer.score(o.cand.variant, deadline)
             if reply is None:
                 o.reason = (f"cut for time: killed at the accuracy phase's deadline after "
@@ -368,7 +368,7 @@ def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadlin
                 continue
             if reply[0] != "scored":
                 o.reason = (f"not applicable: {reply[1]}" if reply[0] == "not applicable"
-                            else f"not scored: {reply[1]}")
+                            else f"failed in PyTorch: {reply[1]}")
                 log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
                 continue
             o.metric, o.drop_pt = reply[1], reply[2]
