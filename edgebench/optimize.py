@@ -14,6 +14,7 @@ says why it lost.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -215,54 +216,185 @@ def _trains(variant: str) -> bool:
         bool(spec.quant and parse_quant(spec.quant).trained)
 
 
-def _score_pytorch(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline: float,
-                   log: Log) -> None:
-    """Phase 1: each candidate's metric from its PyTorch model (integer variants: the integer
-    reference TVM matches), no compiling. Sets drop_pt or a rejection reason."""
+def score_worker(fd: int) -> None:
+    """The phase-1 worker process (`_Scorer` starts it): reads (model, data, target, threads)
+    from the connection on `fd`, builds the model's FP32 state once, then scores each variant it
+    is sent (None ends it). Its own process so the search can kill a candidate that trains past
+    the deadline."""
+    from multiprocessing.connection import Connection
+
     from edgebench import pipeline
-    from edgebench.passes.int8 import Lowering  # noqa: F401  (TVM loads now, not mid-search)
+    from edgebench.models import get_model, with_data
     from edgebench.targets import find_target
     from edgebench.variant import Variant, VariantError, parse_variant
 
-    target = find_target(cfg.target, cfg.threads)
-    run = pipeline._ModelRun(spec)
+    conn = Connection(fd)
+    model, data, target, threads = conn.recv()
+    spec = with_data(get_model(model), data)
+    tgt = find_target(target, threads)
+    run = pipeline.ModelRun(spec)
+    conn.send(("ready", run.metric.name))
     made: dict[str, object] = {}  # the variant without +sparse -> its Transformed
-    took: dict[bool, list[float]] = {False: [], True: []}  # seconds per candidate, by training
-    for o in sorted(outcomes, key=lambda o: _trains(o.cand.variant)):  # cheap ones first
-        trains, t0 = _trains(o.cand.variant), time.monotonic()
-        seen = took[trains] or ([TRAIN_FACTOR * x for x in took[False]] if trains else [])
-        if t0 + (sum(seen) / len(seen) if seen else 0.0) > deadline:
-            o.reason = "not scored: the accuracy phase's share of the budget was spent"
-            log(f"optimize: {o.cand.variant}: {o.reason}")
-            continue
-        vspec = parse_variant(o.cand.variant)
-        if pipeline.is_fp16(Variant(spec, vspec, target)):
-            refusal = pipeline.fp16_refusal(target)
-            if refusal:
-                o.reason = f"not applicable: {refusal.split(':')[0]}"
-                log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
-                continue
+    while (variant := conn.recv()) is not None:
+        vspec = parse_variant(variant)
         base_name = replace(vspec, sparse=None).name
         try:
             vspec.check(run.base, spec)
             if base_name not in made:
                 made[base_name] = vspec.apply(run.base, spec)
+            value, drop = run.score_pytorch(Variant(spec, vspec, tgt), made[base_name])
         except Exception as e:  # VariantError, or e.g. channel pruning removing a whole layer
             text = str(e).split(": ", 1)[-1] if isinstance(e, VariantError) else error_line(e)
-            o.reason = f"not applicable: {text}"
-            log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
+            conn.send(("not applicable", text))
             continue
-        t = made[base_name]
-        model = t.quantized.reference if (t.quantized is not None
-                                          and t.quantized.config.method != "fp16") else t.model
-        outs = pipeline.reference_outputs(model, run.xs)
-        value = run.metric.score(pipeline.batch_outputs(outs[0]), run.metric_labels)
-        o.metric, o.drop_pt = value, run.metric.drop(value, run.metric_fp32)
-        took[trains].append(time.monotonic() - t0)
-        if o.drop_pt > cfg.max_drop + 1e-9:
-            o.reason = f"accuracy -{o.drop_pt:.2f} pt (PyTorch; allowed {cfg.max_drop:g})"
-        log(f"optimize: {o.cand.variant}: {run.metric.name} {value:.4g} "
-            f"(drop {o.drop_pt:+.2f})" + (f" REJECTED {o.reason}" if o.reason else ""))
+        conn.send(("scored", value, drop))
+
+
+class _Scorer:
+    """The phase-1 worker seen from the search: `score(variant, deadline)` returns its reply,
+    or None after killing the worker (its process group) when the deadline passes first; the
+    next call starts a fresh one. The worker dies with the search (PR_SET_PDEATHSIG)."""
+
+    def __init__(self, cfg: OptimizeConfig) -> None:
+        self.cfg, self.proc, self.conn, self.metric = cfg, None, None, ""
+
+    def start(self, deadline: float) -> tuple | None:
+        """Start the worker; its ("ready", metric name), a ("crashed", why), or None if the
+        deadline passed first."""
+        from multiprocessing import Pipe
+
+        from edgebench.execute.local import die_with_parent
+
+        self.conn, child = Pipe()
+        parent, root = os.getpid(), str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from edgebench.optimize import score_worker; "
+             "score_worker(int(sys.argv[1]))", str(child.fileno())],
+            pass_fds=[child.fileno()], env=env, start_new_session=True,
+            preexec_fn=lambda: die_with_parent(parent))
+        child.close()
+        self.conn.send((self.cfg.model, self.cfg.data, self.cfg.target, self.cfg.threads))
+        reply = self._wait(deadline)
+        if reply is not None and reply[0] == "ready":
+            self.metric = reply[1]
+        return reply
+
+    def _wait(self, deadline: float) -> tuple | None:
+        if self.conn.poll(max(deadline - time.monotonic(), 0.0)):
+            try:
+                return self.conn.recv()
+            except EOFError:  # the worker died (e.g. out of memory, or the model failed)
+                code = self.proc.wait()
+                self.close()
+                return ("crashed", f"the scoring worker died (exit {code})")
+        self.close()
+        return None
+
+    def score(self, variant: str, deadline: float) -> tuple | None:
+        """("scored", metric, drop), ("not applicable", why), ("crashed", why), or None: the
+        deadline passed first and the worker was killed."""
+        if self.proc is None:
+            reply = self.start(deadline)
+            if reply is None or reply[0] != "ready":
+                return reply
+        self.conn.send(variant)
+        return self._wait(deadline)
+
+    def close(self, kill: bool = True) -> None:
+        """End the worker: ask it to stop, or kill its process group (a candidate still
+        training is cut)."""
+        if self.proc is not None:
+            if not kill:
+                with contextlib.suppress(OSError):
+                    self.conn.send(None)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(2)
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def score_candidates(cfg: OptimizeConfig, spec, outcomes: list[Outcome], deadline: float,
+                     log: Log) -> None:
+    """Phase 1: each candidate's metric from its PyTorch model (integer variants: the integer
+    reference TVM matches), no compiling, in a worker process killed at `deadline`: the
+    candidate it was making is cut for time (said in its reason), the rest are not scored.
+    Sets drop_pt or a rejection reason."""
+    from edgebench import pipeline
+    from edgebench.targets import find_target
+    from edgebench.variant import Variant, parse_variant
+
+    target = find_target(cfg.target, cfg.threads)
+    scorer = _Scorer(cfg)
+    took: dict[bool, list[float]] = {False: [], True: []}  # seconds per candidate, by training
+    t0 = time.monotonic()
+    ready = scorer.start(deadline)  # imports, the FP32 model and its reference: not a candidate's
+    log("optimize: accuracy worker " + (f"ready in {time.monotonic() - t0:.0f} s" if ready
+                                         and ready[0] == "ready" else f"failed: {ready}"))
+    try:
+        order = _family_rank(outcomes)  # cheap ones first, one of each family before seconds
+        made: set[str] = set()  # variants (without +sparse) the worker has made: cached there
+        for o in sorted(outcomes, key=lambda o: (_trains(o.cand.variant), order[id(o)])):
+            vspec = parse_variant(o.cand.variant)
+            base = replace(vspec, sparse=None).name
+            trains, t0 = _trains(o.cand.variant) and base not in made, time.monotonic()
+            if pipeline.is_fp16(Variant(spec, vspec, target)):
+                refusal = pipeline.fp16_refusal(target)
+                if refusal:
+                    o.reason = f"not applicable: {refusal.split(':')[0]}"
+                    log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
+                    continue
+            seen = took[trains] or ([TRAIN_FACTOR * x for x in took[False]] if trains else [])
+            if t0 >= deadline or t0 + (sum(seen) / len(seen) if seen else 0.0) > deadline:
+                o.reason = ("not scored: the accuracy phase's share of the budget was spent"
+                            if t0 >= deadline else "not scored: its estimated "
+                            f"{sum(seen) / len(seen):.0f} s exceed the accuracy phase's "
+                            "share of the budget")
+                log(f"optimize: {o.cand.variant}: {o.reason}")
+                continue
+            reply = scorer.score(o.cand.variant, deadline)
+            if reply is None:
+                o.reason = (f"cut for time: killed at the accuracy phase's deadline after "
+                            f"{time.monotonic() - t0:.0f} s of "
+                            + ("training" if trains else "scoring"))
+                log(f"optimize: {o.cand.variant}: {o.reason}")
+                continue
+            if reply[0] != "scored":
+                o.reason = (f"not applicable: {reply[1]}" if reply[0] == "not applicable"
+                            else f"failed in PyTorch: {reply[1]}")
+                log(f"optimize: {o.cand.variant}: REJECTED {o.reason}")
+                continue
+            o.metric, o.drop_pt = reply[1], reply[2]
+            made.add(base)
+            took[trains].append(time.monotonic() - t0)
+            if o.drop_pt > cfg.max_drop + 1e-9:
+                o.reason = f"accuracy -{o.drop_pt:.2f} pt (PyTorch; allowed {cfg.max_drop:g})"
+            log(f"optimize: {o.cand.variant}: {scorer.metric} {o.metric:.4g} "
+                f"(drop {o.drop_pt:+.2f}, {time.monotonic() - t0:.1f} s)"
+                + (f" REJECTED {o.reason}" if o.reason else ""))
+    finally:
+        scorer.close(kill=False)
+    cut = [o.cand.variant for o in outcomes if o.reason.startswith(("cut for time", "not scored"))]
+    if cut:
+        log(f"optimize: cut for time in the accuracy phase: {', '.join(cut)}")
+
+
+def _family_rank(outcomes: list[Outcome]) -> dict[int, int]:
+    """Each outcome's rank within its family (0 for the first member), so a short budget
+    sees one member of every family before a second one of any."""
+    seen: dict[str, int] = {}
+    rank = {}
+    for o in outcomes:
+        rank[id(o)] = seen.get(o.cand.family, 0)
+        seen[o.cand.family] = rank[id(o)] + 1
+    return rank
 
 
 def _run_args(cfg: OptimizeConfig, variant: str, output: Path, quick: bool,
@@ -334,8 +466,8 @@ def _measure(cfg: OptimizeConfig, outcome: Outcome, output: Path, quick: bool, d
         outcome.reason = "not measured: the budget ran out while it was being built or timed"
     key = (cfg.model, outcome.cand.variant, "tvm", target.name, str(target.threads))
     rows = [r for r in (read_rows(output) if output.is_file() else []) if r.key == key]
-    if rows:
-        outcome.row, outcome.rung = rows[-1], rung
+    if rows:  # written before a kill at the deadline (e.g. while writing its summary): kept
+        outcome.row, outcome.rung, outcome.reason = rows[-1], rung, ""
     elif not outcome.reason:
         outcome.reason = f"not measured: edgebench run exited {code}: " + (
             tail[-1] if tail else "")
@@ -389,7 +521,7 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
         f"{cfg.max_drop:g}, budget {cfg.budget_s:.0f} s, objective {cfg.objective}")
 
     # phase 1: accuracy in PyTorch, at most half the budget
-    _score_pytorch(cfg, spec, outcomes, start + cfg.budget_s / 2, log)
+    score_candidates(cfg, spec, outcomes, start + cfg.budget_s / 2, log)
     survivors = [o for o in outcomes if not o.reason]
     log(f"optimize: {len(survivors)} of {len(outcomes)} within {cfg.max_drop:g} pt in PyTorch "
         f"({time.monotonic() - start:.0f} s)")
@@ -398,11 +530,7 @@ def optimize(cfg: OptimizeConfig | None = None, **kwargs) -> Result:
     # (the cheapest kinds first, so a short budget measures many)
     # one member of each family before a second one of any, so a short budget sees the
     # families rather than three observers of one
-    rank: dict[str, int] = {}
-    order = {}
-    for o in survivors:
-        order[id(o)] = rank.get(o.cand.family, 0)
-        rank[o.cand.family] = order[id(o)] + 1
+    order = _family_rank(survivors)
     survivors.sort(key=lambda o: (o.cand.variant != "fp32", "sparse" in o.cand.variant,
                                   order[id(o)]))
 
@@ -529,8 +657,9 @@ def _reasons(outcomes: list[Outcome], chosen: Outcome | None, objective: str,
 
 
 def _peers(cfg: OptimizeConfig, output: Path, log: Log) -> None:
-    """The peers (PyTorch, ONNX Runtime, ExecuTorch) on FP32 and static int8, same data and
-    target, full timing, into the same CSV (outside the search's budget)."""
+    """The peers (PyTorch, ONNX Runtime, ExecuTorch) on FP32 and static int8 (their fake-quant
+    graph), and the peers' own int8 builds (ORT QDQ, ExecuTorch XNNPACK) of the FP32 model, same
+    data and target, full timing, into the same CSV (outside the search's budget)."""
     from edgebench.runtimes import PEERS
     from edgebench.targets import find_target
 
@@ -572,6 +701,12 @@ def markdown(cfg: OptimizeConfig, result: Result, model: str) -> str:
                   ""]
     else:
         lines += ["**No variant within the drop.**", ""]
+    cut = [o for o in result.outcomes
+           if o.reason.startswith(("cut for time", "not scored", "not measured"))]
+    if cut:
+        lines += [f"Cut for time ({len(cut)} of {len(result.outcomes)}): " + "; ".join(
+            f"`{o.cand.variant}` ({o.reason.split(':')[0]})" for o in cut), ""]
+    lines += _beside_peers(Path(cfg.output), model, chosen)
     lines += ["## Pareto front (latency, size, metric)", "",
               "| variant | p50 ms | size KiB | metric | drop pt |", "|---|---|---|---|---|"]
     for o in result.front:
@@ -599,6 +734,38 @@ def markdown(cfg: OptimizeConfig, result: Result, model: str) -> str:
                                            o.drop_pt if o.drop_pt is not None else math.inf))
         lines.append(f"- {fam}: {best.cand.variant}: {best.reason}")
     return "\n".join(lines) + "\n"
+
+
+def _beside_peers(output: Path, model: str, chosen: Outcome | None) -> list[str]:
+    """The chosen row beside the fastest peer of each precision in the same CSV (`--peers`):
+    FP32, and real int8 (the peers' own int8 builds; a fake-quant graph run in float is not)."""
+    from edgebench.report.results import read_rows
+
+    if chosen is None or not output.is_file():
+        return []
+    best: dict[str, object] = {}
+    for r in read_rows(output):
+        if r.model != model or r.runtime == "tvm" or r.status != "ok":
+            continue
+        kind = r.get("quant_kind")
+        precision = "int8" if kind == "int8-peer" else "fp32" if r.variant == "fp32" else None
+        if precision and (precision not in best
+                          or r.get("p50_ms") < best[precision].get("p50_ms")):
+            best[precision] = r
+    if not best:
+        return []
+    p50 = chosen.value("p50_ms")
+    lines = ["## Beside the fastest peers (same data, same core; peers fully timed)", "",
+             "| precision | fastest peer | p50 ms | drop pt | chosen faster by |",
+             "|---|---|---|---|---|"]
+    for precision in ("fp32", "int8"):
+        r = best.get(precision)
+        if r is not None:
+            drop = r.get("metric_drop")
+            lines.append(f"| {precision} | {r.runtime} {r.variant} | {r.get('p50_ms'):.4g} | "
+                         f"{'-' if drop is None else f'{drop:.2f}'} | "
+                         f"{r.get('p50_ms') / p50:.2f}x |")
+    return [*lines, ""]
 
 
 def _num(o: Outcome, key: str, scale: float = 1.0) -> str:
@@ -637,12 +804,14 @@ def plot(result: Result, path: Path, model: str, output: Path) -> Path | None:
         ax.scatter([c.value("p50_ms")], [c.value("metric_drop")], marker="*", s=250,
                    color="gold", edgecolors="black", zorder=5, label=f"chosen: {c.cand.variant}")
     if output.is_file():
-        colors = {"pytorch": "tab:red", "onnxruntime": "tab:green", "executorch": "tab:purple"}
+        colors = {"pytorch": "tab:red", "onnxruntime": "tab:green", "executorch": "tab:purple",
+                  "onnxruntime-int8": "darkgreen", "executorch-int8": "indigo"}
         for r in read_rows(output):
             if r.runtime in colors and r.status == "ok" and r.model == model:
                 drop = r.get("metric_drop")
                 ax.scatter([float(r.get("p50_ms"))], [float("nan") if drop is None else drop],
-                           marker="^", color=colors[r.runtime], s=40,
+                           marker="v" if r.runtime.endswith("-int8") else "^",
+                           color=colors[r.runtime], s=40,
                            label=f"{r.runtime} {r.variant}")
     ax.axhline(0, color="gray", lw=0.5)
     ax.set_xscale("log")

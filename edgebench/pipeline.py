@@ -108,7 +108,7 @@ def batch_outputs(output: np.ndarray) -> torch.Tensor:
     return out.flatten(0, 1) if out.dim() >= 2 and out.shape[1] == 1 else out
 
 
-class _ModelRun:
+class ModelRun:
     """State shared by the variants of one model: FP32 weights, eval data, FP32 reference and
     FP32's score. Every runtime's own outputs are scored by the same metric on the same data
     (the model's data; without, agreement with FP32's arg-max on seeded inputs)."""
@@ -127,8 +127,18 @@ class _ModelRun:
         self.metric_fp32 = self.metric.score(fp32, self.metric_labels)
         self.eval_warning = verify.degenerate(self.fp32_ref[0])
 
+    def score_pytorch(self, variant: Variant, transformed: Transformed) -> tuple[float, float]:
+        """(metric, drop vs FP32) of the variant's PyTorch model, nothing compiled: what
+        `edgebench optimize` screens on. An integer variant is scored on its integer reference,
+        which TVM's int8 build matches bit for bit."""
+        model = (transformed.quantized.reference
+                 if lowers_to_int8(variant, transformed, "tvm") else transformed.model)
+        value = self.metric.score(batch_outputs(reference_outputs(model, self.xs)[0]),
+                                  self.metric_labels)
+        return value, self.metric.drop(value, self.metric_fp32)
 
-def _score(run: _ModelRun, outputs: list[np.ndarray]) -> Scores:
+
+def _score(run: ModelRun, outputs: list[np.ndarray]) -> Scores:
     out = batch_outputs(outputs[0])
     value = run.metric.score(out, run.metric_labels)
     extras = run.metric.extras(out, run.metric_labels) if run.metric.extras is not None else {}
@@ -312,7 +322,7 @@ def artifact_dir(variant: Variant, runtime: str) -> Path:
             / variant.model.name.replace("/", "_") / variant.name / runtime)
 
 
-def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn.Module,
+def _measure_one(variant: Variant, runtime: str, run: ModelRun, model: torch.nn.Module,
                  reference: list[np.ndarray], cfg: RunConfig, row: ResultRow,
                  user_modules: list[str], quantized: QuantResult | None = None,
                  farm: Farm | None = None, done: Callable[[str | None], None] | None = None
@@ -346,7 +356,7 @@ def _measure_one(variant: Variant, runtime: str, run: _ModelRun, model: torch.nn
     return False
 
 
-def _verify_score(result: WorkerResult, row: ResultRow, run: _ModelRun,
+def _verify_score(result: WorkerResult, row: ResultRow, run: ModelRun,
                   reference: list[np.ndarray], variant: Variant, quantized: QuantResult | None,
                   lsb: list[float | None]) -> None:
     """Verify a runtime's outputs (VerificationError if they differ), then fill the row's
@@ -452,7 +462,7 @@ def run(cfg: RunConfig | None = None, target_override: Target | None = None, **k
     user_modules = [m.split(":")[0] for m in cfg.models if m.split(":")[0].endswith(".py")]
     # the user's data is scored on FP32 now, so a metric that fails stops the run before
     # anything compiles
-    model_runs = ({s.name: _ModelRun(s, bases[s.name]) for s in specs} if cfg.data.data
+    model_runs = ({s.name: ModelRun(s, bases[s.name]) for s in specs} if cfg.data.data
                   else {})
     farm = for_target(target, cfg.measure, cfg.log, cfg.board_retries)
     try:
@@ -481,7 +491,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
               target: Target, cfg: RunConfig, writer: ResultsWriter, done: set, env: dict,
               user_modules: list[str], rows: progress.Bar | None = None,
               base: torch.nn.Module | None = None, farm: Farm | None = None,
-              model_run: _ModelRun | None = None) -> None:
+              model_run: ModelRun | None = None) -> None:
     """Every variant x runtime of one model, each row written as measured; with a `farm`
     (a tracker target) rows are compiled here and measured on its boards concurrently."""
     rows = rows or progress.Bar()
@@ -505,7 +515,7 @@ def run_model(spec: ModelSpec, variant_specs: list[VariantSpec], runtimes: list[
                 machine=env["machine"], emulated=target.emulated, data=spec.data_id or None,
                 timestamp=datetime.now(UTC).isoformat(timespec="seconds")))
             if model_run is None:
-                model_run = _ModelRun(spec, base)
+                model_run = ModelRun(spec, base)
                 if model_run.eval_warning:
                     cfg.log(f"warning: {spec.name}: {model_run.eval_warning}")
             if transformed is None and failure is None:

@@ -18,7 +18,7 @@ from edgebench.data import AGREEMENT, DataError, DataOptions, digits_dataset
 from edgebench.models import crepe as crepe_mod
 from edgebench.models import get_model, with_data
 from edgebench.models.train import evaluate, predict
-from edgebench.pipeline import _ModelRun, _score
+from edgebench.pipeline import ModelRun, _score
 from edgebench.prune import prune
 from edgebench.quantize import default_calibration, quantize
 from edgebench.report import ResultsWriter
@@ -151,7 +151,7 @@ def test_user_data_fine_tunes_pruned_model_and_qat_trains_on_it(user: Path) -> N
 
 def test_score_comes_from_the_runtime_outputs(user: Path) -> None:
     spec = _spec(user, f"{user}:pairs")
-    run = _ModelRun(spec)
+    run = ModelRun(spec)
     labels = spec.dataset().y_test.numpy()
     exact = run.fp32_ref[0].copy()
     row = _score(run, [exact])
@@ -164,7 +164,7 @@ def test_score_comes_from_the_runtime_outputs(user: Path) -> None:
     row = _score(run, [perfect])
     assert row.metric_value == pytest.approx(50.0)
     assert row.metric_drop == pytest.approx(run.metric_fp32 - 50.0)
-    nodata = _ModelRun(get_model(f"{user}:make", input_shape=(1, 64)))
+    nodata = ModelRun(get_model(f"{user}:make", input_shape=(1, 64)))
     row = _score(nodata, [nodata.fp32_ref[0]])
     assert (row.metric, row.metric_value, row.evaluation) == (
         "agreement", 100.0, "fidelity (no data)")
@@ -174,9 +174,9 @@ def test_no_labels_scores_agreement_and_user_metric(user: Path) -> None:
     spec = _spec(user, f"{user}:no_labels")
     assert spec.dataset().metric is AGREEMENT and spec.evaluation == "fidelity (no labels)"
     spec = _spec(user, f"{user}:pairs", metric=f"{user}:accuracy_pts")
-    run = _ModelRun(spec)
+    run = ModelRun(spec)
     assert run.metric.name == "accuracy_pts"
-    top1 = _ModelRun(_spec(user, f"{user}:pairs"))
+    top1 = ModelRun(_spec(user, f"{user}:pairs"))
     assert run.metric_fp32 == pytest.approx(top1.metric_fp32)
 
 

@@ -12,6 +12,7 @@ import pytest
 from edgebench import verify
 from edgebench.execute import board
 from edgebench.execute.farm import Farm, Job
+from edgebench.execute.rpc import run_remote
 from edgebench.measure import QUICK
 from edgebench.models import get_model
 from edgebench.pipeline import RunConfig, build_tvm, reference_outputs, run
@@ -113,3 +114,24 @@ def test_board_killed_mid_row_fails_only_that_row(farm, tmp_path, retries):
     # rows that started after the kill all ran on the surviving board
     assert (ok["board"].isin([killed, survivor])).all()
     assert (ok["board"] == survivor).sum() >= 2
+
+
+def test_tuning_times_candidates_on_every_free_board(farm, tmp_path):
+    """MetaSchedule tuning through the tracker runs one runner worker per free board: the
+    candidates of digits-mlp's FP32 tasks (on TVM's own ops on aarch64) are timed on both
+    servers, and the tuned library computes PyTorch's outputs."""
+    target, servers = farm
+    spec = get_model("digits-mlp")
+    model = spec.build()
+    xs = spec.eval_data()[0][:8]
+    logs: list[str] = []
+    variant = Variant(spec, parse_variant("fp32"), target)
+    _, compiled = build_tvm(variant, model, xs[0], tmp_path / "model.so",
+                            RunConfig(trials=8, log=logs.append))
+    boards = compiled.tuning.boards
+    assert compiled.tuning.tuned_now >= 1 and compiled.trials_per_task == 8, compiled.tuning
+    assert set(boards) == {f"farmtest@127.0.0.1:{p}" for p in servers}, (boards, logs)
+    assert all(n >= 1 for n in boards.values()) and sum(boards.values()) >= 8, boards
+    assert any("on 2 board(s)" in m for m in logs), logs
+    result, _board = run_remote(compiled.path, xs.numpy(), target, QUICK)
+    assert verify.compare(result.outputs, reference_outputs(model, xs)).ok

@@ -94,3 +94,33 @@ def test_optimize_digits_mlp_within_budget_and_exports(tmp_path):
     y = run_isolated(bundle, x)[0][0]
     np.testing.assert_allclose(y, np.load(bundle / "example_output.npy"), rtol=1e-4,
                                atol=1e-4)
+
+
+@pytest.mark.slow
+def test_accuracy_phase_kills_a_candidate_at_its_deadline():
+    """Phase 1 runs in a worker process: a fine-tuning candidate still training at the
+    deadline is killed there (said in its reason, no score), the cheap ones before it are
+    scored, and no worker process is left behind."""
+    import psutil
+
+    from edgebench.models import get_model
+    from edgebench.optimize import Outcome, score_candidates
+
+    cfg = OptimizeConfig("digits-mlp", "x86-native", max_drop=1.0)
+    outcomes = [Outcome(candidate(v)) for v in
+                ("prune=unstructured:0.9:ft5000", "fp32", "prune=unstructured:0.5")]
+    lines: list[str] = []
+    start = time.monotonic()
+    score_candidates(cfg, get_model("digits-mlp"), outcomes, start + 60, lines.append)
+    took = time.monotonic() - start
+    long, fp32, pruned = outcomes
+    assert fp32.drop_pt == 0.0 and pruned.drop_pt is not None
+    assert long.drop_pt is None
+    assert long.reason.startswith("cut for time: killed at the accuracy phase's deadline"), \
+        long.reason
+    assert 60 - 1 <= took <= 60 + 10, took  # stopped at the deadline, not when training ended
+    assert any("cut for time in the accuracy phase: prune=unstructured:0.9:ft5000" in m
+               for m in lines), lines
+    left = [p for p in psutil.Process().children(recursive=True)
+            if "score_worker" in " ".join(p.cmdline())]
+    assert not left, left

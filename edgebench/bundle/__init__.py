@@ -165,7 +165,7 @@ def export(cfg: ExportConfig | str | None = None, **kwargs) -> Bundle:
 
     variant = Variant(spec, vspec, target)
     what = f"{spec.name} {variant.name} on '{target.name}'"
-    run = pipeline._ModelRun(spec)
+    run = pipeline.ModelRun(spec)
     transformed = vspec.apply(run.base, spec)
     model = transformed.model
     quantized = (transformed.quantized if pipeline.lowers_to_int8(variant, transformed, "tvm")

@@ -8,6 +8,7 @@ rewrites, or a test's deliberately wrong one) run after BatchNorm folding and be
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from edgebench.compile.tuning import (
     TaskTrials,
     TuningReport,
     apply_database,
+    board_sessions,
     database_dir,
     rpc_runner,
     tune,
@@ -122,14 +124,25 @@ def compile_module(mod, target: Target, out_path: Path, trials_per_task: int,
             progress(f"{len(default_code)} small glue functions on TVM's default code "
                      "(not worth tuning): " + ", ".join(default_code))
     if trials_per_task > 0:
-        # A board's tuning is timed on the board (emulated boards keep their own database).
-        if runner is None and target.rpc is not None:
-            runner = rpc_runner(target.rpc)
+        # A board's tuning is timed on the board (emulated boards keep their own database);
+        # through a tracker on every board of the key that is free now.
         work_dir = target_database_dir(target)
+        sessions = None
+        if runner is None and target.rpc is not None:
+            sessions = work_dir / "logs" / f"board-sessions-{os.getpid()}-{time.time_ns()}.txt"
+            sessions.parent.mkdir(parents=True, exist_ok=True)
+            runner = rpc_runner(target.rpc, sessions_log=sessions)
         _database, report = tune(fused, tvm_target, work_dir, trials_per_task, target.threads,
                                  target.cores, progress, runner,
                                  target.cross_compiler if target.rpc is not None else None,
                                  budget, task_trials)
+        if sessions is not None:
+            report.boards = board_sessions(sessions)
+            sessions.unlink(missing_ok=True)
+            if report.boards and progress:
+                progress(f"tuning timed {sum(report.boards.values())} candidates on "
+                         f"{len(report.boards)} board(s): " + ", ".join(
+                             f"{b} x {n}" for b, n in sorted(report.boards.items())))
         fused, report.untuned = apply_database(fused, tvm_target, work_dir, progress)
     report.default_code = default_code
     if report.task_times:

@@ -43,6 +43,7 @@ class TuningReport:
     untuned: list[str] = field(default_factory=list)  # kernels built without a tuned schedule
     default_code: list[str] = field(default_factory=list)  # budget 0: TVM's default code
     cut: list[str] = field(default_factory=list)  # "task: why" for tasks ended early
+    boards: dict[str, int] = field(default_factory=dict)  # board -> candidates it timed (RPC)
 
     @property
     def estimated_ms(self) -> float:
@@ -115,23 +116,35 @@ def _quiet_metaschedule() -> None:
             logger.removeHandler(handler)
 
 
-def rpc_runner(rpc, session_timeout: int | None = None):
-    """MetaSchedule's RPCRunner for a board: through its tracker (any free board of the key,
-    so a farm measures candidates in parallel) or a direct host:port."""
+def rpc_runner(rpc, session_timeout: int | None = None, workers: int | None = None,
+               sessions_log: Path | None = None):
+    """MetaSchedule's RPCRunner for a board. Through a tracker: one runner worker per board of
+    the key the tracker has free now (`workers` overrides), each candidate timed on whichever
+    board the tracker hands out, so a farm of N boards times N candidates at once (TVM's
+    default is one worker: one board busy, the others idle); `sessions_log` gets the board of
+    every session. Or a direct host:port (one worker)."""
     import functools
 
     from tvm.s_tir import meta_schedule as ms
 
-    from edgebench.compile.workers import alloc_host_random, direct_session
+    from edgebench.compile.workers import alloc_host_random, direct_session, tracker_session
 
     timeout = session_timeout or rpc.session_timeout
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0)
     if rpc.tracker:
+        from dataclasses import replace
+
+        from edgebench.execute.board import tracker_free
+
         host, _, port = rpc.tracker.rpartition(":")
-        return ms.runner.RPCRunner(ms.runner.RPCConfig(host, int(port), rpc.key,
-                                                       session_timeout_sec=timeout),
-                                   evaluator, initializer=register_cpu_intrinsics,
-                                   f_alloc_argument=alloc_host_random)
+        if workers is None:
+            workers = max(1, tracker_free(rpc.tracker).get(rpc.key or "", 0))
+        rpc = replace(rpc, session_timeout=timeout)
+        return ms.runner.RPCRunner(
+            ms.runner.RPCConfig(host, int(port), rpc.key, session_timeout_sec=timeout),
+            evaluator, initializer=register_cpu_intrinsics, f_alloc_argument=alloc_host_random,
+            max_workers=workers,
+            f_create_session=functools.partial(tracker_session, rpc, str(sessions_log or "")))
     # a direct board: our session factory connects; the RPCConfig (which insists on a
     # tracker address) only names the board
     return ms.runner.RPCRunner(
@@ -141,6 +154,16 @@ def rpc_runner(rpc, session_timeout: int | None = None):
         f_alloc_argument=alloc_host_random,
         f_create_session=functools.partial(direct_session, rpc.host, rpc.port, rpc.key or "",
                                            timeout))
+
+
+def board_sessions(sessions_log: Path) -> dict[str, int]:
+    """Candidates timed per board, from an rpc_runner's sessions_log."""
+    if not sessions_log.is_file():
+        return {}
+    counts: dict[str, int] = {}
+    for name in sessions_log.read_text().split():
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def tune(mod, target, work_dir: Path, trials_per_task: int, threads: int,

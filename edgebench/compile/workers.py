@@ -58,6 +58,22 @@ def direct_session(host: str, port: int, key: str, session_timeout: int, _rpc_co
     return rpc.connect(host, port, key, session_timeout=session_timeout)
 
 
+def tracker_session(rpc, sessions_log: str = "", _rpc_config=None):
+    """MetaSchedule runner session on a free board of the tracker's key (edgebench's request,
+    which waits at most session_timeout and knows which board it got); the board's name is
+    appended to `sessions_log`, so the tuner can say how many candidates each board timed."""
+    from edgebench.execute.rpc import request_board
+
+    session, name = request_board(rpc)
+    if sessions_log:
+        fd = os.open(sessions_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{name}\n".encode())  # one small O_APPEND write: atomic per line
+        finally:
+            os.close(fd)
+    return session
+
+
 def alloc_host_random(session, device, args_info, alloc_repeat: int):
     """MetaSchedule RPC runner arguments filled with host-made random data: the default asks
     the board for tvm.contrib.random, which the runtime-only TVM a board runs does not have."""
