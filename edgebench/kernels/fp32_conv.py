@@ -41,6 +41,8 @@ OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge other ops into ou
 # every kernel of ours: noalias pointers, hand-scheduled (MetaSchedule leaves it), opaque
 ATTRS = {"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": OPAQUE}
 MAX_ACCUMULATORS = 28  # of 32 zmm: accumulators + NK weight vectors (broadcasts from memory)
+# pixels per block down a column, by vectors per block (NK): results/fp32/crepe-tiles.md
+COLUMN_TILES = {1: 8, 2: 8}
 
 
 @dataclass(frozen=True)
@@ -65,19 +67,31 @@ class Conv(SlidingWindow):
     def macs(self) -> int:
         return self.n * self.oh * self.ow * self.k * self.c * self.kh * self.kw
 
-    def blocking(self) -> tuple[int, int]:
+    @property
+    def down_columns(self) -> bool:
+        """Pixel blocks run down a column, not along a row: a width-1 image (CREPE's audio
+        frame, H = 1024, W = 1) would give a row tile of one pixel, one accumulator chain."""
+        return not self.rows and self.ow == 1 and self.oh > 1
+
+    def blocking(self, pool: int = 1) -> tuple[int, int]:
         """(PB pixels, NK channel vectors) per register block. A conv: 7 pixels x 2 vectors
         (32 channels; 1 vector where K is an odd count of them): 14 accumulators leave LLVM
         registers to spare, and measured alone on Zen 4 (results/fp32/tiles.md) it beats
         the MLAS-style 6 x 4 and 7 x 4 on every ResNet-18 / MobileNetV2 shape (7 x 4 fills
         all 32 zmm and spills: 40-60% of peak); 7 divides every row width of both. A batch-1
         linear (one pixel) streams up to 8 vectors, for 8 independent FMA chains; a linear's
-        rows keep the widest group up to 4 vectors and as many rows as fit."""
+        rows keep the widest group up to 4 vectors and as many rows as fit. Down a column
+        (`down_columns`) the block is a multiple of `pool` rows (a fused max pool reduces
+        within it): COLUMN_TILES."""
         if self.tile is not None:
             return self.tile
         kb = self.k // self.lanes
         if self.ow == 1 and self.oh == 1:
             return 1, max(d for d in (1, 2, 4, 8) if kb % d == 0)
+        if self.down_columns:
+            nk = 2 if kb % 2 == 0 else 1
+            pb = min(self.oh, COLUMN_TILES[nk])
+            return max(pb - pb % pool, pool), nk
         if not self.rows:
             return min(self.ow, 7), 2 if kb % 2 == 0 else 1
         nk = max(d for d in (1, 2, 4) if kb % d == 0)
@@ -121,25 +135,36 @@ def fma(T, acc, a, b, lanes: int):
 
 
 def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
-    """TIR PrimFunc: args (x[n,h,w,c] f32 padded, wt = pack_weights(w, s), bias[k],
-    [residual[n,oh,ow,k]], y[n,oh+2ph,ow+2pw,k]) with (ph, pw) = ep.pad: the result in the
-    interior, zeros around."""
+    """TIR PrimFunc: args (x[n,h,w,c] f32 padded, wt = pack_weights(w, s), consts,
+    [residual[n,oh,ow,k]], y[n, oh/pool + top + bottom, ow + left + right, k]) with the
+    borders ep.borders: the result in the interior, zeros around. consts: bias[k], or with
+    ep.affine [bias; scale; shift] ([3k]). A fused pool (ep.pool > 1) needs the pixel blocks
+    down a column (`Conv.down_columns`) and oh a multiple of it."""
     from tvm.script import tirx as T
 
     N, H, W, C, K, KH, KW = s.n, s.h, s.w, s.c, s.k, s.kh, s.kw
     SH, SW = s.stride
     DH, DW = s.dilation
     OH, OW, L = s.oh, s.ow, s.lanes
-    PB, NK = s.blocking()
+    P = ep.pool
+    PB, NK = s.blocking(P)
     G = K // (NK * L)
-    TAIL = OW % PB  # pixels of the narrower last block (a Python int: unrolled away)
+    COL = s.down_columns
+    # the pixel p of a block sits at (oh0 + p * DPH, ow0 + p * DPW)
+    DPH, DPW = (1, 0) if COL else (0, 1)
+    PIX = OH if COL else OW  # pixels along the blocked axis
+    TAIL = PIX % PB  # pixels of the narrower last block (a Python int: unrolled away)
     vec = f"float32x{L}"
-    PH, PW = ep.pad
-    if s.rows and (PH or PW):
+    PT, PBOT, PL, PR = ep.borders
+    if s.rows and any(ep.borders):
         raise ValueError("conv_kernel: a linear's rows have no padded output")
+    if P > 1 and (not COL or OH % P or PB % P):
+        raise ValueError(f"conv_kernel: a fused {P}-row pool needs column blocks and "
+                         f"{OH} rows a multiple of it")
+    OHP = OH // P
     CX = s.cx or C
     xs, ys = ((W, CX), (OW, K)) if s.rows else ((N, H, W, CX),
-                                                (N, OH + 2 * PH, OW + 2 * PW, K))
+                                                (N, OHP + PT + PBOT, OW + PL + PR, K))
 
     def at(buf, n, h, w, c):
         """buf[n, h, w, c], or buf[w, c] for a linear's 2-D rows."""
@@ -148,59 +173,85 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     @T.macro
     def border(y):
         """The zero rows / columns around a padded output's interior."""
-        for n, i, j, lane in T.grid(N, PH, OW + 2 * PW, K):
+        for n, i, j, lane in T.grid(N, PT, OW + PL + PR, K):
             y[n, i, j, lane] = T.float32(0)
-            y[n, OH + PH + i, j, lane] = T.float32(0)
-        for n, i, j, lane in T.grid(N, OH, PW, K):
-            y[n, PH + i, j, lane] = T.float32(0)
-            y[n, PH + i, OW + PW + j, lane] = T.float32(0)
+        for n, i, j, lane in T.grid(N, PBOT, OW + PL + PR, K):
+            y[n, OHP + PT + i, j, lane] = T.float32(0)
+        for n, i, j, lane in T.grid(N, OHP, PL, K):
+            y[n, PT + i, j, lane] = T.float32(0)
+        for n, i, j, lane in T.grid(N, OHP, PR, K):
+            y[n, PT + i, OW + PL + j, lane] = T.float32(0)
 
-    def result(v, res, n, h, w, c):
-        """The epilogue on accumulator v: + residual, then the clamp (one expression: TVM
-        spills let-bound temporaries to the stack)."""
-        return activation(T, v + at(res, n, h, w, c) if ep.residual else v, ep.act)
+    def result(v, consts, res, n, h, w, c):
+        """The epilogue on accumulator v: + residual, the clamp, the scale and shift (one
+        expression: TVM spills let-bound temporaries to the stack)."""
+        v = activation(T, v + at(res, n, h, w, c) if ep.residual else v, ep.act)
+        return v * consts[K + c] + consts[2 * K + c] if ep.affine else v
+
+    def pooled(acc, consts, res, n, oh0, ow0, q, c, a):
+        """The max over the P rows q*P .. q*P+P-1 of a column block (after the epilogue)."""
+        v = result(acc[(q * P * NK) * L + a], consts, res, n, oh0 + q * P, ow0, c)
+        for r in range(1, P):
+            v = T.max(v, result(acc[((q * P + r) * NK) * L + a], consts, res, n,
+                                oh0 + q * P + r, ow0, c))
+        return v
 
     def tile(pb: int):
         @T.macro
-        def block(x, wt, bias, y, res, n, g, oh, ow0):
+        def block(x, wt, consts, y, res, n, g, oh0, ow0):
             acc = T.alloc_buffer((pb * NK * L,), "float32", scope="global")
             for p, j in T.grid(pb, NK):
-                acc[T.ramp((p * NK + j) * L, 1, L)] = bias.vload([(g * NK + j) * L], vec)
+                acc[T.ramp((p * NK + j) * L, 1, L)] = consts.vload([(g * NK + j) * L], vec)
             for kh, kw, c in T.grid(KH, KW, C):
                 for p in T.unroll(pb):
                     for j in T.unroll(NK):
                         acc[T.ramp((p * NK + j) * L, 1, L)] = fma(
                             T, acc.vload([(p * NK + j) * L], vec),
-                            T.broadcast(at(x, n, oh * SH + kh * DH, (ow0 + p) * SW + kw * DW,
-                                           c), L),
+                            T.broadcast(at(x, n, (oh0 + p * DPH) * SH + kh * DH,
+                                           (ow0 + p * DPW) * SW + kw * DW, c), L),
                             wt.vload([g, kh, kw, c, j * L], vec), L)
-            for p, j in T.grid(pb, NK):
-                for lane in T.vectorized(L):
-                    if s.rows:
-                        y[ow0 + p, (g * NK + j) * L + lane] = result(
-                            acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
-                            (g * NK + j) * L + lane)
-                    else:
-                        y[n, oh + PH, ow0 + p + PW, (g * NK + j) * L + lane] = result(
-                            acc[(p * NK + j) * L + lane], res, n, oh, ow0 + p,
-                            (g * NK + j) * L + lane)
+            if P > 1:
+                for q, j in T.grid(pb // P, NK):
+                    for lane in T.vectorized(L):
+                        y[n, oh0 // P + q + PT, ow0 + PL, (g * NK + j) * L + lane] = pooled(
+                            acc, consts, res, n, oh0, ow0, q, (g * NK + j) * L + lane,
+                            j * L + lane)
+            else:
+                for p, j in T.grid(pb, NK):
+                    for lane in T.vectorized(L):
+                        if s.rows:
+                            y[ow0 + p, (g * NK + j) * L + lane] = result(
+                                acc[(p * NK + j) * L + lane], consts, res, n, oh0, ow0 + p,
+                                (g * NK + j) * L + lane)
+                        else:
+                            y[n, oh0 + p * DPH + PT, ow0 + p * DPW + PL,
+                              (g * NK + j) * L + lane] = result(
+                                acc[(p * NK + j) * L + lane], consts, res, n, oh0 + p * DPH,
+                                ow0 + p * DPW, (g * NK + j) * L + lane)
 
         return block
 
     main, tail = tile(PB), tile(max(TAIL, 1))
 
     @T.macro
-    def body(x, wt, bias, y, res):
-        if PH > 0 or PW > 0:
+    def body(x, wt, consts, y, res):
+        if any(ep.borders):
             border(y)
-        for n, g, oh in T.grid(N, G, OH):
-            for owo in range(OW // PB):
-                main(x, wt, bias, y, res, n, g, oh, owo * PB)
-            if TAIL > 0:
-                tail(x, wt, bias, y, res, n, g, oh, OW - TAIL)
+        if COL:
+            for n, g, ow in T.grid(N, G, OW):
+                for oho in range(OH // PB):
+                    main(x, wt, consts, y, res, n, g, oho * PB, ow)
+                if TAIL > 0:
+                    tail(x, wt, consts, y, res, n, g, OH - TAIL, ow)
+        else:
+            for n, g, oh in T.grid(N, G, OH):
+                for owo in range(OW // PB):
+                    main(x, wt, consts, y, res, n, g, oh, owo * PB)
+                if TAIL > 0:
+                    tail(x, wt, consts, y, res, n, g, oh, OW - TAIL)
 
-    return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K, ys, ep.residual,
-                       (N, OH, OW, K))
+    return fp32_kernel("conv_f32", body, xs, s.weight_shape(), K * (3 if ep.affine else 1),
+                       ys, ep.residual, (N, OH, OW, K))
 
 
 def fp32_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, k: int, y_shape: tuple,
