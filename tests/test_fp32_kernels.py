@@ -201,14 +201,17 @@ def test_dense_matches_torch(m, c, k, act):
 def test_glue_kernels_match_torch():
     torch.manual_seed(0)
     x = torch.randn(1, 3, 9, 10)
-    y = _call(glue.to_nhwc_kernel(1, 3, 9, 10, 2, 1, 16), x.numpy(), out=(1, 13, 12, 16))
-    np.testing.assert_array_equal(y, _nhwc(F.pad(x, (1, 1, 2, 2)), 16))
+    y = _call(glue.to_nhwc_kernel(1, 3, 9, 10, (2, 3, 1, 0), 16), x.numpy(),
+              out=(1, 14, 11, 16))  # asymmetric borders (CREPE pads 31 above, 32 below)
+    np.testing.assert_array_equal(y, _nhwc(F.pad(x, (1, 0, 2, 3)), 16))
     a = torch.randn(1, 20, 9, 9)
     nhwc = _nhwc(a, 32)
     back = _call(glue.to_nchw_kernel(1, 9, 9, 32, 20), nhwc, out=(1, 20, 9, 9))
     np.testing.assert_array_equal(back, a.numpy())
-    padded = _call(glue.pad_kernel(1, 9, 9, 32, 1, 2), nhwc, out=(1, 11, 13, 32))
+    padded = _call(glue.pad_kernel(1, 9, 9, 32, (1, 1, 2, 2)), nhwc, out=(1, 11, 13, 32))
     np.testing.assert_array_equal(padded, _nhwc(F.pad(a, (2, 2, 1, 1)), 32))
+    padded = _call(glue.pad_kernel(1, 9, 9, 32, (0, 3, 1, 2)), nhwc, out=(1, 12, 12, 32))
+    np.testing.assert_array_equal(padded, _nhwc(F.pad(a, (1, 2, 0, 3)), 32))
     for kernel, stride, pad, ceil in [((3, 3), (2, 2), (1, 1), False), ((2, 2), (2, 2), (0, 0),
                                                                       True)]:
         s = glue.Pool(1, 9, 9, 32, kernel, stride, pad, ceil)

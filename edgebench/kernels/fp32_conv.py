@@ -36,6 +36,8 @@ from edgebench.kernels.layer import (
 NAME = "fp32_conv"
 INSTRUCTION = "vfmadd231ps"
 PADDED_OUTPUT = True  # Epilogue.pad: can write straight into the next conv's padded input
+AFFINE_EPILOGUE = True  # Epilogue.affine: a per-channel scale/shift after the activation
+POOL_EPILOGUE = True  # Epilogue.pool: a (P x 1) max pool over a column block's rows
 
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge other ops into our kernels
 # every kernel of ours: noalias pointers, hand-scheduled (MetaSchedule leaves it), opaque
@@ -121,9 +123,14 @@ def pad_bias(b: np.ndarray | None, k: int, size: int) -> np.ndarray:
 
 
 def activation(T, v, act: str | None):
-    """The fused clamp on a float32 vector expression."""
+    """The fused activation on a float32 vector expression: a clamp, or the logistic
+    sigmoid (exp as kernels/fp32_rowwise.py's vector polynomial, not 16 libm calls)."""
     if act is None:
         return v
+    if act == "sigmoid":
+        from edgebench.kernels.fp32_rowwise import exp
+
+        return T.float32(1) / (T.float32(1) + exp(T, -v))
     v = T.max(v, T.float32(0))
     return T.min(v, T.float32(6)) if act == "relu6" else v
 
@@ -307,12 +314,16 @@ def emit(layer: Layer, target):
     return conv_kernel(shape(layer, target), layer.epilogue)
 
 
-def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
-    return packed(shape(layer, target), layer, weight, bias)
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray,
+         affine: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
+    return packed(shape(layer, target), layer, weight, bias, affine)
 
 
-def packed(s: Conv, layer: Layer, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+def packed(s: Conv, layer: Layer, weight: np.ndarray, bias: np.ndarray,
+           affine: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
     """The constant arguments of the kernel of geometry s: packed weights ([K, C, KH, KW], or
-    a linear's [K, C]) and the padded bias."""
+    a linear's [K, C]) and the padded bias, followed by the padded (scale, shift) of an
+    affine epilogue (one [3 * K] array; padded channels 0, so they stay 0)."""
     w4 = weight.reshape(*weight.shape[:2], s.kh, s.kw)
-    return [pack_weights(w4, s), pad_bias(bias, layer.k, s.k)]
+    consts = [pad_bias(v, layer.k, s.k) for v in (bias, *(affine or ()))]
+    return [pack_weights(w4, s), np.concatenate(consts)]
