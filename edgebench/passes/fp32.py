@@ -612,7 +612,7 @@ class Lowerer:
         if isinstance(v, Pending) and v.layer.kind == "linear":
             return None
         v = self.resolve(expr)
-        n, h, w, cp = v.shape
+        w, cp = v.shape[2:]
         if v.rows or cp != v.c or not (axes == (0, 2, 3, 1) or (axes == (0, 2, 1, 3)
                                                                 and w == 1)):
             return None
