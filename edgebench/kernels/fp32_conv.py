@@ -8,8 +8,10 @@ are packed once at build time in the order the micro-kernel reads them,
 [K / (NK*L), KH, KW, C, NK*L]: the NK weight vectors of a channel group are one contiguous
 stream. A register block of PB output pixels x NK channel vectors keeps PB*NK accumulators (a
 constant-size stack array LLVM keeps in registers; `Conv.blocking` picks the tile), starts
-from (kh, kw, c); the epilogue adds the residual and clamps (ReLU / ReLU6) in registers. A row
-width that PB does not divide ends in a narrower tail block, so PB is free to be the best tile.
+from (kh, kw, c); the epilogue adds the residual and clamps (ReLU / ReLU6) in registers, then
+optionally scales and shifts per channel and max-pools row pairs (Epilogue). A row width that PB
+does not divide ends in a narrower tail block, so PB is free to be the best tile. On a width-1
+image (CREPE) the block runs down the column instead (`Conv.down_columns`).
 
 The input arrives already padded (kernels/fp32_glue.py pads in one NHWC copy); C is any count;
 K is padded to a multiple of the lanes (extra output channels have zero weights and bias, so
@@ -141,6 +143,31 @@ def fma(T, acc, a, b, lanes: int):
                                    a, b, acc)
 
 
+def accumulate(pb: int, nk: int, lanes: int, extents: tuple[int, int, int], scalar, vector):
+    """The register-tiled accumulate loop every FP32 GEMM-shaped kernel of ours shares (conv,
+    dense, batched matmul, Winograd's GEMMs): a T.macro(acc, ctx) adding, for each reduction
+    index r = (r0, r1, r2) over `extents` (1 for an unused axis), broadcast(scalar(ctx, p, r))
+    * vector(ctx, j, r) into the accumulators acc[(p * nk + j) * lanes ...] of pb pixels/rows
+    x nk vectors, both unrolled: one vfmadd231ps each, the scalar an embedded broadcast. ctx
+    is the caller's tuple of buffers and indices the two loads read."""
+    from tvm.script import tirx as T
+
+    vec = f"float32x{lanes}"
+    e0, e1, e2 = extents
+
+    @T.macro
+    def loop(acc, ctx):
+        for r0, r1, r2 in T.grid(e0, e1, e2):
+            for p in T.unroll(pb):
+                for j in T.unroll(nk):
+                    acc[T.ramp((p * nk + j) * lanes, 1, lanes)] = fma(
+                        T, acc.vload([(p * nk + j) * lanes], vec),
+                        T.broadcast(scalar(ctx, p, (r0, r1, r2)), lanes),
+                        vector(ctx, j, (r0, r1, r2)), lanes)
+
+    return loop
+
+
 def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
     """TIR PrimFunc: args (x[n,h,w,c] f32 padded, wt = pack_weights(w, s), consts,
     [residual[n,oh,ow,k]], y[n, oh/pool + top + bottom, ow + left + right, k]) with the
@@ -203,20 +230,25 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
                                 oh0 + q * P + r, ow0, c))
         return v
 
+    def pixel(ctx, p, r):
+        """Input element (kh, kw, c) = r of the block's pixel p."""
+        x, _, n, _, oh0, ow0 = ctx
+        kh, kw, c = r
+        return at(x, n, (oh0 + p * DPH) * SH + kh * DH, (ow0 + p * DPW) * SW + kw * DW, c)
+
+    def weights(ctx, j, r):
+        _, wt, _, g, _, _ = ctx
+        return wt.vload([g, *r, j * L], vec)
+
     def tile(pb: int):
+        loop = accumulate(pb, NK, L, (KH, KW, C), pixel, weights)
+
         @T.macro
         def block(x, wt, consts, y, res, n, g, oh0, ow0):
             acc = T.alloc_buffer((pb * NK * L,), "float32", scope="global")
             for p, j in T.grid(pb, NK):
                 acc[T.ramp((p * NK + j) * L, 1, L)] = consts.vload([(g * NK + j) * L], vec)
-            for kh, kw, c in T.grid(KH, KW, C):
-                for p in T.unroll(pb):
-                    for j in T.unroll(NK):
-                        acc[T.ramp((p * NK + j) * L, 1, L)] = fma(
-                            T, acc.vload([(p * NK + j) * L], vec),
-                            T.broadcast(at(x, n, (oh0 + p * DPH) * SH + kh * DH,
-                                           (ow0 + p * DPW) * SW + kw * DW, c), L),
-                            wt.vload([g, kh, kw, c, j * L], vec), L)
+            loop(acc, (x, wt, n, g, oh0, ow0))
             if P > 1:
                 for q, j in T.grid(pb // P, NK):
                     for lane in T.vectorized(L):

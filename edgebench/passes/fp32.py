@@ -1,7 +1,9 @@
 """Lower a BN-folded FP32 Relax graph onto our kernels (kernels/registry.py): conv2d,
 depthwise conv and linear become call_tir of our hand-scheduled kernels with prepacked
 constant weights; the per-channel affine ops after them (bias, an unfolded BatchNorm),
-ReLU/ReLU6 and a residual add are fused into the kernel's epilogue; activations stay NHWC
+ReLU/ReLU6 and a residual add are fused into the kernel's epilogue, and so are a BatchNorm
+after the activation (a scale/shift), a (P x 1) max pool of a conv tiled down its columns and
+a zero pad in front of the next conv (CREPE's blocks); activations stay NHWC
 (channels padded to whole vectors) between our kernels, converted only at the boundaries, and
 the glue between them (pad, max pool, global mean) runs on small kernels of ours. Everything
 else stays TVM's op (then MetaSchedule's task), on the torch layout.
