@@ -12,16 +12,13 @@ import dataclasses
 import fcntl
 import os
 import sys
-import time
 
-import numpy as np
-import tvm
+from fp32_tiles import PEAK, build, time_built
 
-from edgebench.kernels.fp32_conv import Conv, conv_kernel
+from edgebench.kernels.fp32_conv import Conv
 from edgebench.kernels.layer import Epilogue
 from edgebench.targets import find_target
 
-PEAK = 59.0
 SHAPES = {  # name: Conv on the padded input (h + 63 rows; the first conv 1024 + 508)
     "tiny conv1 1->128 512/4": Conv(1, 1532, 1, 1, 128, 512, 1, (4, 1)),
     "tiny conv2 128->16 @128": Conv(1, 191, 1, 128, 16, 64, 1),
@@ -49,11 +46,7 @@ def main() -> None:
             pb, nk = tile
             if s.k % (nk * s.lanes) or pb > s.oh or s.oh % pb % 2:
                 continue
-            func = conv_kernel(dataclasses.replace(s, tile=tile), EPILOGUE)
-            lib = tvm.compile(tvm.IRModule({"main": func}), target=tgt)
-            rng = np.random.default_rng(0)
-            args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in p.shape])
-                                       .astype("float32")) for p in func.params]
+            lib, args = build(dataclasses.replace(s, tile=tile), tgt, EPILOGUE)
             built.append((name, s, tile, lib, args))
     print("| layer | tile (pixels x vectors) | warm ms | warm of peak | cold ms | cold of peak |")
     print("|---|---|---|---|---|---|")
@@ -61,15 +54,7 @@ def main() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         os.sched_setaffinity(0, {1})
         for name, s, tile, lib, args in built:
-            warm = min(lib.mod.time_evaluator("main", tvm.cpu(), number=1, repeat=50)(
-                *args).results)
-            junk, f, cold = np.ones(16 << 20, np.float32), lib.mod["main"], []
-            for _ in range(10):
-                junk += 1
-                t0 = time.perf_counter()
-                f(*args)
-                cold.append(time.perf_counter() - t0)
-            cold_s = float(np.median(cold))
+            warm, cold_s = time_built(lib, args, 50, 10)
             print(f"| {name} | {tile[0]} x {tile[1]} | {warm * 1e3:.3f} | "
                   f"{s.macs / warm / 1e9 / PEAK:.0%} | {cold_s * 1e3:.3f} | "
                   f"{s.macs / cold_s / 1e9 / PEAK:.0%} |", flush=True)

