@@ -32,20 +32,32 @@ SHAPES = {  # name: Conv on the padded input
 TILES = [(7, 4), (6, 4), (4, 4), (7, 2), (12, 2), (14, 2), (7, 1), (12, 1)]
 
 
-def timed(s: Conv, tgt) -> tuple[float, float]:
-    func = conv_kernel(s, Epilogue("relu"))
+def build(s: Conv, tgt, ep: Epilogue | None = None):
+    """The conv kernel of geometry s (epilogue default: ReLU) built alone, and random
+    arguments for it."""
+    func = conv_kernel(s, ep or Epilogue("relu"))
     lib = tvm.compile(tvm.IRModule({"main": func}), target=tgt)
     rng = np.random.default_rng(0)
     args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in p.shape]).astype("float32"))
             for p in func.params]
-    warm = min(lib.mod.time_evaluator("main", tvm.cpu(), number=1, repeat=100)(*args).results)
+    return lib, args
+
+
+def time_built(lib, args, repeat: int = 100, cold_calls: int = 20) -> tuple[float, float]:
+    """(best of `repeat` calls, median of `cold_calls` after touching 64 MB) in seconds."""
+    warm = min(lib.mod.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat)(
+        *args).results)
     junk, f, cold = np.ones(16 << 20, np.float32), lib.mod["main"], []
-    for _ in range(20):
+    for _ in range(cold_calls):
         junk += 1
         t0 = time.perf_counter()
         f(*args)
         cold.append(time.perf_counter() - t0)
     return warm, float(np.median(cold))
+
+
+def timed(s: Conv, tgt) -> tuple[float, float]:
+    return time_built(*build(s, tgt))
 
 
 def main() -> None:

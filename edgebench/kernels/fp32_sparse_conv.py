@@ -177,8 +177,8 @@ def _phases(k: int, d: int, s: int) -> int:
 
 def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
     """TIR PrimFunc: args (x[n,h,w,cx] f32 padded NHWC, data[nnz], offsets[nnz],
-    indptr[blocks*k+1], bias[k], [residual[n,oh,ow,k]], y[n,oh+2ph,ow+2pw,k]) with (ph, pw) =
-    ep.pad: the result in the interior, zeros around."""
+    indptr[blocks*k+1], bias[k], [residual[n,oh,ow,k]], y[n,top+oh+bottom,left+ow+right,k])
+    with ep.borders: the result in the interior, zeros around (no affine or pool epilogue)."""
     from tvm.script import tirx as T
 
     N, H, W, C, K = s.n, s.h, s.w, s.c, s.k
@@ -194,12 +194,14 @@ def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
     UH, UW = _phases(s.kh, s.dilation[0], SH), _phases(s.kw, s.dilation[1], SW)
     PLANES = C * SH * SW * PLANE
     XT = s.scratch
-    PH, PW = ep.pad
+    if ep.affine or ep.pool > 1:
+        raise ValueError("sparse_conv_kernel: no affine or pool epilogue")
+    PH, PBOT, PW, PR = ep.borders
     vec = f"float32x{V}"
-    y_shape = (N, OH + 2 * PH, OW + 2 * PW, K)
+    y_shape = (N, OH + PH + PBOT, OW + PW + PR, K)
     res_shape = (N, OH, OW, K)
 
-    border = zero_border(N, OH, OW, K, ep.pad)
+    border = zero_border(N, OH, OW, K, ep.borders)
 
     @T.macro
     def transpose_in(x, xt, n):
@@ -221,7 +223,7 @@ def sparse_conv_kernel(s: SparseConv, ep: Epilogue = NO_EPILOGUE):
 
     @T.macro
     def body(x, data, offsets, indptr, bias, y, res):
-        if PH > 0 or PW > 0:
+        if any(ep.borders):
             border(y)
         xt = T.alloc_buffer((XT,), "float32", scope="global")
         acc = T.alloc_buffer((TILE,), "float32", scope="global")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.fp32_conv import activation, fma, fp32_kernel, pad_bias
+from edgebench.kernels.fp32_conv import accumulate, activation, fp32_kernel, pad_bias
 from edgebench.kernels.layer import (
     NO_EPILOGUE,
     Epilogue,
@@ -192,19 +192,23 @@ def winograd_kernel(s: Winograd, ep: Epilogue = NO_EPILOGUE):
         acc = bias[k] + _pick(T, i, rows(at, lambda xi: tmp[(xi * M + j) * L + lane]))
         return activation(T, acc + res[n, oh, ow, k] if ep.residual else acc, ep.act)
 
+    def tile_input(ctx, p, r):
+        v, _, xn, _, t0 = ctx
+        return v[xn, t0 + p, r[0]]
+
+    def tile_weights(ctx, j, r):
+        _, u, xn, g, _ = ctx
+        return u.vload([xn, g, r[0], j * L], vec)
+
     def gemm(pb: int):
+        loop = accumulate(pb, NK, L, (C, 1, 1), tile_input, tile_weights)
+
         @T.macro
         def block(v, u, mb, xn, g, t0):
             acc = T.alloc_buffer((pb * NK * L,), "float32", scope="global")
             for p, j in T.grid(pb, NK):
                 acc[T.ramp((p * NK + j) * L, 1, L)] = T.broadcast(T.float32(0), L)
-            for c in range(C):
-                for p in T.unroll(pb):
-                    for j in T.unroll(NK):
-                        acc[T.ramp((p * NK + j) * L, 1, L)] = fma(
-                            T, acc.vload([(p * NK + j) * L], vec),
-                            T.broadcast(v[xn, t0 + p, c], L), u.vload([xn, g, c, j * L], vec),
-                            L)
+            loop(acc, (v, u, xn, g, t0))
             for p, j in T.grid(pb, NK):
                 mb[T.ramp(((xn * TB + t0 + p) * K + (g * NK + j) * L), 1, L)] = \
                     acc.vload([(p * NK + j) * L], vec)

@@ -4,27 +4,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ACTIVATIONS = (None, "relu", "relu6")
+ACTIVATIONS = (None, "relu", "relu6", "sigmoid")
 
 
 @dataclass(frozen=True)
 class Epilogue:
-    """What follows the accumulation in registers: + residual (same NHWC shape), then act;
-    `pad` (rows, columns) writes the result into the interior of a zero-bordered output, the
-    padded input of the next conv (no pad copy between them; families with PADDED_OUTPUT)."""
+    """What follows the accumulation in registers, in this order: + residual (same NHWC shape),
+    the activation, `affine` (a per-channel scale and shift: a BatchNorm after the activation,
+    CREPE's conv -> ReLU -> BN, which no weight folding can absorb), then `pool` (the max over
+    `pool` consecutive output rows, stride `pool`: a (pool x 1) max pool over the rows a
+    column tile holds). `pad` (rows, columns) writes the result into the interior of a
+    zero-bordered output, the padded input of the next conv (no pad copy between them;
+    families with PADDED_OUTPUT); `pad_end` the bottom/right border if it differs (CREPE pads
+    31 above, 32 below)."""
 
     act: str | None = None
     residual: bool = False
     pad: tuple[int, int] = (0, 0)
+    pad_end: tuple[int, int] | None = None
+    affine: bool = False
+    pool: int = 1
 
     def __post_init__(self) -> None:
         if self.act not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.act!r} (known: {ACTIVATIONS})")
+        if self.pool < 1:
+            raise ValueError(f"pool {self.pool} < 1")
+
+    @property
+    def borders(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) zero rows/columns around the result."""
+        end = self.pad if self.pad_end is None else self.pad_end
+        return self.pad[0], end[0], self.pad[1], end[1]
 
     @property
     def tag(self) -> str:
+        t, b, left, r = self.borders
+        pad = ("_pad{}x{}".format(*self.pad) if (t, left) == (b, r)
+               else f"_pad{t}-{b}x{left}-{r}") if any(self.borders) else ""
         return (self.act or "none") + ("_res" if self.residual else "") + \
-            ("_pad{}x{}".format(*self.pad) if any(self.pad) else "")
+            ("_affine" if self.affine else "") + \
+            (f"_pool{self.pool}" if self.pool > 1 else "") + pad
 
 
 NO_EPILOGUE = Epilogue()

@@ -1,7 +1,9 @@
 """Lower a BN-folded FP32 Relax graph onto our kernels (kernels/registry.py): conv2d,
 depthwise conv and linear become call_tir of our hand-scheduled kernels with prepacked
 constant weights; the per-channel affine ops after them (bias, an unfolded BatchNorm),
-ReLU/ReLU6 and a residual add are fused into the kernel's epilogue; activations stay NHWC
+ReLU/ReLU6 and a residual add are fused into the kernel's epilogue, and so are a BatchNorm
+after the activation (a scale/shift), a (P x 1) max pool of a conv tiled down its columns and
+a zero pad in front of the next conv (CREPE's blocks); activations stay NHWC
 (channels padded to whole vectors) between our kernels, converted only at the boundaries, and
 the glue between them (pad, max pool, global mean) runs on small kernels of ours. Everything
 else stays TVM's op (then MetaSchedule's task), on the torch layout.
@@ -125,6 +127,10 @@ class Pending:
     residual: Nhwc | None = None
     out_shape: tuple[int, ...] = ()  # torch layout
     dense: object = None  # a sparse candidate (+sparse): the dense family it is timed against
+    # after the activation: a per-channel (scale, shift) (a BatchNorm after the ReLU), then
+    # the max over `pool` consecutive rows (a (pool x 1) max pool)
+    affine: tuple[np.ndarray, np.ndarray] | None = None
+    pool: int = 1
 
 
 def _ints(v) -> tuple[int, ...]:
@@ -205,6 +211,19 @@ class Lowerer:
     def plain(self, expr: relax.Expr) -> relax.Expr:
         """The value of `expr` in torch layout (emitting conversions as needed)."""
         v = self.resolve(expr)
+        if isinstance(v, _Padded):
+            if v.plain is None:
+                x = self.plain(v.src)
+                shape = _ints(x.ty.shape)
+                top, bottom, left, right = v.borders
+                pads = ((0, 0), (0, 0), (top, bottom), (left, right))
+                out = (shape[0], shape[1], shape[2] + top + bottom, shape[3] + left + right)
+                n = int(np.prod(shape))
+                v.plain = self.rowwise(("pad", shape, pads),
+                                       lambda: rowwise.pad_kernel(shape, pads),
+                                       [self.view(x, (n,))], (n,), out, "pad",
+                                       flat_out=(int(np.prod(out)),))
+            return v.plain
         if isinstance(v, _Flat):
             if v.plain is None:
                 v.plain = self.view(v.expr, v.shape4)
@@ -236,16 +255,22 @@ class Lowerer:
                                     (n, v.c, h, w), "to_nchw")
         return v.plain
 
-    def nhwc(self, expr: relax.Expr, cp: int | None = None, pad: tuple[int, int] = (0, 0),
-             node: str = "") -> relax.Expr:
+    def nhwc(self, expr: relax.Expr, cp: int | None = None,
+             pad: tuple[int, int, int, int] = (0, 0, 0, 0), node: str = "") -> relax.Expr:
         """An NHWC (padded) tensor of the value for one of our kernels: channels cp (default
-        whatever it carries), `pad` zero rows/columns around."""
-        ph, pw = pad
-        pending = self.value(expr)
-        if (ph or pw) and isinstance(pending, Pending) and self.uses.get(expr, 0) == 1 \
-                and getattr(pending.family, "PADDED_OUTPUT", False):
+        whatever it carries), `pad` (top, bottom, left, right) zero rows/columns around (a
+        pad op in front adds its own)."""
+        v = self.value(expr)
+        if isinstance(v, _Padded):
+            pad = tuple(a + b for a, b in zip(pad, v.borders, strict=True))
+            key = (cp, pad)
+            if key not in v.nhwc:
+                v.nhwc[key] = self.nhwc(v.src, cp, pad, node)
+            return v.nhwc[key]
+        if any(pad) and isinstance(v, Pending) and self.uses.get(expr, 0) == 1 \
+                and getattr(v.family, "PADDED_OUTPUT", False):
             # its only consumer is this padded conv: the producer writes the padded tensor
-            out = self.emit_pending(pending, pad)
+            out = self.emit_pending(v, pad)
             if cp is not None and out.shape[-1] != cp:
                 raise FallBack(f"channels {out.shape[-1]} != {cp}")
             return out.expr
@@ -254,44 +279,51 @@ class Lowerer:
             n, h, w, have = v.shape
             if cp is not None and cp != have:
                 raise FallBack(f"channels {have} != {cp}")
-            if not (ph or pw):
+            if not any(pad):
                 return v.expr
-            return self.glue(("pad", n, h, w, have, ph, pw),
-                             lambda: glue.pad_kernel(n, h, w, have, ph, pw, self.dtype),
-                             [v.expr],
-                             (n, h + 2 * ph, w + 2 * pw, have), node, self.dtype)
+            top, bottom, left, right = pad
+            return self.glue(("pad", n, h, w, have, pad),
+                             lambda: glue.pad_kernel(n, h, w, have, pad, self.dtype),
+                             [v.expr], (n, h + top + bottom, w + left + right, have), node,
+                             self.dtype)
         x = self.plain(expr)
         shape = [int(d) for d in x.ty.shape]
         if len(shape) != 4:
             raise FallBack("not a 4-D tensor")
         n, c, h, w = shape
         cp = c if cp is None else cp
-        return self.glue(("to_nhwc", n, c, h, w, ph, pw, cp),
-                         lambda: glue.to_nhwc_kernel(n, c, h, w, ph, pw, cp, self.dtype), [x],
-                         (n, h + 2 * ph, w + 2 * pw, cp), node, self.dtype)
+        top, bottom, left, right = pad
+        return self.glue(("to_nhwc", n, c, h, w, pad, cp),
+                         lambda: glue.to_nhwc_kernel(n, c, h, w, pad, cp, self.dtype), [x],
+                         (n, h + top + bottom, w + left + right, cp), node, self.dtype)
 
     # ---- our kernels ----
-    def emit_pending(self, p: Pending, pad: tuple[int, int] = (0, 0)) -> Nhwc:
-        """Emit the pending conv/linear; with `pad`, into a zero-bordered output (a padded
-        value standing for nothing else: only the consumer that asked for it reads it)."""
-        layer = Layer(**{**p.layer.__dict__,
-                         "epilogue": Epilogue(p.act, p.residual is not None, pad)})
+    def emit_pending(self, p: Pending, pad: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Nhwc:
+        """Emit the pending conv/linear; with `pad` (top, bottom, left, right), into a
+        zero-bordered output (a padded value standing for nothing else: only the consumer
+        that asked for it reads it)."""
+        top, bottom, left, right = pad
+        ep = Epilogue(p.act, p.residual is not None, (top, left), (bottom, right),
+                      p.affine is not None, p.pool)
+        layer = Layer(**{**p.layer.__dict__, "epilogue": ep})
         family = p.family
         if layer.kind == "linear":
             v = self.resolve(p.src)
             x = v.expr if isinstance(v, Nhwc) and v.rows else self.half(self.plain(p.src))
         else:
+            ph, pw = layer.padding
             x = self.nhwc(p.src, layer.cp if not layer.depthwise else
-                          family.shape(layer, self.target).c, layer.padding, p.node)
+                          family.shape(layer, self.target).c, (ph, ph, pw, pw), p.node)
         label = ""
         if p.dense is not None:  # decided after its producers: in program order
             family = self.sparse_or_dense(p, layer)
             rec = self.record.sparse[-1]
             label = f"{rec.label} s={rec.sparsity:.2f}" if rec.converted else ""
-        packed = family.pack(layer, self.target, p.weight, p.bias)
+        packed = (family.pack(layer, self.target, p.weight, p.bias) if p.affine is None
+                  else family.pack(layer, self.target, p.weight, p.bias, affine=p.affine))
         s = family.shape(layer, self.target)
         out = (layer.w, s.k) if layer.kind == "linear" else \
-            (layer.n, s.oh, s.ow, s.k if hasattr(s, "k") else s.c)
+            (layer.n, s.oh // p.pool, s.ow, s.k if hasattr(s, "k") else s.c)
         args = [x, *(relax.const(a, "int32") if a.dtype == np.int32 else
                      relax.const(a.astype(self.dtype), self.dtype) for a in packed)]
         if p.residual is not None:
@@ -299,7 +331,7 @@ class Lowerer:
                 raise FallBack("residual shape")
             args.append(p.residual.expr)
         if any(pad):
-            out = (out[0], out[1] + 2 * pad[0], out[2] + 2 * pad[1], out[3])
+            out = (out[0], out[1] + top + bottom, out[2] + left + right, out[3])
         key = (family.NAME, s, layer.epilogue)
         gv = self.kernel(key, family.NAME.removeprefix("fp32_"),
                          lambda: family.emit(layer, self.target))
@@ -371,7 +403,8 @@ class Lowerer:
                    "relax.permute_dims": self.permute_dims,
                    "relax.broadcast_to": self.broadcast_to, "relax.take": self.take,
                    "relax.astype": self.astype, "relax.nn.pad": self.pad,
-                   "relax.strided_slice": self.strided_slice}.get(op)
+                   "relax.strided_slice": self.strided_slice,
+                   "relax.expand_dims": self.expand_dims, "relax.sigmoid": self.sigmoid}.get(op)
         if handler is not None:
             try:
                 out = handler(var, value)
@@ -470,6 +503,8 @@ class Lowerer:
         """The channels the value of expr carries in our layout (NHWC, or a linear's rows),
         padding included, once our kernels produce it; None if it is in torch layout."""
         v = self.value(expr)
+        if isinstance(v, _Padded):
+            return None if rows else self.carried(v.src, rows)
         if isinstance(v, Pending) and (v.layer.kind == "linear") == rows:
             s = v.family.shape(v.layer, self.target)
             return getattr(s, "k", None) or s.c
@@ -501,7 +536,12 @@ class Lowerer:
         a, b = call.args
         for pend_expr, other, first in ((a, b, True), (b, a, False)):
             p = self._fusable(pend_expr)
-            if p is None or p.act is not None:
+            if p is None or p.pool > 1:
+                continue
+            if p.act is not None:
+                out = self._post_affine(p, op, _const(self.value(other)), first)
+                if out is not None:
+                    return out
                 continue
             const = _const(self.value(other))
             if const is not None:
@@ -524,6 +564,27 @@ class Lowerer:
                 r = self.nhwc(other, kp, node=var.name)
                 return _replace(p, residual=Nhwc(r, p.layer.k))
         return self.elementwise(var, call)
+
+    def _post_affine(self, p: Pending, op: str, const: np.ndarray | None,
+                     first: bool) -> Pending | None:
+        """A per-channel constant op after the activation (a BatchNorm after ReLU): into
+        the epilogue's scale and shift (exact: the same float operations in one order)."""
+        if const is None or not getattr(p.family, "AFFINE_EPILOGUE", False):
+            return None
+        vals = self._per_channel(p, const)
+        if vals is None:
+            return None
+        scale, shift = p.affine or (np.ones(p.layer.k, np.float32),
+                                    np.zeros(p.layer.k, np.float32))
+        if op == "relax.add":
+            return _replace(p, affine=(scale, shift + vals))
+        if op == "relax.subtract" and first:
+            return _replace(p, affine=(scale, shift - vals))
+        if op == "relax.multiply":
+            return _replace(p, affine=(scale * vals, shift * vals))
+        if op == "relax.divide" and first:
+            return _replace(p, affine=(scale / vals, shift / vals))
+        return None
 
     def elementwise(self, var, call):
         """In torch layout: a + b of one shape (either may be a constant), x * scalar
@@ -587,10 +648,50 @@ class Lowerer:
         nd = len(src_shape)
         axes = (tuple(int(x) % nd for x in call.attrs.axes) if call.attrs.axes is not None
                 else tuple(range(nd - 1, -1, -1)))
+        same = self._nhwc_order(call.args[0], axes)
+        if same is not None:
+            return self.view(same, _ints(var.ty.shape))
         n = int(np.prod(src_shape))
         return self.rowwise(("transpose", src_shape, axes),
                             lambda: rowwise.transpose_kernel(src_shape, axes),
                             [self.plain(call.args[0])], (n,), _ints(var.ty.shape), var.name)
+
+    def _nhwc_order(self, expr, axes: tuple[int, ...]) -> relax.Expr | None:
+        """The NHWC tensor of a value of ours whose permutation `axes` is already its memory
+        order: NCHW -> NHWC, or (0, 2, 1, 3) of a width-1 image (CREPE's flatten before the
+        classifier), with no padded channels; None otherwise."""
+        v = self.value(expr)
+        if not isinstance(v, Nhwc | Pending) or len(axes) != 4:
+            return None
+        if isinstance(v, Pending) and v.layer.kind == "linear":
+            return None
+        v = self.resolve(expr)
+        w, cp = v.shape[2:]
+        if v.rows or cp != v.c or not (axes == (0, 2, 3, 1) or (axes == (0, 2, 1, 3)
+                                                                and w == 1)):
+            return None
+        return v.expr
+
+    def expand_dims(self, var, call):
+        """A new axis of size 1: a free view of the torch-layout value."""
+        return self.view(self.plain(call.args[0]), _ints(var.ty.shape))
+
+    def sigmoid(self, var, call):
+        """Into the epilogue of the conv/linear it follows (CREPE's classifier), else its own
+        kernel in torch layout."""
+        if call.args[0].ty.dtype != "float32":
+            return None
+        p = self._fusable(call.args[0])
+        # a conv's padded output channels must stay 0 (sigmoid(0) = 0.5): whole vectors only;
+        # a linear's padded columns are cropped before anything reads them
+        if p is not None and p.act is None and p.affine is None and p.pool == 1 and \
+                self.dtype == "float32" and (p.layer.kind == "linear"
+                                             or p.layer.k % vector_lanes(self.target) == 0):
+            return _replace(p, act="sigmoid")
+        shape = _ints(var.ty.shape)
+        n = int(np.prod(shape))
+        return self.rowwise(("sigmoid", n), lambda: rowwise.sigmoid_kernel(n),
+                            [self.plain(call.args[0])], (n,), shape, var.name)
 
     def broadcast_to(self, var, call):
         """A broadcast to the shape it already has (the importer's, around a matmul)."""
@@ -629,8 +730,8 @@ class Lowerer:
         if act is None or call.args[0].ty.dtype != "float32":
             return None
         p = self._fusable(call.args[0])
-        if p is not None and p.act is None:
-            return _replace(p, act=act)
+        if p is not None and p.act is None and p.affine is None:
+            return _replace(p, act=act)  # (after a fused max pool too: they commute)
         # not after a kernel of ours (e.g. a residual add of a sparse conv's output): its own
         # kernel, on our NHWC form if the value has one (FP32), else in torch layout
         v = self.resolve(call.args[0])
@@ -656,6 +757,9 @@ class Lowerer:
 
     def max_pool(self, var, call):
         a = call.attrs
+        fused = self._pool_epilogue(var, call)
+        if fused is not None:
+            return fused
         src = self.as_nhwc(call.args[0])
         if src is None or a.layout != "NCHW" or \
                 _ints(a.dilation) != (1, 1):
@@ -671,6 +775,21 @@ class Lowerer:
         y = self.glue(("max_pool", s), lambda: glue.max_pool_kernel(s, self.dtype), [src.expr],
                       (n, s.oh, s.ow, cp), var.name, self.dtype)
         return Nhwc(y, src.c)
+
+    def _pool_epilogue(self, var, call) -> Pending | None:
+        """A (P x 1) max pool, stride P, of a conv tiled down its columns: the max over the
+        rows its register block holds, in the conv's epilogue (CREPE's 2x1 pools)."""
+        a = call.attrs
+        p = self._fusable(call.args[0])
+        if p is None or p.pool > 1 or p.residual is not None or a.layout != "NCHW" or \
+                not getattr(p.family, "POOL_EPILOGUE", False) or a.ceil_mode or \
+                _ints(a.dilation) != (1, 1) or any(_ints(a.padding)):
+            return None
+        (kh, kw), stride = _ints(a.pool_size), _ints(a.strides)
+        s = p.family.shape(p.layer, self.target)
+        if kw != 1 or kh < 2 or stride != (kh, 1) or not s.down_columns or s.oh % kh:
+            return None
+        return _replace(p, pool=kh, out_shape=_ints(var.ty.shape))
 
     def mean(self, var, call):
         shape = _ints(call.args[0].ty.shape)
@@ -698,6 +817,10 @@ class Lowerer:
         pads = tuple((widths[2 * i], widths[2 * i + 1]) for i in range(len(shape)))
         if any(b < 0 or e < 0 for b, e in pads):
             return None
+        if len(shape) == 4 and pads[:2] == ((0, 0), (0, 0)):
+            # rows/columns only: lazily, so a conv of ours reads it in NHWC (its producer
+            # writing the borders, or one NHWC pad); torch layout only if asked for
+            return _Padded(call.args[0], (*pads[2], *pads[3]))
         out = _ints(var.ty.shape)
         n = int(np.prod(shape))
         return self.rowwise(("pad", shape, pads), lambda: rowwise.pad_kernel(shape, pads),
@@ -750,6 +873,18 @@ class _Flat:
     expr: relax.Expr
     shape4: tuple[int, ...]
     plain: relax.Expr | None = None
+
+
+@dataclass
+class _Padded:
+    """src with zero rows/columns around (borders: top, bottom, left, right), not yet
+    emitted: a conv of ours takes it as its padded NHWC input (nhwc), anything else gets
+    the torch-layout pad (plain)."""
+
+    src: relax.Expr
+    borders: tuple[int, int, int, int]
+    plain: relax.Expr | None = None
+    nhwc: dict = field(default_factory=dict)  # (cp, borders) -> its NHWC tensor
 
 
 @dataclass
