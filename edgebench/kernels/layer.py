@@ -30,6 +30,8 @@ class Epilogue:
             raise ValueError(f"unknown activation {self.act!r} (known: {ACTIVATIONS})")
         if self.pool < 1:
             raise ValueError(f"pool {self.pool} < 1")
+        if self.pad_end is not None and tuple(self.pad_end) == tuple(self.pad):
+            object.__setattr__(self, "pad_end", None)  # symmetric: one spelling, one key
 
     @property
     def borders(self) -> tuple[int, int, int, int]:
