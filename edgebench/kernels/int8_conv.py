@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.layer import SlidingWindow
+from edgebench.kernels.layer import Layer, SlidingWindow, int8_reason, round_up
 
 VNNI = "llvm.x86.avx512.vpdpbusd.512"  # LLVM >= 21: (<16 x i32>, <64 x i8>, <64 x i8>)
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge a pad into our kernels
@@ -168,6 +168,90 @@ def dense_weights(w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.nd
 
 X86_VNNI = DotIsa("vnni", "vpdpbusd", VNNI, lanes=16, flip_activations=False,
                   max_accumulators=MAX_ACCUMULATORS, nk_choices=(1, 2, 4), min_pixels=4)
+
+
+def dot_isa(target) -> DotIsa | None:
+    """The dot-product ISA of our int8 kernels on `target`, derived here only: vpdpbusd on x86
+    with AVX512-VNNI, sdot on aarch64 with +dotprod, else None (TVM's own int8 ops)."""
+    if target is None:
+        return None
+    if target.vnni:
+        return X86_VNNI
+    if target.dotprod:
+        from edgebench.kernels.int8_conv_arm import SDOT
+
+        return SDOT
+    return None
+
+
+# ---- the registry's interface (kernels/registry.py), shared by the dense dot families ----
+
+def dot_reason(layer: Layer) -> str | None:
+    """Why a groups-1 int8 dot-product kernel cannot take the layer whatever the target:
+    uint8 activations (u8 x s8), groups 1 (depthwise has its own family)."""
+    reason = int8_reason(layer, ("conv2d", "linear"), ("uint8",))
+    if reason:
+        return reason
+    return "a grouped conv" if layer.groups != 1 else None
+
+
+def conv_shape(layer: Layer, lanes: int, channels: int | None = None) -> ConvShape:
+    """The kernel's geometry of an int8 layer: input padded spatially, channels to 4 (or
+    `channels`), outputs to whole vectors of `lanes`; a linear is a 1 x rows image."""
+    (ph, pw), (kh, kw) = layer.padding, layer.kernel
+    c = round_up(layer.c, 4) if channels is None else channels
+    return ConvShape(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, c, round_up(layer.k, lanes),
+                     kh, kw, layer.stride, layer.dilation)
+
+
+def weights_4d(w: np.ndarray) -> np.ndarray:
+    """A linear's [K, C] weight as the [K, C, 1, 1] of a 1x1 conv (conv weights unchanged)."""
+    return w.reshape(*w.shape, 1, 1) if w.ndim == 2 else w
+
+
+def dot_pack(isa: DotIsa, s: ConvShape, layer: Layer, weight: np.ndarray,
+             bias: np.ndarray) -> list[np.ndarray]:
+    """[packed weights, int64 bias[s.k]]: the folded bias plus the ISA's bias shift, computed
+    on the weights as the kernel holds them (binary pads with +1)."""
+    w4 = weights_4d(weight)
+    k, bits = w4.shape[0], layer.weight_bits
+    full = np.zeros(s.k, np.int64)
+    full[:k] = bias + isa.bias_shift(dense_weights(w4, s.c, s.k, bits))[:k]
+    return [isa.pack_weights(w4, s.c, s.k, bits), full]
+
+
+def dot_emit(isa: DotIsa, layer: Layer, s: ConvShape):
+    o = layer.quant
+    return conv_dot_kernel(isa, s, o.dtype, o.zp, o.lo, o.hi, layer.weight_bits, o.requant)
+
+
+NAME = "int8_conv"
+INSTRUCTION = "vpdpbusd"
+LABEL, KERNEL = "vnni", "conv_vnni"  # its int8_layers kernel, its functions' name
+
+
+def fits(layer: Layer, target) -> str | None:
+    reason = dot_reason(layer)
+    if reason:
+        return reason
+    return None if target.vnni else "no AVX512-VNNI"
+
+
+def shape(layer: Layer, target) -> ConvShape:
+    return conv_shape(layer, X86_VNNI.lanes)
+
+
+def padded_input(layer: Layer, target) -> tuple[int, int]:
+    """(channels, extra columns) of the NHWC input the kernel reads."""
+    return shape(layer, target).c, 0
+
+
+def emit(layer: Layer, target):
+    return dot_emit(X86_VNNI, layer, shape(layer, target))
+
+
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    return dot_pack(X86_VNNI, shape(layer, target), layer, weight, bias)
 
 
 def pack_weights(w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.ndarray:

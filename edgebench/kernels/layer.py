@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ACTIVATIONS = (None, "relu", "relu6")
+INT8_DTYPES = ("uint8", "int8")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,19 @@ NO_EPILOGUE = Epilogue()
 
 
 @dataclass(frozen=True)
+class Int8Out:
+    """How an int8 conv/linear kernel writes its int32 accumulators: requantized to
+    uint8/int8 (zero point, clamp, requantize form kernels.int8_conv FIXED or EXACT_F64),
+    scaled to float32, or raw int32. Its per-channel arrays are constants of the call."""
+
+    dtype: str = "int32"
+    zp: int = 0
+    lo: int = 0
+    hi: int = 0
+    requant: str = "fixed"
+
+
+@dataclass(frozen=True)
 class Layer:
     """One conv2d or linear as the lowering sees it. A linear is `kind="linear"` with its rows
     as the width (h = 1, w = rows). c is the logical input channel count, cp what the input
@@ -50,6 +64,12 @@ class Layer:
     dtype: str = "float32"
     epilogue: Epilogue = NO_EPILOGUE
     cp: int | None = None
+    # int8 layers (dtype "uint8"/"int8": the input activations): the bits the weights are
+    # stored in (8, or 2/1 for ternary/binary), and what the kernel is specialized on besides
+    # the shapes: Int8Out (conv/linear), the family's own record for add/pool/quantize
+    weight_bits: int = 8
+    quant: object = None
+    shape: tuple[int, ...] = ()  # elementwise kinds (add): the operands' shape
 
     @property
     def in_channels(self) -> int:
@@ -59,6 +79,15 @@ class Layer:
     @property
     def depthwise(self) -> bool:
         return self.kind == "conv2d" and self.groups == self.c == self.k and self.groups > 1
+
+
+def int8_reason(layer: Layer, kinds: tuple[str, ...], dtypes=INT8_DTYPES) -> str | None:
+    """Why an int8 family does not take the layer on its op and activation dtype alone."""
+    if layer.kind not in kinds:
+        return f"not {' / '.join(kinds)}"
+    if layer.dtype not in dtypes:
+        return f"{layer.dtype} activations, not {' / '.join(dtypes)}"
+    return None
 
 
 def vector_lanes(target) -> int:
