@@ -209,49 +209,50 @@ def weights_4d(w: np.ndarray) -> np.ndarray:
     return w.reshape(*w.shape, 1, 1) if w.ndim == 2 else w
 
 
-def dot_pack(isa: DotIsa, s: ConvShape, layer: Layer, weight: np.ndarray,
+@dataclass(frozen=True)
+class DotFamily:
+    """The registry functions of a groups-1 conv/linear family on one dot-product ISA (this
+    module's vpdpbusd, int8_conv_arm's sdot): each module binds its own."""
+
+    isa: DotIsa
+    feature: str  # the Target property that says the ISA is there: "vnni" | "dotprod"
+    requires: str  # ... as the reason names it
+
+    def fits(self, layer: Layer, target) -> str | None:
+        reason = dot_reason(layer)
+        if reason:
+            return reason
+        return None if getattr(target, self.feature) else f"no {self.requires}"
+
+    def shape(self, layer: Layer, target) -> ConvShape:
+        return conv_shape(layer, self.isa.lanes)
+
+    def padded_input(self, layer: Layer, target) -> tuple[int, int]:
+        """(channels, extra columns) of the NHWC input the kernel reads."""
+        return self.shape(layer, target).c, 0
+
+    def emit(self, layer: Layer, target):
+        o = layer.quant
+        return conv_dot_kernel(self.isa, self.shape(layer, target), o.dtype, o.zp, o.lo, o.hi,
+                               layer.weight_bits, o.requant)
+
+    def pack(self, layer: Layer, target, weight: np.ndarray,
              bias: np.ndarray) -> list[np.ndarray]:
-    """[packed weights, int64 bias[s.k]]: the folded bias plus the ISA's bias shift, computed
-    on the weights as the kernel holds them (binary pads with +1)."""
-    w4 = weights_4d(weight)
-    k, bits = w4.shape[0], layer.weight_bits
-    full = np.zeros(s.k, np.int64)
-    full[:k] = bias + isa.bias_shift(dense_weights(w4, s.c, s.k, bits))[:k]
-    return [isa.pack_weights(w4, s.c, s.k, bits), full]
+        """[packed weights, int64 bias[kp]]: the folded bias plus the ISA's bias shift,
+        computed on the weights as the kernel holds them (binary pads with +1)."""
+        s, w4 = self.shape(layer, target), weights_4d(weight)
+        k, bits = w4.shape[0], layer.weight_bits
+        full = np.zeros(s.k, np.int64)
+        full[:k] = bias + self.isa.bias_shift(dense_weights(w4, s.c, s.k, bits))[:k]
+        return [self.isa.pack_weights(w4, s.c, s.k, bits), full]
 
 
-def dot_emit(isa: DotIsa, layer: Layer, s: ConvShape):
-    o = layer.quant
-    return conv_dot_kernel(isa, s, o.dtype, o.zp, o.lo, o.hi, layer.weight_bits, o.requant)
-
-
+_FAMILY = DotFamily(X86_VNNI, "vnni", "AVX512-VNNI")
 NAME = "int8_conv"
-INSTRUCTION = "vpdpbusd"
+INSTRUCTION = X86_VNNI.instruction
 LABEL, KERNEL = "vnni", "conv_vnni"  # its int8_layers kernel, its functions' name
-
-
-def fits(layer: Layer, target) -> str | None:
-    reason = dot_reason(layer)
-    if reason:
-        return reason
-    return None if target.vnni else "no AVX512-VNNI"
-
-
-def shape(layer: Layer, target) -> ConvShape:
-    return conv_shape(layer, X86_VNNI.lanes)
-
-
-def padded_input(layer: Layer, target) -> tuple[int, int]:
-    """(channels, extra columns) of the NHWC input the kernel reads."""
-    return shape(layer, target).c, 0
-
-
-def emit(layer: Layer, target):
-    return dot_emit(X86_VNNI, layer, shape(layer, target))
-
-
-def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
-    return dot_pack(X86_VNNI, shape(layer, target), layer, weight, bias)
+fits, shape, padded_input, emit, pack = (_FAMILY.fits, _FAMILY.shape, _FAMILY.padded_input,
+                                         _FAMILY.emit, _FAMILY.pack)
 
 
 def pack_weights(w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.ndarray:

@@ -16,17 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgebench.kernels.int8_conv import (
-    SIGN_FLIP,
-    ConvShape,
-    DotIsa,
-    conv_dot_kernel,
-    conv_shape,
-    dot_emit,
-    dot_pack,
-    dot_reason,
-)
-from edgebench.kernels.layer import Layer
+from edgebench.kernels.int8_conv import SIGN_FLIP, ConvShape, DotFamily, DotIsa, conv_dot_kernel
 
 SDOT_INTRINSIC = "llvm.aarch64.neon.sdot.v4i32.v16i8"  # (<4 x i32>, <16 x i8>, <16 x i8>)
 INSTRUCTION = "sdot"
@@ -37,33 +27,11 @@ SDOT = DotIsa("sdot", INSTRUCTION, SDOT_INTRINSIC, lanes=4, flip_activations=Tru
 __all__ = ["SDOT", "SIGN_FLIP", "bias_shift", "blocking", "conv_sdot_kernel", "pack_weights"]
 
 # ---- the registry's interface (kernels/registry.py) ----
+_FAMILY = DotFamily(SDOT, "dotprod", "aarch64 +dotprod")
 NAME = "int8_conv_arm"
 LABEL, KERNEL = "sdot", "conv_sdot"  # its int8_layers kernel, its functions' name
-
-
-def fits(layer: Layer, target) -> str | None:
-    reason = dot_reason(layer)
-    if reason:
-        return reason
-    return None if target.dotprod else "no aarch64 +dotprod"
-
-
-def shape(layer: Layer, target) -> ConvShape:
-    return conv_shape(layer, SDOT.lanes)
-
-
-def padded_input(layer: Layer, target) -> tuple[int, int]:
-    """(channels, extra columns) of the NHWC input the kernel reads."""
-    return shape(layer, target).c, 0
-
-
-def emit(layer: Layer, target):
-    return dot_emit(SDOT, layer, shape(layer, target))
-
-
-def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
-    """The packed weights and the bias with sdot's 128 * sum(w)."""
-    return dot_pack(SDOT, shape(layer, target), layer, weight, bias)
+fits, shape, padded_input, emit, pack = (_FAMILY.fits, _FAMILY.shape, _FAMILY.padded_input,
+                                         _FAMILY.emit, _FAMILY.pack)
 
 
 def blocking(s: ConvShape) -> tuple[int, int]:
