@@ -84,9 +84,9 @@ class Layer:
 def int8_reason(layer: Layer, kinds: tuple[str, ...], dtypes=INT8_DTYPES) -> str | None:
     """Why an int8 family does not take the layer on its op and activation dtype alone."""
     if layer.kind not in kinds:
-        return f"not {' / '.join(kinds)}"
+        return f"not a {' / '.join(kinds)}"
     if layer.dtype not in dtypes:
-        return f"{layer.dtype} activations, not {' / '.join(dtypes)}"
+        return f"not a {' / '.join(dtypes)} layer ({layer.dtype} activations)"
     return None
 
 
