@@ -15,7 +15,7 @@ MODELS="resnet18 mobilenetv2 encoder mlp digits-cnn"
 WARM=$(mktemp --suffix=.toml)
 sed 's/^cores = \[1\]/cores = [0]/' results/accuracy/x86-core1.toml > "$WARM"
 taskset -c 0 nice -n 5 edgebench run $MODELS --variants quant=static --runtimes tvm \
-    --target "$WARM" --quick --trials 8 -o "$(mktemp --suffix=.csv)"
+    --target "$WARM" --quick --trials 8 -o "$(mktemp -d)/warm.csv"
 flock /tmp/core1.lock edgebench run $MODELS --variants fp32 quant=static \
     --runtimes tvm pytorch onnxruntime onnxruntime-int8 executorch executorch-int8 \
     --target results/accuracy/x86-core1.toml --trials 8 -o results/int8/vs-int8-peers.csv
