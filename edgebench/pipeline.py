@@ -209,9 +209,7 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
     if quantized is not None:
         int8_sparse = _int8_sparse(variant)
         lowering = lower_int8(export_program(quantized.float_model, example, name),
-                              quantized.description, vnni=variant.target.vnni,
-                              sdot=variant.target.dotprod, sparse=int8_sparse,
-                              amx=variant.target.amx)
+                              quantized.description, variant.target, sparse=int8_sparse)
         return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
                          lsb=_int8_tolerance(quantized, lowering.output_lsb),
                          passes=[fast_gelu()], task_trials=glue_trials,

@@ -179,6 +179,28 @@ def x86_target():
     return find_target("x86-native").tvm_target()
 
 
+def target_from_toml(text: str):
+    """A Target from TOML text (a file in a temporary directory; nothing else is read)."""
+    import tempfile
+
+    from edgebench.targets import load_target
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "target.toml"
+        path.write_text(text)
+        return load_target(path)
+
+
+def x86_int8_target(vnni: bool = True, amx: bool = False):
+    """This host's x86 target for the int8 lowering, AMX (and with vnni=False AVX512-VNNI)
+    turned off in the TVM target: which of our kernels the layers get is the registry's
+    answer for it, and the code runs here."""
+    off = [] if amx else ["-amx-int8", "-amx-tile"]
+    off += [] if vnni else ["-avx512vnni"]
+    return target_from_toml(f'name = "x86-int8-test"\narch = "x86_64"\n[tvm]\n'
+                            f'kind = "llvm"\nmcpu = "native"\nmattr = {off!r}\n'.replace("'", '"'))
+
+
 def build_vm(mod, low: Lowering | None = None):
     """Compile for this host (x86) into a Relax VM; with `low`, also check every layer on our
     kernels has vpdpbusd in its code."""

@@ -22,14 +22,24 @@ from edgebench.pipeline import run
 from edgebench.quantize import QuantConfig, parse_quant, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.targets import find_target
-from tests.helpers import ENCODER, KERNELS, TINY, VNNI, build_vm, oracle, run_vm, x86_target
+from tests.helpers import (
+    ENCODER,
+    KERNELS,
+    TINY,
+    VNNI,
+    build_vm,
+    oracle,
+    run_vm,
+    x86_int8_target,
+    x86_target,
+)
 
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
 
 
 def _lower(result, spec: ModelSpec, vnni: bool = False) -> Lowering:
     return lower_int8(export_float(result.float_model, spec.example_input()),
-                      result.description, vnni)
+                      result.description, x86_int8_target(vnni=vnni))
 
 
 def _relax_ops(mod) -> list[tuple[str, str]]:

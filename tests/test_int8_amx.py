@@ -148,7 +148,7 @@ def test_digits_cnn_on_amx_bit_exact() -> None:
     spec = get_model("digits-cnn")
     result = quantize(spec.build(), parse_quant("static"), spec)
     low = lower_int8(export_float(result.float_model, spec.example_input()),
-                     result.description, vnni=True, amx=True)
+                     result.description, find_target("x86-native"))
     # the two convs (3 x 1 and 3 x 16 bytes per kernel row) stay on vpdpbusd, the linears
     assert [la.kernel for la in low.layers if la.kernel != "relax"] == ["vnni"] * 2 + ["amx"] * 2
     xs = spec.eval_data()[0][:64]

@@ -191,7 +191,7 @@ def _kernel_net_lowered(text: str = "static"):
 
     result = quantize(KERNELS.build(), parse_quant(text), KERNELS)
     low = lower_int8(export_float(result.float_model, KERNELS.example_input()),
-                     result.description, sdot=True)
+                     result.description, find_target(ARM_DOTPROD))
     return result, low
 
 

@@ -21,6 +21,7 @@ from edgebench.targets import find_target
 from edgebench.variant import VariantError, parse_variant
 from edgebench.verify import TOLERANCE
 from tests.helpers import (
+    ARM_DOTPROD,
     VNNI,
     board_session,
     build_lowering_arm,
@@ -29,6 +30,7 @@ from tests.helpers import (
     oracle,
     run_on_board,
     run_vm,
+    x86_int8_target,
 )
 
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
@@ -147,7 +149,7 @@ def _pruned_int8(text: str, model: str = "digits-mlp"):
 
 def _lower_sparse(spec, result, sparse: Int8Sparse):
     return lower_int8(export_float(result.float_model, spec.example_input()),
-                      result.description, vnni=True, sparse=sparse)
+                      result.description, x86_int8_target(), sparse=sparse)
 
 
 @needs_vnni
@@ -316,7 +318,7 @@ def test_pruned_digits_mlp_on_sdot_bsr_bit_exact_on_the_board(tmp_path) -> None:
     spec, result = _pruned_int8("prune=block:16x1:0.9+quant=static")
     sparse = Int8Sparse()
     low = lower_int8(export_float(result.float_model, spec.example_input()),
-                     result.description, sdot=True, sparse=sparse)
+                     result.description, find_target(ARM_DOTPROD), sparse=sparse)
     assert [la.kernel for la in low.layers if la.op == "linear"] == (
         ["sdot-bsr4x1"] * 2 + ["sdot"])
     path = build_lowering_arm(low, tmp_path)  # asserts sdot in every layer's code

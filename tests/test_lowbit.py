@@ -29,7 +29,7 @@ from edgebench.quantize import QuantConfig, quantize
 from edgebench.quantize.arith import requantize
 from edgebench.quantize.scheme import LayerQuant
 from edgebench.targets import find_target
-from tests.helpers import ARM_DOTPROD, board_session, conv_ref, need_board
+from tests.helpers import ARM_DOTPROD, board_session, conv_ref, need_board, x86_int8_target
 
 VNNI = find_target("x86-native").vnni
 needs_vnni = pytest.mark.skipif(not VNNI, reason="this host has no AVX512-VNNI")
@@ -187,7 +187,7 @@ def _compiled(method: str, tmp_path):
     spec = get_model("digits-cnn")
     result = _quantized(method)
     low = lower_int8(export_float(result.float_model, spec.example_input()),
-                     result.description, vnni=True)
+                     result.description, x86_int8_target())
     target = find_target("x86-native").tvm_target()
     with target:
         mod = relax.get_pipeline("zero")(low.mod)

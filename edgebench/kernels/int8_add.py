@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgebench.kernels.int8_conv import OPAQUE, round_shift
+from edgebench.kernels.layer import Layer, int8_reason
 
 LANES = 16  # elements per vector step (int64 math: LLVM splits it into zmm halves)
 
@@ -63,3 +64,35 @@ def add_kernel(shape: tuple[int, ...], a_dtype: str, b_dtype: str, out: str, q: 
             y[body_steps * LANES + t] = value(a, b, body_steps * LANES + t)
 
     return add_q
+
+
+# ---- the registry's interface (kernels/registry.py): layer.shape/dtype are operand a's ----
+NAME = "int8_add"
+INSTRUCTION = None  # plain vector integer code: no instruction to check
+KERNEL = "add"
+
+
+@dataclass(frozen=True)
+class Int8Add:
+    """An add's layer.quant: its integers, operand b's shape and dtype, the output dtype."""
+
+    q: AddQuant
+    b_shape: tuple[int, ...]
+    b_dtype: str
+    out: str
+
+
+def fits(layer: Layer, target) -> str | None:
+    reason = int8_reason(layer, ("add",))
+    if reason:
+        return reason
+    return "the operands broadcast" if layer.quant.b_shape != layer.shape else None
+
+
+def emit(layer: Layer, target):
+    a = layer.quant
+    return add_kernel(layer.shape, layer.dtype, a.b_dtype, a.out, a.q)
+
+
+def pack(layer: Layer, target, *_) -> list:
+    return []

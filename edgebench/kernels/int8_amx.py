@@ -30,7 +30,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.int8_conv import FIXED, ConvShape, epilogue_kernel, fused_epilogue
+from edgebench.kernels.int8_conv import (
+    FIXED,
+    X86_VNNI,
+    ConvShape,
+    conv_shape,
+    dense_weights,
+    dot_reason,
+    epilogue_kernel,
+    fused_epilogue,
+    weights_4d,
+)
+from edgebench.kernels.layer import Layer
 
 INSTRUCTION = "tdpbusd"
 TILE = 16  # rows (pixels) per A/C tile, int32 columns per C tile, output channels per B tile
@@ -196,3 +207,43 @@ def conv_amx_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0, hi
 
     return epilogue_kernel("conv_amx", body, (N, H, W, C), wt_shape, "int8", K,
                            (N, OH, OW, K), out, requant)
+
+
+# ---- the registry's interface (kernels/registry.py): before int8_conv, which takes the rest ----
+NAME = "int8_amx"
+LABEL, KERNEL = "amx", "conv_amx"  # its int8_layers kernel, its functions' name
+
+
+def shape(layer: Layer, target) -> ConvShape:
+    return conv_shape(layer, TILE)
+
+
+def fits(layer: Layer, target) -> str | None:
+    reason = dot_reason(layer)
+    if reason:
+        return reason
+    if not (target.amx and target.vnni):
+        return "no AMX-INT8 (with AVX512-VNNI)"
+    if layer.weight_bits != 8:
+        return "ternary/binary weights stay packed on vpdpbusd"
+    if not amx_pays(shape(layer, target)):
+        return "a kernel row fills no 64-byte chunk (or dilated columns, K not in 16s)"
+    return None
+
+
+def padded_input(layer: Layer, target) -> tuple[int, int]:
+    """(channels, extra columns) of the NHWC input: the tile loads overrun the last pixel."""
+    s = shape(layer, target)
+    return s.c, AmxPlan(s).extra_width
+
+
+def emit(layer: Layer, target):
+    o = layer.quant
+    return conv_amx_kernel(shape(layer, target), o.dtype, o.zp, o.lo, o.hi, o.requant)
+
+
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    s, w4 = shape(layer, target), weights_4d(weight)
+    full = np.zeros(s.k, np.int64)
+    full[:w4.shape[0]] = bias + X86_VNNI.bias_shift(w4)
+    return [pack_weights(dense_weights(w4, s.c, s.k), s.k), full]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.layer import SlidingWindow
+from edgebench.kernels.layer import Layer, SlidingWindow, int8_reason, round_up
 
 VNNI = "llvm.x86.avx512.vpdpbusd.512"  # LLVM >= 21: (<16 x i32>, <64 x i8>, <64 x i8>)
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge a pad into our kernels
@@ -168,6 +168,91 @@ def dense_weights(w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.nd
 
 X86_VNNI = DotIsa("vnni", "vpdpbusd", VNNI, lanes=16, flip_activations=False,
                   max_accumulators=MAX_ACCUMULATORS, nk_choices=(1, 2, 4), min_pixels=4)
+
+
+def dot_isa(target) -> DotIsa | None:
+    """The dot-product ISA of our int8 kernels on `target`, derived here only: vpdpbusd on x86
+    with AVX512-VNNI, sdot on aarch64 with +dotprod, else None (TVM's own int8 ops)."""
+    if target is None:
+        return None
+    if target.vnni:
+        return X86_VNNI
+    if target.dotprod:
+        from edgebench.kernels.int8_conv_arm import SDOT
+
+        return SDOT
+    return None
+
+
+# ---- the registry's interface (kernels/registry.py), shared by the dense dot families ----
+
+def dot_reason(layer: Layer) -> str | None:
+    """Why a groups-1 int8 dot-product kernel cannot take the layer whatever the target:
+    uint8 activations (u8 x s8), groups 1 (depthwise has its own family)."""
+    reason = int8_reason(layer, ("conv2d", "linear"), ("uint8",))
+    if reason:
+        return reason
+    return "a grouped conv" if layer.groups != 1 else None
+
+
+def conv_shape(layer: Layer, lanes: int, channels: int | None = None) -> ConvShape:
+    """The kernel's geometry of an int8 layer: input padded spatially, channels to 4 (or
+    `channels`), outputs to whole vectors of `lanes`; a linear is a 1 x rows image."""
+    (ph, pw), (kh, kw) = layer.padding, layer.kernel
+    c = round_up(layer.c, 4) if channels is None else channels
+    return ConvShape(layer.n, layer.h + 2 * ph, layer.w + 2 * pw, c, round_up(layer.k, lanes),
+                     kh, kw, layer.stride, layer.dilation)
+
+
+def weights_4d(w: np.ndarray) -> np.ndarray:
+    """A linear's [K, C] weight as the [K, C, 1, 1] of a 1x1 conv (conv weights unchanged)."""
+    return w.reshape(*w.shape, 1, 1) if w.ndim == 2 else w
+
+
+@dataclass(frozen=True)
+class DotFamily:
+    """The registry functions of a groups-1 conv/linear family on one dot-product ISA (this
+    module's vpdpbusd, int8_conv_arm's sdot): each module binds its own."""
+
+    isa: DotIsa
+    feature: str  # the Target property that says the ISA is there: "vnni" | "dotprod"
+    requires: str  # ... as the reason names it
+
+    def fits(self, layer: Layer, target) -> str | None:
+        reason = dot_reason(layer)
+        if reason:
+            return reason
+        return None if getattr(target, self.feature) else f"no {self.requires}"
+
+    def shape(self, layer: Layer, target) -> ConvShape:
+        return conv_shape(layer, self.isa.lanes)
+
+    def padded_input(self, layer: Layer, target) -> tuple[int, int]:
+        """(channels, extra columns) of the NHWC input the kernel reads."""
+        return self.shape(layer, target).c, 0
+
+    def emit(self, layer: Layer, target):
+        o = layer.quant
+        return conv_dot_kernel(self.isa, self.shape(layer, target), o.dtype, o.zp, o.lo, o.hi,
+                               layer.weight_bits, o.requant)
+
+    def pack(self, layer: Layer, target, weight: np.ndarray,
+             bias: np.ndarray) -> list[np.ndarray]:
+        """[packed weights, int64 bias[kp]]: the folded bias plus the ISA's bias shift,
+        computed on the weights as the kernel holds them (binary pads with +1)."""
+        s, w4 = self.shape(layer, target), weights_4d(weight)
+        k, bits = w4.shape[0], layer.weight_bits
+        full = np.zeros(s.k, np.int64)
+        full[:k] = bias + self.isa.bias_shift(dense_weights(w4, s.c, s.k, bits))[:k]
+        return [self.isa.pack_weights(w4, s.c, s.k, bits), full]
+
+
+_FAMILY = DotFamily(X86_VNNI, "vnni", "AVX512-VNNI")
+NAME = "int8_conv"
+INSTRUCTION = X86_VNNI.instruction
+LABEL, KERNEL = "vnni", "conv_vnni"  # its int8_layers kernel, its functions' name
+fits, shape, padded_input, emit, pack = (_FAMILY.fits, _FAMILY.shape, _FAMILY.padded_input,
+                                         _FAMILY.emit, _FAMILY.pack)
 
 
 def pack_weights(w: np.ndarray, c_pad: int, k_pad: int, bits: int = 8) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgebench.kernels.int8_conv import SIGN_FLIP, ConvShape, DotIsa, conv_dot_kernel
+from edgebench.kernels.int8_conv import SIGN_FLIP, ConvShape, DotFamily, DotIsa, conv_dot_kernel
 
 SDOT_INTRINSIC = "llvm.aarch64.neon.sdot.v4i32.v16i8"  # (<4 x i32>, <16 x i8>, <16 x i8>)
 INSTRUCTION = "sdot"
@@ -25,6 +25,13 @@ SDOT = DotIsa("sdot", INSTRUCTION, SDOT_INTRINSIC, lanes=4, flip_activations=Tru
               max_accumulators=MAX_ACCUMULATORS, nk_choices=(1, 2, 4, 8), min_pixels=2)
 
 __all__ = ["SDOT", "SIGN_FLIP", "bias_shift", "blocking", "conv_sdot_kernel", "pack_weights"]
+
+# ---- the registry's interface (kernels/registry.py) ----
+_FAMILY = DotFamily(SDOT, "dotprod", "aarch64 +dotprod")
+NAME = "int8_conv_arm"
+LABEL, KERNEL = "sdot", "conv_sdot"  # its int8_layers kernel, its functions' name
+fits, shape, padded_input, emit, pack = (_FAMILY.fits, _FAMILY.shape, _FAMILY.padded_input,
+                                         _FAMILY.emit, _FAMILY.pack)
 
 
 def blocking(s: ConvShape) -> tuple[int, int]:

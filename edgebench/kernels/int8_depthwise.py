@@ -28,9 +28,12 @@ from edgebench.kernels.int8_conv import (
     X86_VNNI,
     ConvShape,
     DotIsa,
+    conv_shape,
+    dot_isa,
     epilogue_kernel,
     fused_epilogue,
 )
+from edgebench.kernels.layer import Layer, int8_reason
 
 LANES = 16  # channels the lowering asks to be whole vectors of (vpdpbusd's lanes; 4 sdot's)
 TAPS = 4  # bytes per int32 lane: vertically adjacent taps of one kernel column
@@ -118,3 +121,51 @@ def depthwise_dot_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 
 
     return epilogue_kernel("dw_dot", body, (N, H, W, C), (G, KW, C, TAPS), "int8", C,
                            (N, OH, OW, C), out, requant)
+
+
+# ---- the registry's interface (kernels/registry.py) ----
+NAME = "int8_depthwise"
+LABEL = KERNEL = "dw"  # its int8_layers kernel, its functions' name
+
+
+def instruction(target) -> str:
+    """The dot product its assembly must contain on this target (vpdpbusd or sdot)."""
+    isa = dot_isa(target)
+    return isa.instruction if isa else X86_VNNI.instruction
+
+
+INSTRUCTION = X86_VNNI.instruction  # on x86; `instruction(target)` answers per target
+
+
+def fits(layer: Layer, target) -> str | None:
+    reason = int8_reason(layer, ("conv2d",), ("uint8",))
+    if reason:
+        return reason
+    if not layer.depthwise:
+        return "not a depthwise conv2d (groups = in = out channels)"
+    if not depthwise_fits(layer.c):
+        return f"{layer.c} channels, not whole vectors of {LANES}"
+    return None if dot_isa(target) else "no int8 dot product (AVX512-VNNI, +dotprod)"
+
+
+def shape(layer: Layer, target) -> ConvShape:
+    return conv_shape(layer, dot_isa(target).lanes, channels=layer.c)
+
+
+def padded_input(layer: Layer, target) -> tuple[int, int]:
+    """(channels, extra columns) of the NHWC input the kernel reads: the channels as they are."""
+    return layer.c, 0
+
+
+def emit(layer: Layer, target):
+    o = layer.quant
+    return depthwise_dot_kernel(shape(layer, target), o.dtype, o.zp, o.lo, o.hi, o.requant,
+                                dot_isa(target))
+
+
+def pack(layer: Layer, target, weight: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
+    """[C, 1, KH, KW] weights in tap order, the bias with the ISA's shift (sdot's 128 sum(w))."""
+    s = shape(layer, target)
+    full = np.zeros(s.k, np.int64)
+    full[:weight.shape[0]] = bias + dot_isa(target).bias_shift(weight)
+    return [pack_depthwise(weight), full]

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from edgebench.kernels.int8_conv import OPAQUE
+from edgebench.kernels.layer import Layer, int8_reason
 
 VECTOR_BYTES = 64  # channels per vector at most (a zmm; LLVM splits it into NEON q registers)
 
@@ -98,3 +99,25 @@ def max_pool_kernel(s: PoolShape, dtype: str):
                     y[n, oh, ow, cb * VL + lane] = window(x, n, oh, ow, cb * VL + lane)
 
     return max_pool_nhwc
+
+
+# ---- the registry's interface (kernels/registry.py): layer.quant is the PoolShape ----
+NAME = "int8_pool"
+INSTRUCTION = None  # plain vector maxes: no instruction to check
+KERNEL = "max_pool"
+
+
+def fits(layer: Layer, target) -> str | None:
+    reason = int8_reason(layer, ("max_pool2d",))
+    if reason:
+        return reason
+    return None if pool_fits(layer.quant, layer.dilation) else \
+        "dilated, or padding above half the window"
+
+
+def emit(layer: Layer, target):
+    return max_pool_kernel(layer.quant, layer.dtype)
+
+
+def pack(layer: Layer, target, *_) -> list:
+    return []

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgebench.kernels.int8_conv import OPAQUE
+from edgebench.kernels.layer import Layer, int8_reason
 
 LANES = 16  # pixels per vector step (16 float32 = one zmm)
 FILL = 64  # bytes per step of the zero-point fill
@@ -89,3 +90,29 @@ def quantize_nhwc_kernel(q: InputQuant):
                                     if c < C else zp for c in range(CP)], interleave))
 
     return quantize_nhwc
+
+
+# ---- the registry's interface (kernels/registry.py): layer.quant is the InputQuant ----
+NAME = "int8_quantize"
+INSTRUCTION = None  # float vectors and a shuffle: no instruction to check
+KERNEL = "quantize"
+
+
+def fits(layer: Layer, target) -> str | None:
+    """The float input of a conv on x86's dot-product kernels (on aarch64 it stays Relax)."""
+    reason = int8_reason(layer, ("quantize",), ("float32",))
+    if reason:
+        return reason
+    if not target.vnni:
+        return "x86 AVX512-VNNI only (its input goes to vpdpbusd)"
+    q = layer.quant
+    return None if quantize_fits(q.c, q.w, q.cp) else \
+        "rows under one vector, or over 16 channels"
+
+
+def emit(layer: Layer, target):
+    return quantize_nhwc_kernel(layer.quant)
+
+
+def pack(layer: Layer, target, *_) -> list:
+    return []

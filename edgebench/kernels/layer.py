@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ACTIVATIONS = (None, "relu", "relu6", "sigmoid")
+INT8_DTYPES = ("uint8", "int8")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,19 @@ NO_EPILOGUE = Epilogue()
 
 
 @dataclass(frozen=True)
+class Int8Out:
+    """How an int8 conv/linear kernel writes its int32 accumulators: requantized to
+    uint8/int8 (zero point, clamp, requantize form kernels.int8_conv FIXED or EXACT_F64),
+    scaled to float32, or raw int32. Its per-channel arrays are constants of the call."""
+
+    dtype: str = "int32"
+    zp: int = 0
+    lo: int = 0
+    hi: int = 0
+    requant: str = "fixed"
+
+
+@dataclass(frozen=True)
 class Layer:
     """One conv2d or linear as the lowering sees it. A linear is `kind="linear"` with its rows
     as the width (h = 1, w = rows). c is the logical input channel count, cp what the input
@@ -73,6 +87,12 @@ class Layer:
     epilogue: Epilogue = NO_EPILOGUE
     cp: int | None = None
     sparsity: float = 0.0  # fraction of zero weights: the sparse families fit above a threshold
+    # int8 layers (dtype "uint8"/"int8": the input activations): the bits the weights are
+    # stored in (8, or 2/1 for ternary/binary), and what the kernel is specialized on besides
+    # the shapes: Int8Out (conv/linear), the family's own record for add/pool/quantize
+    weight_bits: int = 8
+    quant: object = None
+    shape: tuple[int, ...] = ()  # elementwise kinds (add): the operands' shape
 
     @property
     def in_channels(self) -> int:
@@ -146,6 +166,15 @@ def vector_lanes(target, dtype: str = "float32") -> int:
     """Lanes of the target's FMA vectors for `dtype` (see `vectors`), 0 if we have none."""
     v = vectors(target, dtype)
     return v.lanes if v else 0
+
+
+def int8_reason(layer: Layer, kinds: tuple[str, ...], dtypes=INT8_DTYPES) -> str | None:
+    """Why an int8 family does not take the layer on its op and activation dtype alone."""
+    if layer.kind not in kinds:
+        return f"not a {' / '.join(kinds)}"
+    if layer.dtype not in dtypes:
+        return f"not a {' / '.join(dtypes)} layer ({layer.dtype} activations)"
+    return None
 
 
 def fp32_reason(layer: Layer, target) -> str | None:

@@ -1,11 +1,14 @@
 """Lower a QuantDescription to integer Relax: int8 x int8 -> int32 compute, not fake-quant.
 
 Relax has no QNN dialect and the Relax var names do not carry the torch.export node names the
-description is keyed by, so the lowering runs while importing: TVM's ExportedProgramImporter
-walks the BN-folded FP32 graph (the one the description names, exported at batch 1, no
-decomposition), and every node the description runs in integer arithmetic is emitted by this
-module instead of the float converter. Everything else (the ops the description keeps in FP32)
-goes through TVM's own converter on dequantized inputs, so it stays FP32.
+description is keyed by, so the lowering runs while importing: TVM's public
+`from_exported_program` walks the BN-folded FP32 graph (the one the description names, exported
+at batch 1, no decomposition) with this module's converter for every op (`custom_convert_map`),
+which emits the nodes the description runs in integer arithmetic itself and hands every other
+node (the ops the description keeps in FP32) to TVM's own converter on dequantized inputs, so
+they stay FP32. Which of our kernels runs an integer layer is the registry's answer
+(kernels/registry.py: an int8 `Layer` per conv/linear, pool, add and input quantize); this
+module only imports and wires.
 
 The arithmetic is reference.py's, op for op, so the compiled model matches the integer oracle
 bit for bit:
@@ -24,28 +27,29 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import fx
 from tvm import relax
-from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+from tvm.relax.frontend.torch import from_exported_program
 
 from edgebench.compile.asm import functions_using
-from edgebench.kernels.int8_conv import DotIsa
-from edgebench.quantize.arith import (
-    INT32_MAX,
-    INT32_MIN,
-    MIN_SCALE,
-    f64_requantize_exact,
-    inv_scale,
-)
+from edgebench.kernels import int8_quantize, registry
+from edgebench.kernels.int8_add import AddQuant, Int8Add
+from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel, dot_isa
+from edgebench.kernels.int8_pool import PoolShape
+from edgebench.kernels.int8_quantize import InputQuant
+from edgebench.kernels.layer import Layer
+from edgebench.passes.int8_parts import LoweredLayer, bias_fits, const, epilogue_args, linear_on_dot
+from edgebench.passes.int8_sparse import Int8Sparse
+from edgebench.quantize.arith import INT32_MAX, INT32_MIN, MIN_SCALE, inv_scale
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
 from edgebench.report.row import Int8Layers
 
-if TYPE_CHECKING:
-    from edgebench.passes.int8_sparse import Int8Sparse
+__all__ = ["Int8LoweringError", "LoweredLayer", "Lowering", "epilogue_args",
+           "export_float", "fast_gelu", "functions_using", "glue_trials", "lower_int8"]
 
 
 class Int8LoweringError(RuntimeError):
@@ -54,34 +58,6 @@ class Int8LoweringError(RuntimeError):
 
 NHWC_FROM_NCHW = (0, 2, 3, 1)
 NCHW_FROM_NHWC = (0, 3, 1, 2)
-
-
-@dataclass
-class LoweredLayer:
-    """What happened to one entry of the description (for the result rows and the tests)."""
-
-    node: str
-    op: str
-    kind: str  # "int8" | "float-out" | "dynamic" | "fp32" | "int8-move"
-    kernel: str = "relax"  # which code computes it ("relax" = TVM's op, "vnni"/"sdot" = ours)
-    symbol: str = ""  # our kernel's function name in the built library
-    dot_product: bool | None = None  # the built code of `symbol` has the dot-product instr
-    instruction: str = "vpdpbusd"  # the dot-product instruction `symbol` must contain
-    weights: str = ""  # for ternary/binary models: how the weights are stored (int8 or packed)
-    weight_bytes: int = 0  # bytes of the layer's weight constant in the artifact
-
-    def describe(self) -> str:
-        return f"{self.node}={self.fact()}"
-
-    def fact(self) -> str:
-        """`kind[/kernel(instruction check)][:weights]`: its int8_layers entry."""
-        text = self.kind
-        if self.kernel != "relax":
-            text += f"/{self.kernel}"
-            if self.dot_product is not None:
-                text += (f"({self.instruction})" if self.dot_product
-                         else f"(NO {self.instruction})")
-        return text + (f":{self.weights}" if self.weights else "")
 
 
 @dataclass
@@ -115,10 +91,6 @@ class Lowering:
         return missing
 
 
-def _const(value: np.ndarray, dtype: str) -> relax.Constant:
-    return relax.const(np.ascontiguousarray(np.asarray(value).astype(dtype)), dtype)
-
-
 def _conv_attrs(node: fx.Node) -> dict:
     args = [*node.args, None, None, None, None][3:7]
 
@@ -136,18 +108,18 @@ def _dtype(expr: relax.Expr) -> str:
     return str(expr.ty.dtype)
 
 
-class Int8Importer(ExportedProgramImporter):
-    """ExportedProgramImporter that emits the description's integer entries as integer code."""
+class Int8Converter:
+    """The converter TVM's importer calls for every op of the graph (`convert`): the
+    description's integer entries become integer code (on our kernels where the registry has
+    one for the target), every other op goes to TVM's own converter on float inputs."""
 
-    def __init__(self, description: QuantDescription, vnni: bool = False,
-                 sdot: bool = False, sparse: Int8Sparse | None = None,
-                 amx: bool = False) -> None:
-        super().__init__()
-        self.vnni = vnni or sdot  # conv/linear on our NHWC dot-product kernels
-        self.amx = amx and vnni  # ... the ones that fit on the AMX tile kernel (int8_amx)
-        self.sdot = sdot  # ... the aarch64 sdot one (kernels/int8_conv_arm.py), not vpdpbusd
+    def __init__(self, description: QuantDescription, target=None,
+                 sparse: Int8Sparse | None = None) -> None:
+        self.target = target  # None: no kernels of ours, TVM's own int8 ops throughout
+        self.isa = dot_isa(target)  # the dot product of our conv kernels (None: none here)
+        self.f64 = target is not None and target.arch == "x86_64"  # float64 requantize
         self.sparse = sparse  # `+sparse`: pruned linears on the int8 BSR kernel (int8_sparse)
-        # int8 tensors our VNNI kernels produce/consume stay NHWC between them; every other
+        # int8 tensors our kernels produce/consume stay NHWC between them; every other
         # consumer gets the torch layout (NCHW) back
         self.nhwc: set[fx.Node] = set()
         self.kernels: dict[tuple, relax.GlobalVar] = {}
@@ -157,31 +129,44 @@ class Int8Importer(ExportedProgramImporter):
         self.int_cache: dict[tuple[fx.Node, ActQParams], relax.Expr] = {}
         self.done: set[str] = set()
         self.lowered: list[LoweredLayer] = []
-        self.output_lsb: list[float | None] = []
+        self.output_lsb: list[float | None] | None = None
         self.lsb: dict[fx.Node, float] = {}
+        self.importer = None  # TVM's ExportedProgramImporter, known at its first call
+        self.tvm_ops: dict[str, Callable] = {}  # TVM's own converters, bound to it
 
-    # ---- the node loop (TVM 0.27's _translate_fx_graph with the integer entries ours) ----
-    def _translate_fx_graph(self, graph_module, nodes, inputs_vars, custom_ops=None):
-        for node in nodes:
-            if node.op == "placeholder":
-                if node.name in inputs_vars:
-                    self.env[node] = inputs_vars[node.name]
-                    self.qp[node] = None
-            elif node.op == "get_attr":
-                self.env[node] = getattr(graph_module, node.target)
-            elif node.op == "output":
-                outs = node.args[0]
-                flat = outs if isinstance(outs, tuple | list) else (outs,)
-                self.output_lsb = [q.scale if (q := self.qp.get(n)) else self.lsb.get(n)
-                                   for n in flat]
-                for n in flat:
-                    self.env[n] = self.as_float(n)
-                return self._flatten_output_args(self.retrieve_args(node)[0])
-            elif node.op == "call_function":
-                self._call(node)
-            else:
-                raise Int8LoweringError(f"unsupported fx node {node.op}")
-        raise Int8LoweringError("graph has no output")
+    # ---- what TVM's importer sees ----
+    def convert_map(self, ep) -> dict[str, Callable]:
+        """`custom_convert_map` for every op of the program: all go through `convert`."""
+        return {n.target.__name__: self.convert for n in ep.graph.nodes
+                if n.op == "call_function"}
+
+    def convert(self, node: fx.Node, importer) -> relax.Expr:
+        """One op (TVM stores the result as env[node]); after the last one before the output,
+        the outputs are made float (dequantized) and their integer scales recorded."""
+        if self.importer is None:
+            self.importer = importer
+            self.tvm_ops = importer.create_convert_map()  # its converters, not ours
+        self._call(node)
+        if node.next.op == "output":
+            outs = node.next.args[0]
+            flat = outs if isinstance(outs, tuple | list) else (outs,)
+            self.output_lsb = [q.scale if (q := self.qp.get(n)) else self.lsb.get(n)
+                               for n in flat]
+            for n in flat:
+                self.env[n] = self.as_float(n)
+        return self.env[node]
+
+    @property
+    def env(self) -> dict:
+        return self.importer.env
+
+    @property
+    def block_builder(self) -> relax.BlockBuilder:
+        return self.importer.block_builder
+
+    def choose(self, layer: Layer) -> ModuleType | None:
+        """The registry's kernel family for an int8 layer on this target (None: TVM's op)."""
+        return None if self.target is None else registry.choose(layer, self.target)
 
     def _call(self, node: fx.Node) -> None:
         if node.name in self.done:  # an activation fused into its int8 producer
@@ -217,7 +202,7 @@ class Int8Importer(ExportedProgramImporter):
                 saved[arg] = self.env[arg]
                 self.env[arg] = self.as_float(arg)
         try:
-            self.env[node] = self.convert_map[node.target.__name__](node)
+            self.env[node] = self.tvm_ops[node.target.__name__](node)
         finally:
             self.env.update(saved)
         self.qp[node] = None
@@ -229,9 +214,9 @@ class Int8Importer(ExportedProgramImporter):
             return self.env[n]
         if n not in self.float_cache:
             q = relax.op.astype(self.torch_layout(n), "int32")
-            d = relax.op.subtract(q, _const(qp.zero_point, "int32"))
+            d = relax.op.subtract(q, const(qp.zero_point, "int32"))
             self.float_cache[n] = self.emit(relax.op.multiply(
-                relax.op.astype(d, "float32"), _const(np.float32(qp.scale), "float32")))
+                relax.op.astype(d, "float32"), const(np.float32(qp.scale), "float32")))
         return self.float_cache[n]
 
     def as_int(self, n: fx.Node, want: ActQParams, layer: str,
@@ -306,7 +291,7 @@ class Int8Importer(ExportedProgramImporter):
         saved = self.env[node.args[0]]
         self.env[node.args[0]] = q
         try:
-            return self.convert_map[node.target.__name__](node)
+            return self.tvm_ops[node.target.__name__](node)
         finally:
             self.env[node.args[0]] = saved
 
@@ -328,12 +313,10 @@ class Int8Importer(ExportedProgramImporter):
         if self.sparse is not None and attrs is None and (
                 y := self.sparse.linear(self, node, la, w, bias_eff)) is not None:
             return y
-        if self.vnni and _vnni_fits(la, attrs, node) and _bias_fits(
-                bias_eff + self._dot().bias_shift(w)):
-            return self._vnni(node, la, w, bias_eff, attrs)
-        if self.vnni and _depthwise_fits(la, attrs, w) and _bias_fits(
-                bias_eff + self._dot().bias_shift(w)):
-            return self._vnni(node, la, w, bias_eff, attrs, depthwise=True)
+        layer = self._layer(node, la, w, attrs)
+        family = self.choose(layer) if layer is not None else None
+        if family is not None and bias_fits(bias_eff + self.isa.bias_shift(w)):
+            return self._on_kernel(node, la, w, bias_eff, layer, family)
         x = self.as_int(node.args[0], qx, la.name)
         acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
         shape = (1, channels, 1, 1) if la.op == "conv2d" else (channels,)
@@ -343,7 +326,7 @@ class Int8Importer(ExportedProgramImporter):
                                              weights=_stored(la, 8), weight_bytes=w.size))
             return self.emit(relax.op.multiply(
                 relax.op.astype(acc, "float32"),
-                _const(la.out_scale.numpy().reshape(shape), "float32")))
+                const(la.out_scale.numpy().reshape(shape), "float32")))
         assert la.multiplier is not None and la.shift is not None and la.clamp is not None
         self.lowered.append(LoweredLayer(node.name, la.op, "int8", kernel,
                                          weights=_stored(la, 8), weight_bytes=w.size))
@@ -361,75 +344,78 @@ class Int8Importer(ExportedProgramImporter):
         assert qx is not None
         channels = w.shape[0]
         if attrs is None:
-            acc = relax.op.matmul(x, _const(w.T, "int8"), out_dtype="int32")
-            return self.emit(relax.op.add(acc, _const(bias_eff, "int32")))
+            acc = relax.op.matmul(x, const(w.T, "int8"), out_dtype="int32")
+            return self.emit(relax.op.add(acc, const(bias_eff, "int32")))
         ph, pw = attrs["padding"]
         if ph or pw:  # pad with the zero point: real zero, as the oracle's zero padding
             x = self.emit(relax.op.nn.pad(x, [0, 0, 0, 0, ph, ph, pw, pw],
                                           pad_value=float(qx.zero_point)))
-        acc = relax.op.nn.conv2d(x, _const(w, "int8"), strides=attrs["strides"], padding=0,
+        acc = relax.op.nn.conv2d(x, const(w, "int8"), strides=attrs["strides"], padding=0,
                                  dilation=attrs["dilation"], groups=attrs["groups"],
                                  out_dtype="int32")
-        return self.emit(relax.op.add(acc, _const(bias_eff.reshape(1, channels, 1, 1),
+        return self.emit(relax.op.add(acc, const(bias_eff.reshape(1, channels, 1, 1),
                                                   "int32")))
 
-    def _dot(self) -> DotIsa:
-        """The dot-product ISA of this target's conv kernel: vpdpbusd (x86) or sdot
-        (aarch64)."""
-        from edgebench.kernels.int8_conv import X86_VNNI
-        from edgebench.kernels.int8_conv_arm import SDOT
+    def _layer(self, node: fx.Node, la: LayerQuant, w: np.ndarray,
+               attrs: dict | None) -> Layer | None:
+        """The registry's description of a static conv/linear: torch shapes (NCHW input; a
+        linear's rows as the width of a 1-row image), uint8/int8 activations, the bits its
+        weights can be stored in, its epilogue. None: no layer our kernels could take."""
+        (qx,) = la.inputs
+        if qx is None or la.weight_q is None:
+            return None
+        spec = epilogue_args(la, w.shape[0], f64=self.f64).spec
+        shape = [int(d) for d in node.args[0].meta["val"].shape]
+        if attrs is None:
+            if not linear_on_dot(la, node):
+                return None
+            return Layer("linear", w.shape[1], w.shape[0], 1, int(np.prod(shape[:-1])),
+                         dtype=qx.dtype, weight_bits=_weight_bits(la, w), quant=spec)
+        if len(shape) != 4:
+            return None
+        n, c, h, wd = shape
+        groups = attrs["groups"]
+        return Layer("conv2d", c, w.shape[0], h, wd, n, tuple(w.shape[2:]), attrs["strides"],
+                     attrs["padding"], attrs["dilation"], groups, qx.dtype,
+                     weight_bits=_weight_bits(la, w) if groups == 1 else 8, quant=spec)
 
-        return SDOT if self.sdot else X86_VNNI
-
-    def _vnni(self, node: fx.Node, la: LayerQuant, w: np.ndarray, bias_eff: np.ndarray,
-              attrs: dict | None, depthwise: bool = False) -> relax.Expr:
-        """Our vpdpbusd kernel (kernels/int8_conv.py), requantize or float epilogue fused;
-        conv input and output NHWC, a linear as a 1x1 conv over its rows. depthwise: our
-        NHWC depthwise kernel instead (kernels/int8_depthwise.py: the dot product over 4 taps
-        per channel lane, same layout and epilogue). Ternary and
-        binary layers whose weights are in their value set keep them packed (2 / 1 bits).
-        With self.amx, int8-weight layers where it pays (int8_amx.amx_pays) run on the AMX tile
-        kernel instead (same arguments, input padded a few columns wider)."""
-        from edgebench.kernels.int8_amx import INSTRUCTION as AMX_INSTRUCTION
-        from edgebench.kernels.int8_amx import AmxPlan, amx_pays, conv_amx_kernel
-        from edgebench.kernels.int8_amx import pack_weights as pack_amx
-        from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel, dense_weights
-        from edgebench.kernels.int8_depthwise import depthwise_dot_kernel, pack_depthwise
-        from edgebench.kernels.int8_quantize import quantize_fits
-
+    def _on_kernel(self, node: fx.Node, la: LayerQuant, w: np.ndarray, bias_eff: np.ndarray,
+                   layer: Layer, family: ModuleType) -> relax.Expr:
+        """The layer on the registry's `family` (a dot-product conv/linear, AMX tiles or the
+        depthwise dot product), requantize or float epilogue fused; conv input and output
+        NHWC, a linear as a 1x1 conv over its rows. Ternary and binary layers whose weights
+        are in their value set keep them packed (2 / 1 bits)."""
         (qx,) = la.inputs
         assert qx is not None
-        dot = self._dot()
-        bits = 8 if depthwise else _weight_bits(la, w)
-        k = w.shape[0]
-        kp = -(-k // dot.lanes) * dot.lanes
-        if attrs is None:  # linear: rows are pixels of a 1 x M image
+        target = self.target
+        s = family.shape(layer, target)
+        cp, extra_w = family.padded_input(layer, target)
+        bits, k, kp = layer.weight_bits, w.shape[0], s.k
+        quantize = None
+        if layer.kind == "linear":  # rows are pixels of a 1 x M image
             x = self.as_int(node.args[0], qx, la.name)
             lead = [int(d) for d in x.ty.shape][:-1]
-            m, c = int(np.prod(lead)), w.shape[1]
-            x = relax.op.reshape(x, (1, 1, m, c))
-            n, h, wd = 1, 1, m
-            w4, pad, strides, dil = w.reshape(k, c, 1, 1), (0, 0), (1, 1), (1, 1)
-            fused = False
+            x = relax.op.reshape(x, (1, 1, layer.w, layer.c))
+            c, pad = layer.c, (0, 0)
         else:
-            src = node.args[0]
-            # a float input (the model's): quantized, made NHWC and padded by one kernel (x86)
-            fused = self.qp.get(src) is None and not self.sdot and not depthwise and bits != 1
-            if fused:
-                n, c, h, wd = (int(d) for d in self.env[src].ty.shape)
-                fused = quantize_fits(c, wd, -(-c // 4) * 4)
-            if not fused:
+            src, (n, c, h, wd), pad = node.args[0], (layer.n, layer.c, layer.h, layer.w), \
+                layer.padding
+            # a float input (the model's): quantized, made NHWC and padded by one kernel
+            if self.qp.get(src) is None and not layer.depthwise and bits != 1:
+                q = InputQuant(n, c, h, wd, pad[0], pad[1], extra_w, cp,
+                               float(inv_scale(qx.scale)), qx.zero_point, qx.qmin, qx.qmax,
+                               qx.dtype)
+                if self.choose(Layer("quantize", c, cp, h, wd, n, dtype="float32",
+                                     quant=q)) is int8_quantize:
+                    quantize = q
+            if quantize is None:
                 x = self.as_int(src, qx, la.name, nhwc=True)
-                n, h, wd, c = (int(d) for d in x.ty.shape)
-            w4, pad = w, attrs["padding"]
-            strides, dil = attrs["strides"], attrs["dilation"]
-        cp = c if depthwise else -(-c // 4) * 4
-        shape = ConvShape(n, h + 2 * pad[0], wd + 2 * pad[1], cp, kp, w4.shape[2], w4.shape[3],
-                          strides, dil)
-        amx = self.amx and not depthwise and bits == 8 and amx_pays(shape)
-        extra_w = AmxPlan(shape).extra_width if amx else 0  # the tile kernel's overrun
-        if fused:
-            x = self._quantize_input(node.args[0], qx, n, c, h, wd, pad, extra_w, cp)
+        if quantize is not None:
+            gv = self._kernel(("quantize", quantize), int8_quantize.KERNEL,
+                              lambda: int8_quantize.emit(Layer("quantize", c, cp,
+                                                               quant=quantize), target))
+            x = relax.call_tir(gv, [self.env[node.args[0]]],
+                               relax.TensorType(quantize.out_shape, qx.dtype))
         else:
             extra = cp - c if bits != 1 else 0  # extra channels: zero weights see the zp
             if any(pad) or extra:
@@ -441,66 +427,34 @@ class Int8Importer(ExportedProgramImporter):
                 x = relax.op.nn.pad(x, [0, 0, 0, 0, 0, extra_w, 0, 0],
                                     pad_value=float(qx.zero_point))
         x = self.emit(x)
-        bias = np.zeros(kp, np.int64)
-        bias[:k] = bias_eff + (dot.bias_shift(w4) if depthwise else
-                               dot.bias_shift(dense_weights(w4, cp, kp, bits))[:k])
-        if not _bias_fits(bias):  # binary's +1 padding adds to sdot's 128 * sum(w)
+        packed, bias = family.pack(layer, target, w, bias_eff)
+        if not bias_fits(bias):  # binary's +1 padding adds to sdot's 128 * sum(w)
             raise Int8LoweringError(f"{la.name}: the kernel's folded bias overflows int32")
-        if depthwise:
-            packed = pack_depthwise(w4)
-        elif amx:
-            packed = pack_amx(dense_weights(w4, cp, kp), kp)
-        else:
-            packed = dot.pack_weights(w4, cp, kp, bits)
-        ep = epilogue_args(la, k, kp, f64=not self.sdot)
-        out, zp, lo, hi = ep.out, ep.zp, ep.lo, ep.hi
-        args = [x, _const(packed, str(packed.dtype)), _const(bias, "int32"),
-                *(_const(a, str(a.dtype)) for a in ep.arrays)]
-
-        def build():
-            if depthwise:
-                return depthwise_dot_kernel(shape, out, zp, lo, hi, ep.requant, dot)
-            if amx:
-                return conv_amx_kernel(shape, out, zp, lo, hi, ep.requant)
-            return conv_dot_kernel(dot, shape, out, zp, lo, hi, bits, ep.requant)
-
-        kind = "dw" if depthwise else "conv_amx" if amx else f"conv_{dot.name}" + (
-            f"_w{bits}" if bits < 8 else "")
-        gv = self._kernel((shape, out, zp, lo, hi, ep.requant, depthwise, bits, amx), kind,
-                          build)
+        ep = epilogue_args(la, k, kp, f64=self.f64)
+        args = [x, const(packed, str(packed.dtype)), const(bias, "int32"),
+                *(const(a, str(a.dtype)) for a in ep.arrays)]
+        name = family.KERNEL + (f"_w{bits}" if bits < 8 else "")
+        gv = self._kernel((family.NAME, s, layer.quant, bits), name,
+                          lambda: family.emit(layer, target))
         y = self.emit(relax.call_tir(gv, args, relax.TensorType(
-            (n, shape.oh, shape.ow, kp), out)))
+            (s.n, s.oh, s.ow, kp), ep.out)))
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
         kind = "float-out" if la.output is None else "int8"
         self.lowered.append(LoweredLayer(
-            node.name, la.op, kind, "dw" if depthwise else "amx" if amx else dot.name,
-            gv.name_hint,
-            instruction=AMX_INSTRUCTION if amx else dot.instruction, weights=_stored(la, bits),
+            node.name, la.op, kind, family.LABEL, gv.name_hint,
+            instruction=registry.instruction(family, target), weights=_stored(la, bits),
             weight_bytes=packed.nbytes))
-        if attrs is None:
+        if layer.kind == "linear":
             return self.emit(relax.op.reshape(y, (*lead, k)))
         if la.output is None:  # float output goes to FP32 ops: torch layout
             return self.emit(relax.op.permute_dims(y, NCHW_FROM_NHWC))
         self.out_nhwc = True
         return y
 
-    def _quantize_input(self, src: fx.Node, qx: ActQParams, n: int, c: int, h: int, w: int,
-                        pad: tuple[int, int], extra_w: int, cp: int) -> relax.Expr:
-        """The float NCHW input of a conv as its kernel's padded NHWC integer input, in one
-        call of our kernel (kernels/int8_quantize.py)."""
-        from edgebench.kernels.int8_quantize import InputQuant, quantize_nhwc_kernel
-
-        q = InputQuant(n, c, h, w, pad[0], pad[1], extra_w, cp, float(inv_scale(qx.scale)),
-                       qx.zero_point, qx.qmin, qx.qmax, qx.dtype)
-        gv = self._kernel(("quantize", q), "quantize", lambda: quantize_nhwc_kernel(q))
-        return relax.call_tir(gv, [self.env[src]], relax.TensorType(q.out_shape, qx.dtype))
-
     def _add(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
-        """Requantized integer add on our vector kernel (kernels/int8_add.py); TVM's ops (the
-        same int64 expression) when the shapes broadcast."""
-        from edgebench.kernels.int8_add import AddQuant, add_kernel
-
+        """Requantized integer add on the registry's kernel (kernels/int8_add.py); TVM's ops
+        (the same int64 expression) where it has none (the shapes broadcast)."""
         qa, qb = la.inputs
         assert qa is not None and qb is not None and la.output is not None
         assert la.multiplier is not None and la.shift is not None and la.clamp is not None
@@ -510,39 +464,45 @@ class Int8Importer(ExportedProgramImporter):
         self.out_nhwc = nhwc
         self.lowered.append(LoweredLayer(node.name, "add", "int8"))
         shape = [int(d) for d in a.ty.shape]
-        if shape != [int(d) for d in b.ty.shape]:
-            da = relax.op.subtract(relax.op.astype(a, "int64"), _const(qa.zero_point, "int64"))
-            db = relax.op.subtract(relax.op.astype(b, "int64"), _const(qb.zero_point, "int64"))
-            p = relax.op.add(relax.op.multiply(da, _const(int(la.multiplier[0]), "int64")),
-                             relax.op.multiply(db, _const(int(la.multiplier[1]), "int64")))
-            return self.emit(_shift_clamp(p, np.int64(la.shift[0]), la.output.zero_point,
-                                          *la.clamp, la.output.dtype))
         q = AddQuant(qa.zero_point, qb.zero_point, int(la.multiplier[0]),
                      int(la.multiplier[1]), int(la.shift[0]), la.output.zero_point, *la.clamp)
-        out, dims, ta, tb = la.output.dtype, tuple(shape), _dtype(a), _dtype(b)
-        gv = self._kernel(("add", dims, ta, tb, out, q), "add",
-                          lambda: add_kernel(dims, ta, tb, out, q))
+        out = la.output.dtype
+        layer = Layer("add", shape[-1], shape[-1], dtype=_dtype(a), shape=tuple(shape),
+                      quant=Int8Add(q, tuple(int(d) for d in b.ty.shape), _dtype(b), out))
+        family = self.choose(layer)
+        if family is None:
+            da = relax.op.subtract(relax.op.astype(a, "int64"), const(qa.zero_point, "int64"))
+            db = relax.op.subtract(relax.op.astype(b, "int64"), const(qb.zero_point, "int64"))
+            p = relax.op.add(relax.op.multiply(da, const(int(la.multiplier[0]), "int64")),
+                             relax.op.multiply(db, const(int(la.multiplier[1]), "int64")))
+            return self.emit(_shift_clamp(p, np.int64(la.shift[0]), la.output.zero_point,
+                                          *la.clamp, la.output.dtype))
+        gv = self._kernel((family.NAME, layer), family.KERNEL,
+                          lambda: family.emit(layer, self.target))
         return self.emit(relax.call_tir(gv, [a, b], relax.TensorType(shape, out)))
 
     def _max_pool(self, node: fx.Node, q: relax.Expr) -> relax.Expr:
-        """Max pool on NHWC integers: our vector kernel (kernels/int8_pool.py) where it fits,
-        else TVM's (uint8 pads with 0, int8 with -128: never above a real element, so exact)."""
-        from edgebench.kernels.int8_pool import PoolShape, max_pool_kernel, pool_fits
-
+        """Max pool on NHWC integers: the registry's kernel (kernels/int8_pool.py) where it
+        fits, else TVM's (uint8 pads with 0, int8 with -128: never above a real element, so
+        exact)."""
         kernel, stride, padding, dilation, ceil = _pool_args(node)
         n, h, w, c = (int(d) for d in q.ty.shape)
         s = PoolShape(n, h, w, c, kernel, stride, padding, ceil)
-        if not pool_fits(s, dilation):
+        dtype = _dtype(q)
+        layer = Layer("max_pool2d", c, c, h, w, n, kernel, stride, padding, dilation,
+                      dtype=dtype, quant=s)
+        family = self.choose(layer)
+        if family is None:
             return self.emit(relax.op.nn.max_pool2d(q, kernel, stride, padding, dilation, ceil,
                                                     layout="NHWC"))
-        dtype = _dtype(q)
-        gv = self._kernel(("max_pool", s, dtype), "max_pool", lambda: max_pool_kernel(s, dtype))
+        gv = self._kernel((family.NAME, layer), family.KERNEL,
+                          lambda: family.emit(layer, self.target))
         return self.emit(relax.call_tir(gv, [q], relax.TensorType((n, s.oh, s.ow, c), dtype)))
 
     def _avg_pool(self, node: fx.Node, la: LayerQuant, q: relax.Expr,
                   qi: ActQParams, nhwc: bool) -> relax.Expr:
         assert la.output is not None and la.multiplier is not None and la.shift is not None
-        d = relax.op.subtract(relax.op.astype(q, "int32"), _const(qi.zero_point, "int32"))
+        d = relax.op.subtract(relax.op.astype(q, "int32"), const(qi.zero_point, "int32"))
         shape = [int(s) for s in q.ty.shape]
         if la.op == "adaptive_avg_pool2d" and nhwc:
             oh, ow = (int(v) for v in node.args[1])
@@ -582,8 +542,8 @@ class Int8Importer(ExportedProgramImporter):
         """Rule 10: int8 rows gathered, then float32(w_q) * s_w[id] (weights stay int8)."""
         assert la.weight_q is not None and la.out_scale is not None
         ids = relax.op.astype(self.as_float(node.args[1]), "int64")
-        rows = relax.op.take(_const(la.weight_q.numpy(), "int8"), ids, axis=0)
-        scale = relax.op.take(_const(la.out_scale.numpy(), "float32"), ids, axis=0)
+        rows = relax.op.take(const(la.weight_q.numpy(), "int8"), ids, axis=0)
+        scale = relax.op.take(const(la.out_scale.numpy(), "float32"), ids, axis=0)
         self.lowered.append(LoweredLayer(node.name, "embedding", "int8"))
         return self.emit(relax.op.multiply(relax.op.astype(rows, "float32"),
                                            relax.op.expand_dims(scale, -1)))
@@ -598,42 +558,41 @@ class Int8Importer(ExportedProgramImporter):
         if shape[0] != 1:
             raise Int8LoweringError(f"{la.name}: dynamic int8 is lowered for batch 1 only")
         f32 = "float32"
-        lo = relax.op.minimum(relax.op.min(x), _const(0.0, f32))
-        hi = relax.op.maximum(relax.op.max(x), _const(0.0, f32))
-        scale = self.emit(relax.op.divide(relax.op.subtract(hi, lo), _const(255.0, f32)))
+        lo = relax.op.minimum(relax.op.min(x), const(0.0, f32))
+        hi = relax.op.maximum(relax.op.max(x), const(0.0, f32))
+        scale = self.emit(relax.op.divide(relax.op.subtract(hi, lo), const(255.0, f32)))
         scale = self.emit(relax.op.where(
-            relax.op.greater(scale, _const(0.0, f32)),
-            relax.op.maximum(scale, _const(MIN_SCALE, f32)), _const(1.0, f32)))
+            relax.op.greater(scale, const(0.0, f32)),
+            relax.op.maximum(scale, const(MIN_SCALE, f32)), const(1.0, f32)))
         zp = self.emit(_clip(relax.op.negative(relax.op.round(relax.op.divide(lo, scale))),
                              0, 255, f32))
-        inv = relax.op.divide(_const(1.0, f32), scale)
+        inv = relax.op.divide(const(1.0, f32), scale)
         q = relax.op.add(relax.op.round(relax.op.multiply(x, inv)), zp)
         q = self.emit(relax.op.astype(_clip(q, 0, 255, f32), "uint8"))
         w = la.weight_q.to(torch.int64).numpy()
         sparse = self.sparse.accumulators(self, q, w) if self.sparse is not None else None
         if sparse is not None:
             acc, kernel, self.last_symbol = sparse
-        elif self.vnni:
-            acc, kernel = self._vnni_int32(q, w), self._dot().name
+        elif self.isa is not None:
+            acc, kernel = self._vnni_int32(q, w), self.isa.name
         else:
-            acc, kernel = self.emit(relax.op.matmul(q, _const(w.T, "int8"),
+            acc, kernel = self.emit(relax.op.matmul(q, const(w.T, "int8"),
                                                     out_dtype="int32")), "relax"
-        zsum = relax.op.multiply(relax.op.astype(zp, "int32"), _const(w.sum(1), "int32"))
+        zsum = relax.op.multiply(relax.op.astype(zp, "int32"), const(w.sum(1), "int32"))
         acc = relax.op.subtract(acc, zsum)
-        s = relax.op.multiply(scale, _const(np.asarray(la.weight_scale, np.float32), f32))
+        s = relax.op.multiply(scale, const(np.asarray(la.weight_scale, np.float32), f32))
         y = relax.op.add(relax.op.multiply(relax.op.astype(acc, f32), s),
-                         _const(la.bias_float.numpy(), f32))
+                         const(la.bias_float.numpy(), f32))
         self.lowered.append(LoweredLayer(node.name, la.op, "dynamic", kernel,
                                          self.last_symbol if kernel != "relax" else "",
-                                         instruction=self._dot().instruction))
+                                         **({"instruction": self.isa.instruction}
+                                            if self.isa else {})))
         return self.emit(y)
 
     def _vnni_int32(self, q: relax.Expr, w: np.ndarray) -> relax.Expr:
-        """int32 accumulators sum(q * w) of a linear on our dot-product kernel (rows as
-        pixels)."""
-        from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel
-
-        dot = self._dot()
+        """int32 accumulators sum(q * w) of a linear on the target's dot-product kernel (rows
+        as pixels; never AMX tiles: the dynamic form keeps the raw accumulators)."""
+        dot = self.isa
         lead = [int(d) for d in q.ty.shape][:-1]
         m, c = int(np.prod(lead)), w.shape[1]
         k = w.shape[0]
@@ -650,8 +609,8 @@ class Int8Importer(ExportedProgramImporter):
         bias = np.zeros(kp, np.int64)
         bias[:k] = dot.bias_shift(w4)
         y = self.emit(relax.call_tir(gv, [
-            x, _const(dot.pack_weights(w4, cp, kp), "int8"),
-            _const(bias, "int32")], relax.TensorType((1, 1, m, kp), "int32")))
+            x, const(dot.pack_weights(w4, cp, kp), "int8"),
+            const(bias, "int32")], relax.TensorType((1, 1, m, kp), "int32")))
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
         return self.emit(relax.op.reshape(y, (*lead, k)))
@@ -672,50 +631,6 @@ def _stored(la: LayerQuant, bits: int) -> str:
     from edgebench.kernels.int8_conv import WEIGHT_BITS
 
     return WEIGHT_BITS[bits] if la.weight_bits in (1, 2) else ""
-
-
-@dataclass
-class Epilogue:
-    """A layer's fused epilogue as our kernels take it: output dtype, zero point, clamp, the
-    requantize form (kernels.int8_conv FIXED or EXACT_F64) and the per-channel arrays."""
-
-    out: str
-    zp: int
-    lo: int
-    hi: int
-    requant: str
-    arrays: list[np.ndarray]
-
-
-def epilogue_args(la: LayerQuant, n: int, size: int | None = None,
-                  f64: bool = False) -> Epilogue:
-    """A layer's fused epilogue for n channels: the float output scale, or the requantize
-    multiplier and shift; with f64 (x86: float64 vectors are cheap) and where
-    arith.f64_requantize_exact holds, the multipliers as exact float64 scales M0 * 2**-n
-    instead. Arrays are padded with ones to `size` channels (padded outputs are sliced off;
-    a shift of 1 keeps their requantize defined)."""
-    from edgebench.kernels.int8_conv import EXACT_F64, FIXED
-
-    requant = FIXED
-    if la.output is None:
-        assert la.out_scale is not None
-        out, zp, lo, hi = "float32", 0, 0, 0
-        arrays = [(la.out_scale.numpy(), np.float32)]
-    else:
-        assert la.multiplier is not None and la.shift is not None and la.clamp is not None
-        out, zp, (lo, hi) = la.output.dtype, la.output.zero_point, la.clamp
-        m0, shift = la.multiplier.numpy(), la.shift.numpy()
-        if f64 and f64_requantize_exact(shift, zp, lo, hi):
-            requant = EXACT_F64
-            arrays = [(np.ldexp(m0.astype(np.float64), -shift.astype(np.int64)), np.float64)]
-        else:
-            arrays = [(m0, np.int64), (shift, np.int64)]
-    padded = []
-    for values, dtype in arrays:
-        a = np.ones(size or n, dtype)
-        a[:n] = np.broadcast_to(values.reshape(-1), (n,))
-        padded.append(a)
-    return Epilogue(out, zp, lo, hi, requant, padded)
 
 
 INTEGER_GLUE_TRIALS = 1
@@ -755,32 +670,6 @@ def _largest_buffer(script: str) -> int:
     return max(sizes) if sizes else 1 << 62
 
 
-def _bias_fits(bias: np.ndarray) -> bool:
-    """The folded bias (with sdot's 128 * sum(w)) is still an int32."""
-    return bool(np.all(bias >= INT32_MIN) and np.all(bias <= INT32_MAX))
-
-
-def _vnni_fits(la: LayerQuant, attrs: dict | None, node: fx.Node) -> bool:
-    """Our VNNI kernel takes uint8 activations, int8 weights, groups 1 (depthwise and
-    grouped convs, and int8 activations, stay on TVM's own op)."""
-    (qx,) = la.inputs
-    if qx is None or qx.dtype != "uint8" or la.weight_q is None:
-        return False
-    if attrs is None:
-        return len(node.args[0].meta["val"].shape) >= 2
-    return attrs["groups"] == 1
-
-
-def _depthwise_fits(la: LayerQuant, attrs: dict | None, w: np.ndarray) -> bool:
-    """Depthwise (groups = C = K, one filter per channel), uint8 input, channels in vectors
-    of 16."""
-    from edgebench.kernels.int8_depthwise import depthwise_fits
-
-    (qx,) = la.inputs
-    return (attrs is not None and qx is not None and qx.dtype == "uint8"
-            and attrs["groups"] == w.shape[0] and w.shape[1] == 1 and depthwise_fits(w.shape[0]))
-
-
 def _pool_args(node: fx.Node) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int],
                                        tuple[int, int], bool]:
     """aten.max_pool2d(x, kernel, stride=kernel, padding=0, dilation=1, ceil_mode) as pairs
@@ -800,32 +689,32 @@ def _pool_args(node: fx.Node) -> tuple[tuple[int, int], tuple[int, int], tuple[i
 
 def quantize_expr(x: relax.Expr, qp: ActQParams) -> relax.Expr:
     """Rule 1 in float32: clamp(round_half_even(x * inv) + z, qmin, qmax) -> uint8/int8."""
-    inv = _const(inv_scale(qp.scale), "float32")
+    inv = const(inv_scale(qp.scale), "float32")
     r = relax.op.round(relax.op.multiply(x, inv))
-    y = relax.op.add(r, _const(np.float32(qp.zero_point), "float32"))
+    y = relax.op.add(r, const(np.float32(qp.zero_point), "float32"))
     return relax.op.astype(_clip(y, qp.qmin, qp.qmax, "float32"), qp.dtype)
 
 
 def _clip(x: relax.Expr, lo: int, hi: int, dtype: str) -> relax.Expr:
-    return relax.op.minimum(relax.op.maximum(x, _const(lo, dtype)), _const(hi, dtype))
+    return relax.op.minimum(relax.op.maximum(x, const(lo, dtype)), const(hi, dtype))
 
 
 def _shift_clamp(p: relax.Expr, n, zp: int, lo: int, hi: int, dtype: str) -> relax.Expr:
     """clamp(zp + round_half_even(p / 2**n), lo, hi) for int64 p: floor shift of p plus
     2**(n-1) - 1 plus the odd bit of floor(p / 2**n) rounds ties to even, no compare needed."""
     n = np.asarray(n, dtype=np.int64)
-    half = _const((np.int64(1) << (n - 1)) - 1, "int64")
-    nc = _const(n, "int64")
-    odd = relax.op.bitwise_and(relax.op.right_shift(p, nc), _const(1, "int64"))
+    half = const((np.int64(1) << (n - 1)) - 1, "int64")
+    nc = const(n, "int64")
+    odd = relax.op.bitwise_and(relax.op.right_shift(p, nc), const(1, "int64"))
     t = relax.op.right_shift(relax.op.add(relax.op.add(p, half), odd), nc)
-    t = relax.op.add(t, _const(zp, "int64"))
+    t = relax.op.add(t, const(zp, "int64"))
     return relax.op.astype(_clip(t, lo, hi, "int64"), dtype)
 
 
 def requantize_expr(acc: relax.Expr, m0, n, zp: int, lo: int, hi: int,
                     dtype: str) -> relax.Expr:
     """Rule 3: int32 acc -> clamp(zp + round_half_even(int64(acc) * M0 / 2**n), lo, hi)."""
-    p = relax.op.multiply(relax.op.astype(acc, "int64"), _const(m0, "int64"))
+    p = relax.op.multiply(relax.op.astype(acc, "int64"), const(m0, "int64"))
     return _shift_clamp(p, n, zp, lo, hi, dtype)
 
 
@@ -836,17 +725,20 @@ def export_float(model: torch.nn.Module, example: torch.Tensor):
         return torch.export.export(model, (example,))
 
 
-def lower_int8(ep, description: QuantDescription, vnni: bool = False,
-               sdot: bool = False, sparse: Int8Sparse | None = None,
-               amx: bool = False) -> Lowering:
-    """torch.export program of the float model + its description -> integer Relax module;
-    vnni: run conv/linear layers that fit on our vpdpbusd kernels (x86 with AVX512-VNNI);
-    sdot: on our sdot kernel instead (aarch64 with +dotprod); sparse: pruned linears on the
-    int8 BSR kernel where it decides so (its `layers` record each candidate); amx (with vnni:
-    x86 with AMX-INT8): the layers that fit on the AMX tdpbusd kernel, the rest on vpdpbusd."""
-    importer = Int8Importer(description, vnni, sdot, sparse, amx)
-    mod = importer.from_exported_program(ep, False, False, False, None)
-    return Lowering(mod, importer.output_lsb, importer.lowered)
+def lower_int8(ep, description: QuantDescription, target=None,
+               sparse: Int8Sparse | None = None) -> Lowering:
+    """torch.export program of the float model + its description -> integer Relax module,
+    through TVM's public importer with our converter for every op. `target` (a Target) says
+    which of our kernels the layers run on (kernels/registry.py: vpdpbusd or AMX tiles on
+    x86, sdot on aarch64 +dotprod, the integer glue); None: TVM's own int8 ops throughout.
+    sparse: pruned linears on the int8 BSR kernel where it decides so (its `layers` record
+    each candidate)."""
+    converter = Int8Converter(description, target, sparse)
+    mod = from_exported_program(ep, run_ep_decomposition=False,
+                                custom_convert_map=converter.convert_map(ep))
+    if converter.output_lsb is None:
+        raise Int8LoweringError("the graph's output does not follow an op")
+    return Lowering(mod, converter.output_lsb, converter.lowered)
 
 
 def fast_gelu():

@@ -29,7 +29,14 @@ from edgebench.kernels.int8_sparse import (
     int8_bsr_kernel,
     to_int8_bsr,
 )
-from edgebench.passes.int8 import Epilogue, epilogue_args
+from edgebench.passes.int8_parts import (
+    Epilogue,
+    LoweredLayer,
+    bias_fits,
+    const,
+    epilogue_args,
+    linear_on_dot,
+)
 from edgebench.passes.sparse_weights import MIN_SPARSITY, SparseLayer, pick_block, weight_sparsity
 from edgebench.quantize.scheme import LayerQuant
 
@@ -63,17 +70,15 @@ class Int8Sparse:
                bias_eff: np.ndarray) -> relax.Expr | None:
         """A static layer (requantize or float epilogue) on the int8 BSR kernel, emitted
         through `importer`; or None: it stays on the dense path, and its record says why."""
-        from edgebench.passes.int8 import LoweredLayer, _bias_fits, _vnni_fits
-
         refuse = ""
-        if not (_vnni_fits(la, None, node) and _bias_fits(bias_eff)):
+        if not (linear_on_dot(la, node) and bias_fits(bias_eff)):
             refuse = "not on the int8 dot-product kernels (int8 input or bias overflow)"
         x = None
-        if not refuse and importer.vnni:
+        if not refuse and importer.isa is not None:
             (qx,) = la.inputs
             assert qx is not None
             x = importer.as_int(node.args[0], qx, la.name)
-        ep = epilogue_args(la, w.shape[0], f64=not importer.sdot)
+        ep = epilogue_args(la, w.shape[0], f64=importer.f64)
         done = self._run(importer, x, w, bias_eff, ep, refuse)
         if done is None:
             return None
@@ -81,7 +86,7 @@ class Int8Sparse:
         kind = "float-out" if la.output is None else "int8"
         importer.lowered.append(LoweredLayer(
             node.name, la.op, kind, kernel, symbol,
-            instruction=INSTRUCTION["sdot" if importer.sdot else "vnni"]))
+            instruction=INSTRUCTION[importer.isa.name]))
         return y
 
     def accumulators(self, importer, q: relax.Expr, w: np.ndarray
@@ -95,15 +100,13 @@ class Int8Sparse:
              ep: Epilogue, refuse: str = "") -> tuple[relax.Expr, str, str] | None:
         """Record the candidate; if it goes sparse, emit the kernel call on x (uint8 [..., K])
         and return (y [..., N], kernel name, function name)."""
-        from edgebench.passes.int8 import _bias_fits, _const
-
         n, k = w.shape
-        isa = "sdot" if importer.sdot else "vnni"
+        isa = importer.isa.name if importer.isa else "vnni"
         layer = SparseLayer(len(self.layers), "linear", (n, k), weight_sparsity(w),
                             pick_block(w, BLOCKS))
         self.layers.append(layer)
         bias = bias + bias_shift(w, isa)
-        if not importer.vnni:
+        if importer.isa is None:
             layer.reason = ("no int8 dot-product kernels on this target (x86 AVX512-VNNI or "
                             "aarch64 +dotprod)")
         elif refuse:
@@ -113,7 +116,7 @@ class Int8Sparse:
         elif layer.block == (1, 1):
             layer.reason = ("no 16x1/8x1/4x1 blocks (unstructured zeros or rows not a "
                             "multiple of 4): no int8 sparse kernel for it")
-        elif not _bias_fits(bias):
+        elif not bias_fits(bias):
             layer.reason = "bias + 128 * sum(w) overflows int32 (sdot's x - 128)"
         if layer.reason or x is None:
             return None
@@ -137,7 +140,7 @@ class Int8Sparse:
         gv = importer.block_builder.add_func(func.with_attr("global_symbol", name), name)
         if len(lead) != 1:
             x = importer.emit(relax.op.reshape(x, (m, k)))
-        args = [x, *(_const(a, str(a.dtype)) for a in tail)]
+        args = [x, *(const(a, str(a.dtype)) for a in tail)]
         y = importer.emit(relax.call_tir(gv, args, relax.TensorType((m, n), out)))
         if len(lead) != 1:
             y = importer.emit(relax.op.reshape(y, (*lead, n)))
