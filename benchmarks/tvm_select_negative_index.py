@@ -40,7 +40,7 @@ def main() -> None:
     ref = model(torch.from_numpy(x)).numpy()
     mod = from_exported_program(export(model, (torch.from_numpy(x),)))
     print("plain TVM import, max |error| per run:", max_errors(mod, x, ref))
-    print("with wrap_negative_take_indices:      ",
+    print("with wrap_negative_take_indices:",
           max_errors(wrap_negative_take_indices(mod), x, ref))
 
 

@@ -73,7 +73,7 @@ def to_relax(ep, name: str = "model") -> tvm.IRModule:
 
 
 def wrap_negative_take_indices(mod: tvm.IRModule) -> tvm.IRModule:
-    """Rewrite constant negative `take` indices as their positive equivalents.
+    """A copy of `mod` with constant negative `take` indices made positive.
 
     TVM 0.27's importer turns `x[:, -1]` (aten.select with a negative index) into
     `R.take(x, R.const(-1), axis)` in take's default mode "fast", which never wraps an index:
@@ -105,10 +105,11 @@ def wrap_negative_take_indices(mod: tvm.IRModule) -> tvm.IRModule:
             fixed = relax.const(np.where(idx < 0, idx + n, idx).astype(idx.dtype))
             return relax.op.take(call.args[0], fixed, call.attrs.axis, "fast")
 
+    out = mod.clone()
     for gv, func in list(mod.functions_items()):
         if isinstance(func, relax.Function):
-            mod[gv] = _Wrap(mod).visit_expr(func)
-    return mod
+            out[gv] = _Wrap(mod).visit_expr(func)
+    return out
 
 
 def import_model(model: torch.nn.Module, example: torch.Tensor, name: str = "model"):
