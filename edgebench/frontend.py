@@ -57,7 +57,7 @@ def to_relax(ep, name: str = "model") -> tvm.IRModule:
     from tvm.relax.frontend.torch import from_exported_program
 
     try:
-        return from_exported_program(ep)
+        mod = from_exported_program(ep)
     except AssertionError as e:
         match = re.search(r"Unsupported function types \[(.*)\]", str(e))
         if not match:
@@ -69,6 +69,47 @@ def to_relax(ep, name: str = "model") -> tvm.IRModule:
     except Exception as e:
         raise FrontendError(f"model '{name}': TVM's Relax frontend failed: "
                             f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}") from e
+    return wrap_negative_take_indices(mod)
+
+
+def wrap_negative_take_indices(mod: tvm.IRModule) -> tvm.IRModule:
+    """A copy of `mod` with constant negative `take` indices made positive.
+
+    TVM 0.27's importer turns `x[:, -1]` (aten.select with a negative index) into
+    `R.take(x, R.const(-1), axis)` in take's default mode "fast", which never wraps an index:
+    the built code reads the memory just before `x` (a GRU's last step gave different garbage
+    on every run). Python's `i + n` for a known axis length `n` is what torch means.
+    """
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    take = tvm.ir.Op.get("relax.take")
+
+    @relax.expr_functor.mutator
+    class _Wrap(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if call.op != take or str(call.attrs.mode) != "fast" or \
+                    not isinstance(call.args[1], tvm.ir.expr.Constant):
+                return call
+            shape = getattr(call.args[0].ty, "shape", None)
+            if not isinstance(shape, relax.ShapeExpr) or \
+                    not all(isinstance(d, tvm.tirx.IntImm) for d in shape.values):
+                return call
+            dims = [int(d) for d in shape.values]
+            n = int(np.prod(dims)) if call.attrs.axis is None else dims[int(call.attrs.axis)]
+            idx = call.args[1].value.numpy()
+            if not (idx < 0).any():
+                return call
+            fixed = relax.const(np.where(idx < 0, idx + n, idx).astype(idx.dtype))
+            return relax.op.take(call.args[0], fixed, call.attrs.axis, "fast")
+
+    out = mod.clone()
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            out[gv] = _Wrap(mod).visit_expr(func)
+    return out
 
 
 def import_model(model: torch.nn.Module, example: torch.Tensor, name: str = "model"):
