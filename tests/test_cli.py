@@ -170,6 +170,27 @@ def test_metric_columns_preferred_when_present(tmp_path: Path) -> None:
     assert s["variant"] == "fp32" and s["metric"] == "rpa 80%"  # int8 lost 3 rpa points
 
 
+def test_empty_summary_says_why(tmp_path: Path) -> None:
+    """No row summarized: the line names the reason (no score vs FP32, or none within the
+    drop), never "no ok TVM row" when there is one (the GRU user model's --quick run)."""
+    from rich.console import Console
+
+    from edgebench.report.console import print_summary
+
+    def said(rows: list[dict], max_drop: float = 1.0) -> str:
+        path = tmp_path / "s.csv"
+        pd.DataFrame(rows).to_csv(path, index=False)
+        console = Console(record=True, width=200)
+        print_summary(load([path]).rows, max_drop, console)
+        return console.export_text()
+
+    unscored = {**_row("fp32+metaschedule", "tvm", 1.0, None), "top1_agreement": None}
+    assert "none has a score to compare with FP32" in said([unscored])
+    collapsed = _row("fp32", "tvm", 1.0, 0.99, top1_agreement=0.5, metric_drop=40.0)
+    assert "none within --max-drop 1 pt" in said([collapsed])
+    assert "no ok TVM row" in said([{**collapsed, "status": "failed"}])
+
+
 def test_json_beside_the_csv_has_the_rows_and_environment(results: Path) -> None:
     out = write_json(results)
     data = json.loads(out.read_text())

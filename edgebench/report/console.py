@@ -18,7 +18,7 @@ def print_summary(df: pd.DataFrame, max_drop: float, console=None) -> None:
     table = summary(df, max_drop)
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     if table.empty:
-        console.print("no ok TVM row to summarize")
+        console.print(_why_empty(df, max_drop))
         return
     t = Table(title=f"edgebench: fastest TVM variant within {max_drop:g} pt of FP32",
               title_justify="left")
@@ -35,3 +35,16 @@ def print_summary(df: pd.DataFrame, max_drop: float, console=None) -> None:
                   f"{r['artifact_bytes'] / 1024:.0f} ({ratio(r['size_vs_fp32'])})",
                   f"{r['metric']} ({-r['drop_pts']:+.1f} pt)")
     console.print(t)
+
+
+def _why_empty(df: pd.DataFrame, max_drop: float) -> str:
+    """Why the summary has no row: no ok TVM row at all, none with a score to rank against
+    FP32 (e.g. --quick without an evaluation), or none within the allowed drop."""
+    tvm = df[(df["runtime"] == "tvm") & (df["status"] == "ok")] if len(df) else df
+    if tvm.empty:
+        return "no ok TVM row to summarize"
+    if tvm["drop_pts"].isna().all():
+        return (f"{len(tvm)} ok TVM row(s), none summarized: none has a score to compare "
+                "with FP32 (no evaluation in this run), so no variant can be ranked")
+    return (f"{len(tvm)} ok TVM row(s), none summarized: none within --max-drop "
+            f"{max_drop:g} pt of FP32 (or only untuned rows)")
