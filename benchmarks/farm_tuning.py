@@ -66,7 +66,7 @@ def tune_on(servers: int, trials: int, model, xs) -> dict:
         cache = os.environ.get("EDGEBENCH_CACHE")
         os.environ["EDGEBENCH_CACHE"] = tmp  # an empty tuning database
         try:
-            variant = Variant(spec, parse_variant("fp32"), target)
+            variant = Variant(spec, parse_variant("fp32+metaschedule"), target)
             start = time.perf_counter()
             _, compiled = build_tvm(variant, model, xs[0], Path(tmp) / "model.so",
                                     RunConfig(trials=trials, log=lambda m: (logs.append(m),
