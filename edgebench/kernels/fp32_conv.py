@@ -295,10 +295,10 @@ def conv_kernel(s: Conv, ep: Epilogue = NO_EPILOGUE):
 
 
 def zero_border(n: int, oh: int, ow: int, k: int, borders: tuple[int, int, int, int],
-                dtype: str = "float32"):
+                dtype: str = "float32", value: int = 0):
     """T.macro(y): the zero rows / columns around the [oh, ow] interior of a padded NHWC
     output y[n, top + oh + bottom, left + ow + right, k] of `dtype`, borders = (top, bottom,
-    left, right) (Epilogue.borders)."""
+    left, right) (Epilogue.borders); `value` instead of 0 (an int8 zero point)."""
     from tvm.script import tirx as T
 
     top, bottom, left, right = borders
@@ -306,13 +306,13 @@ def zero_border(n: int, oh: int, ow: int, k: int, borders: tuple[int, int, int, 
     @T.macro
     def border(y):
         for b, i, j, lane in T.grid(n, top, ow + left + right, k):
-            y[b, i, j, lane] = T.Cast(dtype, 0)
+            y[b, i, j, lane] = T.Cast(dtype, value)
         for b, i, j, lane in T.grid(n, bottom, ow + left + right, k):
-            y[b, oh + top + i, j, lane] = T.Cast(dtype, 0)
+            y[b, oh + top + i, j, lane] = T.Cast(dtype, value)
         for b, i, j, lane in T.grid(n, oh, left, k):
-            y[b, top + i, j, lane] = T.Cast(dtype, 0)
+            y[b, top + i, j, lane] = T.Cast(dtype, value)
         for b, i, j, lane in T.grid(n, oh, right, k):
-            y[b, top + i, ow + left + j, lane] = T.Cast(dtype, 0)
+            y[b, top + i, ow + left + j, lane] = T.Cast(dtype, value)
 
     return border
 

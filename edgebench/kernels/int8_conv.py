@@ -36,7 +36,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.kernels.layer import Layer, SlidingWindow, int8_reason, round_up
+from edgebench.kernels.layer import (
+    NO_EPILOGUE,
+    Epilogue,
+    Layer,
+    SlidingWindow,
+    int8_reason,
+    round_up,
+)
 
 VNNI = "llvm.x86.avx512.vpdpbusd.512"  # LLVM >= 21: (<16 x i32>, <64 x i8>, <64 x i8>)
 OPAQUE = 8  # relax op_pattern kOpaque: FuseOps must not merge a pad into our kernels
@@ -44,6 +51,8 @@ MAX_ACCUMULATORS = 14  # PB * NK int32x16 registers: < 1 KiB of stack (kept in r
 SIGN_FLIP = -0x7F7F7F80  # 0x80808080 as int32: x ^ it turns 4 uint8 into 4 (x - 128) int8
 WEIGHT_BITS = {8: "int8", 2: "ternary", 1: "binary"}  # how the kernel can store weights
 FIXED, EXACT_F64 = "fixed", "f64"  # requantize on int64 m0/shift, or on float64 scales
+# float epilogue (out_scale, activation, affine) then rule 1 into the next layer's qparams
+QUANTIZE = "quantize"
 
 
 def packable_bits(w: np.ndarray) -> int:
@@ -75,9 +84,15 @@ class ConvShape(SlidingWindow):
     stride: tuple[int, int]
     dilation: tuple[int, int] = (1, 1)
 
-    def blocking(self) -> tuple[int, int]:
+    def blocking(self, pool: int = 1) -> tuple[int, int]:
         """(PB pixels, NK vectors of 16 output channels) of the vpdpbusd kernel."""
-        return X86_VNNI.blocking(self)
+        return X86_VNNI.blocking(self, pool)
+
+    @property
+    def down_columns(self) -> bool:
+        """Pixel blocks run down a column, not along a row: a width-1 image (CREPE's audio
+        frame) would give a row block of one pixel, each weight vector used once."""
+        return self.ow == 1 and self.oh > 1
 
 
 @dataclass(frozen=True)
@@ -105,13 +120,23 @@ class DotIsa:
         """Bytes per weight (and activation) operand."""
         return 4 * self.lanes
 
-    def blocking(self, s: ConvShape) -> tuple[int, int]:
-        """(PB pixels, NK weight vectors) per register block."""
+    def blocking(self, s: ConvShape, pool: int = 1) -> tuple[int, int]:
+        """(PB pixels, NK weight vectors) per register block; PB divides the pixels along the
+        blocked axis (the row, or the column for `down_columns`) and is a multiple of `pool`
+        (a fused P x 1 max pool reduces within a column block)."""
         kb = s.k // self.lanes
+        pix = s.oh if s.down_columns else s.ow
         nk = max(d for d in self.nk_choices if kb % d == 0 and d <= self.max_accumulators)
         while True:
-            pb = max(d for d in range(1, self.max_accumulators // nk + 1) if s.ow % d == 0)
-            if pb >= self.min_pixels or nk == 1 or pb == s.ow:
+            fit = [d for d in range(1, self.max_accumulators // nk + 1)
+                   if pix % d == 0 and d % pool == 0]
+            if not fit:
+                if nk == 1:
+                    raise ValueError(f"no register block of {pool}-row pools divides {pix}")
+                nk //= 2
+                continue
+            pb = max(fit)
+            if pb >= self.min_pixels or nk == 1 or pb == pix:
                 # (pb == ow: every pixel is in the block already, fewer vectors would not add
                 # pixels, only serialize the accumulator chain: batch-1 linears)
                 return pb, nk
@@ -234,7 +259,7 @@ class DotFamily:
     def emit(self, layer: Layer, target):
         o = layer.quant
         return conv_dot_kernel(self.isa, self.shape(layer, target), o.dtype, o.zp, o.lo, o.hi,
-                               layer.weight_bits, o.requant)
+                               layer.weight_bits, o.requant, layer.epilogue, o.inv_scale)
 
     def pack(self, layer: Layer, target, weight: np.ndarray,
              bias: np.ndarray) -> list[np.ndarray]:
@@ -249,6 +274,7 @@ class DotFamily:
 
 _FAMILY = DotFamily(X86_VNNI, "vnni", "AVX512-VNNI")
 NAME = "int8_conv"
+QUANTIZE_EPILOGUE = True  # Epilogue act/affine/pool/pad with Int8Out.requant == QUANTIZE
 INSTRUCTION = X86_VNNI.instruction
 LABEL, KERNEL = "vnni", "conv_vnni"  # its int8_layers kernel, its functions' name
 fits, shape, padded_input, emit, pack = (_FAMILY.fits, _FAMILY.shape, _FAMILY.padded_input,
@@ -268,25 +294,55 @@ def conv_vnni_kernel(s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
 
 
 def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo: int = 0,
-                    hi: int = 255, bits: int = 8, requant: str = FIXED):
+                    hi: int = 255, bits: int = 8, requant: str = FIXED,
+                    ep: Epilogue = NO_EPILOGUE, inv_scale: float = 0.0):
     """TIR PrimFunc: args (x[n,h,w,c] u8, wt = isa.pack_weights(w, c, k, bits) (int8, or
     uint32/uint16 words of packed 2-/1-bit weights), bias[k] i32 (including isa.bias_shift), then
     for out "uint8" / "int8": m0[k] i64, shift[k] i64 (or with requant=EXACT_F64 scale[k] f64);
     for out "float32": scale[k] f32; for "int32" nothing (the accumulator itself);
-    y[n,oh,ow,k])."""
+    y[n,oh,ow,k]).
+
+    requant=QUANTIZE (uint8/int8 out): the accumulator goes through the float path of an FP32
+    chain after a float-out conv and is quantized for the next int8 layer, all in registers
+    (`quantize_epilogue`): scale = [out_scale; bn_scale; bn_shift] ([3k] f32, or [k] without
+    ep.affine), the activation ep.act, the (ep.pool x 1) max pool, and y is written into the
+    interior of the next layer's input, bordered (ep.borders) with its zero point:
+    y[n, oh/pool + top + bottom, ow + left + right, k]."""
     from tvm.script import tirx as T
 
     if out not in ("int32", "float32", "uint8", "int8"):
         raise ValueError(f"conv_dot_kernel: unsupported output dtype {out!r}")
     _check_bits(bits)
+    quantizing = requant == QUANTIZE
+    if ep != NO_EPILOGUE and not (quantizing and out in ("uint8", "int8")):
+        raise ValueError("conv_dot_kernel: an epilogue needs requant=QUANTIZE to uint8/int8")
+    if ep.residual:
+        raise ValueError("conv_dot_kernel: no residual in a quantize epilogue")
     N, H, W, C, K, KH, KW = s.n, s.h, s.w, s.c, s.k, s.kh, s.kw
     SH, SW = s.stride
     DH, DW = s.dilation
     OH, OW = s.oh, s.ow
     L, V = isa.lanes, isa.vector
     C4, KB = C // 4, K // L
-    PB, NK = isa.blocking(s)
+    P = ep.pool
+    COL = s.down_columns
+    if P > 1 and (not COL or OH % P):
+        raise ValueError(f"conv_dot_kernel: a fused {P}-row pool needs a width-1 output and "
+                         f"{OH} rows a multiple of it")
+    PB, NK = isa.blocking(s, P)
     wt_shape, wt_dtype = isa.weight_shape(s, bits)
+    # a block is PB pixels along the row (oh fixed) or, COL, down the column (ow fixed):
+    # the outer loop runs over (A, B) = (oh, ow // PB) or (ow, oh // PB)
+    A, B = (OW, OH // PB) if COL else (OH, OW // PB)
+    PT, PBOT, PL, PR = ep.borders
+    OHP = OH // P
+    y_shape = (N, OHP + PT + PBOT, OW + PL + PR, K)
+
+    def row(a, b, p):
+        return b * PB + p if COL else a
+
+    def col(a, b, p):
+        return a if COL else b * PB + p
 
     def x_operand(x, n, oh, ow, kh, kw, c4):
         """The pixel's 4 input channels (one 32-bit word) broadcast to every lane."""
@@ -323,10 +379,23 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
     def epilogue(v, c, m0, shift, scale):
         return fused_epilogue(T, out, v, c, m0, shift, scale, zero_point, lo, hi)
 
+    def quantized(acc, scale, q, j, lane, c):
+        """The pooled, quantized value (float32, integral) of output rows q*P .. q*P+P-1."""
+        v = quantize_epilogue(T, acc[(q * P * NK + j) * L + lane], c, scale, K, ep,
+                              inv_scale, zero_point, lo, hi)
+        for r in range(1, P):
+            v = T.max(v, quantize_epilogue(T, acc[((q * P + r) * NK + j) * L + lane], c,
+                                           scale, K, ep, inv_scale, zero_point, lo, hi))
+        return T.Cast(out, v)
+
+    border = _border(N, OHP, OW, K, ep.borders, out, zero_point)
+
     @T.macro
     def blocks(x, wt, bias, y, m0, shift, scale):
+        if quantizing and any(ep.borders):
+            border(y)
         acc = T.alloc_buffer((PB * NK * L,), "int32", scope="global")
-        for n, kbo, oh, owo in T.grid(N, KB // NK, OH, OW // PB):
+        for n, kbo, a, b in T.grid(N, KB // NK, A, B):
             for p, j in T.grid(PB, NK):
                 for lane in T.vectorized(L):
                     acc[(p * NK + j) * L + lane] = bias[(kbo * NK + j) * L + lane]
@@ -337,21 +406,57 @@ def conv_dot_kernel(isa: DotIsa, s: ConvShape, out: str, zero_point: int = 0, lo
                         acc[T.ramp((p * NK + j) * L, 1, L)] = T.call_llvm_pure_intrin(
                             T.llvm_lookup_intrinsic_id(isa.intrinsic),
                             acc.vload([(p * NK + j) * L], f"int32x{L}"),
-                            x_operand(x, n, oh, owo * PB + p, kh, kw, c4),
+                            x_operand(x, n, row(a, b, p), col(a, b, p), kh, kw, c4),
                             w_operand(wt, kbo * NK + j, kh, kw, c4),
                             dtype=f"int32x{L}")
-            for p, j in T.grid(PB, NK):
-                for lane in T.vectorized(L):
-                    y[n, oh, owo * PB + p, (kbo * NK + j) * L + lane] = epilogue(
-                        acc[(p * NK + j) * L + lane], (kbo * NK + j) * L + lane,
-                        m0, shift, scale)
+            if quantizing:
+                for q, j in T.grid(PB // P, NK):
+                    for lane in T.vectorized(L):
+                        y[n, row(a, b, q * P) // P + PT, col(a, b, q * P) + PL,
+                          (kbo * NK + j) * L + lane] = quantized(
+                            acc, scale, q, j, lane, (kbo * NK + j) * L + lane)
+            else:
+                for p, j in T.grid(PB, NK):
+                    for lane in T.vectorized(L):
+                        y[n, row(a, b, p), col(a, b, p), (kbo * NK + j) * L + lane] = epilogue(
+                            acc[(p * NK + j) * L + lane], (kbo * NK + j) * L + lane,
+                            m0, shift, scale)
 
     return epilogue_kernel("conv_dot", blocks, (N, H, W, C), wt_shape, wt_dtype, K,
-                           (N, OH, OW, K), out, requant)
+                           y_shape, out, requant, scale_size=K * (3 if ep.affine else 1))
+
+
+def quantize_epilogue(T, v, c, scale, k: int, ep: Epilogue, inv_scale: float,
+                      zero_point: int, lo: int, hi: int):
+    """reference.py's ops on the accumulator v of channel c, in float32, op for op: the
+    float output float32(v) * out_scale[c] (rule 4), the activation, a BatchNorm as
+    torch's CPU kernel computes it, fma(x, bn_scale[c], bn_shift[c]) (one rounding: its
+    vectorized x * alpha + beta is contracted; the lowering derives bn_scale/bn_shift as it
+    does), then rule 1 into the next layer's qparams: clamp(roundeven(x * inv) + z, lo, hi),
+    still float32 (a max pool over it is exact: quantization is monotonic)."""
+    from edgebench.kernels.fp32_conv import activation
+
+    x = activation(T, T.Cast("float32", v) * scale[c], ep.act)
+    if ep.affine:
+        x = T.call_llvm_pure_intrin("float32", T.llvm_lookup_intrinsic_id("llvm.fma"), x,
+                                    scale[k + c], scale[2 * k + c])
+    r = T.call_llvm_pure_intrin("float32", T.llvm_lookup_intrinsic_id("llvm.roundeven"),
+                                x * T.float32(inv_scale))
+    return T.max(T.min(r + T.float32(zero_point), T.float32(hi)), T.float32(lo))
+
+
+def _border(n: int, oh: int, ow: int, k: int, borders: tuple[int, int, int, int], dtype: str,
+            zero_point: int):
+    """fp32_conv.zero_border's rows/columns around the interior, holding the zero point (the
+    quantized 0.0 of the next layer's padding)."""
+    from edgebench.kernels.fp32_conv import zero_border
+
+    return zero_border(n, oh, ow, k, borders, dtype, zero_point)
 
 
 def epilogue_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, wt_dtype: str, k: int,
-                    y_shape: tuple, out: str, requant: str = FIXED):
+                    y_shape: tuple, out: str, requant: str = FIXED,
+                    scale_size: int | None = None):
     """The PrimFunc of one of our int8 kernels, whose arguments end in what its epilogue needs
     (fused_epilogue): (x u8, wt, bias[k] i32, then nothing for int32 out, scale[k]
     (scale_dtype) or m0[k]/shift[k] i64, y). body: a T.macro(x, wt, bias, y, m0, shift,
@@ -372,7 +477,7 @@ def epilogue_kernel(name: str, body, x_shape: tuple, wt_shape: tuple, wt_dtype: 
     if sdt is not None:
         @T.prim_func
         def kernel_f(x: T.Buffer(x_shape, "uint8"), wt: T.Buffer(wt_shape, wt_dtype),
-                     bias: T.Buffer((k,), "int32"), scale: T.Buffer((k,), sdt),
+                     bias: T.Buffer((k,), "int32"), scale: T.Buffer((scale_size or k,), sdt),
                      y: T.Buffer(y_shape, out)):
             T.func_attr(attrs)
             body(x, wt, bias, y, None, None, scale)
@@ -397,8 +502,11 @@ def scale_dtype(out: str, requant: str = FIXED) -> str | None:
         return "float32"
     if out in ("uint8", "int8") and requant == EXACT_F64:
         return "float64"
-    if requant not in (FIXED, EXACT_F64):
-        raise ValueError(f"unknown requantize form {requant!r}: {FIXED} or {EXACT_F64}")
+    if out in ("uint8", "int8") and requant == QUANTIZE:
+        return "float32"
+    if requant not in (FIXED, EXACT_F64, QUANTIZE):
+        raise ValueError(f"unknown requantize form {requant!r}: {FIXED}, {EXACT_F64} or "
+                         f"{QUANTIZE}")
     return None
 
 

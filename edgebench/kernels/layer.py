@@ -56,14 +56,17 @@ NO_EPILOGUE = Epilogue()
 @dataclass(frozen=True)
 class Int8Out:
     """How an int8 conv/linear kernel writes its int32 accumulators: requantized to
-    uint8/int8 (zero point, clamp, requantize form kernels.int8_conv FIXED or EXACT_F64),
-    scaled to float32, or raw int32. Its per-channel arrays are constants of the call."""
+    uint8/int8 (zero point, clamp, requantize form kernels.int8_conv FIXED or EXACT_F64; or
+    QUANTIZE: the float path of the layer's Epilogue, then quantized with 1 / scale =
+    inv_scale into the next layer's qparams), scaled to float32, or raw int32. Its per-channel
+    arrays are constants of the call."""
 
     dtype: str = "int32"
     zp: int = 0
     lo: int = 0
     hi: int = 0
     requant: str = "fixed"
+    inv_scale: float = 0.0
 
 
 @dataclass(frozen=True)

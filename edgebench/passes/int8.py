@@ -42,13 +42,20 @@ from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel, dot_isa
 from edgebench.kernels.int8_pool import PoolShape
 from edgebench.kernels.int8_quantize import InputQuant
 from edgebench.kernels.layer import Layer
-from edgebench.passes.int8_parts import LoweredLayer, bias_fits, const, epilogue_args, linear_on_dot
+from edgebench.passes.int8_parts import (
+    LoweredLayer,
+    bias_fits,
+    bn_affine,
+    const,
+    epilogue_args,
+    linear_on_dot,
+)
 from edgebench.passes.int8_sparse import Int8Sparse
 from edgebench.quantize.arith import INT32_MAX, INT32_MIN, MIN_SCALE, inv_scale
 from edgebench.quantize.scheme import ActQParams, LayerQuant, QuantDescription
 from edgebench.report.row import Int8Layers
 
-__all__ = ["Int8LoweringError", "LoweredLayer", "Lowering", "epilogue_args",
+__all__ = ["Int8LoweringError", "LoweredLayer", "Lowering", "bn_affine", "epilogue_args",
            "export_float", "fast_gelu", "functions_using", "glue_trials", "lower_int8"]
 
 

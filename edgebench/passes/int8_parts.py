@@ -107,3 +107,20 @@ def linear_on_dot(la: LayerQuant, node: fx.Node) -> bool:
     (qx,) = la.inputs
     return (qx is not None and qx.dtype == "uint8" and la.weight_q is not None
             and len(node.args[0].meta["val"].shape) >= 2)
+
+
+def bn_affine(weight: np.ndarray | None, bias: np.ndarray | None, mean: np.ndarray,
+              var: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """An eval BatchNorm's per-channel (scale, shift) as PyTorch's CPU kernel derives them,
+    so fma(x, scale, shift) is its output bit for bit (the FP32 op the oracle runs):
+    invstd = 1 / sqrt(var + eps), scale = invstd * weight in float32, and the shift
+    bias - mean * scale contracted to one rounding (computed exactly in float64 here: the
+    product of two float32 fits its 53 bits)."""
+    f32, f64 = np.float32, np.float64
+    k = mean.shape[0]
+    weight = np.ones(k, f32) if weight is None else weight.astype(f32)
+    bias = np.zeros(k, f32) if bias is None else bias.astype(f32)
+    invstd = f32(1) / np.sqrt(var.astype(f32) + f32(eps))
+    scale = (invstd * weight).astype(f32)
+    shift = (bias.astype(f64) - mean.astype(f32).astype(f64) * scale.astype(f64)).astype(f32)
+    return scale, shift
