@@ -24,6 +24,7 @@ the outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from types import ModuleType
 
 import numpy as np
 import torch
+import tvm
 from torch import fx
 from tvm import relax
 from tvm.relax.frontend.torch import from_exported_program
@@ -38,10 +40,10 @@ from tvm.relax.frontend.torch import from_exported_program
 from edgebench.compile.asm import functions_using
 from edgebench.kernels import int8_quantize, registry
 from edgebench.kernels.int8_add import AddQuant, Int8Add
-from edgebench.kernels.int8_conv import ConvShape, conv_dot_kernel, dot_isa
+from edgebench.kernels.int8_conv import QUANTIZE, ConvShape, conv_dot_kernel, dot_isa
 from edgebench.kernels.int8_pool import PoolShape
 from edgebench.kernels.int8_quantize import InputQuant
-from edgebench.kernels.layer import Layer
+from edgebench.kernels.layer import Epilogue, Int8Out, Layer
 from edgebench.passes.int8_parts import (
     LoweredLayer,
     bias_fits,
@@ -65,6 +67,44 @@ class Int8LoweringError(RuntimeError):
 
 NHWC_FROM_NCHW = (0, 2, 3, 1)
 NCHW_FROM_NHWC = (0, 3, 1, 2)
+aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class QuantizeChain:
+    """The FP32 ops after a float-out conv that its kernel runs in its QUANTIZE epilogue
+    (kernels/int8_conv.py), CREPE's block: ReLU -> [BatchNorm] -> [(P x 1) max pool] ->
+    [pad] -> [permute(0, 2, 1, 3) -> flatten(1) of a width-1 image] -> an int8 conv/linear
+    whose input quantize ends the chain. `last` is the node whose quantized value (qparams
+    `qp`, NHWC unless `flat`) the kernel writes; `affine` the BatchNorm's (scale, shift)."""
+
+    nodes: tuple[fx.Node, ...]
+    qp: ActQParams
+    ep: Epilogue
+    affine: tuple[np.ndarray, np.ndarray] | None
+    flat: bool
+
+    @property
+    def last(self) -> fx.Node:
+        return self.nodes[-1]
+
+    def out(self, la: LayerQuant) -> Int8Out:
+        """What the kernel is specialized on: rule 1 into the consumer's qparams."""
+        qp = self.qp
+        return Int8Out(qp.dtype, qp.zero_point, qp.qmin, qp.qmax, QUANTIZE,
+                       float(inv_scale(qp.scale)))
+
+    def arrays(self, la: LayerQuant, k: int, kp: int) -> list[np.ndarray]:
+        """The kernel's float32 [out_scale; bn_scale; bn_shift] over kp channels (padded
+        channels: scale 1, shift 0; their accumulators are 0 and they are sliced off)."""
+        assert la.out_scale is not None
+        parts = [la.out_scale.numpy(), *(self.affine or ())]
+        out = []
+        for i, values in enumerate(parts):
+            a = np.full(kp, 0.0 if i == 2 else 1.0, np.float32)
+            a[:k] = np.broadcast_to(np.asarray(values, np.float32).reshape(-1), (k,))
+            out.append(a)
+        return [np.concatenate(out)]
 
 
 @dataclass
@@ -138,12 +178,14 @@ class Int8Converter:
         self.lowered: list[LoweredLayer] = []
         self.output_lsb: list[float | None] | None = None
         self.lsb: dict[fx.Node, float] = {}
+        self.ep = None  # the program (convert_map): its parameter and buffer values
         self.importer = None  # TVM's ExportedProgramImporter, known at its first call
         self.tvm_ops: dict[str, Callable] = {}  # TVM's own converters, bound to it
 
     # ---- what TVM's importer sees ----
     def convert_map(self, ep) -> dict[str, Callable]:
         """`custom_convert_map` for every op of the program: all go through `convert`."""
+        self.ep = ep
         return {n.target.__name__: self.convert for n in ep.graph.nodes
                 if n.op == "call_function"}
 
@@ -323,7 +365,10 @@ class Int8Converter:
         layer = self._layer(node, la, w, attrs)
         family = self.choose(layer) if layer is not None else None
         if family is not None and bias_fits(bias_eff + self.isa.bias_shift(w)):
-            return self._on_kernel(node, la, w, bias_eff, layer, family)
+            chain = self._quantize_chain(node, la, layer, family)
+            if chain is not None:
+                layer = dataclasses.replace(layer, epilogue=chain.ep, quant=chain.out(la))
+            return self._on_kernel(node, la, w, bias_eff, layer, family, chain)
         x = self.as_int(node.args[0], qx, la.name)
         acc, kernel = self._default_compute(la, x, w, bias_eff, attrs), "relax"
         shape = (1, channels, 1, 1) if la.op == "conv2d" else (channels,)
@@ -387,11 +432,13 @@ class Int8Converter:
                      weight_bits=_weight_bits(la, w) if groups == 1 else 8, quant=spec)
 
     def _on_kernel(self, node: fx.Node, la: LayerQuant, w: np.ndarray, bias_eff: np.ndarray,
-                   layer: Layer, family: ModuleType) -> relax.Expr:
+                   layer: Layer, family: ModuleType,
+                   chain: QuantizeChain | None = None) -> relax.Expr:
         """The layer on the registry's `family` (a dot-product conv/linear, AMX tiles or the
         depthwise dot product), requantize or float epilogue fused; conv input and output
         NHWC, a linear as a 1x1 conv over its rows. Ternary and binary layers whose weights
-        are in their value set keep them packed (2 / 1 bits)."""
+        are in their value set keep them packed (2 / 1 bits). With a `chain`, the kernel
+        runs the FP32 ops after it and writes the next int8 layer's input (`_chain_out`)."""
         (qx,) = la.inputs
         assert qx is not None
         target = self.target
@@ -438,25 +485,138 @@ class Int8Converter:
         if not bias_fits(bias):  # binary's +1 padding adds to sdot's 128 * sum(w)
             raise Int8LoweringError(f"{la.name}: the kernel's folded bias overflows int32")
         ep = epilogue_args(la, k, kp, f64=self.f64)
+        arrays, out_dtype, out_shape = ep.arrays, ep.out, (s.n, s.oh, s.ow, kp)
+        if chain is not None:
+            top, bottom, left, right = chain.ep.borders
+            arrays, out_dtype = chain.arrays(la, k, kp), chain.qp.dtype
+            out_shape = (s.n, s.oh // chain.ep.pool + top + bottom, s.ow + left + right, kp)
         args = [x, const(packed, str(packed.dtype)), const(bias, "int32"),
-                *(const(a, str(a.dtype)) for a in ep.arrays)]
+                *(const(a, str(a.dtype)) for a in arrays)]
         name = family.KERNEL + (f"_w{bits}" if bits < 8 else "")
-        gv = self._kernel((family.NAME, s, layer.quant, bits), name,
+        gv = self._kernel((family.NAME, s, layer.quant, layer.epilogue, bits), name,
                           lambda: family.emit(layer, target))
-        y = self.emit(relax.call_tir(gv, args, relax.TensorType(
-            (s.n, s.oh, s.ow, kp), ep.out)))
+        y = self.emit(relax.call_tir(gv, args, relax.TensorType(out_shape, out_dtype)))
         if kp != k:
             y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
-        kind = "float-out" if la.output is None else "int8"
+        kind = "float-out" if la.output is None and chain is None else "int8"
         self.lowered.append(LoweredLayer(
             node.name, la.op, kind, family.LABEL, gv.name_hint,
             instruction=registry.instruction(family, target), weights=_stored(la, bits),
             weight_bytes=packed.nbytes))
+        if chain is not None:
+            return self._chain_out(chain, y)
         if layer.kind == "linear":
             return self.emit(relax.op.reshape(y, (*lead, k)))
         if la.output is None:  # float output goes to FP32 ops: torch layout
             return self.emit(relax.op.permute_dims(y, NCHW_FROM_NHWC))
         self.out_nhwc = True
+        return y
+
+    def _quantize_chain(self, node: fx.Node, la: LayerQuant, layer: Layer,
+                        family: ModuleType) -> QuantizeChain | None:
+        """The FP32 chain after a float-out conv its kernel can run (QuantizeChain), or None:
+        each op the only user of the one before, none of them an integer entry, and an int8
+        static conv/linear consuming the last."""
+        if (la.output is not None or layer.kind != "conv2d"
+                or not getattr(family, "QUANTIZE_EPILOGUE", False)):
+            return None
+
+        def only_user(n: fx.Node) -> fx.Node | None:
+            users = list(n.users)
+            return users[0] if len(users) == 1 and users[0].op == "call_function" else None
+
+        shape = [int(d) for d in node.meta["val"].shape]  # the conv's NCHW output
+        relu = only_user(node)
+        if relu is None or relu.target is not aten.relu.default:
+            return None
+        nodes, affine, pool, borders, flat = [relu], None, 1, (0, 0, 0, 0), False
+        nxt = only_user(relu)
+        if nxt is not None and nxt.target is aten.batch_norm.default:
+            affine = self._bn(nxt)
+            if affine is None:
+                return None
+            nodes.append(nxt)
+            nxt = only_user(nxt)
+        if nxt is not None and nxt.target is aten.max_pool2d.default:
+            kernel, stride, padding, dilation, _ = _pool_args(nxt)
+            p = kernel[0]
+            if (kernel != (p, 1) or stride != kernel or padding != (0, 0)
+                    or dilation != (1, 1) or shape[3] != 1 or shape[2] % p):
+                return None
+            pool = p
+            nodes.append(nxt)
+            nxt = only_user(nxt)
+        if nxt is not None and nxt.target is aten.pad.default:
+            pads = [int(v) for v in nxt.args[1]]
+            mode = nxt.args[2] if len(nxt.args) > 2 else nxt.kwargs.get("mode", "constant")
+            value = nxt.args[3] if len(nxt.args) > 3 else nxt.kwargs.get("value")
+            if len(pads) != 4 or min(pads) < 0 or mode != "constant" or value not in (None, 0,
+                                                                                      0.0):
+                return None
+            borders = (pads[2], pads[3], pads[0], pads[1])
+            nodes.append(nxt)
+            nxt = only_user(nxt)
+        if (nxt is not None and nxt.target is aten.permute.default and shape[3] == 1
+                and [int(d) for d in nxt.args[1]] == [0, 2, 1, 3] and not any(borders)):
+            # (n, c, h, 1) -> (n, h, c, 1) -> (n, h * c): the NHWC order, a reshape
+            flatten = only_user(nxt)
+            if (flatten is None or flatten.target is not aten.flatten.using_ints
+                    or list(flatten.args[1:]) not in ([1], [1, -1], [1, 3])):
+                return None
+            nodes += [nxt, flatten]
+            nxt, flat = only_user(flatten), True
+        consumer = self.entries.get(nxt.name) if nxt is not None else None
+        if nxt is None or consumer is None or consumer.op not in ("conv2d", "linear") \
+                or consumer.scheme == "dynamic" or nxt.args[0] is not nodes[-1]:
+            return None
+        (qp,) = consumer.inputs
+        if qp is None or any(self.entries[n.name].integer for n in nodes
+                             if n.name in self.entries):
+            return None
+        ep = Epilogue("relu", pad=borders[0::2], pad_end=borders[1::2],
+                      affine=affine is not None, pool=pool)
+        return QuantizeChain(tuple(nodes), qp, ep, affine, flat)
+
+    def _bn(self, node: fx.Node) -> tuple[np.ndarray, np.ndarray] | None:
+        """An eval BatchNorm's (scale, shift) (bn_affine), None unless its statistics and
+        parameters are constants of the program."""
+        args = [*node.args, None, None, None, None, None, None, None, None][:8]
+        if args[5]:  # training
+            return None
+        values = [None if a is None else self._state(a) for a in args[1:5]]
+        if any(v is None for v, a in zip(values, args[1:5], strict=True) if a is not None):
+            return None
+        if values[2] is None or values[3] is None:
+            return None
+        return bn_affine(*values, float(args[7]))
+
+    def _state(self, node: object) -> np.ndarray | None:
+        """The value of a parameter or buffer input of the program (None: not one)."""
+        if not isinstance(node, fx.Node) or node.op != "placeholder":
+            return None
+        sig = self.ep.graph_signature
+        key = sig.inputs_to_parameters.get(node.name) or sig.inputs_to_buffers.get(node.name)
+        value = self.ep.state_dict.get(key, self.ep.constants.get(key)) if key else None
+        return None if value is None else value.detach().float().numpy()
+
+    def _chain_out(self, chain: QuantizeChain, y: relax.Expr) -> relax.Expr:
+        """Record the kernel's output as the quantized value of the chain's last node (the
+        int8 input its consumer reads, NHWC), every op of the chain done."""
+        k = int(chain.nodes[0].meta["val"].shape[1])  # the conv's real output channels
+        if int(y.ty.shape[3]) != k:
+            y = self.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[k]))
+        last = chain.last
+        if chain.flat:
+            value = self.emit(relax.op.reshape(y, (int(y.ty.shape[0]), -1)))
+        else:
+            value = y
+            self.nhwc.add(last)
+        for n in chain.nodes:
+            self.done.add(n.name)
+            self.env[n] = value
+            if n.name in self.entries:
+                self.lowered.append(LoweredLayer(n.name, self.entries[n.name].op, "fused"))
+        self.qp[last] = chain.qp
         return y
 
     def _add(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
@@ -754,7 +914,6 @@ def fast_gelu():
     call per element: the encoder's int8 row spent 14 ms a call (4 of its 68 ms of kernels) in
     one fused GELU task after 8 tuning trials. The floats between int8 layers are verified
     against the reference within the int8 tolerance, which fast_erf's few-ulp error keeps."""
-    import tvm
     from tvm import topi
     from tvm.relax import PyExprMutator, expr_functor
 
