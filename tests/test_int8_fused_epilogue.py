@@ -44,11 +44,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("h,w,c,k,kernel,stride,pool,borders,bn", CASES)
-def test_quantize_epilogue_matches_oracle_bit_for_bit(h, w, c, k, kernel, stride, pool,
-                                                      borders, bn) -> None:
+def _case(h, w, c, k, kernel, stride, pool, borders, bn, isa=X86_VNNI):
+    """(kernel PrimFunc, its arguments, the oracle's output [..., :k]) of one case."""
     rng = np.random.default_rng(h * 31 + c * 7 + k)
-    cp, kp = -(-c // 4) * 4, -(-k // 16) * 16
+    cp, kp = -(-c // 4) * 4, -(-k // isa.lanes) * isa.lanes
     s = ConvShape(1, h, w, cp, kp, *kernel, stride)
     x = np.zeros((1, h, w, cp), np.uint8)
     x[..., :c] = rng.integers(0, 256, (1, h, w, c))
@@ -74,9 +73,8 @@ def test_quantize_epilogue_matches_oracle_bit_for_bit(h, w, c, k, kernel, stride
     want = quantize(f, float(s_next), z_next, 0, 255).permute(0, 2, 3, 1).numpy()
 
     ep = Epilogue("relu", pad=(t, left), pad_end=(b, r), affine=bn, pool=pool)
-    func = conv_dot_kernel(X86_VNNI, s, "uint8", z_next, 0, 255, requant=QUANTIZE, ep=ep,
+    func = conv_dot_kernel(isa, s, "uint8", z_next, 0, 255, requant=QUANTIZE, ep=ep,
                            inv_scale=float(inv_scale(float(s_next))))
-    lib = tvm.compile(tvm.IRModule({"main": func}), target=TARGET.tvm_target())
     consts = [np.ones(kp, np.float32)]
     consts[0][:k] = out_scale
     if bn:
@@ -84,16 +82,54 @@ def test_quantize_epilogue_matches_oracle_bit_for_bit(h, w, c, k, kernel, stride
         consts += [np.ones(kp, np.float32), np.zeros(kp, np.float32)]
         consts[1][:k], consts[2][:k] = a, sh
     bias_p = np.zeros(kp, np.int32)
-    bias_p[:k] = bias
-    y = tvm.runtime.empty((1, want.shape[1], want.shape[2], kp), "uint8", tvm.cpu())
-    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(X86_VNNI.pack_weights(wq, cp, kp)),
-                tvm.runtime.tensor(bias_p), tvm.runtime.tensor(np.concatenate(consts)), y)
+    bias_p[:k] = bias + isa.bias_shift(wq)
+    args = [x, isa.pack_weights(wq, cp, kp), bias_p, np.concatenate(consts),
+            np.zeros((1, want.shape[1], want.shape[2], kp), np.uint8)]
+    return func, args, want
+
+
+@pytest.mark.parametrize("h,w,c,k,kernel,stride,pool,borders,bn", CASES)
+def test_quantize_epilogue_matches_oracle_bit_for_bit(h, w, c, k, kernel, stride, pool,
+                                                      borders, bn) -> None:
+    func, args, want = _case(h, w, c, k, kernel, stride, pool, borders, bn)
+    lib = tvm.compile(tvm.IRModule({"main": func}), target=TARGET.tvm_target())
+    y = tvm.runtime.tensor(args[-1])
+    lib["main"](*[tvm.runtime.tensor(a) for a in args[:-1]], y)
     got = y.numpy()[..., :k]
     assert (got != want).sum() == 0, f"{(got != want).sum()} of {want.size} differ"
     assert len(np.unique(want)) > 20  # the data exercises the range, not one clamp value
-    asm = lib.mod.inspect_source("asm") if hasattr(lib, "mod") else ""
-    if asm:
-        assert functions_using(asm, "vpdpbusd")
+    assert functions_using(lib.mod.inspect_source("asm"), "vpdpbusd") == {"conv_dot_f"}
+
+
+@pytest.mark.arm
+def test_quantize_epilogue_on_sdot_bit_exact_on_the_board(tmp_path) -> None:
+    """The same epilogue on aarch64's sdot (activations x - 128, 128 * sum(w) in the bias),
+    cross-compiled and run on the emulated board: bit for bit, sdot in its code."""
+    from tvm.support import cc
+
+    from edgebench.kernels.int8_conv_arm import SDOT
+    from tests.helpers import ARM_DOTPROD, board_session, need_board
+
+    target = need_board(find_target(ARM_DOTPROD))
+    cases = [_case(*case, isa=SDOT) for case in CASES]
+    funcs = {f"q{i}": f.with_attr("global_symbol", f"q{i}") for i, (f, _, _) in enumerate(cases)}
+    lib = tvm.compile(tvm.IRModule(funcs), target=target.tvm_target()).mod
+    assert functions_using(lib.inspect_source("asm"), "sdot") == set(funcs)
+    path = tmp_path / "quantize_epilogue.so"
+    lib.export_library(str(path), fcompile=cc.cross_compiler(target.cross_compiler))
+    got = []
+    with board_session(target) as sess:
+        sess.upload(str(path))
+        mod = sess.load_module(path.name)
+        dev = sess.cpu()
+        for i, (_, args, _) in enumerate(cases):
+            y = tvm.runtime.tensor(args[-1], dev)
+            mod[f"q{i}"](*[tvm.runtime.tensor(a, dev) for a in args[:-1]], y)
+            got.append(y.numpy())
+        del mod, dev, y, sess  # nothing may keep the session open
+    for i, (g, (_, _, want)) in enumerate(zip(got, cases, strict=True)):
+        k = want.shape[-1]
+        np.testing.assert_array_equal(g[..., :k], want, err_msg=f"case {i}")
 
 
 def test_bn_affine_is_torch_batch_norm_bit_for_bit() -> None:

@@ -29,6 +29,7 @@ __all__ = ["SDOT", "SIGN_FLIP", "bias_shift", "blocking", "conv_sdot_kernel", "p
 # ---- the registry's interface (kernels/registry.py) ----
 _FAMILY = DotFamily(SDOT, "dotprod", "aarch64 +dotprod")
 NAME = "int8_conv_arm"
+QUANTIZE_EPILOGUE = True  # the builder's QUANTIZE epilogue (int8_conv.py), ISA-independent
 LABEL, KERNEL = "sdot", "conv_sdot"  # its int8_layers kernel, its functions' name
 fits, shape, padded_input, emit, pack = (_FAMILY.fits, _FAMILY.shape, _FAMILY.padded_input,
                                          _FAMILY.emit, _FAMILY.pack)
