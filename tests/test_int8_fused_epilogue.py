@@ -152,15 +152,16 @@ def test_bn_affine_is_torch_batch_norm_bit_for_bit() -> None:
 
 class _MiniCrepe(torch.nn.Module):
     """CREPE's blocks in small: pad -> conv -> ReLU -> BN -> (2 x 1) max pool, one block
-    without the pool, odd widths (20 output channels: padded to 32 by the kernel), then
-    permute/flatten -> linear (float out: no FP32 op after it, so bit exact end to end)."""
+    without the pool, odd widths (20 output channels: padded to 32 by the kernel), the first
+    conv one channel at stride 4 (4 rows as 4 channels), then permute/flatten -> linear
+    (float out: no FP32 op after it, so bit exact end to end)."""
 
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(3)
         widths, kernels = [20, 12, 16], [16, 5, 4]
         self.convs = torch.nn.ModuleList(
-            torch.nn.Conv2d(cin, cout, (k, 1), stride=(2, 1) if i == 0 else (1, 1))
+            torch.nn.Conv2d(cin, cout, (k, 1), stride=(4, 1) if i == 0 else (1, 1))
             for i, (cin, cout, k) in enumerate(zip([1, 20, 12], widths, kernels, strict=True)))
         self.bns = torch.nn.ModuleList(torch.nn.BatchNorm2d(c, eps=1e-3) for c in widths)
         for bn in self.bns:
@@ -168,36 +169,57 @@ class _MiniCrepe(torch.nn.Module):
             bn.running_var.uniform_(0.2, 2)
             bn.weight.data.uniform_(0.5, 2)
             bn.bias.data.uniform_(-0.5, 0.5)
-        self.fc = torch.nn.Linear(16 * 8, 10)
+        self.fc = torch.nn.Linear(16 * 4, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, None, :, None]
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
-            x = F.pad(x, (0, 0, 7, 8) if i == 0 else (0, 0, 2, 3 - i))
+            x = F.pad(x, (0, 0, 6, 6) if i == 0 else (0, 0, 2, 3 - i))
             x = bn(F.relu(conv(x)))
             if i != 1:
                 x = F.max_pool2d(x, (2, 1), (2, 1))
         return self.fc(x.permute(0, 2, 1, 3).flatten(1))
 
 
-def test_crepe_like_chain_fused_and_bit_exact() -> None:
+def _mini_crepe(target):
+    """(quantized result, lowering for `target`) of _MiniCrepe, the chains checked fused."""
     from edgebench.models import ModelSpec
     from edgebench.passes.int8 import export_float, lower_int8
     from edgebench.quantize import parse_quant, quantize
-    from tests.helpers import build_vm, oracle, run_vm
 
     spec = ModelSpec(name="mini-crepe", description="test net", input_shape=(1, 64),
                      evaluation="fidelity", fidelity_samples=8, build=lambda: _MiniCrepe().eval())
     result = quantize(spec.build(), parse_quant("static"), spec)
     low = lower_int8(export_float(result.float_model, spec.example_input()),
-                     result.description, TARGET)
+                     result.description, target)
+    label = "vnni" if target.vnni else "sdot"
     facts = dict(la.describe().split("=", 1) for la in low.layers if la.kind != "int8-move")
-    assert [facts[n] for n in ("conv2d", "conv2d_1", "conv2d_2")] == ["int8/vnni"] * 3
+    assert [facts[n] for n in ("conv2d", "conv2d_1", "conv2d_2")] == [f"int8/{label}"] * 3
     chain = [n for n in facts if n.startswith(("batch_norm", "max_pool2d", "pad_", "permute",
                                                "flatten"))]
     assert len(chain) == 3 + 2 + 2 + 2 and all(facts[n] == "fused" for n in chain)
+    # the first conv reads its 76 quantized samples as 19 rows of 4 channels
+    assert 'R.Tensor((1, 19, 1, 4), dtype="uint8")' in low.mod.script()
+    return result, low
+
+
+def test_crepe_like_chain_fused_and_bit_exact() -> None:
+    from tests.helpers import build_vm, oracle, run_vm
+
+    result, low = _mini_crepe(TARGET)
     xs = torch.randn(16, 1, 64) * 2
     np.testing.assert_array_equal(run_vm(build_vm(low.mod, low), xs), oracle(result, xs))
+
+
+@pytest.mark.arm
+def test_crepe_like_chain_on_sdot_bit_exact_on_the_board(tmp_path) -> None:
+    from tests.helpers import ARM_DOTPROD, build_lowering_arm, need_board, oracle, run_on_board
+
+    target = need_board(find_target(ARM_DOTPROD))
+    result, low = _mini_crepe(target)
+    xs = torch.randn(8, 1, 64) * 2
+    got = run_on_board(target, build_lowering_arm(low, tmp_path), xs)
+    np.testing.assert_array_equal(got, oracle(result, xs))
 
 
 @pytest.mark.slow
