@@ -17,21 +17,10 @@ from edgebench.kernels.layer import Epilogue
 from edgebench.passes.int8 import bn_affine
 from edgebench.quantize.arith import inv_scale, quantize
 from edgebench.targets import find_target
+from tests.helpers import conv_ref
 
 TARGET = find_target("x86-native")
 pytestmark = pytest.mark.skipif(not TARGET.vnni, reason="this host has no AVX512-VNNI")
-
-
-def _conv_int(x: np.ndarray, w: np.ndarray, bias: np.ndarray, s: ConvShape) -> np.ndarray:
-    """int64 NHWC conv of the padded input plus bias: the oracle's int32 accumulator."""
-    out = np.zeros((s.n, s.oh, s.ow, w.shape[0]), np.int64)
-    sh, sw = s.stride
-    for kh in range(s.kh):
-        for kw in range(s.kw):
-            xs = x[:, kh:kh + (s.oh - 1) * sh + 1:sh, kw:kw + (s.ow - 1) * sw + 1:sw]
-            out += np.einsum("nhwc,kc->nhwk", xs.astype(np.int64),
-                             w[:, :, kh, kw].astype(np.int64))
-    return out + bias
 
 
 # (padded h, w, real c, real k, kernel, stride, pool, borders (top, bottom, left, right), bn)
@@ -60,7 +49,7 @@ def _case(h, w, c, k, kernel, stride, pool, borders, bn, isa=X86_VNNI):
     s_next, z_next = np.float32(0.021), 37
 
     # the oracle: rule 4's float output, PyTorch's ReLU / BatchNorm / max pool / pad, rule 1
-    acc = _conv_int(x[..., :c], wq, bias, s)
+    acc = conv_ref(x[..., :c], wq, s) + bias
     f = torch.from_numpy(acc.astype(np.float32) * out_scale).permute(0, 3, 1, 2)
     f = F.relu(f)
     if bn:
