@@ -119,6 +119,7 @@ def test_rpc_profile_on_the_board_lists_sparse_kernels() -> None:
     assert COVERAGE_BAND[0] <= prof.coverage <= COVERAGE_BAND[1], prof.markdown()
 
 
+@pytest.mark.slow
 def test_cold_timing_flushes_the_weights() -> None:
     """`--cold` (TimingConfig.cold): a GEMV's 512 KB of weights, flushed before every call,
     come from memory; timed hot (repeated calls) they stay in the L2. The whole is a
@@ -144,6 +145,6 @@ def test_cold_timing_flushes_the_weights() -> None:
             else tvm.runtime.tensor(a) for a in [*call.args, *call.outputs]]
     whole = (lib.time_evaluator("gemv", tvm.cpu(), number=1, repeat=1), args)
     times = {cold: time_interleaved(lib, tvm.cpu(), [call], whole,
-                                    TimingConfig(rounds=5, cold=cold))[0][0]
+                                    TimingConfig(rounds=9, min_repeat_ms=1, cold=cold))[0][0]
              for cold in (False, True)}
-    assert 0 < times[False] < times[True]
+    assert 0 < 1.5 * times[False] < times[True]  # measured 3x (5 vs 15 us) on a loaded core
