@@ -88,6 +88,9 @@ def goal_rows(df: pd.DataFrame) -> list[list[str]]:
             refused = why and "FP16 arithmetic" in str(r.error)  # the ISA has no FP16
             verdict = ("-" if goal is None else "n/a" if refused else
                        "missed" if ratio is None or ratio < goal else "met")
+            drop = pd.to_numeric(r.get("metric_drop"), errors="coerce")
+            if not why and pd.notna(drop) and drop > MAX_DROP:  # a fidelity drop (above)
+                verdict += " *"
             out.append([model, what, ours or f"({why})", _drop(r), peer,
                         f"{ratio:.2f}x" if ratio else "-",
                         f">= {goal}x" if goal else "-", verdict])
@@ -112,7 +115,9 @@ def main(argv: list[str]) -> int:
         f"# Issue 16 goals: {argv[0]}", "",
         "p50 ms, 1 thread, batch 1; ratio = reference / ours (above 1: ours faster); a failed "
         f"row or one whose accuracy dropped more than {MAX_DROP} points misses its goal; n/a: "
-        "the target has no FP16 arithmetic (a refusal row, not a miss).", "",
+        "the target has no FP16 arithmetic (a refusal row, not a miss); *: a random-weight "
+        f"model's fidelity (top-1 agreement with FP32) dropped more than {MAX_DROP} points: the "
+        "time is real, the outputs differ (pruned or quantized without fine-tuning).", "",
         *md_table(["model", "ours", "ours ms", "metric drop", "reference ms (fastest)",
                    "ratio", "goal", "verdict"], rows), ""]))
     return 0
