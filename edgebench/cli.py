@@ -204,6 +204,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="interleaved timing rounds, median kept (default 9)")
     pf.add_argument("--min-repeat-ms", type=int, default=None,
                     help="each timing runs a call for at least this long (default 10)")
+    pf.add_argument("--cold", action="store_true",
+                    help="time each kernel with its weights, bias and output flushed from the "
+                         "caches before every call (its input activation stays warm): how it "
+                         "runs in a model whose weights exceed the cache")
     _add_data_args(pf)
     pf.add_argument("--output", "-o", default=None,
                     help="write the per-kernel CSV here (and the markdown beside it)")
@@ -351,7 +355,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     timing = TimingConfig(**{k: v for k, v in (("rounds", args.rounds),
                                                 ("min_repeat_ms", args.min_repeat_ms))
-                             if v is not None})
+                             if v is not None}, cold=args.cold)
     data = _data_options(args)
     profiles = [profile(ProfileConfig(args.model, v, args.target, args.trials, args.threads,
                                       timing, data=data)) for v in args.variants]

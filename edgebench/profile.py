@@ -33,6 +33,8 @@ NAME_KINDS = ((re.compile(r"(^|_)sparse_"), "sparse"),
               (re.compile(r"^fp16_"), "fp16"),  # ... and their float16 form (quant=fp16)
               (re.compile(r"(^|_)(int8|qnn|qdense|qconv|quantized)_"), "int8"))
 INT8_DTYPES = ("int8", "uint8")  # ... else integer 8-bit inputs make it an int8 kernel
+# TVM's time evaluator preprocessing: clflush every argument but the first before each call
+COLD_FLUSH = "cache_flush_cpu_non_first_arg"
 COVERAGE_BAND = (0.5, 1.5)  # the kernels' sum vs the whole VM call, see Profile.adds_up
 
 
@@ -122,6 +124,12 @@ class TimingConfig:
 
     rounds: int = 9
     min_repeat_ms: int = 10
+    # cold: every kernel call starts with its arguments after the first (weights, bias,
+    # residual, output) flushed from the caches, the activation its producer just wrote
+    # still warm: how a kernel runs inside a whole call whose weights exceed the cache
+    # (MobileNetV2's 14 MB, ResNet-18's 46 MB); each round is the median of cold_calls
+    cold: bool = False
+    cold_calls: int = 15
 
 
 def time_interleaved(lib, dev, calls: list[KernelCall], whole, timing: TimingConfig,
@@ -131,12 +139,14 @@ def time_interleaved(lib, dev, calls: list[KernelCall], whole, timing: TimingCon
     rng = np.random.default_rng(seed)
     timers = [whole]
     for call in calls:
-        timer = lib.time_evaluator(call.name, dev, number=1, repeat=1,
-                                   min_repeat_ms=timing.min_repeat_ms)
+        timer = (lib.time_evaluator(call.name, dev, number=1, repeat=timing.cold_calls,
+                                    f_preproc=COLD_FLUSH) if timing.cold else
+                 lib.time_evaluator(call.name, dev, number=1, repeat=1,
+                                    min_repeat_ms=timing.min_repeat_ms))
         timers.append((timer, _tensors(call, dev, rng)))
     for timer, args in timers:
         timer(*args)  # warm-up (and the number calibration)
-    samples = np.array([[timer(*args).mean * 1e3 for timer, args in timers]
+    samples = np.array([[timer(*args).median * 1e3 for timer, args in timers]
                         for _ in range(timing.rounds)])
     med = np.median(samples, axis=0)
     return [float(t) for t in med[1:]], float(med[0])
@@ -156,6 +166,7 @@ class Profile:
     emulated: bool = False
     macs: dict[str, int] = field(default_factory=dict)  # per kernel name: MACs per call
     peak_gmacs: float | None = None  # the measured FP32 FMA peak of one core (kernels/peak)
+    cold: bool = False  # kernels timed with their weights flushed (TimingConfig.cold)
 
     @property
     def sum_ms(self) -> float:
@@ -202,8 +213,10 @@ class Profile:
 
         where = self.target + (f" (board {self.board})" if self.board else "") + (
             ", EMULATED" if self.emulated else "")
+        alone = ("alone, each call with its weights, bias and output flushed from the caches "
+                 "(`--cold`)," if self.cold else "alone")
         lines = [f"# profile: {self.model} `{self.variant}` on {where}", "",
-                 f"Kernels timed alone sum to {self.sum_ms:.4g} ms; the whole VM call takes "
+                 f"Kernels timed {alone} sum to {self.sum_ms:.4g} ms; the whole VM call takes "
                  f"{self.whole_ms:.4g} ms (sum / whole = {self.coverage:.2f}"
                  + ("" if self.adds_up() else
                     f", **outside {COVERAGE_BAND[0]}-{COVERAGE_BAND[1]}: the parts do not "
@@ -398,7 +411,7 @@ def profile(cfg: ProfileConfig, out_dir: Path | None = None) -> Profile:
         times, whole, b = _profile_remote(result, x, target, calls, cfg.timing, cfg.log)
         board, emulated = b.name, b.emulated
     return Profile(model, variant, target.name, calls, times, whole, board, emulated, macs,
-                   peak)
+                   peak, cfg.timing.cold)
 
 
 def _local_peak(target: Target) -> float:
