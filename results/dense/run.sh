@@ -14,7 +14,8 @@
 # its best), MODELS (default: all seven), OUT (the timed CSV).
 # A row already in the CSV is not measured again (edgebench run resumes): delete the CSV to
 # re-measure everything. RECORD=no leaves out group 6 (the MetaSchedule record). Failed rows
-# (a refusal, a build error) are rows like any other: summary.md shows them; the script stops only when edgebench run cannot go on (exit > 1).
+# (a refusal, a build error) are rows like any other: summary.md shows them; the script
+# stops only when edgebench run cannot go on (exit > 1).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
