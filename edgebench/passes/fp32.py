@@ -160,6 +160,15 @@ class Lowerer:
         self.vals: dict[relax.Var, object] = {}
         self.uses: dict[relax.Var, int] = {}
         self.kernels: dict[tuple, relax.GlobalVar] = {}
+        # an int8 module's quantizes (see quantize_chains): the cast's var -> (float source,
+        # Quant); the chain's inner bindings (skipped); a cast whose integers the source's
+        # producer already stored -> that tensor
+        self.quants: dict[relax.Var, tuple[relax.Expr, rowwise.Quant]] = {}
+        self.skip: set[relax.Var] = set()
+        self.stored: dict[relax.Var, relax.Expr] = {}
+        self.quant_src: dict[relax.Var, relax.Var] = {}  # float source -> its cast
+        self.users: dict[relax.Var, list[relax.Var]] = {}
+        self.defs: dict[relax.Var, relax.Expr] = {}
 
     # ---- emission helpers ----
     def emit(self, expr: relax.Expr) -> relax.Expr:
@@ -228,6 +237,8 @@ class Lowerer:
             if v.plain is None:
                 v.plain = self.view(v.expr, v.shape4)
             return v.plain
+        if isinstance(v, _Stored):
+            raise FallBack(f"{expr.name}: only its quantized integers were stored")
         if isinstance(v, _Scaled):
             if v.plain is None:
                 x = self.plain(v.src)
@@ -374,8 +385,10 @@ class Lowerer:
         for b in block.bindings:
             for var in relax.analysis.free_vars(b.value):
                 self.uses[var] = self.uses.get(var, 0) + 1
+                self.users.setdefault(var, []).append(b.var)
         for var in relax.analysis.free_vars(body.body):
             self.uses[var] = self.uses.get(var, 0) + 1
+        self.quantize_chains(block)
         with self.bb.function("fp32_main", list(func.params)):
             with self.bb.dataflow():
                 for b in block.bindings:
@@ -388,7 +401,82 @@ class Lowerer:
         mod = self.bb.get()
         return mod["fp32_main"]
 
+    def quantize_chains(self, block: relax.DataflowBlock) -> None:
+        """Find the int8 lowering's quantizes (passes/int8.py quantize_expr: x * (1 / s),
+        round, + z, max, min, cast to uint8/int8; scalar constants, each step used once) before
+        the walk, so the kernel producing x (layer norm, GELU, a transpose) can store the
+        integers instead of x, and the rest become one quantize kernel."""
+        self.defs = defs = {b.var: b.value for b in block.bindings}
+        steps = ("relax.minimum", "relax.maximum", "relax.add", "relax.round", "relax.multiply")
+        for var, value in defs.items():
+            if _op(value) != "relax.astype" or str(value.attrs.dtype) not in ("uint8", "int8"):
+                continue
+            cur, chain, consts = value.args[0], [], {}
+            for step in steps:
+                v = defs.get(cur)
+                if v is None or _op(v) != step or self.uses.get(cur, 0) != 1:
+                    break
+                chain.append(cur)
+                if step != "relax.round":
+                    c = _const(defs.get(v.args[1], v.args[1]))
+                    if c is None or c.size != 1:
+                        break
+                    consts[step] = float(c.reshape(-1)[0])
+                cur = v.args[0]
+            else:
+                if cur.ty.dtype != "float32":
+                    continue
+                self.skip.update(chain)
+                self.quant_src[cur] = var
+                self.quants[var] = (cur, rowwise.Quant(
+                    float(np.float32(consts["relax.multiply"])),
+                    int(consts["relax.add"]), int(consts["relax.maximum"]),
+                    int(consts["relax.minimum"]), str(value.attrs.dtype)))
+
+    def quantized_by(self, var: relax.Var) -> tuple[list[relax.Var], rowwise.Quant] | None:
+        """If var's value is only quantized (through free reshapes used once): those reshapes
+        and the cast whose integers var's producer may store instead, and the Quant."""
+        path = []
+        while self.uses.get(var, 0) == 1:
+            cast = self.quant_src.get(var)
+            if cast is not None:
+                return [*path, cast], self.quants[cast][1]
+            (user,) = self.users[var]
+            if _op(self.defs.get(user)) != "relax.reshape":
+                return None
+            path.append(user)
+            var = user
+        return None
+
+    def store_quantized(self, var: relax.Var, build) -> _Stored | None:
+        """var's producer storing the integers of the quantize it only feeds:
+        build(quant, out_shape) emits it; None: the caller emits the float kernel."""
+        found = self.quantized_by(var)
+        if found is None:
+            return None
+        path, q = found
+        cast = path[-1]
+        self.stored[cast] = build(q, _ints(cast.ty.shape))
+        self.skip.update(path[:-1])
+        return _Stored(cast)
+
+    def quantize(self, cast: relax.Var) -> relax.Expr:
+        """A float value into an int8 layer: one quantize kernel (torch layout, flat)."""
+        src, q = self.quants[cast]
+        shape = _ints(cast.ty.shape)
+        n = int(np.prod(shape))
+        return self.rowwise(("quantize", n, q), lambda: rowwise.quantize_kernel(n, q),
+                            [self.plain(src)], (n,), shape, cast.name, q.dtype)
+
     def binding(self, var: relax.Var, value: relax.Expr) -> None:
+        if var in self.skip:  # a step of a quantize (or a reshape) its cast emits
+            return
+        if var in self.stored:  # its integers were stored by the producer
+            self.vals[var] = self.stored.pop(var)
+            return
+        if var in self.quants:
+            self.vals[var] = self.quantize(var)
+            return
         if isinstance(value, tvm.ir.expr.Constant):
             self.vals[var] = value
             return
@@ -476,14 +564,14 @@ class Lowerer:
                        out_shape=_ints(var.ty.shape))
 
     def bmm(self, var, call):
-        """A matmul of two activations ([b, m, k] @ [b, k, n], or 2-D) on the batched
-        matmul family."""
+        """A matmul of two activations ([..., m, k] @ [..., k, n], equal leading axes: one
+        batch of their product; or 2-D) on the batched matmul family."""
         a_shape, w_shape = _ints(call.args[0].ty.shape), _ints(call.args[1].ty.shape)
-        if len(a_shape) != len(w_shape) or len(a_shape) not in (2, 3) or \
+        if len(a_shape) != len(w_shape) or len(a_shape) < 2 or \
                 a_shape[:-2] != w_shape[:-2] or a_shape[-1] != w_shape[-2] or \
                 call.args[0].ty.dtype != "float32" or call.args[1].ty.dtype != "float32":
             return None
-        b = a_shape[0] if len(a_shape) == 3 else 1
+        b = int(np.prod(a_shape[:-2]))
         (m, k), n = a_shape[-2:], w_shape[-1]
         layer = Layer("matmul", k, n, 1, m, b)
         family = registry.choose(layer, self.target)
@@ -618,11 +706,15 @@ class Lowerer:
             return None
         rows, d = int(np.prod(shape[:-1])), shape[-1]
         eps = float(a.epsilon)
-        return self.rowwise(("layer_norm", rows, d, eps),
-                            lambda: rowwise.layer_norm_kernel(rows, d, eps),
-                            [self.plain(call.args[0]), relax.const(gamma.astype(np.float32)),
-                             relax.const(beta.astype(np.float32))], (rows, d), shape,
-                            var.name)
+        args = [self.plain(call.args[0]), relax.const(gamma.astype(np.float32)),
+                relax.const(beta.astype(np.float32))]
+
+        def emit(q: rowwise.Quant | None, out):
+            return self.rowwise(("layer_norm", rows, d, eps, q),
+                                lambda: rowwise.layer_norm_kernel(rows, d, eps, q), args,
+                                (rows, d), out, var.name, rowwise.out_dtype(q))
+
+        return self.store_quantized(var, emit) or emit(None, shape)
 
     def softmax(self, var, call):
         shape = _ints(var.ty.shape)
@@ -640,8 +732,13 @@ class Lowerer:
     def gelu(self, var, call):
         shape = _ints(var.ty.shape)
         n = int(np.prod(shape))
-        return self.rowwise(("gelu", n), lambda: rowwise.gelu_kernel(n),
-                            [self.plain(call.args[0])], (n,), shape, var.name)
+        x = self.plain(call.args[0])
+
+        def emit(q: rowwise.Quant | None, out):
+            return self.rowwise(("gelu", n, q), lambda: rowwise.gelu_kernel(n, q), [x], (n,),
+                                out, var.name, rowwise.out_dtype(q))
+
+        return self.store_quantized(var, emit) or emit(None, shape)
 
     def permute_dims(self, var, call):
         src_shape = _ints(call.args[0].ty.shape)
@@ -652,9 +749,14 @@ class Lowerer:
         if same is not None:
             return self.view(same, _ints(var.ty.shape))
         n = int(np.prod(src_shape))
-        return self.rowwise(("transpose", src_shape, axes),
-                            lambda: rowwise.transpose_kernel(src_shape, axes),
-                            [self.plain(call.args[0])], (n,), _ints(var.ty.shape), var.name)
+        x = self.plain(call.args[0])
+
+        def emit(q: rowwise.Quant | None, out):
+            return self.rowwise(("transpose", src_shape, axes, q),
+                                lambda: rowwise.transpose_kernel(src_shape, axes, q), [x],
+                                (n,), out, var.name, rowwise.out_dtype(q))
+
+        return self.store_quantized(var, emit) or emit(None, _ints(var.ty.shape))
 
     def _nhwc_order(self, expr, axes: tuple[int, ...]) -> relax.Expr | None:
         """The NHWC tensor of a value of ours whose permutation `axes` is already its memory
@@ -885,6 +987,14 @@ class _Padded:
     borders: tuple[int, int, int, int]
     plain: relax.Expr | None = None
     nhwc: dict = field(default_factory=dict)  # (cp, borders) -> its NHWC tensor
+
+
+@dataclass
+class _Stored:
+    """A float value only quantized, whose producer stored the integers (the `cast`'s
+    value) instead: nothing reads the float."""
+
+    cast: relax.Var
 
 
 @dataclass
