@@ -304,18 +304,20 @@ def cast_kernel(n: int, src: str, dst: str):
 
 
 def transpose_kernel(shape: tuple[int, ...], axes: tuple[int, ...], quant: Quant | None = None):
-    """x (row-major `shape`, flat) -> y = x.permute(axes) (flat; quantized: `quant`). When the
-    last axis stays last, whole rows move as vectors; else element by element."""
+    """x (row-major `shape`, flat) -> y = x.permute(axes) (flat; quantized: `quant`), one
+    output row at a time: its source offset computed once, its elements `step` apart in x
+    (1 when the last axis stays last: whole rows move as vectors; else strided loads, e.g.
+    attention's K^T)."""
     from tvm.script import tirx as T
 
     nd = len(shape)
     out = tuple(shape[a] for a in axes)
     strides = [math.prod(shape[i + 1:]) for i in range(nd)]
     total = math.prod(shape)
-    keep_last = axes[-1] == nd - 1
-    inner = out[-1] if keep_last else 1
-    L = lanes(inner) if keep_last else 1
-    outer = out[:-1] if keep_last else out
+    step = strides[axes[-1]]
+    inner = out[-1]
+    L = lanes(inner)
+    outer = out[:-1]
 
     def source(i):
         """The flat input offset of output element (row) i over `outer`."""
@@ -335,8 +337,8 @@ def transpose_kernel(shape: tuple[int, ...], axes: tuple[int, ...], quant: Quant
             for i in range(count):
                 for b in range(inner // L):
                     for lane in T.vectorized(L):
-                        y[i * inner + b * L + lane] = store(T, x[source(i) + b * L + lane],
-                                                            quant)
+                        y[i * inner + b * L + lane] = store(
+                            T, x[source(i) + (b * L + lane) * step], quant)
 
     return transpose
 
