@@ -141,6 +141,17 @@ def _const(expr) -> np.ndarray | None:
     return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
 
 
+# ops whose handlers move or index data of any dtype (views, the embedding's ids, int casts)
+_ANY_DTYPE = frozenset({"relax.reshape", "relax.expand_dims", "relax.broadcast_to",
+                        "relax.astype", "relax.take"})
+
+
+def _float_args(call) -> bool:
+    """Every tensor argument of the call is float32 (the values our float kernels take)."""
+    return all(str(a.ty.dtype) == "float32" for a in getattr(call, "args", ())
+               if isinstance(getattr(a, "ty", None), relax.TensorType))
+
+
 def _op(call) -> str:
     return call.op.name if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) \
         else ""
@@ -493,6 +504,8 @@ class Lowerer:
                    "relax.astype": self.astype, "relax.nn.pad": self.pad,
                    "relax.strided_slice": self.strided_slice,
                    "relax.expand_dims": self.expand_dims, "relax.sigmoid": self.sigmoid}.get(op)
+        if op not in _ANY_DTYPE and not _float_args(value):
+            handler = None  # integer data (an int8 module's): not for our float kernels
         if handler is not None:
             try:
                 out = handler(var, value)
