@@ -14,6 +14,14 @@ while the pending value has a single use), an activation or a residual into its 
 value is emitted the first time something needs it in a form (NHWC for our kernels, torch
 layout for TVM's ops and the outputs).
 
+An int8 module (passes/int8.py's lowering; the pipeline runs this pass over it too): the
+call_tir of our int8 kernels are opaque torch-layout values to the walk, integer data stays on
+TVM's ops (the float kernels take float32 only), and the float glue between the int8 layers
+goes onto our kernels as in an FP32 build. The int8 lowering's quantizes (multiply by 1/s,
+round, + z, clamp, cast) are found before the walk (`quantize_chains`): a layer norm, GELU or
+transpose whose value only feeds one stores its integers itself, anything else gets one
+quantize kernel (kernels/fp32_rowwise.py `Quant`).
+
 FP16 (`dtype="float16"`, the `quant=fp16` build where the target computes in FP16): the same
 walk with our kernels, weights and NHWC values in float16 (`fmla v.8h` / `vfmadd231ph`,
 accumulating in float16 as passes/fp16.py does); values in torch layout stay float32, so
@@ -50,6 +58,8 @@ class KernelUse:
     fma: bool | None = None  # the check's result
     macs: int = 0  # multiply-adds per call (padded channels included: the kernel's work)
     layer: str = ""  # a sparse layer's label (sparse_layers' `conv2d#i[...]`, its sparsity)
+    op: str = ""  # a glue kernel's kind (layer_norm, softmax, transpose, ...)
+    quant: str = ""  # its kind again if it stores quantized integers (an int8 layer's input)
 
 
 @dataclass
@@ -176,6 +186,7 @@ class Lowerer:
         # producer already stored -> that tensor
         self.quants: dict[relax.Var, tuple[relax.Expr, rowwise.Quant]] = {}
         self.skip: set[relax.Var] = set()
+        self.keep: set[relax.Var] = set()  # quantize steps left to TVM's ops
         self.stored: dict[relax.Var, relax.Expr] = {}
         self.quant_src: dict[relax.Var, relax.Var] = {}  # float source -> its cast
         self.users: dict[relax.Var, list[relax.Var]] = {}
@@ -197,7 +208,9 @@ class Lowerer:
     def glue(self, key: tuple, build, args, shape, node: str,
              dtype: str = "float32") -> relax.Expr:
         gv = self.kernel(key, "glue", build)
-        self.record.kernels.append(KernelUse(node, "glue", gv.name_hint))
+        quant = any(isinstance(part, rowwise.Quant) for part in key)
+        self.record.kernels.append(KernelUse(node, "glue", gv.name_hint, op=key[0],
+                                             quant=key[0] if quant else ""))
         return self.call(gv, args, shape, dtype)
 
     def view(self, x: relax.Expr, shape) -> relax.Expr:
@@ -437,12 +450,23 @@ class Lowerer:
             else:
                 if cur.ty.dtype != "float32":
                     continue
+                if not self.feeds_kernels(var):  # TVM's: fused with its integer consumers
+                    self.keep.update(chain)
+                    continue
                 self.skip.update(chain)
                 self.quant_src[cur] = var
                 self.quants[var] = (cur, rowwise.Quant(
                     float(np.float32(consts["relax.multiply"])),
                     int(consts["relax.add"]), int(consts["relax.maximum"]),
                     int(consts["relax.minimum"]), str(value.attrs.dtype)))
+
+    def feeds_kernels(self, var: relax.Var) -> bool:
+        """Whether var's integers go only (through reshapes) into kernels of ours (call_tir):
+        then its quantize is ours too, else TVM keeps it fused with its integer consumers."""
+        users = self.users.get(var, [])
+        return bool(users) and all(
+            _op(self.defs[u]) == "relax.call_tir" or
+            (_op(self.defs[u]) == "relax.reshape" and self.feeds_kernels(u)) for u in users)
 
     def quantized_by(self, var: relax.Var) -> tuple[list[relax.Var], rowwise.Quant] | None:
         """If var's value is only quantized (through free reshapes used once): those reshapes
@@ -504,7 +528,7 @@ class Lowerer:
                    "relax.astype": self.astype, "relax.nn.pad": self.pad,
                    "relax.strided_slice": self.strided_slice,
                    "relax.expand_dims": self.expand_dims, "relax.sigmoid": self.sigmoid}.get(op)
-        if op not in _ANY_DTYPE and not _float_args(value):
+        if (op not in _ANY_DTYPE and not _float_args(value)) or var in self.keep:
             handler = None  # integer data (an int8 module's): not for our float kernels
         if handler is not None:
             try:
