@@ -19,6 +19,8 @@ WARM=$(mktemp --suffix=.toml)
 sed 's/^cores = \[1\]/cores = [0]/' results/accuracy/x86-core1.toml > "$WARM"
 taskset -c 0 nice -n 5 edgebench run $MODELS --variants quant=static --runtimes tvm \
     --target "$WARM" --quick --trials 8 -o "$(mktemp -d)/warm.csv"
+# a fresh table (the previous one is in git): the CSV is append-only and resumes finished rows
+rm -f results/int8/vs-int8-peers.csv results/int8/vs-int8-peers.md
 flock /tmp/core1.lock edgebench run $MODELS --variants fp32 quant=static \
     --runtimes tvm pytorch onnxruntime onnxruntime-int8 executorch executorch-int8 \
     --target results/accuracy/x86-core1.toml --trials 8 -o results/int8/vs-int8-peers.csv
