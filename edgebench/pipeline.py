@@ -210,9 +210,14 @@ def tvm_module(variant: Variant, model: torch.nn.Module, example: torch.Tensor,
         int8_sparse = _int8_sparse(variant)
         lowering = lower_int8(export_program(quantized.float_model, example, name),
                               quantized.description, variant.target, sparse=int8_sparse)
+        # the float glue between the integer layers (layer norm, softmax, GELU, attention's
+        # batched matmuls, transposes, quantizes) on our FP32 kernels: the same lowering as
+        # an FP32 build, our int8 kernels' calls opaque to it; what it leaves is TVM's
+        ours = Fp32Kernels(variant.target) if vector_lanes(variant.target) else None
         return TvmModule(lowering.mod, lowering=lowering, chooser=int8_sparse,
                          lsb=_int8_tolerance(quantized, lowering.output_lsb),
-                         passes=[fast_gelu()], task_trials=glue_trials,
+                         passes=[*([ours] if ours else []), fast_gelu()],
+                         task_trials=glue_trials, fp32=ours,
                          facts=BuildFacts(quant_kind="int8",
                                           int8_layers=lowering.layer_facts()))
     if is_fp16(variant):

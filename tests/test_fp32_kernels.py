@@ -311,7 +311,7 @@ def test_layout_glue_of_the_encoder_matches_torch():
     """Transposes (last axis kept: vectors; moved: elements), embedding, cast, axis mean."""
     torch.manual_seed(0)
     x = torch.randn(1, 12, 4, 16)
-    for axes in [(0, 2, 1, 3), (0, 1, 3, 2), (3, 2, 1, 0)]:
+    for axes in [(0, 2, 1, 3), (0, 1, 3, 2), (3, 2, 1, 0), (1, 0, 2, 3), (2, 0, 3, 1)]:
         got = _call(rowwise.transpose_kernel(tuple(x.shape), axes), x.numpy().reshape(-1),
                     out=(x.numel(),))
         np.testing.assert_array_equal(got, x.permute(axes).contiguous().numpy().reshape(-1))
@@ -330,6 +330,57 @@ def test_layout_glue_of_the_encoder_matches_torch():
     t = torch.randn(2, 9, 24)
     np.testing.assert_allclose(_call(rowwise.mean_axis_kernel(2, 9, 24), t.numpy(), out=(2, 24)),
                                t.mean(1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _call_to(func, dtype: str, out: tuple[int, ...], *arrays: np.ndarray) -> np.ndarray:
+    """Run a kernel whose last buffer (the output) has `dtype`; float32 inputs as given."""
+    import tvm
+
+    y = tvm.runtime.tensor(np.zeros(out, dtype))
+    _build(func)["main"](*(tvm.runtime.tensor(a) for a in arrays), y)
+    return y.numpy()
+
+
+@pytest.mark.parametrize("dtype,zp,lo,hi", [("uint8", 131, 0, 255), ("int8", -3, -128, 127)])
+def test_quantizing_stores_follow_the_int8_rule(dtype, zp, lo, hi):
+    """Layer norm, GELU, a transpose and a bare quantize storing integers: exactly
+    arith.quantize (the oracle's rule 1: round half to even, zero point, clamp) of the float
+    each kernel computes, ties and both clamps included; the int8 embedding gather."""
+    from edgebench.quantize.arith import inv_scale, quantize
+
+    scale = 0.0625  # x * 16: the .5 values below are exact ties
+    q = rowwise.Quant(float(inv_scale(scale)), zp, lo, hi, dtype)
+
+    def want(x: np.ndarray) -> np.ndarray:
+        return quantize(torch.from_numpy(x), scale, zp, lo, hi).numpy().astype(dtype)
+
+    ties = (np.arange(-40, 40, dtype=np.float32) + 0.5) / 16
+    x = np.concatenate([ties, np.float32([-100, 100, 0]),
+                        np.random.default_rng(0).normal(0, 3, 173).astype(np.float32)])
+    n = x.size
+    np.testing.assert_array_equal(_call_to(rowwise.quantize_kernel(n, q), dtype, (n,), x),
+                                  want(x))
+    g = _call(rowwise.gelu_kernel(n), x, out=(n,))
+    np.testing.assert_array_equal(_call_to(rowwise.gelu_kernel(n, q), dtype, (n,), x), want(g))
+    rows, d = 12, 48
+    t = np.random.default_rng(1).normal(0, 2, (rows, d)).astype(np.float32)
+    gamma, beta = np.float32(np.linspace(0.5, 3, d)), np.float32(np.linspace(-1, 1, d))
+    ln = _call(rowwise.layer_norm_kernel(rows, d, 1e-5), t, gamma, beta, out=(rows, d))
+    np.testing.assert_array_equal(_call_to(rowwise.layer_norm_kernel(rows, d, 1e-5, q), dtype,
+                                           (rows, d), t, gamma, beta), want(ln))
+    shape = (1, 8, 3, 32)
+    v = np.random.default_rng(2).normal(0, 4, shape).astype(np.float32)
+    for axes in [(0, 2, 1, 3), (0, 1, 3, 2)]:
+        got = _call_to(rowwise.transpose_kernel(shape, axes, q), dtype, (v.size,),
+                       v.reshape(-1))
+        np.testing.assert_array_equal(got, want(v.transpose(axes).reshape(-1)))
+    table = np.random.default_rng(3).integers(-128, 128, (50, 32)).astype(np.int8)
+    row_scale = np.float32(np.linspace(0.01, 0.5, 50))
+    ids = np.int64([3, 0, 49, 7, 7, 60])  # 60: out of range, clamped to the last row
+    got = _call_to(rowwise.take_scaled_rows_kernel(50, 32, 6, "int64"), "float32", (6, 32),
+                   table, row_scale, ids)
+    idx = np.minimum(ids, 49)
+    np.testing.assert_array_equal(got, table[idx].astype(np.float32) * row_scale[idx, None])
 
 
 def zmm_fma_functions(asm: str) -> set[str]:

@@ -311,6 +311,51 @@ def test_small_encoder_static_and_dynamic() -> None:
 
 
 @pytest.mark.slow
+@needs_vnni
+def test_encoder_int8_float_glue_on_our_kernels_builds_without_tuning(tmp_path) -> None:
+    """The pipeline's int8 build of a small encoder: the float glue between its int8 linears
+    (embedding, layer norms, Q K^T and A V, softmax, GELU, head transposes, residual adds,
+    token mean) on our FP32 kernels (passes/fp32.py over the int8 module), every quantize
+    stored by the kernel before it or one quantize kernel, nothing left to TVM's ops, 0
+    tuning tasks at any --trials; its outputs within the int8 tolerance of the oracle, same
+    top-1 on every sample."""
+    import tvm
+    from tvm import relax
+
+    from edgebench.pipeline import RunConfig, build_tvm
+    from edgebench.variant import Variant, parse_variant
+
+    target = find_target("x86-native")
+    variant = Variant(ENCODER, parse_variant("quant=static"), target)
+    result = quantize(ENCODER.build(), parse_quant("static"), ENCODER)
+    xs = ENCODER.eval_data()[0]
+    built, compiled = build_tvm(variant, result.model, xs[0], tmp_path / "m.so",
+                                RunConfig(trials=8, log=lambda _: None), result)
+    facts = built.facts
+    assert facts.tasks == 0 and facts.quant_kind == "int8"
+    fp32 = facts.fp32_layers.text()
+    assert fp32 == "glue:17 fp32_bmm:2", fp32  # no "| tvm ...": nothing on TVM's ops
+    ops = [k.op for k in built.fp32.record.kernels if k.family == "glue"]
+    for op in ("layer_norm", "softmax", "gelu", "transpose", "add", "mean_axis"):
+        assert op in ops, (op, ops)
+    # the quantizes feeding the int8 linears: stored by the first layer norm (q, k, v), the
+    # second layer norm (ffn.0), GELU (ffn.2), the attention output's transpose (out) and one
+    # quantize kernel after the token mean (head)
+    assert [k.quant for k in built.fp32.record.kernels if k.quant] == [
+        "layer_norm", "transpose", "layer_norm", "gelu", "quantize"]
+    linears = [la for la in built.lowering.layers if la.op == "linear"]
+    assert len(linears) == 7 and all(la.dot_product for la in linears)
+    funcs = [f for _, f in compiled.module.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert all(f.attrs and f.attrs.get("tirx.is_scheduled") for f in funcs)
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    got, want = run_vm(vm, xs), oracle(result, xs)
+    assert built.lsb == [None]  # FP32 ops feed int8 ones: the int8 relative tolerance
+    check = verify.compare_lsb([got], [want], built.lsb)
+    assert check.ok, check.message
+    assert verify.top1_agreement(got, want) == 1.0
+
+
+@pytest.mark.slow
 def test_glue_trials_give_float_glue_the_budget_and_integer_glue_one_trial() -> None:
     """The encoder's int8 module as tuned: its float tasks (layer norm, softmax, GELU between
     the int8 linears) get the full budget, integer data movement 1 trial, our kernels none;

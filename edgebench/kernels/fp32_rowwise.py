@@ -13,11 +13,16 @@ scalar expf calls.
 
 Like kernels/fp32_glue.py, a one-input one-output kernel keeps its loops in a root block for
 Relax's reshape detection (the parse-time verifier does not accept that).
+
+In an int8 build the float glue feeds int8 layers: layer norm, GELU, a transpose and a bare
+quantize take a `Quant` and store the quantized integers (the int8 lowering's rule 1, op for
+op) instead of the floats, so no float tensor is written and read back in between.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from edgebench.kernels.fp32_conv import ATTRS
 
@@ -63,22 +68,48 @@ def erf(T, x):
     return x * p / q
 
 
+@dataclass(frozen=True)
+class Quant:
+    """A quantizing store: clamp(round_half_even(x * inv_scale) + zero_point, qmin, qmax) in
+    float32, then the integer dtype (passes/int8.py quantize_expr, the oracle's rule 1)."""
+
+    inv_scale: float  # float32(1) / float32(scale), as arith.inv_scale
+    zero_point: int
+    qmin: int
+    qmax: int
+    dtype: str
+
+
+def store(T, x, quant: Quant | None):
+    """What a kernel writes for the float x: x itself, or its quantized integer."""
+    if quant is None:
+        return x
+    r = T.round(x * T.float32(quant.inv_scale)) + T.float32(quant.zero_point)
+    return T.Cast(quant.dtype, T.min(T.max(r, T.float32(quant.qmin)), T.float32(quant.qmax)))
+
+
+def out_dtype(quant: Quant | None) -> str:
+    return "float32" if quant is None else quant.dtype
+
+
 def gelu(T, x):
     """PyTorch's default (erf) GELU: x/2 (1 + erf(x / sqrt 2))."""
     return T.float32(0.5) * x * (T.float32(1) + erf(T, x * T.float32(0.7071067811865476)))
 
 
-def layer_norm_kernel(rows: int, d: int, eps: float):
+def layer_norm_kernel(rows: int, d: int, eps: float, quant: Quant | None = None):
     """x[rows, d], gamma[d], beta[d] -> y[rows, d]: (x - mean) / sqrt(var + eps) * gamma + beta
-    per row (two passes over the row, as PyTorch: the variance of the centred values)."""
+    per row (two passes over the row, as PyTorch: the variance of the centred values);
+    with `quant`, y holds its quantized integers."""
     from tvm.script import tirx as T
 
     L = lanes(d)
     inv_d = 1.0 / d
+    ydt = out_dtype(quant)
 
     @T.prim_func
     def layer_norm(x: T.Buffer((rows, d), "float32"), gamma: T.Buffer((d,), "float32"),
-                   beta: T.Buffer((d,), "float32"), y: T.Buffer((rows, d), "float32")):
+                   beta: T.Buffer((d,), "float32"), y: T.Buffer((rows, d), ydt)):
         T.func_attr(ATTRS)
         acc = T.alloc_buffer((L,), "float32")
         st = T.alloc_buffer((2,), "float32")
@@ -104,8 +135,8 @@ def layer_norm_kernel(rows: int, d: int, eps: float):
             st[1] = T.float32(1) / T.sqrt(st[1] * T.float32(inv_d) + T.float32(eps))
             for b in range(d // L):
                 for lane in T.vectorized(L):
-                    y[r, b * L + lane] = (x[r, b * L + lane] - st[0]) * st[1] * gamma[
-                        b * L + lane] + beta[b * L + lane]
+                    y[r, b * L + lane] = store(T, (x[r, b * L + lane] - st[0]) * st[1] * gamma[
+                        b * L + lane] + beta[b * L + lane], quant)
 
     return layer_norm
 
@@ -152,26 +183,32 @@ def softmax_kernel(rows: int, d: int, scale: float = 1.0):
     return softmax
 
 
-def unary_kernel(n: int, fn, name: str):
-    """x[n] -> y[n] = fn(T, x[i]) elementwise, vectors of up to 16 lanes."""
+def unary_kernel(n: int, fn, name: str, quant: Quant | None = None):
+    """x[n] -> y[n] = fn(T, x[i]) elementwise, vectors of up to 16 lanes (quantized: `quant`)."""
     from tvm.script import tirx as T
 
     L = lanes(n)
+    ydt = out_dtype(quant)
 
     @T.prim_func(check_well_formed=False)
-    def unary(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), "float32")):
+    def unary(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), ydt)):
         T.func_attr(ATTRS)
         with T.sblock("root"):
             for i in range(n // L):
                 for lane in T.vectorized(L):
-                    y[i * L + lane] = fn(T, x[i * L + lane])
+                    y[i * L + lane] = store(T, fn(T, x[i * L + lane]), quant)
 
     return unary.with_attr("global_symbol", name)
 
 
-def gelu_kernel(n: int):
+def gelu_kernel(n: int, quant: Quant | None = None):
     """x[n] -> y[n] = GELU(x) (erf form)."""
-    return unary_kernel(n, gelu, "gelu_f32")
+    return unary_kernel(n, gelu, "gelu_f32", quant)
+
+
+def quantize_kernel(n: int, quant: Quant):
+    """x[n] float32 -> y[n] its quantized integers (a float value into an int8 layer)."""
+    return unary_kernel(n, lambda T, v: v, "quantize_f32", quant)
 
 
 def sigmoid_kernel(n: int):
@@ -230,6 +267,28 @@ def take_rows_kernel(vocab: int, d: int, n: int, index_dtype: str):
     return take_rows
 
 
+def take_scaled_rows_kernel(vocab: int, d: int, n: int, index_dtype: str):
+    """table[vocab, d] int8, scale[vocab], ids[n] -> y[n, d] = float32(table[id]) * scale[id]:
+    an int8 embedding (the oracle's rule 10) dequantized as its rows are gathered (ids
+    clamped as take_rows_kernel's)."""
+    from tvm.script import tirx as T
+
+    L = lanes(d)
+
+    @T.prim_func
+    def take_scaled_rows(table: T.Buffer((vocab, d), "int8"),
+                         scale: T.Buffer((vocab,), "float32"),
+                         ids: T.Buffer((n,), index_dtype), y: T.Buffer((n, d), "float32")):
+        T.func_attr(ATTRS)
+        for i, b in T.grid(n, d // L):
+            for lane in T.vectorized(L):
+                y[i, b * L + lane] = T.Cast("float32", table[
+                    T.max(T.min(T.Cast("int32", ids[i]), vocab - 1), 0), b * L + lane]) * scale[
+                    T.max(T.min(T.Cast("int32", ids[i]), vocab - 1), 0)]
+
+    return take_scaled_rows
+
+
 def cast_kernel(n: int, src: str, dst: str):
     """x[n] (src) -> y[n] (dst)."""
     from tvm.script import tirx as T
@@ -244,19 +303,21 @@ def cast_kernel(n: int, src: str, dst: str):
     return cast
 
 
-def transpose_kernel(shape: tuple[int, ...], axes: tuple[int, ...]):
-    """x (row-major `shape`, flat) -> y = x.permute(axes) (flat). When the last axis stays
-    last, whole rows move as vectors; else element by element."""
+def transpose_kernel(shape: tuple[int, ...], axes: tuple[int, ...], quant: Quant | None = None):
+    """x (row-major `shape`, flat) -> y = x.permute(axes) (flat; quantized: `quant`), one
+    output row at a time: its source offset computed once, its elements `step` apart in x
+    (1 when the last axis stays last: whole rows move as vectors; else strided loads, e.g.
+    attention's K^T)."""
     from tvm.script import tirx as T
 
     nd = len(shape)
     out = tuple(shape[a] for a in axes)
     strides = [math.prod(shape[i + 1:]) for i in range(nd)]
     total = math.prod(shape)
-    keep_last = axes[-1] == nd - 1
-    inner = out[-1] if keep_last else 1
-    L = lanes(inner) if keep_last else 1
-    outer = out[:-1] if keep_last else out
+    step = strides[axes[-1]]
+    inner = out[-1]
+    L = lanes(inner)
+    outer = out[:-1]
 
     def source(i):
         """The flat input offset of output element (row) i over `outer`."""
@@ -267,15 +328,17 @@ def transpose_kernel(shape: tuple[int, ...], axes: tuple[int, ...]):
         return off
 
     count = math.prod(outer)
+    ydt = out_dtype(quant)
 
     @T.prim_func(check_well_formed=False)
-    def transpose(x: T.Buffer((total,), "float32"), y: T.Buffer((total,), "float32")):
+    def transpose(x: T.Buffer((total,), "float32"), y: T.Buffer((total,), ydt)):
         T.func_attr(ATTRS)
         with T.sblock("root"):
             for i in range(count):
                 for b in range(inner // L):
                     for lane in T.vectorized(L):
-                        y[i * inner + b * L + lane] = x[source(i) + b * L + lane]
+                        y[i * inner + b * L + lane] = store(
+                            T, x[source(i) + (b * L + lane) * step], quant)
 
     return transpose
 

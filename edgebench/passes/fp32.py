@@ -14,6 +14,14 @@ while the pending value has a single use), an activation or a residual into its 
 value is emitted the first time something needs it in a form (NHWC for our kernels, torch
 layout for TVM's ops and the outputs).
 
+An int8 module (passes/int8.py's lowering; the pipeline runs this pass over it too): the
+call_tir of our int8 kernels are opaque torch-layout values to the walk, integer data stays on
+TVM's ops (the float kernels take float32 only), and the float glue between the int8 layers
+goes onto our kernels as in an FP32 build. The int8 lowering's quantizes (multiply by 1/s,
+round, + z, clamp, cast) are found before the walk (`quantize_chains`): a layer norm, GELU or
+transpose whose value only feeds one stores its integers itself, anything else gets one
+quantize kernel (kernels/fp32_rowwise.py `Quant`).
+
 FP16 (`dtype="float16"`, the `quant=fp16` build where the target computes in FP16): the same
 walk with our kernels, weights and NHWC values in float16 (`fmla v.8h` / `vfmadd231ph`,
 accumulating in float16 as passes/fp16.py does); values in torch layout stay float32, so
@@ -50,6 +58,8 @@ class KernelUse:
     fma: bool | None = None  # the check's result
     macs: int = 0  # multiply-adds per call (padded channels included: the kernel's work)
     layer: str = ""  # a sparse layer's label (sparse_layers' `conv2d#i[...]`, its sparsity)
+    op: str = ""  # a glue kernel's kind (layer_norm, softmax, transpose, ...)
+    quant: str = ""  # its kind again if it stores quantized integers (an int8 layer's input)
 
 
 @dataclass
@@ -141,6 +151,17 @@ def _const(expr) -> np.ndarray | None:
     return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
 
 
+# ops whose handlers move or index data of any dtype (views, the embedding's ids, int casts)
+_ANY_DTYPE = frozenset({"relax.reshape", "relax.expand_dims", "relax.broadcast_to",
+                        "relax.astype", "relax.take"})
+
+
+def _float_args(call) -> bool:
+    """Every tensor argument of the call is float32 (the values our float kernels take)."""
+    return all(str(a.ty.dtype) == "float32" for a in getattr(call, "args", ())
+               if isinstance(getattr(a, "ty", None), relax.TensorType))
+
+
 def _op(call) -> str:
     return call.op.name if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) \
         else ""
@@ -160,6 +181,16 @@ class Lowerer:
         self.vals: dict[relax.Var, object] = {}
         self.uses: dict[relax.Var, int] = {}
         self.kernels: dict[tuple, relax.GlobalVar] = {}
+        # an int8 module's quantizes (see quantize_chains): the cast's var -> (float source,
+        # Quant); the chain's inner bindings (skipped); a cast whose integers the source's
+        # producer already stored -> that tensor
+        self.quants: dict[relax.Var, tuple[relax.Expr, rowwise.Quant]] = {}
+        self.skip: set[relax.Var] = set()
+        self.keep: set[relax.Var] = set()  # quantize steps left to TVM's ops
+        self.stored: dict[relax.Var, relax.Expr] = {}
+        self.quant_src: dict[relax.Var, relax.Var] = {}  # float source -> its cast
+        self.users: dict[relax.Var, list[relax.Var]] = {}
+        self.defs: dict[relax.Var, relax.Expr] = {}
 
     # ---- emission helpers ----
     def emit(self, expr: relax.Expr) -> relax.Expr:
@@ -177,7 +208,9 @@ class Lowerer:
     def glue(self, key: tuple, build, args, shape, node: str,
              dtype: str = "float32") -> relax.Expr:
         gv = self.kernel(key, "glue", build)
-        self.record.kernels.append(KernelUse(node, "glue", gv.name_hint))
+        quant = any(isinstance(part, rowwise.Quant) for part in key)
+        self.record.kernels.append(KernelUse(node, "glue", gv.name_hint, op=key[0],
+                                             quant=key[0] if quant else ""))
         return self.call(gv, args, shape, dtype)
 
     def view(self, x: relax.Expr, shape) -> relax.Expr:
@@ -228,6 +261,8 @@ class Lowerer:
             if v.plain is None:
                 v.plain = self.view(v.expr, v.shape4)
             return v.plain
+        if isinstance(v, _Stored):
+            raise FallBack(f"{expr.name}: only its quantized integers were stored")
         if isinstance(v, _Scaled):
             if v.plain is None:
                 x = self.plain(v.src)
@@ -374,8 +409,10 @@ class Lowerer:
         for b in block.bindings:
             for var in relax.analysis.free_vars(b.value):
                 self.uses[var] = self.uses.get(var, 0) + 1
+                self.users.setdefault(var, []).append(b.var)
         for var in relax.analysis.free_vars(body.body):
             self.uses[var] = self.uses.get(var, 0) + 1
+        self.quantize_chains(block)
         with self.bb.function("fp32_main", list(func.params)):
             with self.bb.dataflow():
                 for b in block.bindings:
@@ -388,7 +425,93 @@ class Lowerer:
         mod = self.bb.get()
         return mod["fp32_main"]
 
+    def quantize_chains(self, block: relax.DataflowBlock) -> None:
+        """Find the int8 lowering's quantizes (passes/int8.py quantize_expr: x * (1 / s),
+        round, + z, max, min, cast to uint8/int8; scalar constants, each step used once) before
+        the walk, so the kernel producing x (layer norm, GELU, a transpose) can store the
+        integers instead of x, and the rest become one quantize kernel."""
+        self.defs = defs = {b.var: b.value for b in block.bindings}
+        steps = ("relax.minimum", "relax.maximum", "relax.add", "relax.round", "relax.multiply")
+        for var, value in defs.items():
+            if _op(value) != "relax.astype" or str(value.attrs.dtype) not in ("uint8", "int8"):
+                continue
+            cur, chain, consts = value.args[0], [], {}
+            for step in steps:
+                v = defs.get(cur)
+                if v is None or _op(v) != step or self.uses.get(cur, 0) != 1:
+                    break
+                chain.append(cur)
+                if step != "relax.round":
+                    c = _const(defs.get(v.args[1], v.args[1]))
+                    if c is None or c.size != 1:
+                        break
+                    consts[step] = float(c.reshape(-1)[0])
+                cur = v.args[0]
+            else:
+                if cur.ty.dtype != "float32":
+                    continue
+                if not self.feeds_kernels(var):  # TVM's: fused with its integer consumers
+                    self.keep.update(chain)
+                    continue
+                self.skip.update(chain)
+                self.quant_src[cur] = var
+                self.quants[var] = (cur, rowwise.Quant(
+                    float(np.float32(consts["relax.multiply"])),
+                    int(consts["relax.add"]), int(consts["relax.maximum"]),
+                    int(consts["relax.minimum"]), str(value.attrs.dtype)))
+
+    def feeds_kernels(self, var: relax.Var) -> bool:
+        """Whether var's integers go only (through reshapes) into kernels of ours (call_tir):
+        then its quantize is ours too, else TVM keeps it fused with its integer consumers."""
+        users = self.users.get(var, [])
+        return bool(users) and all(
+            _op(self.defs[u]) == "relax.call_tir" or
+            (_op(self.defs[u]) == "relax.reshape" and self.feeds_kernels(u)) for u in users)
+
+    def quantized_by(self, var: relax.Var) -> tuple[list[relax.Var], rowwise.Quant] | None:
+        """If var's value is only quantized (through free reshapes used once): those reshapes
+        and the cast whose integers var's producer may store instead, and the Quant."""
+        path = []
+        while self.uses.get(var, 0) == 1:
+            cast = self.quant_src.get(var)
+            if cast is not None:
+                return [*path, cast], self.quants[cast][1]
+            (user,) = self.users[var]
+            if _op(self.defs.get(user)) != "relax.reshape":
+                return None
+            path.append(user)
+            var = user
+        return None
+
+    def store_quantized(self, var: relax.Var, build) -> _Stored | None:
+        """var's producer storing the integers of the quantize it only feeds:
+        build(quant, out_shape) emits it; None: the caller emits the float kernel."""
+        found = self.quantized_by(var)
+        if found is None:
+            return None
+        path, q = found
+        cast = path[-1]
+        self.stored[cast] = build(q, _ints(cast.ty.shape))
+        self.skip.update(path[:-1])
+        return _Stored(cast)
+
+    def quantize(self, cast: relax.Var) -> relax.Expr:
+        """A float value into an int8 layer: one quantize kernel (torch layout, flat)."""
+        src, q = self.quants[cast]
+        shape = _ints(cast.ty.shape)
+        n = int(np.prod(shape))
+        return self.rowwise(("quantize", n, q), lambda: rowwise.quantize_kernel(n, q),
+                            [self.plain(src)], (n,), shape, cast.name, q.dtype)
+
     def binding(self, var: relax.Var, value: relax.Expr) -> None:
+        if var in self.skip:  # a step of a quantize (or a reshape) its cast emits
+            return
+        if var in self.stored:  # its integers were stored by the producer
+            self.vals[var] = self.stored.pop(var)
+            return
+        if var in self.quants:
+            self.vals[var] = self.quantize(var)
+            return
         if isinstance(value, tvm.ir.expr.Constant):
             self.vals[var] = value
             return
@@ -405,6 +528,8 @@ class Lowerer:
                    "relax.astype": self.astype, "relax.nn.pad": self.pad,
                    "relax.strided_slice": self.strided_slice,
                    "relax.expand_dims": self.expand_dims, "relax.sigmoid": self.sigmoid}.get(op)
+        if (op not in _ANY_DTYPE and not _float_args(value)) or var in self.keep:
+            handler = None  # integer data (an int8 module's): not for our float kernels
         if handler is not None:
             try:
                 out = handler(var, value)
@@ -476,14 +601,14 @@ class Lowerer:
                        out_shape=_ints(var.ty.shape))
 
     def bmm(self, var, call):
-        """A matmul of two activations ([b, m, k] @ [b, k, n], or 2-D) on the batched
-        matmul family."""
+        """A matmul of two activations ([..., m, k] @ [..., k, n], equal leading axes: one
+        batch of their product; or 2-D) on the batched matmul family."""
         a_shape, w_shape = _ints(call.args[0].ty.shape), _ints(call.args[1].ty.shape)
-        if len(a_shape) != len(w_shape) or len(a_shape) not in (2, 3) or \
+        if len(a_shape) != len(w_shape) or len(a_shape) < 2 or \
                 a_shape[:-2] != w_shape[:-2] or a_shape[-1] != w_shape[-2] or \
                 call.args[0].ty.dtype != "float32" or call.args[1].ty.dtype != "float32":
             return None
-        b = a_shape[0] if len(a_shape) == 3 else 1
+        b = int(np.prod(a_shape[:-2]))
         (m, k), n = a_shape[-2:], w_shape[-1]
         layer = Layer("matmul", k, n, 1, m, b)
         family = registry.choose(layer, self.target)
@@ -618,11 +743,15 @@ class Lowerer:
             return None
         rows, d = int(np.prod(shape[:-1])), shape[-1]
         eps = float(a.epsilon)
-        return self.rowwise(("layer_norm", rows, d, eps),
-                            lambda: rowwise.layer_norm_kernel(rows, d, eps),
-                            [self.plain(call.args[0]), relax.const(gamma.astype(np.float32)),
-                             relax.const(beta.astype(np.float32))], (rows, d), shape,
-                            var.name)
+        args = [self.plain(call.args[0]), relax.const(gamma.astype(np.float32)),
+                relax.const(beta.astype(np.float32))]
+
+        def emit(q: rowwise.Quant | None, out):
+            return self.rowwise(("layer_norm", rows, d, eps, q),
+                                lambda: rowwise.layer_norm_kernel(rows, d, eps, q), args,
+                                (rows, d), out, var.name, rowwise.out_dtype(q))
+
+        return self.store_quantized(var, emit) or emit(None, shape)
 
     def softmax(self, var, call):
         shape = _ints(var.ty.shape)
@@ -640,8 +769,13 @@ class Lowerer:
     def gelu(self, var, call):
         shape = _ints(var.ty.shape)
         n = int(np.prod(shape))
-        return self.rowwise(("gelu", n), lambda: rowwise.gelu_kernel(n),
-                            [self.plain(call.args[0])], (n,), shape, var.name)
+        x = self.plain(call.args[0])
+
+        def emit(q: rowwise.Quant | None, out):
+            return self.rowwise(("gelu", n, q), lambda: rowwise.gelu_kernel(n, q), [x], (n,),
+                                out, var.name, rowwise.out_dtype(q))
+
+        return self.store_quantized(var, emit) or emit(None, shape)
 
     def permute_dims(self, var, call):
         src_shape = _ints(call.args[0].ty.shape)
@@ -652,9 +786,14 @@ class Lowerer:
         if same is not None:
             return self.view(same, _ints(var.ty.shape))
         n = int(np.prod(src_shape))
-        return self.rowwise(("transpose", src_shape, axes),
-                            lambda: rowwise.transpose_kernel(src_shape, axes),
-                            [self.plain(call.args[0])], (n,), _ints(var.ty.shape), var.name)
+        x = self.plain(call.args[0])
+
+        def emit(q: rowwise.Quant | None, out):
+            return self.rowwise(("transpose", src_shape, axes, q),
+                                lambda: rowwise.transpose_kernel(src_shape, axes, q), [x],
+                                (n,), out, var.name, rowwise.out_dtype(q))
+
+        return self.store_quantized(var, emit) or emit(None, _ints(var.ty.shape))
 
     def _nhwc_order(self, expr, axes: tuple[int, ...]) -> relax.Expr | None:
         """The NHWC tensor of a value of ours whose permutation `axes` is already its memory
@@ -714,7 +853,7 @@ class Lowerer:
     def astype(self, var, call):
         """An integer cast (token ids)."""
         src, dst = str(call.args[0].ty.dtype), str(call.attrs.dtype)
-        if src not in ("int32", "int64") or dst not in ("int32", "int64"):
+        if src != "int64" or dst not in ("int32", "int64"):  # (int8 modules: TVM fuses theirs)
             return None
         shape = _ints(var.ty.shape)
         n = int(np.prod(shape))
@@ -885,6 +1024,14 @@ class _Padded:
     borders: tuple[int, int, int, int]
     plain: relax.Expr | None = None
     nhwc: dict = field(default_factory=dict)  # (cp, borders) -> its NHWC tensor
+
+
+@dataclass
+class _Stored:
+    """A float value only quantized, whose producer stored the integers (the `cast`'s
+    value) instead: nothing reads the float."""
+
+    cast: relax.Var
 
 
 @dataclass

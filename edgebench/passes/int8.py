@@ -38,12 +38,13 @@ from tvm import relax
 from tvm.relax.frontend.torch import from_exported_program
 
 from edgebench.compile.asm import functions_using
+from edgebench.kernels import fp32_rowwise as rowwise
 from edgebench.kernels import int8_quantize, registry
 from edgebench.kernels.int8_add import AddQuant, Int8Add
 from edgebench.kernels.int8_conv import QUANTIZE, ConvShape, conv_dot_kernel, dot_isa
 from edgebench.kernels.int8_pool import PoolShape
 from edgebench.kernels.int8_quantize import InputQuant
-from edgebench.kernels.layer import Epilogue, Int8Out, Layer
+from edgebench.kernels.layer import Epilogue, Int8Out, Layer, vector_lanes
 from edgebench.passes.int8_parts import (
     LoweredLayer,
     bias_fits,
@@ -739,11 +740,27 @@ class Int8Converter:
         """Rule 10: int8 rows gathered, then float32(w_q) * s_w[id] (weights stay int8)."""
         assert la.weight_q is not None and la.out_scale is not None
         ids = relax.op.astype(self.as_float(node.args[1]), "int64")
+        if self.target is not None and vector_lanes(self.target):  # one kernel of ours
+            return self._embedding_kernel(node, la, self.emit(ids))
         rows = relax.op.take(const(la.weight_q.numpy(), "int8"), ids, axis=0)
         scale = relax.op.take(const(la.out_scale.numpy(), "float32"), ids, axis=0)
         self.lowered.append(LoweredLayer(node.name, "embedding", "int8"))
         return self.emit(relax.op.multiply(relax.op.astype(rows, "float32"),
                                            relax.op.expand_dims(scale, -1)))
+
+    def _embedding_kernel(self, node: fx.Node, la: LayerQuant, ids: relax.Expr) -> relax.Expr:
+        """Rule 10 on kernels/fp32_rowwise.py's gather: int8 rows times their scale."""
+        vocab, d = (int(v) for v in la.weight_q.shape)
+        shape = [int(v) for v in ids.ty.shape]
+        n = int(np.prod(shape))
+        gv = self._kernel(("embedding", vocab, d, n), "embedding",
+                          lambda: rowwise.take_scaled_rows_kernel(vocab, d, n, "int64"))
+        y = self.emit(relax.call_tir(gv, [const(la.weight_q.numpy(), "int8"),
+                                          const(la.out_scale.numpy(), "float32"),
+                                          relax.op.reshape(ids, (n,))],
+                                     relax.TensorType((n, d), "float32")))
+        self.lowered.append(LoweredLayer(node.name, "embedding", "int8"))
+        return self.emit(relax.op.reshape(y, (*shape, d)))
 
     def _dynamic_linear(self, node: fx.Node, la: LayerQuant) -> relax.Expr:
         """Rule 8: uint8 qparams of the live input (one set per sample: batch 1 here), then
