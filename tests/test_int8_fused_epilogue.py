@@ -97,7 +97,7 @@ def test_quantize_epilogue_on_sdot_bit_exact_on_the_board(tmp_path) -> None:
     from tvm.support import cc
 
     from edgebench.kernels.int8_conv_arm import SDOT
-    from tests.helpers import ARM_DOTPROD, board_session, need_board
+    from tests.helpers import ARM_DOTPROD, call_on_board, need_board
 
     target = need_board(find_target(ARM_DOTPROD))
     cases = [_case(*case, isa=SDOT) for case in CASES]
@@ -106,16 +106,8 @@ def test_quantize_epilogue_on_sdot_bit_exact_on_the_board(tmp_path) -> None:
     assert functions_using(lib.inspect_source("asm"), "sdot") == set(funcs)
     path = tmp_path / "quantize_epilogue.so"
     lib.export_library(str(path), fcompile=cc.cross_compiler(target.cross_compiler))
-    got = []
-    with board_session(target) as sess:
-        sess.upload(str(path))
-        mod = sess.load_module(path.name)
-        dev = sess.cpu()
-        for i, (_, args, _) in enumerate(cases):
-            y = tvm.runtime.tensor(args[-1], dev)
-            mod[f"q{i}"](*[tvm.runtime.tensor(a, dev) for a in args[:-1]], y)
-            got.append(y.numpy())
-        del mod, dev, y, sess  # nothing may keep the session open
+    got = call_on_board(target, path, [(f"q{i}", args[:-1], args[-1].shape, args[-1].dtype)
+                                       for i, (_, args, _) in enumerate(cases)])
     for i, (g, (_, _, want)) in enumerate(zip(got, cases, strict=True)):
         k = want.shape[-1]
         np.testing.assert_array_equal(g[..., :k], want, err_msg=f"case {i}")
