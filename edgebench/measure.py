@@ -1,8 +1,9 @@
 """Measure: latency the way TFLite's benchmark_model and onnxruntime_perf_test do, plus memory.
 
 Warmup first, then timed runs until BOTH a minimum count and a minimum time are met AND the median
-is stable (the first and second half of the runs agree within `stable_rel`; until they do, timing
-goes on, re-checked each time the run count grows by a quarter). A cap keeps slow untuned builds
+is stable (the first and second half of the runs agree within `stable_rel`, or `stable_ns` for
+calls of a few us; until they do, timing goes on, re-checked each time the run count grows by a
+quarter). A cap keeps slow untuned builds
 bounded; the row records how many runs were made. The floor (0.25 s) fits the 3-50 us models of
 the main job many times over, so a quiet core stops there and a drifting one keeps measuring.
 Each run is one call from Python with the input already converted, timed with perf_counter_ns,
@@ -28,6 +29,7 @@ class MeasureConfig:
     min_time_s: float = 0.25
     max_time_s: float = 60.0
     stable_rel: float = 0.01  # stop once the two halves' medians agree this closely
+    stable_ns: int = 50  # ... or within this many ns (a few-us call's jitter exceeds 1%)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,11 +38,15 @@ class MeasureConfig:
 QUICK = MeasureConfig(warmup_runs=2, warmup_s=0.0, min_runs=10, min_time_s=0.05, max_time_s=5.0)
 
 
-def stable(times: list[int], rel: float) -> bool:
-    """Do the medians of the first and second half of `times` agree within `rel`?"""
+def stable(times: list[int], rel: float, abs_ns: float = 0.0) -> bool:
+    """Do the medians (ns) of the first and second half of `times` agree within `rel`, or
+    within `abs_ns`? The absolute floor is for calls of a few us: their times fall in clusters
+    tens of ns apart (cache lines, the clock's own cost), the median of a half flips between
+    clusters, and 1% of 2 us is 20 ns, so the relative rule alone timed one main-job row for
+    26 s where 0.25 s gave the same median."""
     half = len(times) // 2
     a, b = float(np.median(times[:half])), float(np.median(times[half:]))
-    return abs(a - b) <= rel * max(min(a, b), 1e-12)
+    return abs(a - b) <= max(rel * max(min(a, b), 1e-12), abs_ns)
 
 
 def time_calls(fn: Callable[[], object], cfg: MeasureConfig) -> np.ndarray:
@@ -66,7 +72,7 @@ def time_calls(fn: Callable[[], object], cfg: MeasureConfig) -> np.ndarray:
         if elapsed >= cfg.max_time_s:
             break
         if len(times) >= max(cfg.min_runs, check) and elapsed >= cfg.min_time_s:
-            if stable(times, cfg.stable_rel):
+            if stable(times, cfg.stable_rel, cfg.stable_ns):
                 break
             check = len(times) + max(len(times) // 4, 1)
     return np.asarray(times, dtype=np.float64) / 1e6

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from edgebench import verify
-from edgebench.measure import MeasureConfig, latency_stats, peak_rss_mb, rss_mb, time_calls
+from edgebench.measure import (
+    MeasureConfig,
+    latency_stats,
+    peak_rss_mb,
+    rss_mb,
+    stable,
+    time_calls,
+)
 
 
 def test_time_calls_meets_both_minimums():
@@ -40,6 +47,21 @@ def test_time_calls_goes_on_while_the_median_moves():
     assert len(ms) > 100 and np.median(ms) >= 10.0
     steady = time_calls(lambda: time.sleep(0.002), dataclasses.replace(cfg, stable_rel=5.0))
     assert len(steady) == 40
+
+
+def test_stable_allows_a_few_us_call_its_jitter_but_not_a_drift():
+    # a 2.4 us call whose times sit in two clusters 40 ns apart: the halves' medians land in
+    # different clusters (1.7% apart), which the relative rule alone never accepts
+    rng = np.random.default_rng(0)
+    first = rng.choice([2380, 2420], 1000, p=[0.6, 0.4])
+    second = rng.choice([2380, 2420], 1000, p=[0.4, 0.6])
+    jitter = [*first, *second]
+    assert np.median(first) == 2380 and np.median(second) == 2420
+    assert not stable(jitter, 0.01) and stable(jitter, 0.01, 50)
+    # a real drift (2.4 -> 2.6 us) stays unstable with the floor; a 1 ms call keeps the 1% rule
+    assert not stable([2400] * 1000 + [2600] * 1000, 0.01, 50)
+    assert not stable([1_000_000] * 10 + [1_020_000] * 10, 0.01, 50)
+    assert stable([1_000_000] * 10 + [1_005_000] * 10, 0.01, 50)
 
 
 def test_time_calls_stops_at_the_cap():
