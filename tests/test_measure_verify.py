@@ -64,6 +64,15 @@ def test_stable_allows_a_few_us_call_its_jitter_but_not_a_drift():
     assert stable([1_000_000] * 10 + [1_005_000] * 10, 0.01, 50)
 
 
+def test_tolerance_widens_with_time_spent_up_to_its_bound():
+    cfg = MeasureConfig()  # 1% at the 0.25 s floor
+    assert cfg.tolerance(0.1) == pytest.approx(0.01) and cfg.tolerance(0.25) == pytest.approx(0.01)
+    assert cfg.tolerance(1.0) == pytest.approx(0.02) and cfg.tolerance(2.25) == pytest.approx(0.03)
+    assert cfg.tolerance(60.0) == pytest.approx(0.05)
+    # a bound asked for tighter or looser than the default is kept at the floor
+    assert MeasureConfig(stable_rel=5.0).tolerance(10.0) == pytest.approx(5.0)
+
+
 def test_time_calls_stops_at_the_cap():
     cfg = MeasureConfig(warmup_runs=0, warmup_s=0.0, min_runs=1000, min_time_s=0.0,
                         max_time_s=0.05)
