@@ -71,6 +71,8 @@ def test_tolerance_widens_with_time_spent_up_to_its_bound():
     assert cfg.tolerance(60.0) == pytest.approx(0.05)
     # a bound asked for tighter or looser than the default is kept at the floor
     assert MeasureConfig(stable_rel=5.0).tolerance(10.0) == pytest.approx(5.0)
+    # no floor asked for: the bound still starts at 1% (it widens from 0.25 s on)
+    assert MeasureConfig(min_time_s=0.0).tolerance(0.1) == pytest.approx(0.01)
 
 
 def test_time_calls_stops_at_the_cap():
