@@ -483,15 +483,21 @@ class Lowerer:
             var = user
         return None
 
-    def store_quantized(self, var: relax.Var, build) -> _Stored | None:
-        """var's producer storing the integers of the quantize it only feeds:
-        build(quant, out_shape) emits it; None: the caller emits the float kernel."""
+    def rowwise_or_stored(self, var: relax.Var, key: tuple, build, args, flat: tuple,
+                          shape) -> relax.Expr | _Stored:
+        """A rowwise kernel for var (`build(quant)`, key + (quant,)); when var only feeds a
+        quantize, the kernel stores that quantize's integers instead of var (its cast takes
+        the tensor, the reshapes between are skipped)."""
+        def emit(q: rowwise.Quant | None, out):
+            return self.rowwise((*key, q), lambda: build(q), args, flat, out, var.name,
+                                rowwise.out_dtype(q))
+
         found = self.quantized_by(var)
         if found is None:
-            return None
+            return emit(None, shape)
         path, q = found
         cast = path[-1]
-        self.stored[cast] = build(q, _ints(cast.ty.shape))
+        self.stored[cast] = emit(q, _ints(cast.ty.shape))
         self.skip.update(path[:-1])
         return _Stored(cast)
 
@@ -745,13 +751,9 @@ class Lowerer:
         eps = float(a.epsilon)
         args = [self.plain(call.args[0]), relax.const(gamma.astype(np.float32)),
                 relax.const(beta.astype(np.float32))]
-
-        def emit(q: rowwise.Quant | None, out):
-            return self.rowwise(("layer_norm", rows, d, eps, q),
-                                lambda: rowwise.layer_norm_kernel(rows, d, eps, q), args,
-                                (rows, d), out, var.name, rowwise.out_dtype(q))
-
-        return self.store_quantized(var, emit) or emit(None, shape)
+        return self.rowwise_or_stored(var, ("layer_norm", rows, d, eps),
+                                      lambda q: rowwise.layer_norm_kernel(rows, d, eps, q),
+                                      args, (rows, d), shape)
 
     def softmax(self, var, call):
         shape = _ints(var.ty.shape)
@@ -769,13 +771,8 @@ class Lowerer:
     def gelu(self, var, call):
         shape = _ints(var.ty.shape)
         n = int(np.prod(shape))
-        x = self.plain(call.args[0])
-
-        def emit(q: rowwise.Quant | None, out):
-            return self.rowwise(("gelu", n, q), lambda: rowwise.gelu_kernel(n, q), [x], (n,),
-                                out, var.name, rowwise.out_dtype(q))
-
-        return self.store_quantized(var, emit) or emit(None, shape)
+        return self.rowwise_or_stored(var, ("gelu", n), lambda q: rowwise.gelu_kernel(n, q),
+                                      [self.plain(call.args[0])], (n,), shape)
 
     def permute_dims(self, var, call):
         src_shape = _ints(call.args[0].ty.shape)
@@ -786,14 +783,9 @@ class Lowerer:
         if same is not None:
             return self.view(same, _ints(var.ty.shape))
         n = int(np.prod(src_shape))
-        x = self.plain(call.args[0])
-
-        def emit(q: rowwise.Quant | None, out):
-            return self.rowwise(("transpose", src_shape, axes, q),
-                                lambda: rowwise.transpose_kernel(src_shape, axes, q), [x],
-                                (n,), out, var.name, rowwise.out_dtype(q))
-
-        return self.store_quantized(var, emit) or emit(None, _ints(var.ty.shape))
+        return self.rowwise_or_stored(var, ("transpose", src_shape, axes),
+                                      lambda q: rowwise.transpose_kernel(src_shape, axes, q),
+                                      [self.plain(call.args[0])], (n,), _ints(var.ty.shape))
 
     def _nhwc_order(self, expr, axes: tuple[int, ...]) -> relax.Expr | None:
         """The NHWC tensor of a value of ours whose permutation `axes` is already its memory
